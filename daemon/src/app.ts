@@ -1,0 +1,32 @@
+// Composition root: the one list of subsystems, built from the validated config, in dependency order.
+// It touches no process state (signals, exit codes, sd_notify): main.ts does. Tests drive this directly.
+import { Camera } from './camera/camera.js';
+import type { Config } from './config/schema.js';
+import { lifecycle, type Lifecycle, type Service } from './lifecycle/service.js';
+import type { Logger } from './log.js';
+import { Broker } from './mqtt/broker.js';
+
+export interface App extends Lifecycle {
+  readonly services: readonly Service[];
+  /** One line for systemd's STATUS= and the log: what is running. */
+  summary(): string;
+}
+
+export function buildApp(config: Config, log: Logger): App {
+  const broker = new Broker(config.broker, log.child({ service: 'broker' }));
+  const cameras = config.cameras.map(
+    (camera) => new Camera(camera, config.sfu, log.child({ service: 'camera', camera: camera.name })),
+  );
+  // Start order is dependency order: the broker first, so cameras can publish their state on it.
+  const services: Service[] = [broker, ...cameras];
+  const life = lifecycle(services, log, config.shutdown.timeoutMs);
+  return {
+    ...life,
+    services,
+    summary() {
+      const address = broker.address();
+      const streaming = cameras.filter((camera) => camera.status().state === 'streaming').length;
+      return `broker on ${address ? `${address.host}:${address.port}` : 'nothing'}; ${streaming}/${cameras.length} cameras streaming to ${config.sfu.host}`;
+    },
+  };
+}

@@ -1,0 +1,217 @@
+// Supervises one camera: runs its pipeline in a worker process (worker.ts), watches it stream, and
+// restarts it with capped exponential backoff and jitter when it errors, ends, stalls or dies. A camera
+// that cannot stream never stops the daemon: other cameras and the broker keep running.
+// This is the only module that imports child_process.
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import type { CameraConfig, Config } from '../config/schema.js';
+import type { Service } from '../lifecycle/service.js';
+import { cameraChain, PAYLOADER_NAME, renderPipeline } from './pipeline.js';
+import type { FromWorker, ToWorker } from './worker-protocol.js';
+
+export type CameraState = 'starting' | 'streaming' | 'restarting' | 'stopped';
+
+export interface CameraTimings {
+  /** No new RTP packet for this long while running counts as a stall. */
+  stallMs: number;
+  /** First and largest restart delay; each failure doubles it, ±20 % jitter. */
+  backoffMinMs: number;
+  backoffMaxMs: number;
+  /** How long a worker gets to exit after `stop` before SIGTERM, then SIGKILL. */
+  exitGraceMs: number;
+}
+
+export const DEFAULT_TIMINGS: CameraTimings = {
+  stallMs: 5000,
+  backoffMinMs: 1000,
+  backoffMaxMs: 30_000,
+  exitGraceMs: 1500,
+};
+
+export class Camera implements Service {
+  readonly name: string;
+  private worker: ChildProcess | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private stallTimer: NodeJS.Timeout | undefined;
+  private state: CameraState = 'stopped';
+  private failures = 0;
+  private packets = 0;
+  private restarts = 0;
+  private lastError: string | undefined;
+  private lastStatsAt = 0;
+  private lastProgressAt = 0;
+  private stopping = false;
+
+  constructor(
+    private readonly camera: CameraConfig,
+    private readonly sfu: Config['sfu'],
+    private readonly log: Logger,
+    private readonly timings: CameraTimings = DEFAULT_TIMINGS,
+  ) {
+    this.name = `camera ${camera.name}`;
+  }
+
+  /** What a status line or (later) the retained MQTT state shows. */
+  status(): { state: CameraState; packets: number; restarts: number; lastError: string | undefined } {
+    return { state: this.state, packets: this.packets, restarts: this.restarts, lastError: this.lastError };
+  }
+
+  async start(): Promise<void> {
+    this.stopping = false;
+    // Render first: a description that cannot be built is a config problem, reported at start.
+    const description = renderPipeline(cameraChain(this.camera, this.sfu));
+    this.log.debug({ pipeline: description }, 'camera pipeline');
+    await this.launch(description);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.restartTimer);
+    clearInterval(this.stallTimer);
+    this.restartTimer = undefined;
+    this.stallTimer = undefined;
+    await this.endWorker();
+    this.setState('stopped');
+  }
+
+  healthy(): boolean {
+    if (this.stopping) return false;
+    if (this.restartTimer) return true; // failing, but handled: backing off before the next try
+    return this.worker !== undefined && Date.now() - this.lastStatsAt < this.timings.stallMs * 2;
+  }
+
+  /** Fork the worker; resolves once the pipeline is playing or the attempt has failed (and is rescheduled). */
+  private launch(description: string): Promise<void> {
+    this.setState(this.restarts === 0 && this.failures === 0 ? 'starting' : 'restarting');
+    const { path, execArgv } = workerEntry();
+    const worker = fork(path, [], {
+      execArgv,
+      // pollBus and each pending pull() hold a libuv worker thread; the default pool of 4 runs out.
+      env: { ...process.env, UV_THREADPOOL_SIZE: '8' },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    this.worker = worker;
+    this.lastStatsAt = Date.now();
+    this.lastProgressAt = Date.now();
+    let lastPackets = 0;
+
+    return new Promise<void>((resolve) => {
+      const settle = (): void => resolve();
+      worker.on('message', (message: FromWorker) => {
+        switch (message.type) {
+          case 'started':
+            settle();
+            break;
+          case 'stats':
+            this.lastStatsAt = Date.now();
+            if (message.packets > lastPackets) {
+              this.packets += message.packets - lastPackets;
+              lastPackets = message.packets;
+              this.lastProgressAt = Date.now();
+              if (this.state !== 'streaming') {
+                this.failures = 0;
+                this.setState('streaming');
+              }
+            }
+            break;
+          case 'error':
+            this.fail(worker, `${message.element ?? 'pipeline'}: ${message.message}`, message.debug);
+            settle();
+            break;
+          case 'eos':
+            this.fail(worker, 'pipeline ended (end of stream)', undefined);
+            settle();
+            break;
+        }
+      });
+      worker.on('error', (error) => {
+        this.fail(worker, `worker process: ${error.message}`, undefined);
+        settle();
+      });
+      worker.on('exit', (code, signal) => {
+        if (this.worker === worker) {
+          this.worker = undefined;
+          this.fail(worker, `worker exited (${signal ?? `code ${code}`})`, undefined);
+        }
+        settle();
+      });
+      worker.send({ type: 'run', description, payloader: PAYLOADER_NAME } satisfies ToWorker);
+      clearInterval(this.stallTimer);
+      this.stallTimer = setInterval(
+        () => {
+          if (this.worker === worker && Date.now() - this.lastProgressAt > this.timings.stallMs) {
+            this.fail(worker, `stalled: no RTP packet for ${this.timings.stallMs} ms`, undefined);
+          }
+        },
+        Math.min(1000, this.timings.stallMs),
+      );
+    });
+  }
+
+  /** Record a failure of `worker`, end it, and schedule the next attempt. Ignores stale workers. */
+  private fail(worker: ChildProcess, reason: string, debug: string | undefined): void {
+    if (this.stopping || this.restartTimer) return;
+    if (this.worker !== undefined && this.worker !== worker) return;
+    this.failures += 1;
+    this.lastError = reason;
+    const base = Math.min(this.timings.backoffMaxMs, this.timings.backoffMinMs * 2 ** (this.failures - 1));
+    const delayMs = Math.round(base * (0.8 + Math.random() * 0.4));
+    this.log.warn({ reason, debug, retryInMs: delayMs, failures: this.failures }, 'camera failed');
+    this.setState('restarting');
+    clearInterval(this.stallTimer);
+    this.stallTimer = undefined;
+    this.restartTimer = setTimeout(() => {
+      void this.endWorker().then(() => {
+        this.restartTimer = undefined;
+        if (this.stopping) return;
+        this.restarts += 1;
+        return this.launch(renderPipeline(cameraChain(this.camera, this.sfu)));
+      });
+    }, delayMs);
+    void this.endWorker();
+  }
+
+  /** Ask the worker to stop, then SIGTERM, then SIGKILL; resolves when it has really exited. */
+  private async endWorker(): Promise<void> {
+    const worker = this.worker;
+    this.worker = undefined;
+    if (!worker || worker.exitCode !== null || worker.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    const escalate = async (signal: NodeJS.Signals | undefined): Promise<boolean> => {
+      if (signal) worker.kill(signal);
+      else if (worker.connected) worker.send({ type: 'stop' } satisfies ToWorker);
+      else worker.kill('SIGTERM');
+      return Promise.race([exited.then(() => true), delay(this.timings.exitGraceMs).then(() => false)]);
+    };
+    if (await escalate(undefined)) return;
+    if (await escalate('SIGTERM')) return;
+    this.log.error('camera worker ignored SIGTERM; killing it');
+    worker.kill('SIGKILL');
+    await exited;
+  }
+
+  private setState(state: CameraState): void {
+    if (state === this.state) return;
+    this.state = state;
+    this.log.info({ state, restarts: this.restarts }, 'camera state');
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * The worker's entry file. Built JavaScript runs `worker.js` beside this file; when this module is
+ * TypeScript (the test suite runs sources through vitest), the worker runs through tsx the same way.
+ */
+function workerEntry(): { path: string; execArgv: string[] } {
+  if (import.meta.url.endsWith('.ts')) {
+    return {
+      path: fileURLToPath(new URL('./worker.ts', import.meta.url)),
+      execArgv: ['--import', import.meta.resolve('tsx')],
+    };
+  }
+  return { path: fileURLToPath(new URL('./worker.js', import.meta.url)), execArgv: [] };
+}

@@ -1,0 +1,155 @@
+// Pipelines are data: a camera's GStreamer pipeline is a typed list of elements and caps, turned into a
+// gst-launch description by `renderPipeline`, the one function that quotes and escapes. Nothing else
+// concatenates strings into a pipeline, so a hostile config value (a device path with `!` in it, say)
+// can only ever be a property value, never a new element.
+import type { CameraConfig, Config } from '../config/schema.js';
+import { OutpostError } from '../errors.js';
+
+export interface Fraction {
+  num: number;
+  den: number;
+}
+export type Value = string | number | boolean | Fraction;
+
+export interface ElementLink {
+  kind: 'element';
+  factory: string;
+  name?: string;
+  props?: Readonly<Record<string, Value | undefined>>;
+}
+
+export interface CapsLink {
+  kind: 'caps';
+  /** e.g. `video/x-raw` */
+  media: string;
+  fields: Readonly<Record<string, Value>>;
+}
+
+export type Link = ElementLink | CapsLink;
+
+const IDENTIFIER = /^[a-z][a-z0-9_-]*$/i;
+const MEDIA_TYPE = /^[a-z]+\/[a-z0-9.+-]+$/i;
+/** Caps string values are short tokens (NV12, constrained-baseline); anything else is refused. */
+const CAPS_TOKEN = /^[A-Za-z0-9_.+-]+$/;
+// eslint-disable-next-line no-control-regex -- control characters are exactly what this rejects
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+export function element(factory: string, props?: ElementLink['props'], name?: string): ElementLink {
+  return name === undefined ? { kind: 'element', factory, props } : { kind: 'element', factory, props, name };
+}
+
+export function caps(media: string, fields: CapsLink['fields']): CapsLink {
+  return { kind: 'caps', media, fields };
+}
+
+/** Render a linear chain as a gst-launch description. Throws PIPELINE_INVALID on anything unsafe. */
+export function renderPipeline(chain: readonly Link[]): string {
+  if (chain.length === 0) throw invalid('a pipeline needs at least one element');
+  return chain.map((link) => (link.kind === 'element' ? renderElement(link) : renderCaps(link))).join(' ! ');
+}
+
+function renderElement(link: ElementLink): string {
+  if (!IDENTIFIER.test(link.factory))
+    throw invalid(`bad element factory name ${JSON.stringify(link.factory)}`);
+  const parts = [link.factory];
+  if (link.name !== undefined) parts.push(`name=${quote(link.name)}`);
+  for (const [key, value] of Object.entries(link.props ?? {})) {
+    if (value === undefined) continue;
+    if (!IDENTIFIER.test(key)) throw invalid(`bad property name ${JSON.stringify(key)} on ${link.factory}`);
+    parts.push(`${key}=${renderValue(value, `${link.factory}.${key}`)}`);
+  }
+  return parts.join(' ');
+}
+
+function renderCaps(link: CapsLink): string {
+  if (!MEDIA_TYPE.test(link.media)) throw invalid(`bad caps media type ${JSON.stringify(link.media)}`);
+  const fields = Object.entries(link.fields).map(([key, value]) => {
+    if (!IDENTIFIER.test(key)) throw invalid(`bad caps field name ${JSON.stringify(key)}`);
+    if (typeof value === 'string') {
+      if (!CAPS_TOKEN.test(value))
+        throw invalid(`caps field ${key} has unsafe value ${JSON.stringify(value)}`);
+      return `${key}=(string)${value}`;
+    }
+    if (typeof value === 'number') return `${key}=(int)${integer(value, key)}`;
+    if (typeof value === 'boolean') return `${key}=(boolean)${value}`;
+    return `${key}=(fraction)${integer(value.num, key)}/${integer(value.den, key)}`;
+  });
+  return [link.media, ...fields].join(',');
+}
+
+function renderValue(value: Value, where: string): string {
+  if (typeof value === 'boolean') return value ? 'true' : 'false';
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw invalid(`${where} is not a finite number`);
+    return String(value);
+  }
+  if (typeof value === 'object') return `${integer(value.num, where)}/${integer(value.den, where)}`;
+  return quote(value);
+}
+
+/**
+ * gst-launch's lexer reads a double-quoted string as `"([^"\\]|\\.)*"` and unescapes `\x` to `x`, so
+ * escaping `\` and `"` keeps any value inside its quotes. Control characters (a newline ends a token)
+ * are refused rather than escaped.
+ */
+export function quote(value: string): string {
+  if (CONTROL.test(value)) throw invalid(`value ${JSON.stringify(value)} contains a control character`);
+  return `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+function integer(value: number, where: string): number {
+  if (!Number.isSafeInteger(value)) throw invalid(`${where} must be a whole number, got ${value}`);
+  return value;
+}
+
+function invalid(message: string): OutpostError {
+  return new OutpostError('PIPELINE_INVALID', `pipeline: ${message}`, {
+    hint: 'this is a bug or a config value GStreamer cannot take; check the camera settings',
+  });
+}
+
+/** Names of elements the camera supervisor reads back (packet counter on the payloader). */
+export const PAYLOADER_NAME = 'pay';
+
+/**
+ * The chain for one camera: capture → H.264 (constrained baseline, SPS/PPS on every keyframe) → RTP
+ * → UDP to the SFU. No decode, no per-frame JavaScript. Only the `test` source exists so far.
+ */
+export function cameraChain(camera: CameraConfig, sfu: Config['sfu']): Link[] {
+  const keyframeFrames = Math.max(1, Math.round(camera.framerate * camera.keyframeIntervalSeconds));
+  return [
+    element('videotestsrc', { 'is-live': true, pattern: camera.source.pattern }, 'src'),
+    caps('video/x-raw', {
+      width: camera.width,
+      height: camera.height,
+      framerate: { num: camera.framerate, den: 1 },
+    }),
+    element('x264enc', {
+      // zerolatency: no lookahead, no B-frames, sliced threads: each frame leaves as soon as it is coded.
+      tune: 'zerolatency',
+      'speed-preset': 'ultrafast',
+      bitrate: camera.bitrateKbps,
+      'key-int-max': keyframeFrames,
+    }),
+    // Constrained baseline is the one H.264 profile every browser's WebRTC stack decodes.
+    caps('video/x-h264', { profile: 'constrained-baseline' }),
+    element(
+      'rtph264pay',
+      {
+        pt: camera.rtp.payloadType,
+        ssrc: camera.rtp.ssrc ?? ssrcFor(camera.name),
+        // -1: send SPS/PPS with every IDR frame, so a receiver can start at any keyframe.
+        'config-interval': -1,
+      },
+      PAYLOADER_NAME,
+    ),
+    element('udpsink', { host: sfu.host, port: camera.rtp.port, sync: false, async: false }),
+  ];
+}
+
+/** A stable, non-zero 32-bit SSRC from the camera name (FNV-1a), so restarts keep the same SSRC. */
+export function ssrcFor(cameraName: string): number {
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(cameraName)) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  return hash === 0 ? 1 : hash;
+}

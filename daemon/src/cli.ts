@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// The `outpost` command. Parses arguments (commander) and calls into the rooms; it holds no logic of
+// its own. Exit statuses are ExitCode (docs/operations.md): 2 for any usage or config mistake.
+import { Command, CommanderError, Option } from 'commander';
+import { stringify } from 'yaml';
+import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, redactSecrets } from './config/load.js';
+import { formatConfigError } from './config/report.js';
+import { describeError, ExitCode } from './errors.js';
+import { runDaemon } from './main.js';
+import { VERSION } from './version.js';
+
+function program(): Command {
+  const cli = new Command('outpost')
+    .description('Outpost edge appliance daemon: cameras to the site SFU, embedded MQTT broker')
+    .version(VERSION, '-V, --version', 'print the version and exit')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+
+  cli
+    .command('run')
+    .description('run the daemon in the foreground (systemd starts it this way)')
+    .addOption(
+      new Option('-c, --config <file>', `config file (default: ${DEFAULT_CONFIG_PATH})`).conflicts(
+        'defaults',
+      ),
+    )
+    .option('--defaults', 'run on the embedded defaults: one test-pattern camera, broker on 127.0.0.1')
+    .action(async (options: { config?: string; defaults?: boolean }) => {
+      const code = await runDaemon({ configPath: options.config, defaults: options.defaults === true });
+      // Exit now rather than wait for stray handles: the stop bound promised to systemd includes this.
+      process.exit(code);
+    });
+
+  cli
+    .command('check-config')
+    .description('validate a config file: list every problem (exit 2) or print the effective config (exit 0)')
+    .argument('[file]', 'config file', DEFAULT_CONFIG_PATH)
+    .action(async (file: string) => {
+      try {
+        const config = await loadConfig(file);
+        process.stdout.write(
+          `# ${file}: OK. Effective configuration (defaults filled in, secrets redacted):\n`,
+        );
+        process.stdout.write(stringify(redactSecrets(config)));
+        process.exitCode = ExitCode.OK;
+      } catch (error) {
+        process.stderr.write(
+          `${error instanceof ConfigError ? formatConfigError(error) : `outpost: ${describeError(error)}`}\n`,
+        );
+        process.exitCode = ExitCode.CONFIG;
+      }
+    });
+
+  cli
+    .command('version')
+    .description('print the version')
+    .action(() => {
+      process.stdout.write(`outpost ${VERSION}\n`);
+    });
+
+  return cli;
+}
+
+try {
+  await program().parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // --help and --version end here with exit code 0; usage mistakes with 2 (message already printed).
+    process.exitCode = error.exitCode === 0 ? ExitCode.OK : ExitCode.CONFIG;
+  } else {
+    process.stderr.write(`outpost: ${describeError(error)}\n`);
+    process.exitCode = ExitCode.INTERNAL;
+  }
+}

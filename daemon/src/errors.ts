@@ -1,0 +1,46 @@
+// Coded errors and exit codes: one place, so logs, CLI output and (later) MQTT error replies carry a
+// stable code, and docs/operations.md can list every exit status the daemon uses.
+
+/** Process exit statuses. Documented in docs/operations.md; systemd's unit keys off CONFIG. */
+export const ExitCode = {
+  /** Clean stop after SIGTERM/SIGINT, or a command that did what it was asked. */
+  OK: 0,
+  /** A bug or an error nothing expected; the log line before exit says what. */
+  INTERNAL: 1,
+  /** Bad command line or bad configuration: restarting will not help until a person fixes it. */
+  CONFIG: 2,
+  /** A subsystem could not start (port taken, GStreamer missing…); the log names it. */
+  START_FAILED: 3,
+  /** Stopping took longer than shutdown.timeoutMs; what did not stop in time was abandoned. */
+  STOP_TIMEOUT: 4,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+export type ErrorCode =
+  | 'CONFIG_INVALID'
+  | 'CONFIG_UNREADABLE'
+  | 'CONFIG_MISSING'
+  | 'START_FAILED'
+  | 'STOP_TIMEOUT'
+  | 'PIPELINE_INVALID'
+  | 'CAMERA_WORKER_EXITED';
+
+/** An error that names its problem and the fix. `code` is stable; `message` is for people. */
+export class OutpostError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = 'OutpostError';
+    this.code = code;
+    this.hint = options.hint;
+  }
+}
+
+/** A message for a person: the error's own words and, when it has one, the fix. */
+export function describeError(error: unknown): string {
+  if (error instanceof OutpostError) return error.hint ? `${error.message} (${error.hint})` : error.message;
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

@@ -1,0 +1,103 @@
+import { describe, expect, it } from 'vitest';
+import {
+  ConfigError,
+  embeddedDefaults,
+  formatPath,
+  loadConfig,
+  parseConfig,
+  redactSecrets,
+} from '../../daemon/src/config/load.js';
+
+const fixture = (name: string) => new URL(`../fixtures/${name}`, import.meta.url).pathname;
+
+function problemsOf(text: string) {
+  try {
+    parseConfig(text, 'test.yaml');
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error('expected the config to be rejected');
+}
+
+describe('configuration', () => {
+  it('embedded defaults: one test camera, broker on loopback, RTP to 127.0.0.1:5004', () => {
+    const config = embeddedDefaults();
+    expect(config.broker.tcp).toEqual({ host: '127.0.0.1', port: 1883 });
+    expect(config.cameras).toHaveLength(1);
+    expect(config.cameras[0]).toMatchObject({ name: 'cam0', source: { type: 'test' }, rtp: { port: 5004 } });
+    expect(config.sfu.host).toBe('127.0.0.1');
+  });
+
+  it('reads a good file with every key, filling defaults for what it leaves out', async () => {
+    const config = await loadConfig(fixture('good.yaml'));
+    expect(config.site).toBe('riverside');
+    expect(config.cameras[0]).toMatchObject({ name: 'gate', width: 1920, rtp: { port: 5004, ssrc: 12345 } });
+    expect(config.cameras[1]).toMatchObject({
+      name: 'yard',
+      width: 1280,
+      framerate: 30,
+      rtp: { port: 5006 },
+    });
+  });
+
+  it('an empty file means the defaults', () => {
+    expect(parseConfig('', 'empty.yaml')).toEqual(embeddedDefaults());
+  });
+
+  it('reports every mistake with its path, value and line, not just the first', () => {
+    const problems = problemsOf(
+      [
+        'site: Bad Name', //                  line 1: wrong format
+        'broker:',
+        '  tcp:',
+        '    port: 70000', //                 line 4: out of range
+        'cameras:',
+        '  - width: wide', //                 line 6: wrong type, and name missing
+        '    bitrateKpbs: 10', //             line 7: unknown key (typo)
+      ].join('\n'),
+    );
+    const byPath = Object.fromEntries(problems.map((p) => [p.path, p]));
+    expect(Object.keys(byPath).sort()).toEqual(
+      ['broker.tcp.port', 'cameras[0].bitrateKpbs', 'cameras[0].name', 'cameras[0].width', 'site'].sort(),
+    );
+    expect(byPath['site']).toMatchObject({ line: 1, value: 'Bad Name' });
+    expect(byPath['broker.tcp.port']).toMatchObject({ line: 4, value: 70000, message: 'a port is 1–65535' });
+    expect(byPath['cameras[0].width']).toMatchObject({ line: 6, value: 'wide' });
+    expect(byPath['cameras[0].name']?.message).toBe('required key is missing');
+    expect(byPath['cameras[0].bitrateKpbs']?.line).toBe(7);
+    expect(byPath['cameras[0].bitrateKpbs']?.message).toContain('did you mean "bitrateKbps"');
+  });
+
+  it('refuses plain MQTT on a LAN address and says why', () => {
+    const [problem] = problemsOf('broker:\n  tcp:\n    host: 0.0.0.0\n');
+    expect(problem).toMatchObject({ path: 'broker.tcp.host', value: '0.0.0.0' });
+    expect(problem?.message).toMatch(/loopback only/);
+  });
+
+  it('refuses two cameras with the same name or RTP port', () => {
+    const problems = problemsOf('cameras:\n  - name: a\n  - name: a\n    rtp:\n      port: 5004\n');
+    expect(problems.map((p) => p.path).sort()).toEqual(['cameras[1].name', 'cameras[1].rtp.port']);
+  });
+
+  it('reports YAML syntax errors with their line', () => {
+    const [problem] = problemsOf('site: demo\ncameras: [\n  - name\n');
+    expect(problem?.message).toMatch(/YAML syntax/);
+    expect(problem?.line).toBeGreaterThan(1);
+  });
+
+  it('names a missing file and the fix', async () => {
+    await expect(loadConfig('/nonexistent/outpost.yaml')).rejects.toThrow(/does not exist/);
+  });
+
+  it('formats paths as people write them', () => {
+    expect(formatPath(['cameras', 0, 'rtp', 'port'])).toBe('cameras[0].rtp.port');
+  });
+
+  it('redacts secret keys at any depth', () => {
+    expect(redactSecrets({ sfu: { apiSecret: 's3cret', host: 'h' }, users: [{ password: 'p' }] })).toEqual({
+      sfu: { apiSecret: '<redacted>', host: 'h' },
+      users: [{ password: '<redacted>' }],
+    });
+  });
+});

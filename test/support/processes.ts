@@ -1,0 +1,140 @@
+// Helpers for tests that run real processes: the built `outpost` CLI, free loopback ports, and waiting
+// for a line of output with a bound instead of sleeping.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = fileURLToPath(new URL('../..', import.meta.url));
+export const CLI = join(REPO, 'dist/daemon/src/cli.js');
+
+export function requireBuilt(): void {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
+}
+
+/** A TCP port that was free on 127.0.0.1 a moment ago. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (!address || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+export async function tempDir(prefix = 'outpost-test-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+export async function writeTemp(name: string, text: string): Promise<string> {
+  const file = join(await tempDir(), name);
+  await writeFile(file, text);
+  return file;
+}
+
+export interface Run {
+  child: ChildProcessWithoutNullStreams;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the first stdout JSON log line matching, or rejects after `ms`. */
+  waitForLog(
+    match: (line: Record<string, unknown>) => boolean,
+    ms?: number,
+  ): Promise<Record<string, unknown>>;
+  exited(ms?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Run the built CLI with arguments; stdout is not a TTY, so logs are JSON lines. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Run {
+  requireBuilt();
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, cwd: REPO });
+  let out = '';
+  let err = '';
+  const waiters: Array<{
+    match: (line: Record<string, unknown>) => boolean;
+    resolve: (v: Record<string, unknown>) => void;
+  }> = [];
+  const seen: Record<string, unknown>[] = [];
+  let partial = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    out += chunk.toString();
+    partial += chunk.toString();
+    const lines = partial.split('\n');
+    partial = lines.pop() ?? '';
+    for (const text of lines) {
+      let line: Record<string, unknown>;
+      try {
+        line = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      seen.push(line);
+      for (const waiter of [...waiters]) {
+        if (waiter.match(line)) {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          waiter.resolve(line);
+        }
+      }
+    }
+  });
+  child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    waitForLog(match, ms = 20_000) {
+      const found = seen.find(match);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`no matching log line within ${ms} ms; stdout:\n${out}\nstderr:\n${err}`)),
+          ms,
+        );
+        waiters.push({
+          match,
+          resolve: (line) => {
+            clearTimeout(timer);
+            resolve(line);
+          },
+        });
+      });
+    },
+    exited(ms = 20_000) {
+      return Promise.race([
+        exit,
+        new Promise<never>((_, reject) =>
+          setTimeout(
+            () => reject(new Error(`process did not exit within ${ms} ms; stdout:\n${out}\nstderr:\n${err}`)),
+            ms,
+          ).unref(),
+        ),
+      ]);
+    },
+  };
+}
+
+/** Run the CLI to completion. */
+export async function runCliToEnd(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const run = runCli(args, env);
+  const { code } = await run.exited();
+  return { code, stdout: run.stdout(), stderr: run.stderr() };
+}
+
+/** A config for a daemon that binds only free loopback ports. */
+export async function daemonConfig(
+  extra = '',
+): Promise<{ file: string; brokerPort: number; rtpPort: number }> {
+  const brokerPort = await freePort();
+  const rtpPort = await freePort();
+  const file = await writeTemp(
+    'outpost.yaml',
+    `site: test\ndevice: box1\nbroker:\n  tcp:\n    port: ${brokerPort}\ncameras:\n  - name: cam0\n    width: 320\n    height: 240\n    rtp:\n      port: ${rtpPort}\n${extra}`,
+  );
+  return { file, brokerPort, rtpPort };
+}
