@@ -53,8 +53,20 @@ export class Camera implements Service {
   }
 
   /** What a status line or (later) the retained MQTT state shows. */
-  status(): { state: CameraState; packets: number; restarts: number; lastError: string | undefined } {
-    return { state: this.state, packets: this.packets, restarts: this.restarts, lastError: this.lastError };
+  status(): {
+    state: CameraState;
+    packets: number;
+    restarts: number;
+    lastError: string | undefined;
+    workerPid: number | undefined;
+  } {
+    return {
+      state: this.state,
+      packets: this.packets,
+      restarts: this.restarts,
+      lastError: this.lastError,
+      workerPid: this.worker?.pid,
+    };
   }
 
   async start(): Promise<void> {

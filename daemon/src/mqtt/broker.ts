@@ -1,7 +1,7 @@
 // The embedded MQTT broker (Aedes) and its listeners. This first cut serves plain MQTT on loopback
 // only, for local clients on the box; the TLS LAN listener, identities, ACL and on-disk persistence
 // arrive with provisioning and hang off the same hooks (authenticate, authorizePublish, …).
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { Aedes } from 'aedes';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
@@ -12,6 +12,7 @@ export class Broker implements Service {
   readonly name = 'broker';
   private aedes: Aedes | undefined;
   private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
 
   constructor(
     private readonly settings: Config['broker'],
@@ -32,7 +33,11 @@ export class Broker implements Service {
     aedes.on('connectionError', (client, error) =>
       this.log.debug({ client: client.id, err: error }, 'mqtt connection error'),
     );
-    const server = createServer((socket) => aedes.handle(socket));
+    const server = createServer((socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+      aedes.handle(socket);
+    });
     const { host, port } = this.settings.tcp;
     try {
       await new Promise<void>((resolve, reject) => {
@@ -67,9 +72,11 @@ export class Broker implements Service {
     const { aedes, server } = this;
     this.aedes = undefined;
     this.server = undefined;
-    // Stop accepting first, then let Aedes disconnect its clients so server.close() can complete.
+    // Stop accepting, close the broker, then end every client connection: server.close() completes
+    // only when they are gone, and a client should see its broker leave rather than a silent socket.
     const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
     await closed;
   }
 

@@ -1,0 +1,107 @@
+// A camera supervisor with the real worker process and real GStreamer: RTP arrives at the configured
+// UDP port on loopback, and a worker that dies is replaced with backoff until packets flow again.
+import { createSocket, type Socket } from 'node:dgram';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Camera, type CameraState } from '../../daemon/src/camera/camera.js';
+import { ssrcFor } from '../../daemon/src/camera/pipeline.js';
+import { configSchema } from '../../daemon/src/config/schema.js';
+
+const log = pino({ level: 'silent' });
+const fast = { stallMs: 3000, backoffMinMs: 200, backoffMaxMs: 1000, exitGraceMs: 1000 };
+
+let camera: Camera | undefined;
+let receiver: Socket | undefined;
+afterEach(async () => {
+  await camera?.stop();
+  receiver?.close();
+  camera = undefined;
+  receiver = undefined;
+});
+
+/** A UDP receiver on a free loopback port that keeps the RTP headers it sees. */
+async function rtpReceiver() {
+  const socket = createSocket('udp4');
+  const packets: { payloadType: number; ssrc: number; sequence: number }[] = [];
+  socket.on('message', (packet) => {
+    if (packet.length < 12 || packet[0]! >> 6 !== 2) return;
+    packets.push({
+      payloadType: packet[1]! & 0x7f,
+      ssrc: packet.readUInt32BE(8),
+      sequence: packet.readUInt16BE(2),
+    });
+  });
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  receiver = socket;
+  return { port: socket.address().port, packets };
+}
+
+function configFor(port: number) {
+  const config = configSchema.parse({
+    cameras: [{ name: 'gate', width: 320, height: 240, rtp: { port, payloadType: 102 } }],
+  });
+  return { camera: config.cameras[0]!, sfu: config.sfu };
+}
+
+async function until(check: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('camera', () => {
+  it('streams H.264 RTP with the configured payload type and a stable SSRC to the SFU port', async () => {
+    const rtp = await rtpReceiver();
+    const { camera: settings, sfu } = configFor(rtp.port);
+    camera = new Camera(settings, sfu, log, fast);
+    await camera.start();
+    await until(() => camera!.status().state === 'streaming', 10_000, 'streaming');
+    await until(() => rtp.packets.length >= 30, 5000, '30 RTP packets');
+    expect(new Set(rtp.packets.map((p) => p.payloadType))).toEqual(new Set([102]));
+    expect(new Set(rtp.packets.map((p) => p.ssrc))).toEqual(new Set([ssrcFor('gate')]));
+    expect(camera.healthy()).toBe(true);
+  });
+
+  it('a killed worker is replaced: restarting, then streaming again, with the same SSRC', async () => {
+    const rtp = await rtpReceiver();
+    const { camera: settings, sfu } = configFor(rtp.port);
+    camera = new Camera(settings, sfu, log, fast);
+    const states: CameraState[] = [];
+    await camera.start();
+    await until(() => camera!.status().state === 'streaming', 10_000, 'streaming');
+    const firstPid = camera.status().workerPid;
+    expect(firstPid).toBeDefined();
+    const poll = setInterval(() => {
+      const state = camera?.status().state;
+      if (state && states.at(-1) !== state) states.push(state);
+    }, 20);
+    process.kill(firstPid!, 'SIGKILL');
+    await until(
+      () => camera!.status().restarts === 1 && camera!.status().state === 'streaming',
+      15_000,
+      'restart',
+    );
+    clearInterval(poll);
+    expect(states).toContain('restarting');
+    expect(camera.status().workerPid).not.toBe(firstPid);
+    expect(camera.status().lastError).toMatch(/worker exited \(SIGKILL\)/);
+    const before = rtp.packets.length;
+    await until(() => rtp.packets.length > before + 10, 5000, 'packets after restart');
+    expect(new Set(rtp.packets.map((p) => p.ssrc))).toEqual(new Set([ssrcFor('gate')]));
+    expect(camera.healthy()).toBe(true);
+  });
+
+  it('stop ends the worker process and resolves only once it has exited', async () => {
+    const rtp = await rtpReceiver();
+    const { camera: settings, sfu } = configFor(rtp.port);
+    camera = new Camera(settings, sfu, log, fast);
+    await camera.start();
+    const pid = camera.status().workerPid!;
+    await camera.stop();
+    expect(() => process.kill(pid, 0)).toThrow();
+    expect(camera.status().state).toBe('stopped');
+    expect(camera.healthy()).toBe(false);
+  });
+});

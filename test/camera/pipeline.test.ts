@@ -1,0 +1,96 @@
+// Pipeline descriptions: values are quoted and escaped so that no config string can add elements.
+// The proof is GStreamer's own parser (gst-launch-1.0), not a regex.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { embeddedDefaults } from '../../daemon/src/config/load.js';
+import {
+  cameraChain,
+  caps,
+  element,
+  quote,
+  renderPipeline,
+  ssrcFor,
+} from '../../daemon/src/camera/pipeline.js';
+import { REPO, tempDir } from '../support/processes.js';
+
+/**
+ * Parse and run a description the way the camera worker does (gst_parse_launch through
+ * gstreamer-superficial; gst-launch-1.0 would re-quote its arguments), until EOS. Prints the names of
+ * the pipeline's elements that the caller asks about and can find.
+ */
+function parseAndRun(description: string, lookFor: string[] = []) {
+  const script = `
+    const { createRequire } = await import('node:module');
+    const gst = createRequire(process.cwd() + '/')('gstreamer-superficial');
+    const [description, ...names] = process.argv.slice(1);
+    const pipeline = new gst.Pipeline(description);
+    for (const name of names) if (pipeline.findChild(name)) console.log('found ' + name);
+    pipeline.pollBus((m) => {
+      if (m.type === 'eos') { pipeline.stop(); process.exit(0); }
+      if (m.type === 'error') { console.error(m.message); process.exit(1); }
+    });
+    pipeline.play();`;
+  return spawnSync(process.execPath, ['--input-type=module', '-e', script, description, ...lookFor], {
+    encoding: 'utf8',
+    timeout: 20_000,
+    cwd: REPO,
+  });
+}
+
+describe('pipeline descriptions', () => {
+  it('renders the default camera as a pipeline GStreamer accepts and runs', () => {
+    const config = embeddedDefaults();
+    const camera = { ...config.cameras[0]!, width: 320, height: 240 };
+    const description = renderPipeline(cameraChain(camera, config.sfu));
+    expect(description).toContain('x264enc tune="zerolatency"');
+    expect(description).toContain('video/x-h264,profile=(string)constrained-baseline');
+    expect(description).toContain('config-interval=-1');
+    // Run it for a few frames: same description, test source bounded by num-buffers.
+    const bounded = description.replace('videotestsrc ', 'videotestsrc num-buffers=10 ');
+    const result = parseAndRun(bounded);
+    expect(result.status, result.stderr).toBe(0);
+  });
+
+  it('quotes and escapes string values', () => {
+    expect(quote('plain')).toBe('"plain"');
+    expect(quote('a "b" \\c')).toBe('"a \\"b\\" \\\\c"');
+    expect(() => quote('line\nbreak')).toThrow(/control character/);
+  });
+
+  it('a hostile value stays a property value: no element is injected', async () => {
+    const dir = await tempDir();
+    const pwned = join(dir, 'pwned');
+    for (const hostile of [
+      `x" ! filesink location="${pwned}`,
+      `x\\" ! filesink location=${pwned}`,
+      `/dev/video0 ! filesink location=${pwned}`,
+      `x\\`,
+    ]) {
+      const description = renderPipeline([
+        element('fakesrc', { 'num-buffers': 1 }),
+        element('fakesink', { 'last-message': undefined }, hostile),
+      ]);
+      const result = parseAndRun(description, [hostile]);
+      expect(result.status, `${description}\n${result.stderr}`).toBe(0);
+      // The whole hostile string became the sink's name, and no filesink ran.
+      expect(result.stdout).toBe(`found ${hostile}\n`);
+      expect(existsSync(pwned), description).toBe(false);
+    }
+  });
+
+  it('refuses unsafe names and caps values instead of escaping them', () => {
+    expect(() => renderPipeline([element('fakesrc ! filesink', {})])).toThrow(/bad element factory/);
+    expect(() => renderPipeline([element('fakesrc', { 'a b': 1 })])).toThrow(/bad property name/);
+    expect(() => renderPipeline([caps('video/x-raw', { format: 'NV12,width=1' })])).toThrow(/unsafe value/);
+    expect(() => renderPipeline([element('fakesrc', { 'num-buffers': Number.NaN })])).toThrow(/finite/);
+    expect(() => renderPipeline([])).toThrow(/at least one element/);
+  });
+
+  it('derives a stable non-zero SSRC from the camera name', () => {
+    expect(ssrcFor('cam0')).toBe(ssrcFor('cam0'));
+    expect(ssrcFor('cam0')).not.toBe(ssrcFor('cam1'));
+    expect(ssrcFor('cam0')).toBeGreaterThan(0);
+  });
+});
