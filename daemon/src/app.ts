@@ -1,6 +1,7 @@
 // Composition root: the one list of subsystems, built from the validated config, in dependency order.
 // It touches no process state (signals, exit codes, sd_notify): main.ts does. Tests drive this directly.
 import { Camera } from './camera/camera.js';
+import { Encoders } from './camera/encoders.js';
 import type { Config } from './config/schema.js';
 import { lifecycle, type Lifecycle, type Service } from './lifecycle/service.js';
 import type { Logger } from './log.js';
@@ -14,11 +15,14 @@ export interface App extends Lifecycle {
 
 export function buildApp(config: Config, log: Logger): App {
   const broker = new Broker(config.broker, log.child({ service: 'broker' }));
+  const encoders = new Encoders(log.child({ service: 'encoders' }));
   const cameras = config.cameras.map(
-    (camera) => new Camera(camera, config.sfu, log.child({ service: 'camera', camera: camera.name })),
+    (camera) =>
+      new Camera(camera, config.sfu, encoders, log.child({ service: 'camera', camera: camera.name })),
   );
-  // Start order is dependency order: the broker first, so cameras can publish their state on it.
-  const services: Service[] = [broker, ...cameras];
+  // Start order is dependency order: the broker first, so cameras can publish their state on it;
+  // the encoder probe before the cameras that use its answer.
+  const services: Service[] = [broker, encoders, ...cameras];
   const life = lifecycle(services, log, config.shutdown.timeoutMs);
   return {
     ...life,

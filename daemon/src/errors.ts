@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'START_FAILED'
   | 'STOP_TIMEOUT'
   | 'PIPELINE_INVALID'
+  | 'ENCODER_UNAVAILABLE'
   | 'CAMERA_WORKER_EXITED';
 
 /** An error that names its problem and the fix. `code` is stable; `message` is for people. */

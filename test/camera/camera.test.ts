@@ -2,13 +2,17 @@
 // UDP port on loopback, and a worker that dies is replaced with backoff until packets flow again.
 import { createSocket, type Socket } from 'node:dgram';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Camera, type CameraState } from '../../daemon/src/camera/camera.js';
+import { Encoders } from '../../daemon/src/camera/encoders.js';
 import { ssrcFor } from '../../daemon/src/camera/pipeline.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 
 const log = pino({ level: 'silent' });
 const fast = { stallMs: 3000, backoffMinMs: 200, backoffMaxMs: 1000, exitGraceMs: 1000 };
+
+const encoders = new Encoders(log);
+beforeAll(() => encoders.start());
 
 let camera: Camera | undefined;
 let receiver: Socket | undefined;
@@ -36,9 +40,9 @@ async function rtpReceiver() {
   return { port: socket.address().port, packets };
 }
 
-function configFor(port: number) {
+function configFor(port: number, encoder = 'auto') {
   const config = configSchema.parse({
-    cameras: [{ name: 'gate', width: 320, height: 240, rtp: { port, payloadType: 102 } }],
+    cameras: [{ name: 'gate', width: 320, height: 240, encoder, rtp: { port, payloadType: 102 } }],
   });
   return { camera: config.cameras[0]!, sfu: config.sfu };
 }
@@ -55,7 +59,7 @@ describe('camera', () => {
   it('streams H.264 RTP with the configured payload type and a stable SSRC to the SFU port', async () => {
     const rtp = await rtpReceiver();
     const { camera: settings, sfu } = configFor(rtp.port);
-    camera = new Camera(settings, sfu, log, fast);
+    camera = new Camera(settings, sfu, encoders, log, fast);
     await camera.start();
     await until(() => camera!.status().state === 'streaming', 10_000, 'streaming');
     await until(() => rtp.packets.length >= 30, 5000, '30 RTP packets');
@@ -67,7 +71,7 @@ describe('camera', () => {
   it('a killed worker is replaced: restarting, then streaming again, with the same SSRC', async () => {
     const rtp = await rtpReceiver();
     const { camera: settings, sfu } = configFor(rtp.port);
-    camera = new Camera(settings, sfu, log, fast);
+    camera = new Camera(settings, sfu, encoders, log, fast);
     const states: CameraState[] = [];
     await camera.start();
     await until(() => camera!.status().state === 'streaming', 10_000, 'streaming');
@@ -93,10 +97,31 @@ describe('camera', () => {
     expect(camera.healthy()).toBe(true);
   });
 
+  it.each(['x264enc', 'openh264enc'])('streams with %s when the config forces it', async (encoder) => {
+    const rtp = await rtpReceiver();
+    const { camera: settings, sfu } = configFor(rtp.port, encoder);
+    camera = new Camera(settings, sfu, encoders, log, fast);
+    await camera.start();
+    await until(() => rtp.packets.length >= 20, 10_000, '20 RTP packets');
+    expect(camera.status().encoder).toBe(encoder);
+  });
+
+  it('a forced encoder this box lacks: the camera is failed with the reason, and does not retry', async () => {
+    const rtp = await rtpReceiver();
+    const { camera: settings, sfu } = configFor(rtp.port, 'v4l2h264enc');
+    camera = new Camera(settings, sfu, encoders, log, fast);
+    await camera.start();
+    expect(camera.status()).toMatchObject({ state: 'failed', workerPid: undefined, restarts: 0 });
+    expect(camera.status().lastError).toMatch(
+      /camera gate: encoder v4l2h264enc is forced .* no hardware H\.264 encoder/,
+    );
+    expect(camera.healthy()).toBe(true);
+  });
+
   it('stop ends the worker process and resolves only once it has exited', async () => {
     const rtp = await rtpReceiver();
     const { camera: settings, sfu } = configFor(rtp.port);
-    camera = new Camera(settings, sfu, log, fast);
+    camera = new Camera(settings, sfu, encoders, log, fast);
     await camera.start();
     const pid = camera.status().workerPid!;
     await camera.stop();

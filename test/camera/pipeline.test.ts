@@ -9,6 +9,7 @@ import {
   cameraChain,
   caps,
   element,
+  h264Level,
   quote,
   renderPipeline,
   ssrcFor,
@@ -43,7 +44,7 @@ describe('pipeline descriptions', () => {
   it('renders the default camera as a pipeline GStreamer accepts and runs', () => {
     const config = embeddedDefaults();
     const camera = { ...config.cameras[0]!, width: 320, height: 240 };
-    const description = renderPipeline(cameraChain(camera, config.sfu));
+    const description = renderPipeline(cameraChain(camera, config.sfu, 'x264enc'));
     expect(description).toContain('x264enc tune="zerolatency"');
     expect(description).toContain('video/x-h264,profile=(string)constrained-baseline');
     expect(description).toContain('config-interval=-1');
@@ -51,6 +52,21 @@ describe('pipeline descriptions', () => {
     const bounded = description.replace('videotestsrc ', 'videotestsrc num-buffers=10 ');
     const result = parseAndRun(bounded);
     expect(result.status, result.stderr).toBe(0);
+  });
+
+  it('renders the Pi hardware encoder with its controls and a level that fits the stream', () => {
+    const config = embeddedDefaults();
+    const description = renderPipeline(
+      cameraChain({ ...config.cameras[0]!, framerate: 30 }, config.sfu, 'v4l2h264enc'),
+    );
+    expect(description).toContain('format=(string)NV12');
+    expect(description).toContain(
+      'v4l2h264enc extra-controls="controls,repeat_sequence_header=1,video_bitrate=2000000,h264_i_frame_period=30"',
+    );
+    expect(description).toContain('video/x-h264,profile=(string)constrained-baseline,level=(string)3.1');
+    expect(h264Level(640, 480, 30)).toBe('3');
+    expect(h264Level(1280, 720, 30)).toBe('3.1');
+    expect(h264Level(1920, 1080, 30)).toBe('4');
   });
 
   it('quotes and escapes string values', () => {

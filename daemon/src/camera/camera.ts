@@ -1,16 +1,23 @@
 // Supervises one camera: runs its pipeline in a worker process (worker.ts), watches it stream, and
 // restarts it with capped exponential backoff and jitter when it errors, ends, stalls or dies. A camera
 // that cannot stream never stops the daemon: other cameras and the broker keep running.
-// This is the only module that imports child_process.
-import { fork, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import type { CameraConfig, Config } from '../config/schema.js';
+import { describeError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
+import type { EncoderChoice, EncoderName } from './encoders.js';
 import { cameraChain, PAYLOADER_NAME, renderPipeline } from './pipeline.js';
+import { forkWorker } from './worker-process.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
-export type CameraState = 'starting' | 'streaming' | 'restarting' | 'stopped';
+/** `failed`: cannot run until a person changes something (forced encoder missing, bad settings). */
+export type CameraState = 'starting' | 'streaming' | 'restarting' | 'failed' | 'stopped';
+
+/** The part of Encoders a camera needs. */
+export interface EncoderChooser {
+  choose(requested: EncoderChoice, camera: string): EncoderName;
+}
 
 export interface CameraTimings {
   /** No new RTP packet for this long while running counts as a stall. */
@@ -42,10 +49,13 @@ export class Camera implements Service {
   private lastStatsAt = 0;
   private lastProgressAt = 0;
   private stopping = false;
+  private encoder: EncoderName | undefined;
+  private description = '';
 
   constructor(
     private readonly camera: CameraConfig,
     private readonly sfu: Config['sfu'],
+    private readonly encoders: EncoderChooser,
     private readonly log: Logger,
     private readonly timings: CameraTimings = DEFAULT_TIMINGS,
   ) {
@@ -59,8 +69,10 @@ export class Camera implements Service {
     restarts: number;
     lastError: string | undefined;
     workerPid: number | undefined;
+    encoder: EncoderName | undefined;
   } {
     return {
+      encoder: this.encoder,
       state: this.state,
       packets: this.packets,
       restarts: this.restarts,
@@ -71,10 +83,19 @@ export class Camera implements Service {
 
   async start(): Promise<void> {
     this.stopping = false;
-    // Render first: a description that cannot be built is a config problem, reported at start.
-    const description = renderPipeline(cameraChain(this.camera, this.sfu));
-    this.log.debug({ pipeline: description }, 'camera pipeline');
-    await this.launch(description);
+    // Choose and render first: a forced encoder that is missing, or settings GStreamer cannot take,
+    // will not fix themselves by retrying. The camera is `failed`; the rest of the daemon runs on.
+    try {
+      this.encoder = this.encoders.choose(this.camera.encoder, this.camera.name);
+      this.description = renderPipeline(cameraChain(this.camera, this.sfu, this.encoder));
+    } catch (error) {
+      this.lastError = describeError(error);
+      this.log.error({ err: error, reason: this.lastError }, 'camera cannot start');
+      this.setState('failed');
+      return;
+    }
+    this.log.info({ encoder: this.encoder, pipeline: this.description }, 'camera pipeline');
+    await this.launch(this.description);
   }
 
   async stop(): Promise<void> {
@@ -89,20 +110,15 @@ export class Camera implements Service {
 
   healthy(): boolean {
     if (this.stopping) return false;
-    if (this.restartTimer) return true; // failing, but handled: backing off before the next try
+    // Failing but handled: backing off before the next try, or waiting for a person to fix the config.
+    if (this.restartTimer || this.state === 'failed') return true;
     return this.worker !== undefined && Date.now() - this.lastStatsAt < this.timings.stallMs * 2;
   }
 
   /** Fork the worker; resolves once the pipeline is playing or the attempt has failed (and is rescheduled). */
   private launch(description: string): Promise<void> {
     this.setState(this.restarts === 0 && this.failures === 0 ? 'starting' : 'restarting');
-    const { path, execArgv } = workerEntry();
-    const worker = fork(path, [], {
-      execArgv,
-      // pollBus and each pending pull() hold a libuv worker thread; the default pool of 4 runs out.
-      env: { ...process.env, UV_THREADPOOL_SIZE: '8' },
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
+    const worker = forkWorker();
     this.worker = worker;
     this.lastStatsAt = Date.now();
     this.lastProgressAt = Date.now();
@@ -134,6 +150,8 @@ export class Camera implements Service {
           case 'eos':
             this.fail(worker, 'pipeline ended (end of stream)', undefined);
             settle();
+            break;
+          case 'probed':
             break;
         }
       });
@@ -178,7 +196,7 @@ export class Camera implements Service {
         this.restartTimer = undefined;
         if (this.stopping) return;
         this.restarts += 1;
-        return this.launch(renderPipeline(cameraChain(this.camera, this.sfu)));
+        return this.launch(this.description);
       });
     }, delayMs);
     void this.endWorker();
@@ -212,18 +230,4 @@ export class Camera implements Service {
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/**
- * The worker's entry file. Built JavaScript runs `worker.js` beside this file; when this module is
- * TypeScript (the test suite runs sources through vitest), the worker runs through tsx the same way.
- */
-function workerEntry(): { path: string; execArgv: string[] } {
-  if (import.meta.url.endsWith('.ts')) {
-    return {
-      path: fileURLToPath(new URL('./worker.ts', import.meta.url)),
-      execArgv: ['--import', import.meta.resolve('tsx')],
-    };
-  }
-  return { path: fileURLToPath(new URL('./worker.js', import.meta.url)), execArgv: [] };
 }

@@ -4,6 +4,7 @@
 // can only ever be a property value, never a new element.
 import type { CameraConfig, Config } from '../config/schema.js';
 import { OutpostError } from '../errors.js';
+import type { EncoderName } from './encoders.js';
 
 export interface Fraction {
   num: number;
@@ -112,27 +113,23 @@ function invalid(message: string): OutpostError {
 export const PAYLOADER_NAME = 'pay';
 
 /**
- * The chain for one camera: capture → H.264 (constrained baseline, SPS/PPS on every keyframe) → RTP
- * → UDP to the SFU. No decode, no per-frame JavaScript. Only the `test` source exists so far.
+ * The chain for one camera: capture → H.264 (constrained baseline, so every browser decodes it) → RTP
+ * (SPS/PPS with every keyframe) → UDP to the SFU. No decode, no per-frame JavaScript. Only the `test`
+ * source exists so far.
  */
-export function cameraChain(camera: CameraConfig, sfu: Config['sfu']): Link[] {
+export function cameraChain(camera: CameraConfig, sfu: Config['sfu'], encoder: EncoderName): Link[] {
   const keyframeFrames = Math.max(1, Math.round(camera.framerate * camera.keyframeIntervalSeconds));
+  const framerate = { num: camera.framerate, den: 1 };
   return [
     element('videotestsrc', { 'is-live': true, pattern: camera.source.pattern }, 'src'),
     caps('video/x-raw', {
+      // The Pi encoder wants NV12; the software encoders take I420.
+      format: encoder === 'v4l2h264enc' ? 'NV12' : 'I420',
       width: camera.width,
       height: camera.height,
-      framerate: { num: camera.framerate, den: 1 },
+      framerate,
     }),
-    element('x264enc', {
-      // zerolatency: no lookahead, no B-frames, sliced threads: each frame leaves as soon as it is coded.
-      tune: 'zerolatency',
-      'speed-preset': 'ultrafast',
-      bitrate: camera.bitrateKbps,
-      'key-int-max': keyframeFrames,
-    }),
-    // Constrained baseline is the one H.264 profile every browser's WebRTC stack decodes.
-    caps('video/x-h264', { profile: 'constrained-baseline' }),
+    ...encoderLinks(camera, encoder, keyframeFrames),
     element(
       'rtph264pay',
       {
@@ -145,6 +142,65 @@ export function cameraChain(camera: CameraConfig, sfu: Config['sfu']): Link[] {
     ),
     element('udpsink', { host: sfu.host, port: camera.rtp.port, sync: false, async: false }),
   ];
+}
+
+function encoderLinks(camera: CameraConfig, encoder: EncoderName, keyframeFrames: number): Link[] {
+  switch (encoder) {
+    case 'x264enc':
+      return [
+        element('x264enc', {
+          // zerolatency: no lookahead, no B-frames, sliced threads: a frame leaves as soon as it is coded.
+          tune: 'zerolatency',
+          'speed-preset': camera.x264SpeedPreset,
+          bitrate: camera.bitrateKbps,
+          'key-int-max': keyframeFrames,
+        }),
+        caps('video/x-h264', { profile: 'constrained-baseline' }),
+      ];
+    case 'openh264enc':
+      return [
+        element('openh264enc', {
+          bitrate: camera.bitrateKbps * 1000,
+          'gop-size': keyframeFrames,
+          'rate-control': 'bitrate',
+          complexity: 'low',
+          'usage-type': 'camera',
+        }),
+        caps('video/x-h264', { profile: 'constrained-baseline' }),
+      ];
+    case 'v4l2h264enc':
+      return [
+        // bcm2835-codec takes bitrate and keyframe period only through extra-controls, and some kernels
+        // ignore a control silently: the supervisor's measured bitrate is the truth, not this request.
+        element('v4l2h264enc', {
+          'extra-controls': `controls,repeat_sequence_header=1,video_bitrate=${camera.bitrateKbps * 1000},h264_i_frame_period=${keyframeFrames}`,
+        }),
+        // The driver refuses to start unless the level fits resolution and rate.
+        caps('video/x-h264', {
+          profile: 'constrained-baseline',
+          level: h264Level(camera.width, camera.height, camera.framerate),
+        }),
+        element('h264parse'),
+      ];
+  }
+}
+
+/** H.264 levels (ITU-T H.264 Table A-1): max macroblocks per second and per frame. */
+const LEVELS: ReadonlyArray<[level: string, mbPerSecond: number, mbPerFrame: number]> = [
+  ['3', 40_500, 1620],
+  ['3.1', 108_000, 3600],
+  ['3.2', 216_000, 5120],
+  ['4', 245_760, 8192],
+  ['4.2', 522_240, 8704],
+];
+
+/** The lowest level that fits; the Pi encoder is specified up to level 4 (1080p30). */
+export function h264Level(width: number, height: number, framerate: number): string {
+  const perFrame = Math.ceil(width / 16) * Math.ceil(height / 16);
+  const fit = LEVELS.find(
+    ([, perSecond, maxFrame]) => perFrame <= maxFrame && perFrame * framerate <= perSecond,
+  );
+  return fit?.[0] ?? '4.2';
 }
 
 /** A stable, non-zero 32-bit SSRC from the camera name (FNV-1a), so restarts keep the same SSRC. */

@@ -4,7 +4,7 @@
 // leaks across restarts, and a crash in native code takes down one camera, not the daemon.
 import { createRequire } from 'node:module';
 import type { Pipeline } from 'gstreamer-superficial';
-import type { FromWorker, ToWorker } from './worker-protocol.js';
+import type { FromWorker, ProbeCandidate, ProbeResult, ToWorker } from './worker-protocol.js';
 
 // The package's entry point is the .node addon itself, which only require() can load.
 const gstreamer = createRequire(import.meta.url)(
@@ -13,21 +13,26 @@ const gstreamer = createRequire(import.meta.url)(
 
 const STATS_INTERVAL_MS = 1000;
 
-function send(message: FromWorker): void {
-  process.send?.(message);
+function send(message: FromWorker, then?: () => void): void {
+  process.send?.(message, undefined, {}, () => then?.());
 }
 
 let pipeline: Pipeline | undefined;
 let statsTimer: NodeJS.Timeout | undefined;
 
 function run(description: string, payloaderName: string): void {
+  let created: Pipeline;
   try {
-    pipeline = new gstreamer.Pipeline(description);
+    created = new gstreamer.Pipeline(description);
   } catch (error) {
-    send({ type: 'error', message: (error as Error).message, element: undefined, debug: description });
-    process.exit(3);
+    // Exit only once the message is on its way: process.send is asynchronous.
+    send({ type: 'error', message: (error as Error).message, element: undefined, debug: description }, () =>
+      process.exit(3),
+    );
+    return;
   }
-  const current = pipeline;
+  pipeline = created;
+  const current = created;
   current.pollBus((message) => {
     if (message.type === 'error') {
       send({
@@ -62,9 +67,69 @@ function stop(code: number): never {
   process.exit(code);
 }
 
+/**
+ * Which elements exist, and whether each trial pipeline runs to its end: a hardware encoder can be
+ * registered yet unusable (no /dev/video11, a driver that refuses the caps), so it must be tried.
+ */
+async function probe(candidates: ProbeCandidate[], trialTimeoutMs: number): Promise<ProbeResult[]> {
+  const results: ProbeResult[] = [];
+  for (const { factory, trial } of candidates) {
+    try {
+      // Parsing resolves every element by name; linking and negotiation wait for play().
+      new gstreamer.Pipeline(`fakesrc num-buffers=0 ! ${factory} ! fakesink`);
+    } catch (error) {
+      results.push({ factory, present: false, trialOk: undefined, error: (error as Error).message });
+      continue;
+    }
+    if (trial === undefined) {
+      results.push({ factory, present: true, trialOk: undefined, error: undefined });
+      continue;
+    }
+    const error = await runToEnd(trial, trialTimeoutMs);
+    results.push({ factory, present: true, trialOk: error === undefined, error });
+  }
+  return results;
+}
+
+/** Run a finite pipeline; resolves undefined at EOS, or the reason it did not get there. */
+function runToEnd(description: string, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let trial: Pipeline;
+    try {
+      trial = new gstreamer.Pipeline(description);
+    } catch (error) {
+      resolve((error as Error).message);
+      return;
+    }
+    const finish = (outcome: string | undefined): void => {
+      clearTimeout(timer);
+      trial.stop();
+      resolve(outcome);
+    };
+    const timer = setTimeout(() => finish(`no end of stream within ${timeoutMs} ms`), timeoutMs);
+    trial.pollBus((message) => {
+      if (message.type === 'eos') finish(undefined);
+      else if (message.type === 'error')
+        finish(typeof message.message === 'string' ? message.message : 'error');
+    });
+    trial.play();
+  });
+}
+
 process.on('message', (message: ToWorker) => {
-  if (message.type === 'run') run(message.description, message.payloader);
-  else stop(0);
+  switch (message.type) {
+    case 'run':
+      run(message.description, message.payloader);
+      break;
+    case 'probe':
+      void probe(message.candidates, message.trialTimeoutMs).then((results) => {
+        send({ type: 'probed', results }, () => stop(0));
+      });
+      break;
+    case 'stop':
+      stop(0);
+      break;
+  }
 });
 // The supervisor owns shutdown: a Ctrl-C in the terminal reaches the whole process group, and this
 // process waits for its parent's `stop` instead of dying mid-frame on its own.

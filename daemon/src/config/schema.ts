@@ -47,6 +47,16 @@ const camera = z.strictObject({
   bitrateKbps: z.int().min(64).max(50_000).default(2000),
   /** Seconds between keyframes: a new viewer waits at most this long for a picture. */
   keyframeIntervalSeconds: z.number().min(0.1).max(10).default(1),
+  /** `auto` picks the best usable: v4l2h264enc (Pi hardware), then x264enc, then openh264enc. */
+  encoder: z
+    .enum(['auto', 'v4l2h264enc', 'x264enc', 'openh264enc'], {
+      error: 'encoder must be one of: auto, v4l2h264enc, x264enc, openh264enc',
+    })
+    .default('auto'),
+  /** x264enc only: faster presets cost bitrate efficiency, not latency (tune=zerolatency is always on). */
+  x264SpeedPreset: z
+    .enum(['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium'])
+    .default('ultrafast'),
   rtp: z
     .strictObject({
       /** UDP port at the SFU host that receives this camera's RTP. */
@@ -57,6 +67,9 @@ const camera = z.strictObject({
     })
     .prefault({}),
 });
+
+/** bcm2835-codec (v4l2h264enc on Pi 3/4/Zero 2/CM4) refuses wider frames. */
+export const V4L2_MAX_WIDTH = 2032;
 
 export const configSchema = z
   .strictObject({
@@ -121,6 +134,14 @@ export const configSchema = z
         });
       }
       seenPorts.set(cam.rtp.port, index);
+      if (cam.encoder === 'v4l2h264enc' && cam.width > V4L2_MAX_WIDTH) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['cameras', index, 'width'],
+          input: cam.width,
+          message: `the Pi hardware encoder refuses widths above ${V4L2_MAX_WIDTH} px; lower the width or use encoder: auto`,
+        });
+      }
     });
   });
 

@@ -1,0 +1,152 @@
+// Which H.264 encoder each camera uses, decided by probing GStreamer's registry once at start (in a
+// worker process) rather than by guessing the board: the Pi 3/4/Zero 2/CM4 hardware encoder
+// (v4l2h264enc) first, tried with a short trial run because it can be registered yet unusable; then
+// x264enc; then openh264enc. A Pi 5 has no hardware encoder and falls back without drama.
+import type { ChildProcess } from 'node:child_process';
+import type { Logger } from 'pino';
+import { OutpostError } from '../errors.js';
+import type { Service } from '../lifecycle/service.js';
+import { caps, element, renderPipeline } from './pipeline.js';
+import { forkWorker } from './worker-process.js';
+import type { FromWorker, ProbeResult, ToWorker } from './worker-protocol.js';
+
+/** In order of preference. */
+export const ENCODERS = ['v4l2h264enc', 'x264enc', 'openh264enc'] as const;
+export type EncoderName = (typeof ENCODERS)[number];
+export type EncoderChoice = 'auto' | EncoderName;
+
+const WHY_ABSENT: Record<EncoderName, string> = {
+  v4l2h264enc:
+    'no hardware H.264 encoder: it needs a Raspberry Pi 3/4/Zero 2/CM4 with the bcm2835-codec driver (a Pi 5 has none)',
+  x264enc: 'x264enc is missing: install gstreamer1.0-plugins-ugly',
+  openh264enc: 'openh264enc is missing: install gstreamer1.0-plugins-bad',
+};
+
+const TRIAL_TIMEOUT_MS = 5000;
+const PROBE_TIMEOUT_MS = 15_000;
+
+/** A 10-frame VGA encode to fakesink: what the Pi's driver must accept before we rely on it. */
+function hardwareTrial(): string {
+  return renderPipeline([
+    element('videotestsrc', { 'num-buffers': 10 }),
+    caps('video/x-raw', { format: 'NV12', width: 640, height: 480, framerate: { num: 30, den: 1 } }),
+    element('v4l2h264enc', { 'extra-controls': 'controls,repeat_sequence_header=1' }),
+    // The driver refuses to start unless level fits resolution and rate: VGA@30 needs at least 3.
+    caps('video/x-h264', { level: '3' }),
+    element('fakesink'),
+  ]);
+}
+
+export interface EncoderStatus {
+  factory: EncoderName;
+  usable: boolean;
+  reason: string | undefined;
+}
+
+export class Encoders implements Service {
+  readonly name = 'encoders';
+  private statuses: EncoderStatus[] | undefined;
+
+  constructor(private readonly log: Logger) {}
+
+  async start(): Promise<void> {
+    const results = await probeInWorker();
+    this.statuses = ENCODERS.map((factory) => {
+      const result = results.find((r) => r.factory === factory);
+      if (!result?.present) return { factory, usable: false, reason: WHY_ABSENT[factory] };
+      if (result.trialOk === false) {
+        return {
+          factory,
+          usable: false,
+          reason: `present but its trial run failed: ${result.error ?? 'unknown'}`,
+        };
+      }
+      return { factory, usable: true, reason: undefined };
+    });
+    const usable = this.statuses.filter((s) => s.usable).map((s) => s.factory);
+    const unusable = Object.fromEntries(
+      this.statuses.filter((s) => !s.usable).map((s) => [s.factory, s.reason]),
+    );
+    if (usable.length === 0) {
+      throw new OutpostError('START_FAILED', 'no usable H.264 encoder in GStreamer', {
+        hint: 'install gstreamer1.0-plugins-ugly (x264enc) or gstreamer1.0-plugins-bad (openh264enc)',
+      });
+    }
+    this.log.info({ usable, unusable, preferred: usable[0] }, 'h264 encoders probed');
+  }
+
+  stop(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  healthy(): boolean {
+    return this.statuses !== undefined;
+  }
+
+  /** What the probe found, for status and `outpost cameras`. */
+  report(): readonly EncoderStatus[] {
+    return this.statuses ?? [];
+  }
+
+  /** The encoder a camera gets. Throws ENCODER_UNAVAILABLE when a forced one cannot be used. */
+  choose(requested: EncoderChoice, camera: string): EncoderName {
+    const statuses = this.statuses;
+    if (!statuses) throw new Error('encoders.choose() before start()');
+    if (requested === 'auto') {
+      const best = statuses.find((s) => s.usable);
+      if (best) return best.factory;
+    } else {
+      const status = statuses.find((s) => s.factory === requested);
+      if (status?.usable) return requested;
+      throw new OutpostError(
+        'ENCODER_UNAVAILABLE',
+        `camera ${camera}: encoder ${requested} is forced by its config but cannot be used here: ${status?.reason ?? 'unknown'}`,
+        { hint: 'set the camera\'s encoder to "auto" (or remove it) to use the best one this box has' },
+      );
+    }
+    throw new OutpostError('ENCODER_UNAVAILABLE', `camera ${camera}: no usable H.264 encoder`, {
+      hint: 'install gstreamer1.0-plugins-ugly',
+    });
+  }
+}
+
+function probeInWorker(): Promise<ProbeResult[]> {
+  const worker: ChildProcess = forkWorker();
+  return new Promise<ProbeResult[]>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      worker.kill('SIGKILL');
+      reject(
+        new OutpostError(
+          'START_FAILED',
+          `GStreamer encoder probe did not answer within ${PROBE_TIMEOUT_MS} ms`,
+        ),
+      );
+    }, PROBE_TIMEOUT_MS);
+    worker.on('message', (message: FromWorker) => {
+      if (message.type !== 'probed') return;
+      clearTimeout(timer);
+      resolve(message.results);
+    });
+    worker.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    worker.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(
+        new OutpostError(
+          'START_FAILED',
+          `GStreamer encoder probe exited early (${signal ?? `code ${code}`})`,
+        ),
+      );
+    });
+    worker.send({
+      type: 'probe',
+      trialTimeoutMs: TRIAL_TIMEOUT_MS,
+      candidates: ENCODERS.map((factory) => ({
+        factory,
+        trial: factory === 'v4l2h264enc' ? hardwareTrial() : undefined,
+      })),
+    } satisfies ToWorker);
+  });
+}
