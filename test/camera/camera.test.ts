@@ -1,5 +1,6 @@
 // A camera supervisor with the real worker process and real GStreamer: RTP arrives at the configured
 // UDP port on loopback, and a worker that dies is replaced with backoff until packets flow again.
+import { spawn } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import pino from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -40,6 +41,14 @@ async function rtpReceiver() {
   return { port: socket.address().port, packets };
 }
 
+async function freeUdpPort(): Promise<number> {
+  const socket = createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const { port } = socket.address();
+  await new Promise<void>((resolve) => socket.close(resolve));
+  return port;
+}
+
 function configFor(port: number, encoder = 'auto') {
   const config = configSchema.parse({
     cameras: [{ name: 'gate', width: 320, height: 240, encoder, rtp: { port, payloadType: 102 } }],
@@ -66,6 +75,43 @@ describe('camera', () => {
     expect(new Set(rtp.packets.map((p) => p.payloadType))).toEqual(new Set([102]));
     expect(new Set(rtp.packets.map((p) => p.ssrc))).toEqual(new Set([ssrcFor('gate')]));
     expect(camera.healthy()).toBe(true);
+  });
+
+  it('a GStreamer receiver on the SFU port decodes the frames at the configured size (static mode)', async () => {
+    const port = await freeUdpPort();
+    const { camera: settings, sfu } = configFor(port);
+    // checksumsink prints one line per decoded frame; the caps filter fails negotiation on a wrong size.
+    const receiver = spawn('gst-launch-1.0', [
+      '-q',
+      'udpsrc',
+      `port=${port}`,
+      'address=127.0.0.1',
+      'caps=application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=102',
+      '!',
+      'rtpjitterbuffer',
+      'latency=0',
+      '!',
+      'rtph264depay',
+      '!',
+      'avdec_h264',
+      '!',
+      'video/x-raw,width=320,height=240',
+      '!',
+      'checksumsink',
+    ]);
+    let frames = 0;
+    receiver.stdout.on(
+      'data',
+      (chunk: Buffer) => (frames += chunk.toString().split('\n').filter(Boolean).length),
+    );
+    try {
+      camera = new Camera(settings, sfu, encoders, log, fast);
+      await camera.start();
+      await until(() => frames >= 30, 15_000, '30 decoded frames');
+    } finally {
+      receiver.kill('SIGKILL');
+    }
+    expect(frames).toBeGreaterThanOrEqual(30);
   });
 
   it('a killed worker is replaced: restarting, then streaming again, with the same SSRC', async () => {
