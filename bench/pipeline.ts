@@ -117,7 +117,9 @@ async function daemonRun(cameras: number): Promise<Sample> {
   const file = join(tmpdir(), `outpost-bench-${process.pid}.yaml`);
   const config = configWith(cameras, await freePort());
   await writeFile(file, JSON.stringify(config)); // JSON is YAML
-  const daemon = spawn(process.execPath, [CLI, 'run', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const daemon = spawn(process.execPath, [CLI, 'run', '--config', file], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   try {
     return await measure([daemon.pid!]);
   } finally {
@@ -150,7 +152,12 @@ async function bareRun(cameras: number): Promise<Sample> {
 async function encoderLatency(): Promise<{ p50: number; p95: number; frames: number }> {
   const description = descriptions(1)[0]!;
   const child = spawn('gst-launch-1.0', ['-q', ...gstArgs(description)], {
-    env: { ...process.env, GST_TRACERS: 'latency(flags=element)', GST_DEBUG: 'GST_TRACER:7', GST_DEBUG_NO_COLOR: '1' },
+    env: {
+      ...process.env,
+      GST_TRACERS: 'latency(flags=element)',
+      GST_DEBUG: 'GST_TRACER:7',
+      GST_DEBUG_NO_COLOR: '1',
+    },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';
@@ -182,7 +189,9 @@ async function freePort(): Promise<number> {
 
 const figures: Record<string, number> = { seconds };
 for (const cameras of [1, 2]) {
-  console.log(`${cameras} camera(s), 720p30 x264 2 Mbit/s, ${seconds} s each: bare gst-launch-1.0, then the daemon`);
+  console.log(
+    `${cameras} camera(s), 720p30 x264 2 Mbit/s, ${seconds} s each: bare gst-launch-1.0, then the daemon`,
+  );
   const bare = await bareRun(cameras);
   const daemon = await daemonRun(cameras);
   console.log(
@@ -200,7 +209,9 @@ for (const cameras of [1, 2]) {
   figures[`cam${cameras}_daemon_rss_max_mb`] = round(daemon.rssMaxMb, 1);
 }
 const latency = await encoderLatency();
-console.log(`x264enc latency (GStreamer latency tracer): p50 ${latency.p50} ms, p95 ${latency.p95} ms over ${latency.frames} frames`);
+console.log(
+  `x264enc latency (GStreamer latency tracer): p50 ${latency.p50} ms, p95 ${latency.p95} ms over ${latency.frames} frames`,
+);
 figures.x264_latency_p50_ms = latency.p50;
 figures.x264_latency_p95_ms = latency.p95;
 console.log(JSON.stringify(figures));
