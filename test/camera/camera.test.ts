@@ -8,6 +8,7 @@ import { Camera, type CameraState } from '../../daemon/src/camera/camera.js';
 import { Encoders } from '../../daemon/src/camera/encoders.js';
 import { ssrcFor } from '../../daemon/src/camera/pipeline.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
+import { until } from '../support/processes.js';
 
 const log = pino({ level: 'silent' });
 const fast = { stallMs: 3000, backoffMinMs: 200, backoffMaxMs: 1000, exitGraceMs: 1000 };
@@ -54,14 +55,6 @@ function configFor(port: number, encoder = 'auto') {
     cameras: [{ name: 'gate', width: 320, height: 240, encoder, rtp: { port, payloadType: 102 } }],
   });
   return { camera: config.cameras[0]!, sfu: config.sfu };
-}
-
-async function until(check: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 describe('camera', () => {

@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { daemonConfig, runCli, tempDir } from '../support/processes.js';
+import { daemonConfig, runCli, tempDir, until } from '../support/processes.js';
 
 const { createSocket } = createRequire(import.meta.url)('unix-dgram') as typeof import('unix-dgram');
 
@@ -25,14 +25,6 @@ async function listen(path: string) {
     socket.bind(path);
   });
   return { received, close: () => socket.close() };
-}
-
-async function until(check: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 describe('sd_notify', () => {

@@ -138,3 +138,12 @@ export async function daemonConfig(
   );
   return { file, brokerPort, rtpPort };
 }
+
+/** Poll `check` every 50 ms until it holds; reject after `ms`, naming what was awaited. */
+export async function until(check: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
