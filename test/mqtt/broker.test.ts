@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { connectAsync } from 'mqtt';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { configSchema } from '../../daemon/src/config/schema.js';
 import { Broker } from '../../daemon/src/mqtt/broker.js';
 import { freePort } from '../support/processes.js';
 
@@ -31,7 +32,7 @@ function run(command: string, args: string[], ms = 10_000): Promise<{ code: numb
 describe('embedded broker', () => {
   it('carries a retained message from mosquitto_pub to mosquitto_sub on loopback', async () => {
     const port = await freePort();
-    broker = new Broker({ tcp: { host: '127.0.0.1', port } }, log);
+    broker = new Broker(configSchema.parse({ broker: { tcp: { port } } }).broker, log);
     await broker.start();
     expect(broker.healthy()).toBe(true);
     expect(broker.address()).toEqual({ host: '127.0.0.1', port });
@@ -70,7 +71,7 @@ describe('embedded broker', () => {
 
   it('stop closes the listener and disconnects clients at once, and is idempotent', async () => {
     const port = await freePort();
-    broker = new Broker({ tcp: { host: '127.0.0.1', port } }, log);
+    broker = new Broker(configSchema.parse({ broker: { tcp: { port } } }).broker, log);
     await broker.start();
     const client = await connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0 });
     const closed = new Promise<number>((resolve) => client.once('close', () => resolve(Date.now())));

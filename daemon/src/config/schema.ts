@@ -23,6 +23,17 @@ const loopbackHost = z.enum(['127.0.0.1', '::1', 'localhost'], {
     'plain MQTT listens on loopback only (127.0.0.1, ::1 or localhost); LAN clients use the TLS listener',
 });
 
+/** An absolute file path (config points at provisioned files under /etc/outpost). */
+const path = z.string().regex(/^\/[^\0]*$/, { error: 'give an absolute path, e.g. /etc/outpost/tls/ca.crt' });
+
+/** A LAN listener: TLS only, so any address may be used. */
+const lanListener = z.strictObject({
+  host: z
+    .union([z.ipv4(), z.ipv6()], { error: 'listen address is an IP, e.g. 0.0.0.0 or 192.168.10.2' })
+    .default('0.0.0.0'),
+  port,
+});
+
 /** An IPv4/IPv6 literal or a DNS-style host name (resolved on the site LAN, never public DNS). */
 const host = z.union([z.ipv4(), z.ipv6(), z.hostname()], {
   error: 'give an IP address or a host name, e.g. 192.168.10.2 or sfu.site.lan',
@@ -88,6 +99,13 @@ export const configSchema = z
         timeoutMs: z.int().min(500).max(60_000).default(4000),
       })
       .prefault({}),
+    /**
+     * `hub`: this box's broker is the site broker (TLS listeners on the LAN). `camera`: its broker stays
+     * on loopback and the uplink carries everything to the hub.
+     */
+    role: z.enum(['hub', 'camera'], { error: 'role must be hub or camera' }).default('hub'),
+    /** Writable state: broker persistence, the uplink's outgoing store, clips. systemd's StateDirectory. */
+    dataDir: z.string().min(1).default('/var/lib/outpost'),
     broker: z
       .strictObject({
         tcp: z
@@ -96,6 +114,56 @@ export const configSchema = z
             port: port.default(1883),
           })
           .prefault({}),
+        /** MQTT over TLS for the LAN (hub role). Needs `tls` files. */
+        mqtts: lanListener.optional(),
+        /** MQTT over secure WebSocket for browser consoles (hub role). Needs `tls` files. */
+        wss: lanListener.optional(),
+        /** Site CA, server certificate and key from provisioning: PEM files. */
+        tls: z
+          .strictObject({
+            ca: path,
+            cert: path,
+            key: path,
+          })
+          .optional(),
+        /** Who may connect (written by outpost-provision); reloaded on SIGHUP. */
+        identitiesFile: path.optional(),
+        limits: z
+          .strictObject({
+            /** Largest MQTT packet accepted, bytes; a bigger one disconnects its sender. */
+            maxPacketBytes: z
+              .int()
+              .min(1024)
+              .max(16 * 1024 * 1024)
+              .default(256 * 1024),
+            maxConnections: z.int().min(1).max(100_000).default(1000),
+            /** Publishes per second a client may send (sustained; bursts up to 2× are allowed). */
+            maxPublishRate: z.int().min(1).max(100_000).default(500),
+            /** Keep-alive a client may ask for, seconds (0 = none is refused: dead clients must be seen). */
+            keepAliveMinSeconds: z.int().min(1).max(3600).default(5),
+            keepAliveMaxSeconds: z.int().min(1).max(65535).default(300),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    /** The daemon's own MQTT client: to its own broker (hub), or to the hub's TLS listener (camera). */
+    uplink: z
+      .strictObject({
+        /** e.g. mqtts://hub.plant.lan:8883; required in camera role. */
+        url: z.url({
+          protocol: /^mqtts?$/,
+          error: 'uplink.url is mqtts://HOST:PORT (or mqtt:// on loopback)',
+        }),
+        /** PEM site CA that signed the hub's certificate. */
+        ca: path.optional(),
+        username: z.string().min(1),
+        /** File holding this device's MQTT password (0600). */
+        passwordFile: path,
+      })
+      .optional(),
+    telemetry: z
+      .strictObject({
+        intervalSeconds: z.int().min(5).max(3600).default(30),
       })
       .prefault({}),
     sfu: z
@@ -111,6 +179,40 @@ export const configSchema = z
       .prefault([{ name: 'cam0' }]),
   })
   .superRefine((config, ctx) => {
+    for (const listener of ['mqtts', 'wss'] as const) {
+      if (config.broker[listener] && !config.broker.tls) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['broker', listener],
+          input: config.broker[listener],
+          message: 'a LAN listener is TLS only: add broker.tls (ca, cert, key from provisioning)',
+        });
+      }
+      if (config.broker[listener] && config.role === 'camera') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['broker', listener],
+          input: config.broker[listener],
+          message: 'a camera-role box keeps its broker on loopback; remove this listener or set role: hub',
+        });
+      }
+    }
+    if (config.role === 'camera' && !config.uplink) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['uplink'],
+        input: undefined,
+        message: 'role camera needs uplink (url, username, passwordFile) to reach the hub',
+      });
+    }
+    if (config.uplink?.url.startsWith('mqtts:') && !config.uplink.ca) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['uplink', 'ca'],
+        input: undefined,
+        message: 'an mqtts:// uplink needs the site CA file to check the hub (there is no public CA offline)',
+      });
+    }
     const seenNames = new Map<string, number>();
     const seenPorts = new Map<number, number>();
     config.cameras.forEach((cam, index) => {
