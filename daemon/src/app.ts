@@ -14,7 +14,7 @@ export interface App extends Lifecycle {
 }
 
 export function buildApp(config: Config, log: Logger): App {
-  const broker = new Broker(config.broker, log.child({ service: 'broker' }));
+  const broker = new Broker(config, log.child({ service: 'broker' }));
   const encoders = new Encoders(log.child({ service: 'encoders' }));
   const cameras = config.cameras.map(
     (camera) =>

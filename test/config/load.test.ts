@@ -41,8 +41,8 @@ describe('configuration', () => {
     });
   });
 
-  it('an empty file means the defaults', () => {
-    expect(parseConfig('', 'empty.yaml')).toEqual(embeddedDefaults());
+  it('an empty file means the defaults (with the system data dir, not a developer one)', () => {
+    expect(parseConfig('', 'empty.yaml')).toEqual({ ...embeddedDefaults(), dataDir: '/var/lib/outpost' });
   });
 
   it('reports every mistake with its path, value and line, not just the first', () => {

@@ -43,7 +43,7 @@ describe('daemon process', () => {
       const { code } = await daemon.exited();
       expect(code).toBe(3);
       expect(daemon.stdout()).toMatch(
-        /broker failed to start: cannot listen for MQTT on 127\.0\.0\.1:\d+ \(EADDRINUSE\)/,
+        /broker failed to start: cannot listen for MQTT \(tcp\) on 127\.0\.0\.1:\d+ \(EADDRINUSE\)/,
       );
     } finally {
       squatter.close();

@@ -1,48 +1,68 @@
-// The embedded broker with real foreign clients: Debian's mosquitto_sub and mosquitto_pub talk to it
-// on loopback, as a field tech's laptop or the console would.
-import { spawn } from 'node:child_process';
-import { connectAsync } from 'mqtt';
-import pino from 'pino';
+// The embedded broker as a provisioned hub runs it, with real foreign clients: Debian's mosquitto_pub
+// and mosquitto_sub, and MQTT.js, over TLS, secure WebSocket and loopback TCP.
+import { readFile, stat } from 'node:fs/promises';
+import { connect as tlsConnect } from 'node:tls';
+import { connectAsync, type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
-import { configSchema } from '../../daemon/src/config/schema.js';
-import { Broker } from '../../daemon/src/mqtt/broker.js';
-import { freePort } from '../support/processes.js';
+import { LOCAL_ADMIN } from '../../daemon/src/mqtt/broker.js';
+import {
+  connectAs,
+  mosquittoTls,
+  PEOPLE,
+  readPem,
+  run,
+  SITE,
+  startTestBroker,
+  type TestBroker,
+} from '../support/broker.js';
+import { testPki } from '../support/pki.js';
+import { until } from '../support/processes.js';
 
-const log = pino({ level: 'silent' });
-let broker: Broker | undefined;
+const P = `outpost/v1/${SITE}`;
+let hub: TestBroker | undefined;
+const clients: MqttClient[] = [];
 
 afterEach(async () => {
-  await broker?.stop();
-  broker = undefined;
+  await Promise.all(clients.splice(0).map((client) => client.endAsync(true)));
+  await hub?.stop();
+  hub = undefined;
 });
 
-function run(command: string, args: string[], ms = 10_000): Promise<{ code: number | null; stdout: string }> {
-  const child = spawn(command, args);
-  let stdout = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-  return new Promise((resolve) =>
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout });
-    }),
-  );
+async function client(name: string, extra = {}, transport: 'mqtts' | 'wss' = 'mqtts'): Promise<MqttClient> {
+  if (!hub) throw new Error('no broker');
+  const made = await connectAs(hub, name, extra, transport);
+  clients.push(made);
+  return made;
 }
 
-describe('embedded broker', () => {
-  it('carries a retained message from mosquitto_pub to mosquitto_sub on loopback', async () => {
-    const port = await freePort();
-    broker = new Broker(configSchema.parse({ broker: { tcp: { port } } }).broker, log);
-    await broker.start();
-    expect(broker.healthy()).toBe(true);
-    expect(broker.address()).toEqual({ host: '127.0.0.1', port });
+/** Collects every message a client receives, as `topic payload` lines. */
+function inbox(mqtt: MqttClient): string[] {
+  const lines: string[] = [];
+  mqtt.on('message', (topic, payload) => lines.push(`${topic} ${payload.toString()}`));
+  return lines;
+}
 
-    const topic = 'outpost/v1/test/box1/status';
+/** The QoS granted per filter (128 = refused). MQTT.js rejects a SUBACK with any 128, keeping the packet. */
+async function grants(mqtt: MqttClient, filters: string[]): Promise<number[]> {
+  try {
+    return (await mqtt.subscribeAsync(filters, { qos: 1 })).map((grant) => grant.qos);
+  } catch (error) {
+    const packet = (error as { packet?: { granted?: number[] } }).packet;
+    if (!packet?.granted) throw error;
+    return packet.granted;
+  }
+}
+
+function closed(mqtt: MqttClient): Promise<void> {
+  return new Promise((resolve) => mqtt.once('close', () => resolve()));
+}
+
+describe('embedded broker: authentication', () => {
+  it('mosquitto_pub and mosquitto_sub with the site CA and a password carry a retained message over TLS', async () => {
+    hub = await startTestBroker();
+    const topic = `${P}/cam-a/status`;
     const published = await run('mosquitto_pub', [
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(port),
+      ...mosquittoTls(hub, 'cam-a'),
       '-t',
       topic,
       '-m',
@@ -51,12 +71,9 @@ describe('embedded broker', () => {
       '-q',
       '1',
     ]);
-    expect(published.code).toBe(0);
+    expect(published.code, published.stderr).toBe(0);
     const received = await run('mosquitto_sub', [
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(port),
+      ...mosquittoTls(hub, 'console'),
       '-t',
       topic,
       '-C',
@@ -65,24 +82,283 @@ describe('embedded broker', () => {
       '5',
       '-v',
     ]);
-    expect(received.code).toBe(0);
+    expect(received.code, received.stderr).toBe(0);
     expect(received.stdout.trim()).toBe(`${topic} online`);
   });
 
-  it('stop closes the listener and disconnects clients at once, and is idempotent', async () => {
-    const port = await freePort();
-    broker = new Broker(configSchema.parse({ broker: { tcp: { port } } }).broker, log);
-    await broker.start();
-    const client = await connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0 });
-    const closed = new Promise<number>((resolve) => client.once('close', () => resolve(Date.now())));
-    const began = Date.now();
-    await broker.stop();
-    await broker.stop();
-    expect(broker.healthy()).toBe(false);
-    // The client sees its broker leave instead of a silent socket.
-    expect((await closed) - began).toBeLessThan(2000);
-    await client.endAsync(true);
-    const refused = await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-t', 't', '-m', 'x']);
-    expect(refused.code).not.toBe(0);
+  it('a wrong password, an unknown user and no credentials are refused', async () => {
+    hub = await startTestBroker();
+    for (const args of [
+      mosquittoTls(hub, 'cam-a', 'wrong'),
+      mosquittoTls(hub, 'mallory', 'pw-cam-a'),
+      ['-h', '127.0.0.1', '-p', String(hub.mqttsPort), '--cafile', testPki().ca],
+    ]) {
+      const result = await run('mosquitto_pub', [...args, '-t', `${P}/cam-a/x`, '-m', 'x']);
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toMatch(/not authori[sz]ed/i);
+    }
+    expect(hub.broker.counters.authFailures).toBe(3);
+  });
+
+  it('a client certificate signed by the site CA authenticates its CN; one from another CA does not', async () => {
+    hub = await startTestBroker();
+    const pki = testPki();
+    const good = pki.client('console');
+    const viaCert = await client('console', {
+      password: undefined,
+      username: undefined,
+      cert: readPem(good.cert),
+      key: readPem(good.key),
+    });
+    await viaCert.subscribeAsync(`${P}/#`);
+    const rogue = pki.rogueClient('console');
+    await expect(
+      connectAsync(`mqtts://127.0.0.1:${hub.mqttsPort}`, {
+        ca: [readPem(pki.ca)],
+        cert: readPem(rogue.cert),
+        key: readPem(rogue.key),
+        reconnectPeriod: 0,
+        connectTimeout: 3000,
+      }),
+    ).rejects.toThrow(/Not authorized/i);
+    // A site certificate whose CN is not allowed to use certificates (cam-a) is refused too.
+    const camCert = pki.client('cam-a');
+    await expect(
+      connectAsync(`mqtts://127.0.0.1:${hub.mqttsPort}`, {
+        ca: [readPem(pki.ca)],
+        cert: readPem(camCert.cert),
+        key: readPem(camCert.key),
+        reconnectPeriod: 0,
+        connectTimeout: 3000,
+      }),
+    ).rejects.toThrow(/Not authorized/i);
+  });
+
+  it('TLS below 1.2 is refused', async () => {
+    hub = await startTestBroker();
+    const port = hub.mqttsPort;
+    const outcome = await new Promise<string>((resolve) => {
+      const socket = tlsConnect({
+        host: '127.0.0.1',
+        port,
+        ca: readPem(testPki().ca),
+        maxVersion: 'TLSv1.1',
+        minVersion: 'TLSv1',
+        // Let this client offer TLS 1.1 at all, so a refusal can only come from the broker.
+        ciphers: 'DEFAULT@SECLEVEL=0',
+      });
+      socket.once('secureConnect', () => resolve('connected'));
+      socket.once('error', (error: Error) => resolve(`error: ${error.message}`));
+    });
+    // The broker answers with a protocol_version alert.
+    expect(outcome).toMatch(/alert protocol version/);
+  });
+
+  it('the local-admin credential works on loopback only, and its file is 0600', async () => {
+    hub = await startTestBroker();
+    const file = hub.broker.localAdminFile;
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const password = (await readFile(file, 'utf8')).trim();
+    const local = await connectAsync(`mqtt://127.0.0.1:${hub.tcpPort}`, {
+      username: LOCAL_ADMIN,
+      password,
+      reconnectPeriod: 0,
+    });
+    clients.push(local);
+    const viaTls = await run('mosquitto_pub', [
+      ...mosquittoTls(hub, LOCAL_ADMIN, password),
+      '-t',
+      'x',
+      '-m',
+      'x',
+    ]);
+    expect(viaTls.code).not.toBe(0);
+    // No credentials on loopback either: localhost is not a free pass.
+    const anonymous = await run('mosquitto_pub', [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(hub.tcpPort),
+      '-t',
+      'x',
+      '-m',
+      'x',
+    ]);
+    expect(anonymous.stderr).toMatch(/not authori[sz]ed/i);
+  });
+
+  it("a client id in another identity's namespace is refused, so nobody can take over a session", async () => {
+    hub = await startTestBroker();
+    await client('cam-a', { clientId: 'cam-a' });
+    await expect(client('cam-b', { clientId: 'cam-a' })).rejects.toThrow(/Not authorized/i);
+    await expect(client('cam-b', { clientId: 'cam-a.tool' })).rejects.toThrow(/Not authorized/i);
+    // A persistent session must be in the identity's own namespace.
+    await expect(client('cam-b', { clientId: 'random-id', clean: false })).rejects.toThrow(/Not authorized/i);
+    await client('cam-b', { clientId: 'cam-b.uplink', clean: false });
+  });
+});
+
+describe('embedded broker: ACL', () => {
+  it('a device cannot publish under another device prefix; the publish is dropped and it stays connected', async () => {
+    hub = await startTestBroker();
+    const consoleClient = await client('console');
+    const seen = inbox(consoleClient);
+    await consoleClient.subscribeAsync(`${P}/#`, { qos: 1 });
+    const camA = await client('cam-a');
+    await camA.publishAsync(`${P}/cam-b/alert`, 'forged', { qos: 1 });
+    await camA.publishAsync(`${P}/cam-a/alert`, 'genuine', { qos: 1 });
+    await until(() => seen.length > 0, 5000, 'the genuine alert');
+    expect(seen).toEqual([`${P}/cam-a/alert genuine`]);
+    expect(camA.connected).toBe(true);
+    expect(hub.broker.counters.refusedPublish).toBe(1);
+  });
+
+  it('a device cannot subscribe to #, $SYS/# or another device; it may subscribe to its own cmd and chat', async () => {
+    hub = await startTestBroker();
+    const camA = await client('cam-a');
+    const granted = await grants(camA, [
+      '#',
+      '$SYS/#',
+      `${P}/cam-b/cmd/#`,
+      `${P}/+/cmd/#`,
+      `${P}/cam-a/cmd/#`,
+      `${P}/chat/#`,
+    ]);
+    expect(granted).toEqual([128, 128, 128, 128, 1, 1]);
+    expect(hub.broker.counters.refusedSubscribe).toBe(4);
+  });
+
+  it('the console reads the whole site and commands devices; staff only chat', async () => {
+    hub = await startTestBroker();
+    const consoleClient = await client('console');
+    expect(await grants(consoleClient, [`${P}/#`, '#'])).toEqual([1, 128]);
+    const camA = await client('cam-a');
+    const camInbox = inbox(camA);
+    await camA.subscribeAsync(`${P}/cam-a/cmd/#`, { qos: 1 });
+    await consoleClient.publishAsync(`${P}/cam-a/cmd/ping`, '{"id":"1"}', { qos: 1 });
+    await until(() => camInbox.length > 0, 5000, 'the command');
+    const alice = await client('alice');
+    expect(await grants(alice, [`${P}/chat/#`, `${P}/+/alert`])).toEqual([1, 128]);
+  });
+
+  it('chat is stamped with the authenticated sender and the broker clock; a forged sender is overwritten', async () => {
+    hub = await startTestBroker();
+    const reader = await client('console');
+    const seen = inbox(reader);
+    await reader.subscribeAsync(`${P}/chat/#`, { qos: 1 });
+    const alice = await client('alice');
+    const before = Date.now();
+    await alice.publishAsync(
+      `${P}/chat/ops`,
+      JSON.stringify({ text: 'gate 3 open', from: 'root', id: 'm1' }),
+      { qos: 1 },
+    );
+    await alice.publishAsync(`${P}/chat/ops`, 'plain words', { qos: 1 });
+    await alice.publishAsync(`${P}/chat/ops`, JSON.stringify({ text: 'x'.repeat(2049) }), { qos: 1 });
+    await alice.publishAsync(`${P}/chat/ops`, Buffer.from([0x7b, 0xff, 0xfe]), { qos: 1 });
+    await alice.publishAsync(`${P}/chat/ops`, JSON.stringify({ text: 'last' }), { qos: 1 });
+    await until(() => seen.length >= 3, 5000, 'three chat messages');
+    const messages = seen.map(
+      (line) => JSON.parse(line.slice(line.indexOf(' ') + 1)) as Record<string, unknown>,
+    );
+    expect(messages.map((m) => [m.from, m.role, m.text])).toEqual([
+      ['alice', 'staff', 'gate 3 open'],
+      ['alice', 'staff', 'plain words'],
+      ['alice', 'staff', 'last'],
+    ]);
+    expect(messages[0]?.id).toBe('m1');
+    expect(messages[0]?.at).toBeGreaterThanOrEqual(before);
+  });
+});
+
+describe('embedded broker: listeners and limits', () => {
+  it('serves MQTT over secure WebSocket for browser consoles', async () => {
+    hub = await startTestBroker();
+    const viaWs = await client('console', {}, 'wss');
+    const seen = inbox(viaWs);
+    await viaWs.subscribeAsync(`${P}/+/telemetry`, { qos: 1 });
+    const camA = await client('cam-a');
+    await camA.publishAsync(`${P}/cam-a/telemetry`, '{"cpu":1}', { qos: 1 });
+    await until(() => seen.length === 1, 5000, 'telemetry over wss');
+    expect(seen[0]).toBe(`${P}/cam-a/telemetry {"cpu":1}`);
+  });
+
+  it('a packet over the size limit disconnects its sender; the broker serves the next client', async () => {
+    hub = await startTestBroker({ limits: { maxPacketBytes: 4096 } });
+    const camA = await client('cam-a');
+    const gone = closed(camA);
+    camA.publish(`${P}/cam-a/telemetry`, Buffer.alloc(10_000, 1), { qos: 0 });
+    await gone;
+    const camB = await client('cam-b');
+    await camB.publishAsync(`${P}/cam-b/telemetry`, Buffer.alloc(1000, 1), { qos: 1 });
+    expect(hub.broker.counters.limitDisconnects).toBe(1);
+  });
+
+  it('malformed bytes on the socket drop that connection only', async () => {
+    hub = await startTestBroker();
+    const watcher = await client('console');
+    const port = hub.mqttsPort;
+    const ended = await new Promise<string>((resolve) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port, ca: readPem(testPki().ca) }, () => {
+        socket.write(Buffer.from([0x10, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x00, 0x04, 0x4d]));
+      });
+      socket.on('data', () => undefined);
+      socket.once('close', () => resolve('closed'));
+      setTimeout(() => resolve('still open'), 5000).unref();
+    });
+    expect(ended).toBe('closed');
+    const garbage = await new Promise<string>((resolve) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port, ca: readPem(testPki().ca) }, () => {
+        socket.write(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+      });
+      socket.on('data', () => undefined);
+      socket.once('close', () => resolve('closed'));
+      setTimeout(() => resolve('still open'), 5000).unref();
+    });
+    expect(garbage).toBe('closed');
+    expect(watcher.connected).toBe(true);
+    const next = await client('cam-b');
+    await next.publishAsync(`${P}/cam-b/status`, 'online', { qos: 1 });
+  });
+
+  it('a client over its publish rate is disconnected; others keep going', async () => {
+    hub = await startTestBroker({ limits: { maxPublishRate: 20 } });
+    const flooder = await client('cam-a');
+    const gone = closed(flooder);
+    for (let i = 0; i < 200; i += 1) flooder.publish(`${P}/cam-a/telemetry`, String(i), { qos: 0 });
+    await gone;
+    expect(hub.broker.counters.limitDisconnects).toBe(1);
+    const calm = await client('cam-b');
+    await calm.publishAsync(`${P}/cam-b/telemetry`, 'ok', { qos: 1 });
+  });
+
+  it('a keep-alive of 0 (never checked) or beyond the maximum is refused', async () => {
+    hub = await startTestBroker();
+    await expect(client('cam-a', { keepalive: 0 })).rejects.toThrow();
+    await expect(client('cam-a', { keepalive: 3600 })).rejects.toThrow();
+    await client('cam-a', { keepalive: 30 });
+  });
+});
+
+describe('embedded broker: identities reload', () => {
+  it('a revoked identity is disconnected on reload and refused after; other clients stay', async () => {
+    hub = await startTestBroker();
+    const camA = await client('cam-a');
+    const camB = await client('cam-b');
+    const gone = closed(camB);
+    const rest = Object.fromEntries(Object.entries(PEOPLE).filter(([name]) => name !== 'cam-b'));
+    await hub.writeIdentities(rest);
+    await hub.broker.reloadIdentities();
+    await gone;
+    expect(camA.connected).toBe(true);
+    await expect(client('cam-b')).rejects.toThrow(/Not authorized/i);
+  });
+
+  it('a broken identities file on reload keeps the identities in force', async () => {
+    hub = await startTestBroker();
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(hub.identitiesFile, '{"version": 1, "site": "plant", "identities": [{"name": "x"');
+    await hub.broker.reloadIdentities();
+    await client('cam-a');
   });
 });

@@ -129,14 +129,15 @@ export async function runCliToEnd(args: string[], env: NodeJS.ProcessEnv = {}) {
 /** A config for a daemon that binds only free loopback ports. */
 export async function daemonConfig(
   extra = '',
-): Promise<{ file: string; brokerPort: number; rtpPort: number }> {
+): Promise<{ file: string; brokerPort: number; rtpPort: number; dataDir: string }> {
   const brokerPort = await freePort();
   const rtpPort = await freePort();
+  const dataDir = await tempDir('outpost-data-');
   const file = await writeTemp(
     'outpost.yaml',
-    `site: test\ndevice: box1\nbroker:\n  tcp:\n    port: ${brokerPort}\ncameras:\n  - name: cam0\n    width: 320\n    height: 240\n    rtp:\n      port: ${rtpPort}\n${extra}`,
+    `site: test\ndevice: box1\ndataDir: ${dataDir}\nbroker:\n  tcp:\n    port: ${brokerPort}\ncameras:\n  - name: cam0\n    width: 320\n    height: 240\n    rtp:\n      port: ${rtpPort}\n${extra}`,
   );
-  return { file, brokerPort, rtpPort };
+  return { file, brokerPort, rtpPort, dataDir };
 }
 
 /** Poll `check` every 50 ms until it holds; reject after `ms`, naming what was awaited. */

@@ -1,6 +1,8 @@
 // Reads the YAML config file and validates it against the one schema, reporting *every* problem with
 // its key path, the value found, the line it is on and a hint, instead of stopping at the first.
 import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { isMap, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { OutpostError } from '../errors.js';
@@ -34,7 +36,9 @@ export class ConfigError extends OutpostError {
 
 /** The configuration a box runs with when it has no file: one test camera, broker on loopback. */
 export function embeddedDefaults(): Config {
-  return configSchema.parse({});
+  // Not /var/lib/outpost: a developer's `npm start` runs as themselves, not as the outpost user.
+  const dataDir = process.env.STATE_DIRECTORY ?? join(homedir(), '.local', 'state', 'outpost');
+  return configSchema.parse({ dataDir });
 }
 
 /** Read and validate a config file. Throws ConfigError listing every problem found. */

@@ -139,8 +139,7 @@ export const configSchema = z
             maxConnections: z.int().min(1).max(100_000).default(1000),
             /** Publishes per second a client may send (sustained; bursts up to 2× are allowed). */
             maxPublishRate: z.int().min(1).max(100_000).default(500),
-            /** Keep-alive a client may ask for, seconds (0 = none is refused: dead clients must be seen). */
-            keepAliveMinSeconds: z.int().min(1).max(3600).default(5),
+            /** Longest keep-alive a client may ask for, seconds; 0 (never) is refused too. */
             keepAliveMaxSeconds: z.int().min(1).max(65535).default(300),
           })
           .prefault({}),

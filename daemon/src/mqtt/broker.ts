@@ -1,44 +1,471 @@
-// The embedded MQTT broker (Aedes) and its listeners. This first cut serves plain MQTT on loopback
-// only, for local clients on the box; the TLS LAN listener, identities, ACL and on-disk persistence
-// arrive with provisioning and hang off the same hooks (authenticate, authorizePublish, …).
+// The embedded MQTT broker (Aedes) and its listeners: plain MQTT on loopback only, MQTT over TLS and
+// MQTT over secure WebSocket on the LAN (hub role). Every client authenticates (identities.ts), every
+// publish and subscribe passes the ACL (acl.ts), packets and publish rates are bounded (limits.ts), and
+// retained messages, persistent sessions and their queued QoS 1/2 messages live on disk
+// (aedes-persistence-level under dataDir/broker), so they survive a restart and a kill -9.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer, type Server, type Socket } from 'node:net';
-import { Aedes } from 'aedes';
+import { join } from 'node:path';
+import { Duplex } from 'node:stream';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { Aedes, type Client, type PublishPacket } from 'aedes';
+import aedesPersistenceLevel from 'aedes-persistence-level';
+import { Level } from 'level';
 import type { Logger } from 'pino';
+import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Config } from '../config/schema.js';
-import { OutpostError } from '../errors.js';
+import { describeError, OutpostError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
+import { mayPublish, maySubscribe } from './acl.js';
+import { stampChat } from './chat-stamp.js';
+import { IdentityTable, loadIdentities, type Identity } from './identities.js';
+import { FramingError, packetSizeGuard, RateLimiter } from './limits.js';
+import { chatChannel } from './topics.js';
+
+export type BrokerConfig = Pick<Config, 'broker' | 'site' | 'device' | 'dataDir'>;
+
+type ListenerKind = 'tcp' | 'mqtts' | 'wss';
+
+interface Connection {
+  kind: ListenerKind;
+  /** The TLS socket underneath (mqtts, wss): its verified client certificate names an identity. */
+  tls: TLSSocket | undefined;
+  remote: string;
+}
+
+/** The user name of the daemon's local credential, for tools on the box (loopback listener only). */
+export const LOCAL_ADMIN = 'local-admin';
+
+/** Refused publishes are re-addressed here and dropped: nobody may subscribe to `$outpost/…`. */
+const REFUSED_TOPIC = '$outpost/refused';
+
+/**
+ * Aedes's own guards, set on purpose (docs/mqtt.md lists them):
+ * - maxInflightInbound 100: QoS 2 publishes one client may hold awaiting PUBREL; our clients publish
+ *   QoS 1, so 100 is generous and bounds the dedup store on disk.
+ * - maxTopicLevels 16: contract v1 topics have at most 8 levels.
+ * - drainTimeout 20 s: a subscriber that stops reading is dropped instead of stalling delivery to all.
+ * - queueLimit 64: packets a client may send before its CONNECT is authenticated (scrypt takes ~50 ms).
+ * - connectTimeout 10 s: a socket that sends no CONNECT is closed.
+ */
+const AEDES_GUARDS = {
+  maxInflightInbound: 100,
+  maxTopicLevels: 16,
+  drainTimeout: 20_000,
+  queueLimit: 64,
+  connectTimeout: 10_000,
+} as const;
+
+export interface BrokerCounters {
+  refusedPublish: number;
+  refusedSubscribe: number;
+  authFailures: number;
+  limitDisconnects: number;
+}
 
 export class Broker implements Service {
   readonly name = 'broker';
+  readonly counters: BrokerCounters = {
+    refusedPublish: 0,
+    refusedSubscribe: 0,
+    authFailures: 0,
+    limitDisconnects: 0,
+  };
   private aedes: Aedes | undefined;
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
+  private db: Level<string, unknown> | undefined;
+  private persistence: { destroy(): Promise<void> } | undefined;
+  private readonly servers = new Map<ListenerKind, Server | HttpsServer>();
+  private wss: WebSocketServer | undefined;
+  private readonly sockets = new Set<Duplex>();
+  private readonly connections = new WeakMap<object, Connection>();
+  private readonly identityOf = new WeakMap<Client, Identity>();
+  private readonly limiterOf = new WeakMap<Client, RateLimiter>();
+  private readonly identities = new IdentityTable();
+  /** The daemon's own credentials, kept in memory: its uplink uses them in hub role. */
+  private selfPassword = '';
+  private localPassword = '';
 
   constructor(
-    private readonly settings: Config['broker'],
+    private readonly config: BrokerConfig,
     private readonly log: Logger,
   ) {}
 
-  /** The address actually bound (the port is known after start, even when 0 was asked for). */
-  address(): { host: string; port: number } | undefined {
-    const address = this.server?.address();
+  /** The plain loopback listener's address (the port is known after start, even when 0 was asked). */
+  address(kind: ListenerKind = 'tcp'): { host: string; port: number } | undefined {
+    const address = this.servers.get(kind)?.address();
     return address && typeof address === 'object' ? { host: address.address, port: address.port } : undefined;
   }
 
+  /** Username and password the daemon's own client uses on the loopback listener. */
+  selfCredential(): { username: string; password: string } {
+    return { username: this.config.device, password: this.selfPassword };
+  }
+
+  /** File holding the local-admin password for tools on the box (`outpost chat`, mosquitto_sub). */
+  get localAdminFile(): string {
+    return join(this.config.dataDir, 'local-admin.password');
+  }
+
   async start(): Promise<void> {
-    const aedes = await Aedes.createBroker({});
+    const { broker: settings, dataDir } = this.config;
+    await mkdir(dataDir, { recursive: true, mode: 0o750 });
+    await this.loadIdentities();
+    await this.prepareLocalCredentials();
+
+    const tls = settings.tls ? await readTlsMaterial(settings.tls) : undefined;
+    this.db = new Level<string, unknown>(join(dataDir, 'broker'), { valueEncoding: 'view' });
+    try {
+      await this.db.open();
+    } catch (error) {
+      throw new OutpostError('START_FAILED', `cannot open the broker's store in ${join(dataDir, 'broker')}`, {
+        hint: 'is another outpost daemon running on this data dir? check dataDir and its permissions',
+        cause: error,
+      });
+    }
+    const persistence = aedesPersistenceLevel(this.db);
+    this.persistence = persistence;
+    const aedes = await Aedes.createBroker({
+      id: `outpost-${this.config.device}`,
+      persistence,
+      // CONNACK refused (code 6) for a keep-alive of 0 (a dead client would never be noticed) or above this.
+      keepaliveLimit: settings.limits.keepAliveMaxSeconds,
+      ...AEDES_GUARDS,
+      authenticate: (client, username, password, done) => {
+        this.authenticate(client, username, password).then(
+          (identity) => {
+            if (identity) {
+              this.identityOf.set(client, identity);
+              this.limiterOf.set(client, new RateLimiter(settings.limits.maxPublishRate));
+              done(null, true);
+            } else {
+              const error = Object.assign(new Error('not authorized'), { returnCode: 5 as const });
+              done(error, false);
+            }
+          },
+          (error: unknown) => {
+            this.log.error({ err: error }, 'mqtt authentication failed unexpectedly');
+            done(Object.assign(new Error('server unavailable'), { returnCode: 3 as const }), false);
+          },
+        );
+      },
+      authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
+      authorizeSubscribe: (client, subscription, done) => {
+        const identity = this.identityOf.get(client);
+        if (identity && maySubscribe(identity, this.config.site, subscription.topic)) {
+          done(null, subscription);
+          return;
+        }
+        this.counters.refusedSubscribe += 1;
+        this.log.warn(
+          { identity: identity?.name, role: identity?.role, client: client.id, topic: subscription.topic },
+          'mqtt subscribe refused by ACL',
+        );
+        done(null, null); // SUBACK 0x80 for this filter; the client stays connected
+      },
+      authorizeForward: (_client, packet) => (packet.topic === REFUSED_TOPIC ? null : packet),
+    });
     aedes.on('clientError', (client, error) =>
-      this.log.debug({ client: client.id, err: error }, 'mqtt client error'),
+      this.log.debug({ client: client.id, err: error }, 'mqtt client error; disconnected'),
     );
     aedes.on('connectionError', (client, error) =>
-      this.log.debug({ client: client.id, err: error }, 'mqtt connection error'),
+      this.log.debug({ client: client.id, err: error }, 'mqtt connection error; disconnected'),
     );
-    const server = createServer((socket) => {
-      this.sockets.add(socket);
-      socket.once('close', () => this.sockets.delete(socket));
-      aedes.handle(socket);
+    this.aedes = aedes;
+
+    try {
+      await this.listen('tcp', settings.tcp.host, settings.tcp.port, (socket) => this.accept('tcp', socket));
+      if (settings.mqtts && tls) {
+        const server = createTlsServer(
+          { ...tls, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
+          (socket) => this.accept('mqtts', socket, socket),
+        );
+        await this.listen('mqtts', settings.mqtts.host, settings.mqtts.port, undefined, server);
+      }
+      if (settings.wss && tls) {
+        const server = createHttpsServer({
+          ...tls,
+          requestCert: true,
+          rejectUnauthorized: false,
+          minVersion: 'TLSv1.2',
+        });
+        const wss = new WebSocketServer({ server, maxPayload: settings.limits.maxPacketBytes + 16 });
+        wss.on('error', (error) => this.log.error({ err: error }, 'mqtt websocket server error'));
+        wss.on('connection', (socket, request) => {
+          const stream = createWebSocketStream(socket);
+          this.accept('wss', stream, request.socket as TLSSocket, request.socket.remoteAddress);
+        });
+        this.wss = wss;
+        await this.listen('wss', settings.wss.host, settings.wss.port, undefined, server);
+      }
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
+    for (const kind of this.servers.keys()) {
+      this.log.info({ listener: kind, ...this.address(kind) }, 'mqtt broker listening');
+    }
+  }
+
+  /** Re-read the identities file (SIGHUP). A bad file keeps the old table; removed identities are dropped. */
+  async reloadIdentities(): Promise<void> {
+    try {
+      await this.loadIdentities();
+    } catch (error) {
+      this.log.error(
+        { err: error, reason: describeError(error) },
+        'identities not reloaded; keeping the old ones',
+      );
+      return;
+    }
+    const aedes = this.aedes;
+    if (!aedes) return;
+    for (const client of Object.values(connectedClients(aedes))) {
+      const identity = this.identityOf.get(client);
+      if (!identity) continue;
+      const now = this.lookup(identity.name);
+      if (!now || now.role !== identity.role) {
+        this.log.info(
+          { identity: identity.name, client: client.id },
+          'identity revoked or changed: disconnecting',
+        );
+        client.close();
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    const { aedes, wss, persistence, db } = this;
+    this.aedes = undefined;
+    this.wss = undefined;
+    this.persistence = undefined;
+    this.db = undefined;
+    // Stop accepting, close the broker, then end every client connection: server.close() completes
+    // only when they are gone, and a client should see its broker leave rather than a silent socket.
+    const closed = [...this.servers.values()].map(
+      (server) => new Promise<void>((resolve) => server.close(() => resolve())),
+    );
+    this.servers.clear();
+    if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    wss?.close();
+    for (const socket of this.sockets) socket.destroy();
+    await Promise.all(closed);
+    if (persistence) await persistence.destroy().catch(() => undefined);
+    if (db && db.status !== 'closed') await db.close().catch(() => undefined);
+  }
+
+  healthy(): boolean {
+    return this.aedes?.closed === false && [...this.servers.values()].every((server) => server.listening);
+  }
+
+  private async loadIdentities(): Promise<void> {
+    const file = this.config.broker.identitiesFile;
+    const records = file ? (await loadIdentities(file)).identities : [];
+    const reserved = records.find((record) => record.name === LOCAL_ADMIN);
+    if (reserved) {
+      throw new OutpostError(
+        'IDENTITIES_INVALID',
+        `${file}: the name ${LOCAL_ADMIN} is reserved for the box's own tools`,
+        {
+          hint: 'rename that identity with outpost-provision',
+        },
+      );
+    }
+    this.identities.replace(records);
+    this.log.info({ file: file ?? null, identities: records.length }, 'mqtt identities loaded');
+  }
+
+  /** The identity by name: the file's, or one of the daemon's two in-memory credentials. */
+  private lookup(name: string): Identity | undefined {
+    const record = this.identities.get(name);
+    if (record) return { name: record.name, role: record.role };
+    if (name === LOCAL_ADMIN) return { name, role: 'admin' };
+    if (name === this.config.device) return { name, role: 'device' };
+    return undefined;
+  }
+
+  private async prepareLocalCredentials(): Promise<void> {
+    this.selfPassword = randomBytes(24).toString('base64url');
+    const file = this.localAdminFile;
+    try {
+      this.localPassword = (await readFile(file, 'utf8')).trim();
+    } catch {
+      this.localPassword = '';
+    }
+    if (this.localPassword.length < 16) {
+      this.localPassword = randomBytes(24).toString('base64url');
+      await writeFile(file, `${this.localPassword}\n`, { mode: 0o600 });
+    }
+    await chmod(file, 0o600);
+  }
+
+  private async authenticate(
+    client: Client,
+    username: string | undefined,
+    password: Buffer | undefined,
+  ): Promise<Identity | undefined> {
+    const connection = this.connections.get(client.conn);
+    const refuse = (reason: string): undefined => {
+      this.counters.authFailures += 1;
+      this.log.warn(
+        {
+          client: client.id,
+          username: username ?? null,
+          listener: connection?.kind,
+          remote: connection?.remote,
+        },
+        `mqtt client refused: ${reason}`,
+      );
+      return undefined;
+    };
+    if (!connection) return refuse('unknown connection');
+    let identity: Identity | undefined;
+    if (password !== undefined && username !== undefined) {
+      const given = password.toString('utf8');
+      if (username === LOCAL_ADMIN || (username === this.config.device && !this.identities.get(username))) {
+        // The in-memory credentials work on the loopback listener only.
+        const expected = username === LOCAL_ADMIN ? this.localPassword : this.selfPassword;
+        identity =
+          connection.kind === 'tcp' && sameSecret(given, expected) ? this.lookup(username) : undefined;
+      } else {
+        identity = await this.identities.byPassword(username, given);
+      }
+      if (!identity) return refuse('bad user name or password');
+    } else if (connection.tls?.authorized) {
+      const commonName = connection.tls.getPeerCertificate().subject?.CN;
+      const name = Array.isArray(commonName) ? commonName[0] : commonName;
+      identity = name ? this.identities.byCertificate(name) : undefined;
+      if (!identity)
+        return refuse(`certificate CN ${name ?? '(none)'} is not an identity allowed to use certificates`);
+      if (username !== undefined && username !== identity.name)
+        return refuse('user name differs from certificate CN');
+    } else {
+      return refuse(
+        connection.tls ? 'no password and no valid site certificate' : 'no user name and password',
+      );
+    }
+    // A client id that belongs to another identity's namespace would let one client take over another's
+    // session (and its queued messages): ids are bound to their identity.
+    const owner = this.clientIdOwner(client.id);
+    if (owner && owner !== identity.name)
+      return refuse(`client id ${client.id} belongs to identity ${owner}`);
+    const current = this.aedes ? connectedClients(this.aedes)[client.id] : undefined;
+    const currentIdentity = current ? this.identityOf.get(current) : undefined;
+    if (currentIdentity && currentIdentity.name !== identity.name) {
+      return refuse(`client id ${client.id} is in use by identity ${currentIdentity.name}`);
+    }
+    if (!client.clean && owner !== identity.name) {
+      return refuse(`a persistent session needs client id ${identity.name} or ${identity.name}.SUFFIX`);
+    }
+    this.log.info(
+      { client: client.id, identity: identity.name, role: identity.role, listener: connection.kind },
+      'mqtt client connected',
+    );
+    return identity;
+  }
+
+  /** `cam-a` and `cam-a.tool` belong to identity cam-a ('.' cannot appear in a name). */
+  private clientIdOwner(clientId: string): string | undefined {
+    const name = clientId.split('.')[0] ?? clientId;
+    return this.lookup(name) ? name : undefined;
+  }
+
+  private authorizePublish(
+    client: Client | null,
+    packet: PublishPacket,
+    done: (error?: Error | null) => void,
+  ): void {
+    const site = this.config.site;
+    if (!client) {
+      // A will left by a client of an earlier broker run: only status wills are honoured.
+      if (!/^outpost\/v1\/[^/]+\/[^/]+\/status$/.test(packet.topic)) refuseInPlace(packet);
+      done(null);
+      return;
+    }
+    const identity = this.identityOf.get(client);
+    if (!identity) {
+      done(new Error('publish from an unauthenticated client'));
+      return;
+    }
+    if (this.limiterOf.get(client)?.take() === false) {
+      this.counters.limitDisconnects += 1;
+      this.log.warn(
+        { identity: identity.name, client: client.id },
+        'mqtt client over its publish rate: disconnected',
+      );
+      done(new Error('publish rate limit exceeded'));
+      return;
+    }
+    if (!mayPublish(identity, site, packet.topic)) {
+      this.counters.refusedPublish += 1;
+      this.log.warn(
+        { identity: identity.name, role: identity.role, client: client.id, topic: packet.topic },
+        'mqtt publish refused by ACL; dropped',
+      );
+      refuseInPlace(packet);
+      done(null);
+      return;
+    }
+    const channel = chatChannel(site, packet.topic);
+    if (channel !== undefined) {
+      const stamped = stampChat(packet.payload, identity, Date.now());
+      if (!stamped.ok) {
+        this.counters.refusedPublish += 1;
+        this.log.warn(
+          { identity: identity.name, topic: packet.topic, reason: stamped.reason },
+          'chat message refused; dropped',
+        );
+        refuseInPlace(packet);
+      } else {
+        packet.payload = stamped.payload;
+      }
+    }
+    done(null);
+  }
+
+  private accept(kind: ListenerKind, stream: Duplex, tls?: TLSSocket, remoteAddress?: string): void {
+    const aedes = this.aedes;
+    const remote = remoteAddress ?? (stream as Socket).remoteAddress ?? 'unknown';
+    if (!aedes || this.sockets.size >= this.config.broker.limits.maxConnections) {
+      this.log.warn(
+        { listener: kind, remote, max: this.config.broker.limits.maxConnections },
+        'mqtt connection refused: too many connections',
+      );
+      stream.destroy();
+      return;
+    }
+    this.sockets.add(stream);
+    stream.once('close', () => this.sockets.delete(stream));
+    stream.on('error', () => stream.destroy());
+    // The guard sits between the socket and Aedes's parser; replies go straight to the socket.
+    const guard = packetSizeGuard(this.config.broker.limits.maxPacketBytes);
+    const conn = Duplex.from({ readable: guard, writable: stream });
+    stream.pipe(guard);
+    guard.on('error', (error) => {
+      if (!(error instanceof FramingError)) return;
+      this.counters.limitDisconnects += 1;
+      this.log.warn(
+        { listener: kind, remote, err: error },
+        'mqtt client sent an oversized or malformed packet: disconnected',
+      );
+      stream.destroy();
     });
-    const { host, port } = this.settings.tcp;
+    stream.once('close', () => conn.destroy());
+    conn.on('error', () => stream.destroy());
+    conn.once('close', () => stream.destroy());
+    this.connections.set(conn, { kind, tls, remote });
+    aedes.handle(conn);
+  }
+
+  private async listen(
+    kind: ListenerKind,
+    host: string,
+    port: number,
+    onSocket: ((socket: Socket) => void) | undefined,
+    existing?: Server | HttpsServer,
+  ): Promise<void> {
+    const server = existing ?? createServer(onSocket);
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -48,39 +475,57 @@ export class Broker implements Service {
         });
       });
     } catch (error) {
-      await new Promise<void>((resolve) => aedes.close(() => resolve()));
       const code = (error as NodeJS.ErrnoException).code;
       throw new OutpostError(
         'START_FAILED',
-        `cannot listen for MQTT on ${host}:${port} (${code ?? 'error'})`,
+        `cannot listen for MQTT (${kind}) on ${host}:${port} (${code ?? 'error'})`,
         {
           hint:
             code === 'EADDRINUSE'
-              ? 'another broker (mosquitto?) holds the port: stop it or set broker.tcp.port'
-              : 'check broker.tcp in the config',
+              ? `another program (mosquitto?) holds the port: stop it or change broker.${kind}.port`
+              : `check broker.${kind} in the config`,
           cause: error,
         },
       );
     }
-    server.on('error', (error) => this.log.error({ err: error }, 'mqtt listener error'));
-    this.aedes = aedes;
-    this.server = server;
-    this.log.info({ listener: 'tcp', ...this.address() }, 'mqtt broker listening (plain, loopback only)');
+    server.on('error', (error) => this.log.error({ err: error, listener: kind }, 'mqtt listener error'));
+    if (kind !== 'wss')
+      server.on('tlsClientError', (error) => this.log.debug({ err: error }, 'tls handshake failed'));
+    this.servers.set(kind, server);
   }
+}
 
-  async stop(): Promise<void> {
-    const { aedes, server } = this;
-    this.aedes = undefined;
-    this.server = undefined;
-    // Stop accepting, close the broker, then end every client connection: server.close() completes
-    // only when they are gone, and a client should see its broker leave rather than a silent socket.
-    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
-    if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
-    for (const socket of this.sockets) socket.destroy();
-    await closed;
-  }
+/** Aedes keeps its connected clients by id; its type declarations leave the map out. */
+function connectedClients(aedes: Aedes): Record<string, Client> {
+  return (aedes as unknown as { clients: Record<string, Client> }).clients;
+}
 
-  healthy(): boolean {
-    return this.server?.listening === true && this.aedes?.closed === false;
-  }
+function refuseInPlace(packet: { topic: string; retain: boolean }): void {
+  packet.topic = REFUSED_TOPIC;
+  packet.retain = false;
+}
+
+function sameSecret(given: string, expected: string): boolean {
+  // Compare hashes of both, so the comparison takes the same time whatever the lengths.
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return expected.length > 0 && timingSafeEqual(a, b);
+}
+
+async function readTlsMaterial(files: {
+  ca: string;
+  cert: string;
+  key: string;
+}): Promise<{ ca: Buffer; cert: Buffer; key: Buffer }> {
+  const read = async (key: 'ca' | 'cert' | 'key'): Promise<Buffer> => {
+    try {
+      return await readFile(files[key]);
+    } catch (error) {
+      throw new OutpostError('TLS_MATERIAL_INVALID', `broker.tls.${key}: ${files[key]} cannot be read`, {
+        hint: 'provision the box (outpost-provision bundle) or fix the path; the file must be readable by the outpost user',
+        cause: error,
+      });
+    }
+  };
+  return { ca: await read('ca'), cert: await read('cert'), key: await read('key') };
 }

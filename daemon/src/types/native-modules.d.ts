@@ -30,3 +30,10 @@ declare module 'gstreamer-superficial' {
     pollBus(callback: (message: BusMessage) => void): void;
   }
 }
+
+declare module 'aedes-persistence-level' {
+  /** A CallBackPersistence over a `level` database (aedes-persistence 11 interface, cleanIncoming included). */
+  export default function aedesPersistenceLevel(
+    db: unknown,
+  ): { destroy(): Promise<void> } & Record<string, unknown>;
+}

@@ -1,0 +1,78 @@
+// Who may publish and subscribe where: the broker's authorizePublish/authorizeSubscribe hooks ask these
+// two functions, with the authenticated identity (never the client id or a payload field).
+//
+//   device d  publishes  P/d/#, P/chat/#          subscribes  P/d/cmd/#, P/chat/#
+//   console   publishes  P/+/cmd/#, P/chat/#      subscribes  P/# (everything on the site)
+//   staff     publishes  P/chat/#                 subscribes  P/chat/#
+//   admin     publishes  anything but $SYS/#      subscribes  anything
+// where P = outpost/v1/{site}. A subscription is granted only when every topic it could match is
+// allowed: `#`, `$SYS/#` and another device's prefix are refused, and so is `outpost/v1/+/…`.
+import type { Identity } from './identities.js';
+import { sitePrefix } from './topics.js';
+
+export function mayPublish(identity: Identity, site: string, topic: string): boolean {
+  if (topic.startsWith('$')) return false;
+  return publishPatterns(identity, site).some((pattern) => topicMatches(pattern, topic));
+}
+
+export function maySubscribe(identity: Identity, site: string, filter: string): boolean {
+  if (identity.role === 'admin') return true;
+  return subscribePatterns(identity, site).some((pattern) => filterWithin(filter, pattern));
+}
+
+function publishPatterns(identity: Identity, site: string): string[] {
+  const prefix = sitePrefix(site);
+  switch (identity.role) {
+    case 'device':
+      return [`${prefix}/${identity.name}/#`, `${prefix}/chat/#`];
+    case 'console':
+      return [`${prefix}/+/cmd/#`, `${prefix}/chat/#`];
+    case 'staff':
+      return [`${prefix}/chat/#`];
+    case 'admin':
+      return ['#'];
+  }
+}
+
+function subscribePatterns(identity: Identity, site: string): string[] {
+  const prefix = sitePrefix(site);
+  switch (identity.role) {
+    case 'device':
+      return [`${prefix}/${identity.name}/cmd/#`, `${prefix}/chat/#`];
+    case 'console':
+      return [`${prefix}/#`];
+    case 'staff':
+      return [`${prefix}/chat/#`];
+    case 'admin':
+      return ['#'];
+  }
+}
+
+/** MQTT topic matching of a concrete topic against a filter with + and # (MQTT 3.1.1 §4.7). */
+export function topicMatches(filter: string, topic: string): boolean {
+  const want = filter.split('/');
+  const have = topic.split('/');
+  for (let i = 0; i < want.length; i += 1) {
+    const level = want[i];
+    if (level === '#') return true; // also matches the parent level itself (§4.7.1.2)
+    if (i >= have.length) return false;
+    if (level !== '+' && level !== have[i]) return false;
+  }
+  return want.length === have.length;
+}
+
+/** True when every topic `filter` can match is also matched by `allowed`. */
+export function filterWithin(filter: string, allowed: string): boolean {
+  const inner = filter.split('/');
+  const outer = allowed.split('/');
+  for (let i = 0; i < outer.length; i += 1) {
+    const limit = outer[i];
+    if (limit === '#') return true;
+    const level = inner[i];
+    if (level === undefined) return false;
+    if (level === '#') return false; // the filter reaches further than the allowed level
+    if (level === '+' && limit !== '+') return false;
+    if (limit !== '+' && limit !== level) return false;
+  }
+  return inner.length === outer.length;
+}

@@ -1,0 +1,159 @@
+// Topic contract v1: one zod schema per message type. They are the types the daemon publishes with,
+// the validation applied to what crosses into the daemon, and (through z.toJSONSchema) the JSON Schema
+// files in docs/schemas/ that consoles build against. docs/topics.md describes them; a test keeps the
+// files in step with these schemas.
+import { z } from 'zod';
+
+/**
+ * Every message a box sends carries its wall time plus a boot id and a per-boot counter, so the console
+ * can order one box's events even when its clock jumped (a Pi has no battery clock).
+ */
+const meta = {
+  /** Sender's wall clock, milliseconds since the Unix epoch. */
+  at: z.int().nonnegative(),
+  /** Random id drawn at each daemon start. */
+  bootId: z.string().min(8).max(64),
+  /** Counter, +1 per message from this daemon run. */
+  seq: z.int().nonnegative(),
+};
+
+const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/);
+
+export const statusPayload = z.strictObject({
+  ...meta,
+  state: z.enum(['online', 'offline']),
+  device: name,
+  role: z.enum(['hub', 'camera']),
+  version: z.string(),
+});
+
+export const telemetryPayload = z.strictObject({
+  ...meta,
+  cpuLoadPercent: z.number().min(0).max(100),
+  /** CPU/SoC temperature; null where the board reports none. */
+  temperatureC: z.number().nullable(),
+  memory: z.strictObject({ usedBytes: z.int().nonnegative(), totalBytes: z.int().nonnegative() }),
+  /** The filesystem holding the data dir. */
+  disk: z.strictObject({
+    path: z.string(),
+    usedBytes: z.int().nonnegative(),
+    totalBytes: z.int().nonnegative(),
+  }),
+  uptimeSeconds: z.number().nonnegative(),
+  network: z.array(
+    z.strictObject({ iface: z.string(), rxBytes: z.int().nonnegative(), txBytes: z.int().nonnegative() }),
+  ),
+  /** Raspberry Pi firmware throttling flags (vcgencmd get_throttled); null elsewhere. */
+  throttled: z
+    .strictObject({
+      raw: z.int().nonnegative(),
+      underVoltage: z.boolean(),
+      throttled: z.boolean(),
+      frequencyCapped: z.boolean(),
+    })
+    .nullable(),
+});
+
+export const cameraStatePayload = z.strictObject({
+  ...meta,
+  camera: name,
+  state: z.enum(['starting', 'streaming', 'restarting', 'failed', 'stopped']),
+  /** The encoder element in use; null until one is chosen. */
+  encoder: z.string().nullable(),
+  hardwareEncoder: z.boolean(),
+  fps: z.number().nonnegative(),
+  bitrateKbps: z.number().nonnegative(),
+  restarts: z.int().nonnegative(),
+  lastError: z.string().nullable(),
+});
+
+export const alertPayload = z.strictObject({
+  ...meta,
+  /** Unique per alert; a clip alert's id is its clip id. */
+  id: z.string().min(1).max(64),
+  device: name,
+  kind: z.enum(['panic', 'camera-failed', 'temperature', 'disk', 'memory', 'clip-store']),
+  severity: z.enum(['info', 'warning', 'critical']),
+  /** Threshold alerts are raised once and cleared once (hysteresis); events are just `raised`. */
+  state: z.enum(['raised', 'cleared']),
+  message: z.string().max(500),
+  clipId: z.string().optional(),
+  cameras: z.array(name).optional(),
+  trigger: z.enum(['button', 'mqtt', 'cli']).optional(),
+});
+
+export const clipManifestPayload = z.strictObject({
+  ...meta,
+  clipId: z.string().min(1).max(64),
+  device: name,
+  cameras: z.array(name),
+  sizeBytes: z.int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  durationMs: z.int().nonnegative(),
+  chunkBytes: z.int().positive(),
+  chunks: z.int().nonnegative(),
+  startAt: z.int().nonnegative(),
+  endAt: z.int().nonnegative(),
+});
+
+/** console → device, on `…/{device}/cmd/{verb}`. The reply goes to `…/{device}/reply/{verb}`. */
+export const commandPayload = z.strictObject({
+  /** Correlation id, echoed in the reply. */
+  id: z.string().min(1).max(64),
+  args: z.record(z.string(), z.unknown()).default({}),
+});
+
+export const replyPayload = z.strictObject({
+  ...meta,
+  id: z.string().min(1).max(64),
+  ok: z.boolean(),
+  result: z.unknown().optional(),
+  error: z.strictObject({ code: z.string(), message: z.string() }).optional(),
+});
+
+/** The largest chat text, in bytes of UTF-8. */
+export const CHAT_MAX_BYTES = 2048;
+
+/** What a chat client publishes on `outpost/v1/{site}/chat/{channel}`. */
+export const chatInPayload = z.object({
+  text: z
+    .string()
+    .min(1)
+    .refine((text) => Buffer.byteLength(text, 'utf8') <= CHAT_MAX_BYTES, {
+      error: `chat text is at most ${CHAT_MAX_BYTES} bytes of UTF-8`,
+    }),
+  /** Client-chosen id for de-duplication; the hub draws one when absent. */
+  id: z.string().min(1).max(64).optional(),
+  // Any other field (`from`, `at`…) is dropped: the hub writes sender and time itself.
+});
+
+/** What subscribers receive: stamped by the hub with the authenticated sender and its clock. */
+export const chatPayload = z.strictObject({
+  id: z.string().min(1).max(64),
+  from: name,
+  role: z.enum(['device', 'console', 'staff', 'admin']),
+  text: z.string(),
+  at: z.int().nonnegative(),
+});
+
+/** Every schema of contract v1, by the file name its JSON Schema is written to. */
+export const contract = {
+  status: statusPayload,
+  telemetry: telemetryPayload,
+  'camera-state': cameraStatePayload,
+  alert: alertPayload,
+  'clip-manifest': clipManifestPayload,
+  cmd: commandPayload,
+  reply: replyPayload,
+  'chat-in': chatInPayload,
+  chat: chatPayload,
+} as const;
+
+export type StatusPayload = z.output<typeof statusPayload>;
+export type TelemetryPayload = z.output<typeof telemetryPayload>;
+export type CameraStatePayload = z.output<typeof cameraStatePayload>;
+export type AlertPayload = z.output<typeof alertPayload>;
+export type ClipManifestPayload = z.output<typeof clipManifestPayload>;
+export type CommandPayload = z.output<typeof commandPayload>;
+export type ReplyPayload = z.output<typeof replyPayload>;
+export type ChatPayload = z.output<typeof chatPayload>;

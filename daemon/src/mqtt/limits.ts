@@ -1,0 +1,92 @@
+// Broker limits that Aedes does not enforce itself: the size of one MQTT packet (checked on the byte
+// stream before the parser buffers it, so a 200 MB "remaining length" costs nothing) and a per-client
+// publish rate. Aedes's own guards (in-flight, topic levels, drain timeout, queue) are set in broker.ts.
+import { Transform, type TransformCallback } from 'node:stream';
+
+/** The byte stream broke MQTT framing or announced a packet over the limit. */
+export class FramingError extends Error {
+  override readonly name = 'FramingError';
+}
+
+/**
+ * Passes bytes through unchanged while following MQTT's framing: a fixed-header byte, then the
+ * "remaining length" varint (1–4 bytes, MQTT 3.1.1 §2.2.3), then that many bytes. Errors with
+ * FramingError as soon as a header announces more than `limit` bytes, and on a varint longer than 4.
+ */
+export function packetSizeGuard(limit: number): Transform {
+  let state: 'type' | 'length' | 'body' = 'type';
+  let length = 0;
+  let multiplier = 1;
+  let lengthBytes = 0;
+  let left = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done: TransformCallback) {
+      let i = 0;
+      while (i < chunk.length) {
+        if (state === 'type') {
+          state = 'length';
+          length = 0;
+          multiplier = 1;
+          lengthBytes = 0;
+          i += 1;
+        } else if (state === 'length') {
+          const byte = chunk[i] ?? 0;
+          i += 1;
+          length += (byte & 0x7f) * multiplier;
+          multiplier *= 128;
+          lengthBytes += 1;
+          if (length + 1 + lengthBytes > limit) {
+            done(
+              new FramingError(
+                `MQTT packet of ${length + 1 + lengthBytes} bytes exceeds the ${limit}-byte limit`,
+              ),
+            );
+            return;
+          }
+          if ((byte & 0x80) === 0) {
+            left = length;
+            state = left === 0 ? 'type' : 'body';
+          } else if (lengthBytes === 4) {
+            done(new FramingError('malformed MQTT remaining length (more than 4 bytes)'));
+            return;
+          }
+        } else {
+          const take = Math.min(left, chunk.length - i);
+          left -= take;
+          i += take;
+          if (left === 0) state = 'type';
+        }
+      }
+      done(null, chunk);
+    },
+  });
+}
+
+/**
+ * A token bucket: `ratePerSecond` sustained, bursts up to twice that. `take()` is false when the
+ * client has gone over; the broker then disconnects it.
+ */
+export class RateLimiter {
+  private tokens: number;
+  private last: number;
+
+  constructor(
+    private readonly ratePerSecond: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.tokens = ratePerSecond * 2;
+    this.last = now();
+  }
+
+  take(): boolean {
+    const now = this.now();
+    this.tokens = Math.min(
+      this.ratePerSecond * 2,
+      this.tokens + ((now - this.last) / 1000) * this.ratePerSecond,
+    );
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}

@@ -1,0 +1,38 @@
+// The topic map of contract v1: every topic string the daemon uses is built here and nowhere else.
+// Payload schemas for each topic live in contract.ts; docs/topics.md documents both.
+
+export const TOPIC_VERSION = 'v1';
+
+/** `outpost/v1/{site}`: the root of everything on one site. */
+export function sitePrefix(site: string): string {
+  return `outpost/${TOPIC_VERSION}/${site}`;
+}
+
+/** `outpost/v1/{site}/{device}`: one box's own prefix. */
+export function devicePrefix(site: string, device: string): string {
+  return `${sitePrefix(site)}/${device}`;
+}
+
+export const topics = {
+  /** Retained; `online` / `offline` (the last will). */
+  status: (site: string, device: string) => `${devicePrefix(site, device)}/status`,
+  telemetry: (site: string, device: string) => `${devicePrefix(site, device)}/telemetry`,
+  /** Retained camera state. */
+  cameraState: (site: string, device: string, camera: string) =>
+    `${devicePrefix(site, device)}/camera/${camera}/state`,
+  alert: (site: string, device: string) => `${devicePrefix(site, device)}/alert`,
+  clipManifest: (site: string, device: string, clipId: string) =>
+    `${devicePrefix(site, device)}/clip/${clipId}`,
+  cmd: (site: string, device: string, verb: string) => `${devicePrefix(site, device)}/cmd/${verb}`,
+  cmdAll: (site: string, device: string) => `${devicePrefix(site, device)}/cmd/#`,
+  reply: (site: string, device: string, verb: string) => `${devicePrefix(site, device)}/reply/${verb}`,
+  chat: (site: string, channel: string) => `${sitePrefix(site)}/chat/${channel}`,
+} as const;
+
+/** The chat channel a topic names, when it is exactly `outpost/v1/{site}/chat/{channel}`. */
+export function chatChannel(site: string, topic: string): string | undefined {
+  const prefix = `${sitePrefix(site)}/chat/`;
+  if (!topic.startsWith(prefix)) return undefined;
+  const channel = topic.slice(prefix.length);
+  return channel.length > 0 && !channel.includes('/') ? channel : undefined;
+}

@@ -1,0 +1,164 @@
+// Starts the embedded broker the way a provisioned hub runs it: loopback TCP, TLS and WSS listeners
+// with the test PKI, an identities file with hashed passwords, and its store in a temp data dir.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
+import pino from 'pino';
+import { configSchema } from '../../daemon/src/config/schema.js';
+import { Broker } from '../../daemon/src/mqtt/broker.js';
+import { hashPassword, type Role } from '../../daemon/src/mqtt/identities.js';
+import { testPki } from './pki.js';
+import { freePort, tempDir } from './processes.js';
+
+export const SITE = 'plant';
+
+/** Test identities: name → role and password (certificate-enabled where noted). */
+export const PEOPLE: Record<string, { role: Role; password?: string; certificate?: boolean }> = {
+  'cam-a': { role: 'device', password: 'pw-cam-a' },
+  'cam-b': { role: 'device', password: 'pw-cam-b' },
+  console: { role: 'console', password: 'pw-console', certificate: true },
+  alice: { role: 'staff', password: 'pw-alice' },
+  root: { role: 'admin', password: 'pw-root' },
+};
+
+export interface TestBroker {
+  broker: Broker;
+  dataDir: string;
+  identitiesFile: string;
+  tcpPort: number;
+  mqttsPort: number;
+  wssPort: number;
+  /** Restart on the same ports and data dir (what a daemon restart does). */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+  /** Write the identities file from `people` (then call broker.reloadIdentities()). */
+  writeIdentities(people: typeof PEOPLE): Promise<void>;
+}
+
+export async function identitiesJson(people: typeof PEOPLE): Promise<string> {
+  const identities = await Promise.all(
+    Object.entries(people).map(async ([name, person]) => ({
+      name,
+      role: person.role,
+      ...(person.password ? { password: await hashPassword(person.password) } : {}),
+      certificate: person.certificate ?? false,
+    })),
+  );
+  return JSON.stringify({ version: 1, site: SITE, identities }, null, 2);
+}
+
+export async function startTestBroker(
+  options: { limits?: Record<string, number>; dataDir?: string } = {},
+): Promise<TestBroker> {
+  const pki = testPki();
+  const dataDir = options.dataDir ?? (await tempDir('outpost-broker-'));
+  const identitiesFile = join(dataDir, 'identities.json');
+  const writeIdentities = async (people: typeof PEOPLE) =>
+    writeFile(identitiesFile, await identitiesJson(people), { mode: 0o600 });
+  await writeIdentities(PEOPLE);
+  const [tcpPort, mqttsPort, wssPort] = [await freePort(), await freePort(), await freePort()];
+  const config = configSchema.parse({
+    site: SITE,
+    device: 'hub',
+    dataDir,
+    broker: {
+      tcp: { port: tcpPort },
+      mqtts: { host: '127.0.0.1', port: mqttsPort },
+      wss: { host: '127.0.0.1', port: wssPort },
+      tls: { ca: pki.ca, cert: pki.serverCert, key: pki.serverKey },
+      identitiesFile,
+      limits: options.limits ?? {},
+    },
+  });
+  const log = pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' });
+  const handle: TestBroker = {
+    broker: new Broker(config, log),
+    dataDir,
+    identitiesFile,
+    tcpPort,
+    mqttsPort,
+    wssPort,
+    async restart() {
+      await handle.broker.stop();
+      handle.broker = new Broker(config, log);
+      await handle.broker.start();
+    },
+    stop: () => handle.broker.stop(),
+    writeIdentities,
+  };
+  await handle.broker.start();
+  return handle;
+}
+
+/** An MQTT.js client over TLS to the test broker, as `name` with its password. */
+export function connectAs(
+  broker: TestBroker,
+  name: string,
+  extra: IClientOptions = {},
+  transport: 'mqtts' | 'wss' = 'mqtts',
+): Promise<MqttClient> {
+  const pki = testPki();
+  const url =
+    transport === 'mqtts' ? `mqtts://127.0.0.1:${broker.mqttsPort}` : `wss://127.0.0.1:${broker.wssPort}`;
+  return connectAsync(url, {
+    ca: [readPem(pki.ca)],
+    username: name,
+    password: PEOPLE[name]?.password,
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+    clientId: `${name}.${Math.random().toString(16).slice(2, 10)}`,
+    ...extra,
+  });
+}
+
+const pemCache = new Map<string, Buffer>();
+export function readPem(file: string): Buffer {
+  let pem = pemCache.get(file);
+  if (!pem) {
+    pem = readFileSync(file);
+    pemCache.set(file, pem);
+  }
+  return pem;
+}
+
+/** Run a command to completion with a bound; stdout and stderr collected. */
+export function run(
+  command: string,
+  args: string[],
+  ms = 10_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(command, args);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+  return new Promise((resolve) =>
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    }),
+  );
+}
+
+/** mosquitto_pub/_sub arguments for the TLS listener as `name`. */
+export function mosquittoTls(
+  broker: TestBroker,
+  name: string,
+  password = PEOPLE[name]?.password ?? '',
+): string[] {
+  return [
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(broker.mqttsPort),
+    '--cafile',
+    testPki().ca,
+    '-u',
+    name,
+    '-P',
+    password,
+  ];
+}
