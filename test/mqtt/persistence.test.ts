@@ -1,0 +1,186 @@
+// What the broker keeps on disk: queued QoS 1 messages for an offline persistent session and retained
+// messages survive a kill -9 of the daemon; and a clean-session reconnect cannot make the broker
+// acknowledge and drop a QoS 2 message (GHSA-p8r9-qf8w-p73r).
+import { writeFile } from 'node:fs/promises';
+import { createConnection, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { connectAsync, type MqttClient } from 'mqtt';
+import mqttPacket from 'mqtt-packet';
+import { afterEach, describe, expect, it } from 'vitest';
+import { identitiesJson, PEOPLE, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
+import { freePort, runCli, tempDir, until, writeTemp, type Run } from '../support/processes.js';
+
+const P = `outpost/v1/${SITE}`;
+let hub: TestBroker | undefined;
+let daemon: Run | undefined;
+const clients: MqttClient[] = [];
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((client) => client.endAsync(true)));
+  await hub?.stop();
+  hub = undefined;
+  if (daemon && daemon.child.exitCode === null && daemon.child.signalCode === null) {
+    daemon.child.kill('SIGKILL');
+    await daemon.exited();
+  }
+  daemon = undefined;
+});
+
+async function loopbackClient(port: number, name: string, extra = {}): Promise<MqttClient> {
+  const client = await connectAsync(`mqtt://127.0.0.1:${port}`, {
+    username: name,
+    password: PEOPLE[name]?.password,
+    reconnectPeriod: 0,
+    ...extra,
+  });
+  clients.push(client);
+  return client;
+}
+
+describe('broker persistence', () => {
+  it('QoS 1 messages queued for an offline persistent session, and retained status, survive kill -9', async () => {
+    const dataDir = await tempDir('outpost-data-');
+    const identitiesFile = join(dataDir, 'identities.json');
+    await writeFile(identitiesFile, await identitiesJson(PEOPLE));
+    const port = await freePort();
+    const config = await writeTemp(
+      'outpost.yaml',
+      `site: ${SITE}\ndevice: hub\ndataDir: ${dataDir}\nbroker:\n  tcp:\n    port: ${port}\n  identitiesFile: ${identitiesFile}\ncameras: []\n`,
+    );
+    const start = async () => {
+      daemon = runCli(['run', '--config', config]);
+      await daemon.waitForLog((line) => line.msg === 'outpost running');
+    };
+    await start();
+
+    // The console subscribes with a persistent session, then goes away.
+    const console1 = await loopbackClient(port, 'console', { clientId: 'console', clean: false });
+    await console1.subscribeAsync(`${P}/+/alert`, { qos: 1 });
+    await console1.endAsync();
+    clients.splice(clients.indexOf(console1), 1);
+
+    const cam = await loopbackClient(port, 'cam-a');
+    for (let i = 0; i < 5; i += 1) await cam.publishAsync(`${P}/cam-a/alert`, `alert ${i}`, { qos: 1 });
+    await cam.publishAsync(`${P}/cam-a/status`, 'online', { qos: 1, retain: true });
+    await cam.endAsync();
+    clients.splice(clients.indexOf(cam), 1);
+
+    daemon?.child.kill('SIGKILL');
+    await daemon?.exited();
+    await start();
+
+    const received: string[] = [];
+    const console2 = await connectAsync(`mqtt://127.0.0.1:${port}`, {
+      username: 'console',
+      password: PEOPLE.console?.password,
+      clientId: 'console',
+      clean: false,
+      reconnectPeriod: 0,
+      manualConnect: false,
+    });
+    clients.push(console2);
+    console2.on('message', (topic, payload) => received.push(payload.toString()));
+    await until(() => received.length >= 5, 10_000, 'the five queued alerts');
+    expect(received).toEqual(['alert 0', 'alert 1', 'alert 2', 'alert 3', 'alert 4']);
+
+    const retained: string[] = [];
+    const viewer = await loopbackClient(port, 'alice');
+    const admin = await loopbackClient(port, 'root');
+    admin.on('message', (topic, payload) => retained.push(`${topic} ${payload.toString()}`));
+    await admin.subscribeAsync(`${P}/cam-a/status`, { qos: 1 });
+    await until(() => retained.length === 1, 5000, 'the retained status');
+    expect(retained).toEqual([`${P}/cam-a/status online`]);
+    expect(viewer.connected).toBe(true);
+  });
+
+  it('a clean-session reconnect reusing a QoS 2 message id still gets its message delivered', async () => {
+    hub = await startTestBroker();
+    const watcher = await loopbackClient(hub.tcpPort, 'console');
+    const seen: string[] = [];
+    watcher.on('message', (_topic, payload) => seen.push(payload.toString()));
+    await watcher.subscribeAsync(`${P}/cam-a/alert`, { qos: 2 });
+
+    // Session 1: a QoS 2 publish whose handshake is cut before PUBREL (the broker holds its dedup entry).
+    const first = await rawSession(hub.tcpPort);
+    await first.send({
+      cmd: 'publish',
+      topic: `${P}/cam-a/alert`,
+      payload: 'first',
+      qos: 2,
+      messageId: 42,
+      retain: false,
+      dup: false,
+    });
+    await first.expect('pubrec');
+    first.socket.destroy();
+    await until(() => seen.includes('first'), 5000, 'the first message');
+
+    // The broker restarts in between, as after a power cut: the state on disk must not matter.
+    await hub.restart();
+    await watcher.endAsync(true);
+    clients.splice(clients.indexOf(watcher), 1);
+    const watcher2 = await loopbackClient(hub.tcpPort, 'console');
+    watcher2.on('message', (_topic, payload) => seen.push(payload.toString()));
+    await watcher2.subscribeAsync(`${P}/cam-a/alert`, { qos: 2 });
+
+    // Session 2, clean, same client id, same message id: a new message, to be delivered.
+    const second = await rawSession(hub.tcpPort);
+    await second.send({
+      cmd: 'publish',
+      topic: `${P}/cam-a/alert`,
+      payload: 'second',
+      qos: 2,
+      messageId: 42,
+      retain: false,
+      dup: false,
+    });
+    await second.expect('pubrec');
+    await second.send({ cmd: 'pubrel', messageId: 42 });
+    await second.expect('pubcomp');
+    await until(
+      () => seen.includes('second'),
+      5000,
+      'the second message (dropped as a duplicate before the fix)',
+    );
+    second.socket.destroy();
+  });
+});
+
+/** A bare MQTT 3.1.1 connection as cam-a (client id cam-a.raw, clean session) speaking packets by hand. */
+async function rawSession(port: number): Promise<{
+  socket: Socket;
+  send(packet: Record<string, unknown>): Promise<void>;
+  expect(cmd: string): Promise<void>;
+}> {
+  const socket = createConnection({ host: '127.0.0.1', port });
+  const parser = mqttPacket.parser({ protocolVersion: 4 });
+  const received: string[] = [];
+  socket.on('data', (chunk: Buffer) => parser.parse(chunk));
+  parser.on('packet', (packet: { cmd: string }) => received.push(packet.cmd));
+  const session = {
+    socket,
+    send: (packet: Record<string, unknown>) =>
+      new Promise<void>((resolve, reject) =>
+        socket.write(mqttPacket.generate(packet as unknown as mqttPacket.Packet), (error) =>
+          error ? reject(error) : resolve(),
+        ),
+      ),
+    expect: async (cmd: string) => {
+      await until(() => received.includes(cmd), 5000, `a ${cmd} from the broker`);
+      received.splice(received.indexOf(cmd), 1);
+    },
+  };
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  await session.send({
+    cmd: 'connect',
+    protocolId: 'MQTT',
+    protocolVersion: 4,
+    clean: true,
+    clientId: 'cam-a.raw',
+    keepalive: 30,
+    username: 'cam-a',
+    password: Buffer.from(PEOPLE['cam-a']?.password ?? ''),
+  });
+  await session.expect('connack');
+  return session;
+}
