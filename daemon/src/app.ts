@@ -6,31 +6,52 @@ import type { Config } from './config/schema.js';
 import { lifecycle, type Lifecycle, type Service } from './lifecycle/service.js';
 import type { Logger } from './log.js';
 import { Broker } from './mqtt/broker.js';
+import { Uplink } from './mqtt/uplink.js';
+import { CameraStateReport } from './camera/state-report.js';
 
 export interface App extends Lifecycle {
   readonly services: readonly Service[];
   /** One line for systemd's STATUS= and the log: what is running. */
   summary(): string;
+  /** SIGHUP: re-read what can change without a restart (the broker's identities). */
+  reload(): Promise<void>;
 }
 
 export function buildApp(config: Config, log: Logger): App {
   const broker = new Broker(config, log.child({ service: 'broker' }));
+  const uplink = new Uplink(config, broker, log.child({ service: 'uplink' }));
   const encoders = new Encoders(log.child({ service: 'encoders' }));
-  const cameras = config.cameras.map(
-    (camera) =>
-      new Camera(camera, config.sfu, encoders, log.child({ service: 'camera', camera: camera.name })),
+  const cameras = config.cameras.map((camera) => ({
+    name: camera.name,
+    camera: new Camera(camera, config.sfu, encoders, log.child({ service: 'camera', camera: camera.name })),
+  }));
+  const cameraStates = new CameraStateReport(
+    cameras,
+    config.site,
+    config.device,
+    uplink,
+    log.child({ service: 'camera-state' }),
   );
-  // Start order is dependency order: the broker first, so cameras can publish their state on it;
-  // the encoder probe before the cameras that use its answer.
-  const services: Service[] = [broker, encoders, ...cameras];
+  // Start order is dependency order: the broker, then the uplink that publishes through it (or to the
+  // hub); the encoder probe before the cameras that use its answer; the state report after the cameras
+  // (so it stops first and can say `stopped`).
+  const services: Service[] = [
+    broker,
+    uplink,
+    encoders,
+    ...cameras.map(({ camera }) => camera),
+    cameraStates,
+  ];
   const life = lifecycle(services, log, config.shutdown.timeoutMs);
   return {
     ...life,
     services,
+    reload: () => broker.reloadIdentities(),
     summary() {
       const address = broker.address();
-      const streaming = cameras.filter((camera) => camera.status().state === 'streaming').length;
-      return `broker on ${address ? `${address.host}:${address.port}` : 'nothing'}; ${streaming}/${cameras.length} cameras streaming to ${config.sfu.host}`;
+      const streaming = cameras.filter(({ camera }) => camera.status().state === 'streaming').length;
+      const hub = uplink.connected() ? 'uplink connected' : `uplink offline, ${uplink.pending()} queued`;
+      return `broker on ${address ? `${address.host}:${address.port}` : 'nothing'}; ${hub}; ${streaming}/${cameras.length} cameras streaming to ${config.sfu.host}`;
     },
   };
 }

@@ -61,6 +61,11 @@ export async function runDaemon(options: RunOptions): Promise<ExitCode> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // systemctl reload / kill -HUP: re-read the identities file (a revoked device is dropped).
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading');
+    void app.reload();
+  });
   process.on('uncaughtException', (error) => {
     log.fatal({ err: error }, 'uncaught exception; exiting so systemd restarts the daemon');
     process.exit(ExitCode.INTERNAL);

@@ -31,7 +31,7 @@ describe('daemon process', () => {
       .split('\n')
       .filter((line) => line.includes('"msg":"started"'))
       .map((line) => (JSON.parse(line) as { subsystem: string }).subsystem);
-    expect(startedSubsystems).toEqual(['broker', 'encoders', 'camera cam0']);
+    expect(startedSubsystems).toEqual(['broker', 'uplink', 'encoders', 'camera cam0', 'camera state']);
   });
 
   it('a broker port already in use: names the subsystem and the reason, exits 3', async () => {

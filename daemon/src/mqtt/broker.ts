@@ -435,6 +435,8 @@ export class Broker implements Service {
       stream.destroy();
       return;
     }
+    // MQTT is request/acknowledge: without TCP_NODELAY each PUBACK can wait out a 40 ms delayed ACK.
+    (tls ?? (stream as Socket)).setNoDelay?.(true);
     this.sockets.add(stream);
     stream.once('close', () => this.sockets.delete(stream));
     stream.on('error', () => stream.destroy());

@@ -61,8 +61,11 @@ export const cameraStatePayload = z.strictObject({
   /** The encoder element in use; null until one is chosen. */
   encoder: z.string().nullable(),
   hardwareEncoder: z.boolean(),
-  fps: z.number().nonnegative(),
-  bitrateKbps: z.number().nonnegative(),
+  /** Measured output; null while not measured (the worker reports packets only, so far). */
+  fps: z.number().nonnegative().nullable(),
+  bitrateKbps: z.number().nonnegative().nullable(),
+  /** RTP packets sent since the daemon started. */
+  packets: z.int().nonnegative(),
   restarts: z.int().nonnegative(),
   lastError: z.string().nullable(),
 });

@@ -1,0 +1,207 @@
+// The daemon's own MQTT client (MQTT.js): everything the box publishes goes through here. In hub role
+// it connects to its own broker on loopback; in camera role to the hub's TLS listener. It keeps a
+// persistent session and an on-disk outgoing store (level-store.ts), so alerts and chat published while
+// the hub is unreachable, or across a daemon restart, arrive when it returns, in order. `status` is
+// retained, with a last will of `offline`. Any MQTT 3.1.1 broker works as the hub.
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { connect, UniqueMessageIdProvider, type IClientOptions, type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { OutpostError } from '../errors.js';
+import type { Service } from '../lifecycle/service.js';
+import { VERSION } from '../version.js';
+import type { StatusPayload } from './contract.js';
+import { LevelStore } from './level-store.js';
+import { topics } from './topics.js';
+
+/** What subsystems publish through: JSON payloads, stamped by the uplink. */
+export interface Publisher {
+  publish(topic: string, payload: object, options: { qos: 0 | 1; retain?: boolean }): void;
+  /** Wall time, boot id and per-boot counter for the next message (DESIGN.md: time without the internet). */
+  stamp(): { at: number; bootId: string; seq: number };
+}
+
+/** Where to connect when the config names no uplink: the box's own broker, as itself. */
+export interface LocalBroker {
+  address(): { host: string; port: number } | undefined;
+  selfCredential(): { username: string; password: string };
+}
+
+export class Uplink implements Service, Publisher {
+  readonly name = 'uplink';
+  readonly bootId = randomUUID();
+  private seq = 0;
+  private client: MqttClient | undefined;
+  private store: LevelStore | undefined;
+  private connectedOnce = false;
+
+  constructor(
+    private readonly config: Config,
+    private readonly local: LocalBroker,
+    private readonly log: Logger,
+  ) {}
+
+  stamp(): { at: number; bootId: string; seq: number } {
+    this.seq += 1;
+    return { at: Date.now(), bootId: this.bootId, seq: this.seq };
+  }
+
+  /** Messages waiting in the on-disk store for the hub's acknowledgement. */
+  pending(): number {
+    return this.store?.size ?? 0;
+  }
+
+  connected(): boolean {
+    return this.client?.connected === true;
+  }
+
+  async start(): Promise<void> {
+    const options = await this.clientOptions();
+    const store = new LevelStore(join(this.config.dataDir, 'uplink'));
+    try {
+      await store.open();
+    } catch (error) {
+      throw new OutpostError(
+        'START_FAILED',
+        `cannot open the uplink store in ${join(this.config.dataDir, 'uplink')}`,
+        {
+          hint: 'is another outpost daemon running on this data dir? check dataDir and its permissions',
+          cause: error,
+        },
+      );
+    }
+    this.store = store;
+    // Message ids of packets still in the store from an earlier run must not be handed out again
+    // before they are resent, or a new message would overwrite an old one.
+    const ids = new UniqueMessageIdProvider();
+    for (const id of store.messageIds()) ids.register(id);
+    const client = connect({ ...options, outgoingStore: store, messageIdProvider: ids });
+    this.client = client;
+    client.on('connect', () => {
+      this.log.info(
+        { url: options.href, resent: store.size, firstTime: !this.connectedOnce },
+        'uplink connected',
+      );
+      this.connectedOnce = true;
+      this.publish(topics.status(this.config.site, this.config.device), this.statusPayload('online'), {
+        qos: 1,
+        retain: true,
+      });
+    });
+    client.on('offline', () =>
+      this.log.warn({ url: options.href, pending: store.size }, 'uplink offline; storing messages on disk'),
+    );
+    client.on('error', (error) => this.log.warn({ err: error, url: options.href }, 'uplink error'));
+    // start() does not wait for the hub: a camera box must stream and store alerts while the hub is away.
+  }
+
+  publish(topic: string, payload: object, options: { qos: 0 | 1; retain?: boolean }): void {
+    const client = this.client;
+    if (!client) {
+      this.log.error({ topic }, 'publish before the uplink started: dropped');
+      return;
+    }
+    // QoS 0 (telemetry) is not worth queueing while offline: the next sample replaces it.
+    if (options.qos === 0 && !client.connected) return;
+    client.publish(
+      topic,
+      JSON.stringify(payload),
+      { qos: options.qos, retain: options.retain ?? false },
+      (error) => {
+        if (error) this.log.warn({ err: error, topic }, 'uplink publish failed');
+      },
+    );
+  }
+
+  async stop(): Promise<void> {
+    const { client, store } = this;
+    this.client = undefined;
+    this.store = undefined;
+    if (client) {
+      if (client.connected) {
+        // A clean goodbye: say offline ourselves (the will fires only on an unclean end).
+        await new Promise<void>((resolve) => {
+          const payload = JSON.stringify(this.statusPayload('offline'));
+          const topic = topics.status(this.config.site, this.config.device);
+          client.publish(topic, payload, { qos: 1, retain: true }, () => resolve());
+          setTimeout(resolve, 1000).unref();
+        });
+      }
+      await new Promise<void>((resolve) => {
+        client.end(false, {}, () => resolve());
+        setTimeout(() => client.end(true, {}, () => resolve()), 1500).unref();
+      });
+    }
+    if (store) await new Promise<void>((resolve) => store.close(() => resolve()));
+  }
+
+  healthy(): boolean {
+    // Disconnected from the hub is a state the uplink handles (it stores and retries), not a fault.
+    return this.client !== undefined;
+  }
+
+  private statusPayload(state: StatusPayload['state']): StatusPayload {
+    return { ...this.stamp(), state, device: this.config.device, role: this.config.role, version: VERSION };
+  }
+
+  private async clientOptions(): Promise<IClientOptions & { href: string }> {
+    const { uplink, site, device } = this.config;
+    const will = {
+      topic: topics.status(site, device),
+      payload: Buffer.from(JSON.stringify(this.statusPayload('offline'))),
+      qos: 1 as const,
+      retain: true,
+    };
+    const common = {
+      clientId: `${device}.uplink`,
+      clean: false,
+      keepalive: 30,
+      reconnectPeriod: 2000,
+      connectTimeout: 10_000,
+      protocolVersion: 4 as const,
+      will,
+    };
+    if (!uplink) {
+      const address = this.local.address();
+      if (!address)
+        throw new OutpostError('START_FAILED', 'the uplink needs the local broker, which is not listening');
+      const { username, password } = this.local.selfCredential();
+      const href = `mqtt://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+      return {
+        ...common,
+        href,
+        host: address.host,
+        port: address.port,
+        protocol: 'mqtt',
+        username,
+        password,
+      };
+    }
+    const password = await readSecret(uplink.passwordFile, 'uplink.passwordFile');
+    const ca = uplink.ca ? await readSecret(uplink.ca, 'uplink.ca') : undefined;
+    const url = new URL(uplink.url);
+    return {
+      ...common,
+      href: uplink.url,
+      protocol: url.protocol === 'mqtts:' ? 'mqtts' : 'mqtt',
+      host: url.hostname,
+      port: Number(url.port || (url.protocol === 'mqtts:' ? 8883 : 1883)),
+      username: uplink.username,
+      password,
+      ...(ca ? { ca: [ca], rejectUnauthorized: true, servername: url.hostname } : {}),
+    };
+  }
+}
+
+async function readSecret(file: string, key: string): Promise<string> {
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch (error) {
+    throw new OutpostError('CONFIG_UNREADABLE', `${key}: ${file} cannot be read`, {
+      hint: 'provision the box (outpost-provision bundle) or fix the path; it must be readable by the outpost user',
+      cause: error,
+    });
+  }
+}
