@@ -7,6 +7,9 @@ import { lifecycle, type Lifecycle, type Service } from './lifecycle/service.js'
 import type { Logger } from './log.js';
 import { Broker } from './mqtt/broker.js';
 import { Uplink } from './mqtt/uplink.js';
+import { argsOf, CommandError, Commands } from './mqtt/commands.js';
+import { VERSION } from './version.js';
+import { z } from 'zod';
 import { CameraStateReport } from './camera/state-report.js';
 
 export interface App extends Lifecycle {
@@ -32,6 +35,36 @@ export function buildApp(config: Config, log: Logger): App {
     uplink,
     log.child({ service: 'camera-state' }),
   );
+  const byName = new Map(cameras.map(({ name, camera }) => [name, camera]));
+  const commands = new Commands(
+    config.site,
+    config.device,
+    uplink,
+    {
+      ping: () =>
+        Promise.resolve({
+          pong: true,
+          device: config.device,
+          version: VERSION,
+          uptimeSeconds: process.uptime(),
+        }),
+      status: () =>
+        Promise.resolve({ cameras: cameras.map(({ name, camera }) => ({ name, ...camera.status() })) }),
+      'restart-camera': async (args) => {
+        const { camera: name } = argsOf(z.strictObject({ camera: z.string() }), args);
+        const camera = byName.get(name);
+        if (!camera)
+          throw new CommandError(
+            'BAD_ARGUMENTS',
+            `no camera ${name}; cameras: ${[...byName.keys()].join(', ')}`,
+          );
+        await camera.stop();
+        await camera.start();
+        return { camera: name, state: camera.status().state };
+      },
+    },
+    log.child({ service: 'commands' }),
+  );
   // Start order is dependency order: the broker, then the uplink that publishes through it (or to the
   // hub); the encoder probe before the cameras that use its answer; the state report after the cameras
   // (so it stops first and can say `stopped`).
@@ -41,6 +74,7 @@ export function buildApp(config: Config, log: Logger): App {
     encoders,
     ...cameras.map(({ camera }) => camera),
     cameraStates,
+    commands,
   ];
   const life = lifecycle(services, log, config.shutdown.timeoutMs);
   return {

@@ -31,7 +31,14 @@ describe('daemon process', () => {
       .split('\n')
       .filter((line) => line.includes('"msg":"started"'))
       .map((line) => (JSON.parse(line) as { subsystem: string }).subsystem);
-    expect(startedSubsystems).toEqual(['broker', 'uplink', 'encoders', 'camera cam0', 'camera state']);
+    expect(startedSubsystems).toEqual([
+      'broker',
+      'uplink',
+      'encoders',
+      'camera cam0',
+      'camera state',
+      'commands',
+    ]);
   });
 
   it('a broker port already in use: names the subsystem and the reason, exits 3', async () => {

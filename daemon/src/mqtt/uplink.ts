@@ -14,6 +14,7 @@ import type { Service } from '../lifecycle/service.js';
 import { VERSION } from '../version.js';
 import type { StatusPayload } from './contract.js';
 import { LevelStore } from './level-store.js';
+import { topicMatches } from './acl.js';
 import { topics } from './topics.js';
 
 /** What subsystems publish through: JSON payloads, stamped by the uplink. */
@@ -29,6 +30,8 @@ export interface LocalBroker {
   selfCredential(): { username: string; password: string };
 }
 
+export type MessageHandler = (topic: string, payload: Buffer) => void;
+
 export class Uplink implements Service, Publisher {
   readonly name = 'uplink';
   readonly bootId = randomUUID();
@@ -36,6 +39,7 @@ export class Uplink implements Service, Publisher {
   private client: MqttClient | undefined;
   private store: LevelStore | undefined;
   private connectedOnce = false;
+  private readonly handlers: Array<{ filter: string; handler: MessageHandler }> = [];
 
   constructor(
     private readonly config: Config,
@@ -90,6 +94,11 @@ export class Uplink implements Service, Publisher {
         retain: true,
       });
     });
+    client.on('message', (topic, payload) => {
+      for (const { filter, handler } of this.handlers)
+        if (topicMatches(filter, topic)) handler(topic, payload);
+    });
+    for (const { filter } of this.handlers) this.subscribeOnHub(filter);
     client.on('offline', () =>
       this.log.warn({ url: options.href, pending: store.size }, 'uplink offline; storing messages on disk'),
     );
@@ -113,6 +122,27 @@ export class Uplink implements Service, Publisher {
         if (error) this.log.warn({ err: error, topic }, 'uplink publish failed');
       },
     );
+  }
+
+  /**
+   * Receive messages matching `filter` at QoS 1. The session is persistent, so messages sent while the
+   * box was away are delivered when it returns. Register before start() or after; both work.
+   */
+  subscribe(filter: string, handler: MessageHandler): void {
+    this.handlers.push({ filter, handler });
+    if (this.client) this.subscribeOnHub(filter);
+  }
+
+  private subscribeOnHub(filter: string): void {
+    // MQTT.js queues this while offline and re-subscribes after each reconnect.
+    this.client?.subscribe(filter, { qos: 1 }, (error, granted) => {
+      if (error || granted?.some((grant) => grant.qos === 128)) {
+        this.log.error(
+          { err: error, filter },
+          "uplink subscription refused by the hub (check this identity's ACL)",
+        );
+      }
+    });
   }
 
   async stop(): Promise<void> {

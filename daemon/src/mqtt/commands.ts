@@ -1,0 +1,111 @@
+// Commands from the console: `…/{device}/cmd/{verb}` with `{ id, args }`, answered on
+// `…/{device}/reply/{verb}` with the same id. One handler per verb; an unknown verb, a payload that is
+// not a command, or bad arguments get an error reply with a stable code, never silence.
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { Service } from '../lifecycle/service.js';
+import { commandPayload, type ReplyPayload } from './contract.js';
+import { topics } from './topics.js';
+import type { MessageHandler, Publisher } from './uplink.js';
+
+/** A verb's handler: resolves with the result, or throws a CommandError. */
+export type Verb = (args: Record<string, unknown>) => Promise<unknown>;
+
+export class CommandError extends Error {
+  constructor(
+    readonly code: 'UNKNOWN_VERB' | 'BAD_COMMAND' | 'BAD_ARGUMENTS' | 'FAILED',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'CommandError';
+  }
+}
+
+/** Parse a verb's arguments with a schema, turning problems into a BAD_ARGUMENTS reply. */
+export function argsOf<T extends z.ZodType>(schema: T, args: Record<string, unknown>): z.output<T> {
+  const parsed = schema.safeParse(args);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || 'args'}: ${issue.message}`);
+  throw new CommandError('BAD_ARGUMENTS', problems.join('; '));
+}
+
+interface Channel extends Publisher {
+  subscribe(filter: string, handler: MessageHandler): void;
+}
+
+export class Commands implements Service {
+  readonly name = 'commands';
+  private started = false;
+
+  constructor(
+    private readonly site: string,
+    private readonly device: string,
+    private readonly channel: Channel,
+    private readonly verbs: Readonly<Record<string, Verb>>,
+    private readonly log: Logger,
+  ) {}
+
+  start(): Promise<void> {
+    if (!this.started) {
+      this.started = true;
+      this.channel.subscribe(topics.cmd(this.site, this.device, '+'), (topic, payload) => {
+        void this.handle(topic, payload);
+      });
+    }
+    return Promise.resolve();
+  }
+
+  stop(): Promise<void> {
+    // The subscription stays with the uplink's session; with no replies after stop, nothing is lost:
+    // the commands wait in the persistent session for the next start.
+    return Promise.resolve();
+  }
+
+  healthy(): boolean {
+    return this.started;
+  }
+
+  private async handle(topic: string, payload: Buffer): Promise<void> {
+    const verb = topic.slice(topic.lastIndexOf('/') + 1);
+    let id = 'unknown';
+    let reply: Omit<ReplyPayload, 'at' | 'bootId' | 'seq'>;
+    try {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(payload.toString('utf8'));
+      } catch {
+        throw new CommandError('BAD_COMMAND', 'payload is not JSON: send {"id": "...", "args": {...}}');
+      }
+      const loose = raw as { id?: unknown };
+      if (typeof loose?.id === 'string' && loose.id.length <= 64) id = loose.id;
+      const command = commandPayload.safeParse(raw);
+      if (!command.success) {
+        throw new CommandError(
+          'BAD_COMMAND',
+          command.error.issues
+            .map((issue) => `${issue.path.join('.') || 'payload'}: ${issue.message}`)
+            .join('; '),
+        );
+      }
+      const handler = this.verbs[verb];
+      if (!handler) {
+        throw new CommandError(
+          'UNKNOWN_VERB',
+          `unknown verb ${verb}; known: ${Object.keys(this.verbs).join(', ')}`,
+        );
+      }
+      this.log.info({ verb, id }, 'command');
+      reply = { id, ok: true, result: await handler(command.data.args) };
+    } catch (error) {
+      const code = error instanceof CommandError ? error.code : 'FAILED';
+      const message = error instanceof Error ? error.message : String(error);
+      this.log.warn({ verb, id, code, reason: message }, 'command refused or failed');
+      reply = { id, ok: false, error: { code, message } };
+    }
+    this.channel.publish(
+      topics.reply(this.site, this.device, verb),
+      { ...this.channel.stamp(), ...reply },
+      { qos: 1 },
+    );
+  }
+}

@@ -1,0 +1,119 @@
+// The running daemon on MQTT, seen by a console: its retained status and camera state validate against
+// contract v1, and commands get replies (errors included) with the console's correlation id.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { connectAsync, type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  cameraStatePayload,
+  replyPayload,
+  statusPayload,
+  type ReplyPayload,
+} from '../../daemon/src/mqtt/contract.js';
+import { topics } from '../../daemon/src/mqtt/topics.js';
+import { identitiesJson, PEOPLE, SITE } from '../support/broker.js';
+import { freePort, runCli, tempDir, until, writeTemp, type Run } from '../support/processes.js';
+
+const DEVICE = 'hub';
+let daemon: Run;
+let console1: MqttClient;
+const messages: Array<{ topic: string; body: unknown }> = [];
+
+beforeAll(async () => {
+  const dataDir = await tempDir('outpost-data-');
+  const identitiesFile = join(dataDir, 'identities.json');
+  await writeFile(identitiesFile, await identitiesJson(PEOPLE));
+  const port = await freePort();
+  const rtpPort = await freePort();
+  const file = await writeTemp(
+    'outpost.yaml',
+    [
+      `site: ${SITE}`,
+      `device: ${DEVICE}`,
+      `dataDir: ${dataDir}`,
+      `broker:\n  tcp:\n    port: ${port}\n  identitiesFile: ${identitiesFile}`,
+      `cameras:\n  - name: cam0\n    width: 320\n    height: 240\n    rtp:\n      port: ${rtpPort}`,
+    ].join('\n'),
+  );
+  daemon = runCli(['run', '--config', file]);
+  await daemon.waitForLog((line) => line.msg === 'outpost running');
+  console1 = await connectAsync(`mqtt://127.0.0.1:${port}`, {
+    username: 'console',
+    password: PEOPLE.console?.password,
+    reconnectPeriod: 0,
+  });
+  console1.on('message', (topic, payload) => {
+    let body: unknown;
+    try {
+      body = JSON.parse(payload.toString());
+    } catch {
+      body = payload.toString(); // our own malformed command, echoed by the site-wide subscription
+    }
+    messages.push({ topic, body });
+  });
+  await console1.subscribeAsync(`outpost/v1/${SITE}/#`, { qos: 1 });
+});
+
+afterAll(async () => {
+  await console1?.endAsync(true);
+  daemon?.child.kill('SIGTERM');
+  await daemon?.exited();
+});
+
+async function command(verb: string, payload: string): Promise<ReplyPayload> {
+  const replyTopic = topics.reply(SITE, DEVICE, verb);
+  const before = messages.length;
+  await console1.publishAsync(topics.cmd(SITE, DEVICE, verb), payload, { qos: 1 });
+  await until(
+    () => messages.slice(before).some((m) => m.topic === replyTopic),
+    15_000,
+    `a reply on ${replyTopic}`,
+  );
+  const reply = messages.slice(before).find((m) => m.topic === replyTopic);
+  return replyPayload.parse(reply?.body);
+}
+
+describe('daemon on MQTT', () => {
+  it('publishes a retained online status and retained camera state that validate against contract v1', async () => {
+    await until(() => messages.some((m) => m.topic === topics.status(SITE, DEVICE)), 5000, 'the status');
+    const status = messages.find((m) => m.topic === topics.status(SITE, DEVICE));
+    expect(statusPayload.parse(status?.body)).toMatchObject({ state: 'online', device: DEVICE, role: 'hub' });
+    const stateTopic = topics.cameraState(SITE, DEVICE, 'cam0');
+    await until(
+      () =>
+        messages.some((m) => m.topic === stateTopic && (m.body as { state?: string }).state === 'streaming'),
+      20_000,
+      'cam0 streaming',
+    );
+    for (const m of messages.filter((m) => m.topic === stateTopic)) cameraStatePayload.parse(m.body);
+  });
+
+  it('answers ping with the correlation id', async () => {
+    const reply = await command('ping', JSON.stringify({ id: 'c-1' }));
+    expect(reply).toMatchObject({ id: 'c-1', ok: true, result: { pong: true, device: DEVICE } });
+  });
+
+  it('answers an unknown verb, a non-command payload and bad arguments with error replies', async () => {
+    expect(await command('launch-missiles', JSON.stringify({ id: 'c-2' }))).toMatchObject({
+      id: 'c-2',
+      ok: false,
+      error: { code: 'UNKNOWN_VERB' },
+    });
+    expect(await command('ping', 'not json')).toMatchObject({ ok: false, error: { code: 'BAD_COMMAND' } });
+    expect(
+      await command('restart-camera', JSON.stringify({ id: 'c-3', args: { camera: 'nope' } })),
+    ).toMatchObject({
+      id: 'c-3',
+      ok: false,
+      error: {
+        code: 'BAD_ARGUMENTS',
+        message: expect.stringMatching(/no camera nope; cameras: cam0/) as unknown,
+      },
+    });
+  });
+
+  it('restart-camera restarts that camera and reports it', async () => {
+    const reply = await command('restart-camera', JSON.stringify({ id: 'c-4', args: { camera: 'cam0' } }));
+    expect(reply).toMatchObject({ id: 'c-4', ok: true, result: { camera: 'cam0' } });
+  });
+});
