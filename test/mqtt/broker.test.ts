@@ -269,6 +269,28 @@ describe('embedded broker: ACL', () => {
     expect(messages[0]?.id).toBe('m1');
     expect(messages[0]?.at).toBeGreaterThanOrEqual(before);
   });
+  it('keeps the last messages per channel as retained history that survives a restart and cannot be forged', async () => {
+    hub = await startTestBroker();
+    const alice = await client('alice');
+    for (const text of ['one', 'two', 'three']) await alice.publishAsync(`${P}/chat/ops`, text, { qos: 1 });
+    await alice.publishAsync(`${P}/chat/ops/history`, JSON.stringify([{ from: 'root', text: 'forged' }]), {
+      qos: 1,
+    });
+    await hub.restart();
+    clients.splice(0);
+    const reader = await client('console');
+    const seen = inbox(reader);
+    await reader.subscribeAsync(`${P}/chat/ops/history`, { qos: 1 });
+    await until(() => seen.length === 1, 5000, 'the retained history');
+    const history = JSON.parse(seen[0]?.slice(seen[0].indexOf(' ') + 1) ?? '[]') as Array<{
+      from: string;
+      text: string;
+    }>;
+    expect(history.map((m) => `${m.from}: ${m.text}`)).toEqual(['alice: one', 'alice: two', 'alice: three']);
+    await (await client('alice')).publishAsync(`${P}/chat/ops`, 'four', { qos: 1 });
+    await until(() => seen.length === 2, 5000, 'the history update');
+    expect(seen[1]).toContain('"text":"four"');
+  });
 });
 
 describe('embedded broker: listeners and limits', () => {

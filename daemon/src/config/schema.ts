@@ -126,6 +126,8 @@ export const configSchema = z
             key: path,
           })
           .optional(),
+        /** Chat messages kept per channel (retained on `…/chat/{channel}/history`). */
+        chatHistory: z.int().min(0).max(1000).default(50),
         /** Who may connect (written by outpost-provision); reloaded on SIGHUP. */
         identitiesFile: path.optional(),
         limits: z

@@ -1,12 +1,13 @@
 // Who may publish and subscribe where: the broker's authorizePublish/authorizeSubscribe hooks ask these
 // two functions, with the authenticated identity (never the client id or a payload field).
 //
-//   device d  publishes  P/d/#, P/chat/#          subscribes  P/d/cmd/#, P/chat/#
-//   console   publishes  P/+/cmd/#, P/chat/#      subscribes  P/# (everything on the site)
-//   staff     publishes  P/chat/#                 subscribes  P/chat/#
+//   device d  publishes  P/d/#, P/chat/+          subscribes  P/d/cmd/#, P/chat/#
+//   console   publishes  P/+/cmd/#, P/chat/+      subscribes  P/# (everything on the site)
+//   staff     publishes  P/chat/+                 subscribes  P/chat/#
 //   admin     publishes  anything but $SYS/#      subscribes  anything
 // where P = outpost/v1/{site}. A subscription is granted only when every topic it could match is
 // allowed: `#`, `$SYS/#` and another device's prefix are refused, and so is `outpost/v1/+/…`.
+// Chat is published on `P/chat/{channel}` only: `P/chat/{channel}/history` is written by the broker.
 import type { Identity } from './identities.js';
 import { sitePrefix } from './topics.js';
 
@@ -24,11 +25,11 @@ function publishPatterns(identity: Identity, site: string): string[] {
   const prefix = sitePrefix(site);
   switch (identity.role) {
     case 'device':
-      return [`${prefix}/${identity.name}/#`, `${prefix}/chat/#`];
+      return [`${prefix}/${identity.name}/#`, `${prefix}/chat/+`];
     case 'console':
-      return [`${prefix}/+/cmd/#`, `${prefix}/chat/#`];
+      return [`${prefix}/+/cmd/#`, `${prefix}/chat/+`];
     case 'staff':
-      return [`${prefix}/chat/#`];
+      return [`${prefix}/chat/+`];
     case 'admin':
       return ['#'];
   }

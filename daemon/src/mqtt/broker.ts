@@ -22,6 +22,7 @@ import { mayPublish, maySubscribe } from './acl.js';
 import { stampChat } from './chat-stamp.js';
 import { IdentityTable, loadIdentities, type Identity } from './identities.js';
 import { FramingError, packetSizeGuard, RateLimiter } from './limits.js';
+import { ChatHistory } from './chat-history.js';
 import { chatChannel } from './topics.js';
 
 export type BrokerConfig = Pick<Config, 'broker' | 'site' | 'device' | 'dataDir'>;
@@ -83,6 +84,7 @@ export class Broker implements Service {
   private readonly identityOf = new WeakMap<Client, Identity>();
   private readonly limiterOf = new WeakMap<Client, RateLimiter>();
   private readonly identities = new IdentityTable();
+  private chatHistory: ChatHistory | undefined;
   /** The daemon's own credentials, kept in memory: its uplink uses them in hub role. */
   private selfPassword = '';
   private localPassword = '';
@@ -173,6 +175,9 @@ export class Broker implements Service {
       this.log.debug({ client: client.id, err: error }, 'mqtt connection error; disconnected'),
     );
     this.aedes = aedes;
+    const chatHistory = new ChatHistory(this.config.site, settings.chatHistory);
+    await chatHistory.load(persistence.createRetainedStream(chatHistory.pattern));
+    this.chatHistory = chatHistory;
 
     try {
       await this.listen('tcp', settings.tcp.host, settings.tcp.port, (socket) => this.accept('tcp', socket));
@@ -419,6 +424,11 @@ export class Broker implements Service {
         refuseInPlace(packet);
       } else {
         packet.payload = stamped.payload;
+        const history = this.chatHistory?.append(channel, stamped.message);
+        if (history)
+          this.aedes?.publish({ cmd: 'publish', qos: 1, retain: true, dup: false, ...history }, (error) => {
+            if (error) this.log.warn({ err: error, channel }, 'chat history not stored');
+          });
       }
     }
     done(null);

@@ -27,6 +27,8 @@ export const topics = {
   cmdAll: (site: string, device: string) => `${devicePrefix(site, device)}/cmd/#`,
   reply: (site: string, device: string, verb: string) => `${devicePrefix(site, device)}/reply/${verb}`,
   chat: (site: string, channel: string) => `${sitePrefix(site)}/chat/${channel}`,
+  /** Retained by the hub: the channel's last messages, as an array of chat payloads. */
+  chatHistory: (site: string, channel: string) => `${sitePrefix(site)}/chat/${channel}/history`,
 } as const;
 
 /** The chat channel a topic names, when it is exactly `outpost/v1/{site}/chat/{channel}`. */

@@ -35,5 +35,8 @@ declare module 'aedes-persistence-level' {
   /** A CallBackPersistence over a `level` database (aedes-persistence 11 interface, cleanIncoming included). */
   export default function aedesPersistenceLevel(
     db: unknown,
-  ): { destroy(): Promise<void> } & Record<string, unknown>;
+  ): {
+    destroy(): Promise<void>;
+    createRetainedStream(pattern: string): AsyncIterable<{ topic: string; payload: Buffer }>;
+  };
 }
