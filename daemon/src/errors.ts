@@ -24,7 +24,9 @@ export type ErrorCode =
   | 'STOP_TIMEOUT'
   | 'PIPELINE_INVALID'
   | 'ENCODER_UNAVAILABLE'
-  | 'CAMERA_WORKER_EXITED';
+  | 'CAMERA_WORKER_EXITED'
+  | 'SRTP_KEY_INVALID'
+  | 'JANUS_REQUEST_FAILED';
 
 /** An error that names its problem and the fix. `code` is stable; `message` is for people. */
 export class OutpostError extends Error {

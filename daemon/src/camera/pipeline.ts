@@ -2,15 +2,31 @@
 // gst-launch description by `renderPipeline`, the one function that quotes and escapes. Nothing else
 // concatenates strings into a pipeline, so a hostile config value (a device path with `!` in it, say)
 // can only ever be a property value, never a new element.
-import type { CameraConfig, Config } from '../config/schema.js';
+import { SRTP_SUITES, ssrcFor, type CameraConfig, type Config, type SrtpSuite } from '../config/schema.js';
 import { OutpostError } from '../errors.js';
 import type { EncoderName } from './encoders.js';
+
+export { ssrcFor } from '../config/schema.js';
 
 export interface Fraction {
   num: number;
   den: number;
 }
-export type Value = string | number | boolean | Fraction;
+/**
+ * A GstBuffer value (srtpenc's `key`, srtpdec's `srtp-key` caps field). GStreamer deserialises a
+ * buffer from a bare hex string (gst_value_deserialize_buffer), so it renders as lowercase hex: only
+ * [0-9a-f], nothing to quote. It is also the one kind of value that is secret: a redacted render
+ * (for logs) shows `<redacted>` instead.
+ */
+export interface Bytes {
+  bytes: Uint8Array;
+}
+export type Value = string | number | boolean | Fraction | Bytes;
+
+export interface RenderOptions {
+  /** Render Bytes values as `<redacted>`: for log lines, never for GStreamer. */
+  redact?: boolean;
+}
 
 export interface ElementLink {
   kind: 'element';
@@ -44,12 +60,14 @@ export function caps(media: string, fields: CapsLink['fields']): CapsLink {
 }
 
 /** Render a linear chain as a gst-launch description. Throws PIPELINE_INVALID on anything unsafe. */
-export function renderPipeline(chain: readonly Link[]): string {
+export function renderPipeline(chain: readonly Link[], options: RenderOptions = {}): string {
   if (chain.length === 0) throw invalid('a pipeline needs at least one element');
-  return chain.map((link) => (link.kind === 'element' ? renderElement(link) : renderCaps(link))).join(' ! ');
+  return chain
+    .map((link) => (link.kind === 'element' ? renderElement(link, options) : renderCaps(link, options)))
+    .join(' ! ');
 }
 
-function renderElement(link: ElementLink): string {
+function renderElement(link: ElementLink, options: RenderOptions): string {
   if (!IDENTIFIER.test(link.factory))
     throw invalid(`bad element factory name ${JSON.stringify(link.factory)}`);
   const parts = [link.factory];
@@ -57,12 +75,12 @@ function renderElement(link: ElementLink): string {
   for (const [key, value] of Object.entries(link.props ?? {})) {
     if (value === undefined) continue;
     if (!IDENTIFIER.test(key)) throw invalid(`bad property name ${JSON.stringify(key)} on ${link.factory}`);
-    parts.push(`${key}=${renderValue(value, `${link.factory}.${key}`)}`);
+    parts.push(`${key}=${renderValue(value, `${link.factory}.${key}`, options)}`);
   }
   return parts.join(' ');
 }
 
-function renderCaps(link: CapsLink): string {
+function renderCaps(link: CapsLink, options: RenderOptions): string {
   if (!MEDIA_TYPE.test(link.media)) throw invalid(`bad caps media type ${JSON.stringify(link.media)}`);
   const fields = Object.entries(link.fields).map(([key, value]) => {
     if (!IDENTIFIER.test(key)) throw invalid(`bad caps field name ${JSON.stringify(key)}`);
@@ -73,19 +91,29 @@ function renderCaps(link: CapsLink): string {
     }
     if (typeof value === 'number') return `${key}=(int)${integer(value, key)}`;
     if (typeof value === 'boolean') return `${key}=(boolean)${value}`;
+    if ('bytes' in value) return `${key}=(buffer)${hex(value, key, options)}`;
     return `${key}=(fraction)${integer(value.num, key)}/${integer(value.den, key)}`;
   });
   return [link.media, ...fields].join(',');
 }
 
-function renderValue(value: Value, where: string): string {
+function renderValue(value: Value, where: string, options: RenderOptions): string {
   if (typeof value === 'boolean') return value ? 'true' : 'false';
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw invalid(`${where} is not a finite number`);
     return String(value);
   }
-  if (typeof value === 'object') return `${integer(value.num, where)}/${integer(value.den, where)}`;
+  if (typeof value === 'object') {
+    if ('bytes' in value) return hex(value, where, options);
+    return `${integer(value.num, where)}/${integer(value.den, where)}`;
+  }
   return quote(value);
+}
+
+function hex(value: Bytes, where: string, options: RenderOptions): string {
+  if (!(value.bytes instanceof Uint8Array) || value.bytes.length === 0)
+    throw invalid(`${where} needs at least one byte`);
+  return options.redact ? '<redacted>' : Buffer.from(value.bytes).toString('hex');
 }
 
 /**
@@ -112,12 +140,23 @@ function invalid(message: string): OutpostError {
 /** Names of elements the camera supervisor reads back (packet counter on the payloader). */
 export const PAYLOADER_NAME = 'pay';
 
+/** An SRTP master key (key + salt) ready for srtpenc, and the suite it is for. */
+export interface SrtpKey {
+  suite: SrtpSuite;
+  masterKey: Uint8Array;
+}
+
 /**
  * The chain for one camera: capture → H.264 (constrained baseline, so every browser decodes it) → RTP
- * (SPS/PPS with every keyframe) → UDP to the SFU. No decode, no per-frame JavaScript. Only the `test`
- * source exists so far.
+ * (SPS/PPS with every keyframe) → optional SRTP → UDP to the SFU. No decode, no per-frame JavaScript.
+ * Only the `test` source exists so far.
  */
-export function cameraChain(camera: CameraConfig, sfu: Config['sfu'], encoder: EncoderName): Link[] {
+export function cameraChain(
+  camera: CameraConfig,
+  sfu: Config['sfu'],
+  encoder: EncoderName,
+  srtp?: SrtpKey,
+): Link[] {
   const keyframeFrames = Math.max(1, Math.round(camera.framerate * camera.keyframeIntervalSeconds));
   const framerate = { num: camera.framerate, den: 1 };
   return [
@@ -140,8 +179,24 @@ export function cameraChain(camera: CameraConfig, sfu: Config['sfu'], encoder: E
       },
       PAYLOADER_NAME,
     ),
+    ...(srtp ? [srtpEncoder(srtp)] : []),
     element('udpsink', { host: sfu.host, port: camera.rtp.port, sync: false, async: false }),
   ];
+}
+
+/**
+ * srtpenc protects RTP and RTCP with one master key. AES-GCM is an AEAD: its tag is the
+ * authentication, so the separate HMAC is off (`null`), as in RFC 7714.
+ */
+function srtpEncoder(srtp: SrtpKey): ElementLink {
+  const { cipher, auth } = SRTP_SUITES[srtp.suite];
+  return element('srtpenc', {
+    key: { bytes: srtp.masterKey },
+    'rtp-cipher': cipher,
+    'rtp-auth': auth,
+    'rtcp-cipher': cipher,
+    'rtcp-auth': auth,
+  });
 }
 
 function encoderLinks(camera: CameraConfig, encoder: EncoderName, keyframeFrames: number): Link[] {
@@ -201,11 +256,4 @@ export function h264Level(width: number, height: number, framerate: number): str
     ([, perSecond, maxFrame]) => perFrame <= maxFrame && perFrame * framerate <= perSecond,
   );
   return fit?.[0] ?? '4.2';
-}
-
-/** A stable, non-zero 32-bit SSRC from the camera name (FNV-1a), so restarts keep the same SSRC. */
-export function ssrcFor(cameraName: string): number {
-  let hash = 0x811c9dc5;
-  for (const byte of Buffer.from(cameraName)) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
-  return hash === 0 ? 1 : hash;
 }
