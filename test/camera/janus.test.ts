@@ -10,7 +10,7 @@ import { Encoders } from '../../daemon/src/camera/encoders.js';
 import { JanusMountpoints, type MountpointStatus } from '../../daemon/src/camera/janus.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 import { janusServer, type TestJanus } from '../support/janus.js';
-import { freePort, until } from '../support/processes.js';
+import { daemonConfig, freePort, runCli, until } from '../support/processes.js';
 
 const log = pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' });
 const fastCamera = { stallMs: 3000, backoffMinMs: 200, backoffMaxMs: 1000, exitGraceMs: 1000 };
@@ -272,5 +272,23 @@ describe('Janus mountpoints (sfu.mode janus)', () => {
       `Janus at http://127.0.0.1:${closedPort}/janus unreachable: ECONNREFUSED (check that Janus runs and that sfu.janus.url points at its HTTP transport (janus.transport.http.jcfg))`,
     );
     expect(camera.healthy()).toBe(true);
+  });
+
+  it('outpost run with sfu.mode janus creates the mountpoint and logs it', async () => {
+    const janus = await startJanus();
+    const { file, rtpPort } = await daemonConfig(
+      `sfu:\n  mode: janus\n  janus:\n    url: ${janus.url}\n    apiSecret: ${API_SECRET}\n    adminKey: ${ADMIN_KEY}\n`,
+    );
+    const daemon = runCli(['run', '--config', file]);
+    cleanups.push(async () => {
+      daemon.child.kill('SIGTERM');
+      await daemon.exited();
+    });
+    const created = await daemon.waitForLog((line) => line.msg === 'janus mountpoint created');
+    expect(created).toMatchObject({ camera: 'cam0', id: 1000, port: rtpPort, srtp: 'off' });
+    await janusReceiving(janus.url, 1000, 15_000);
+    daemon.child.kill('SIGTERM');
+    expect((await daemon.exited()).code).toBe(0);
+    expect(daemon.stdout()).not.toContain(ADMIN_KEY);
   });
 });

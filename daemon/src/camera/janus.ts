@@ -343,15 +343,15 @@ export class JanusMountpoints implements Service {
       wanted.status = { ...wanted.status, state: 'present', reason: undefined, ageMs: media?.age_ms };
       return;
     }
-    if (info) {
-      // Someone else's mountpoint on our id, or ours with old settings: replace it.
-      this.log.info(
-        { camera: wanted.camera, id: wanted.id },
-        'janus mountpoint settings differ; re-creating',
-      );
-      await this.request({ request: 'destroy', id: wanted.id, permanent: false }, signal);
-    }
     try {
+      if (info) {
+        // Someone else's mountpoint on our id, or ours with old settings: replace it.
+        this.log.info(
+          { camera: wanted.camera, id: wanted.id },
+          'janus mountpoint settings differ; re-creating',
+        );
+        await this.request({ request: 'destroy', id: wanted.id, permanent: false }, signal);
+      }
       await this.request(this.createRequest(wanted), signal);
     } catch (error) {
       // A refusal for this mountpoint (port taken, wrong admin key) leaves the others alone.
