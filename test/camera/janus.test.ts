@@ -10,7 +10,7 @@ import { Encoders } from '../../daemon/src/camera/encoders.js';
 import { JanusMountpoints, type MountpointStatus } from '../../daemon/src/camera/janus.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 import { janusServer, type TestJanus } from '../support/janus.js';
-import { daemonConfig, freePort, runCli, until } from '../support/processes.js';
+import { daemonConfig, freePort, freeUdpPortPair, runCli, until } from '../support/processes.js';
 
 const log = pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' });
 const fastCamera = { stallMs: 3000, backoffMinMs: 200, backoffMaxMs: 1000, exitGraceMs: 1000 };
@@ -46,8 +46,9 @@ async function startDaemonCamera(
   sfu: Record<string, unknown> = {},
   timings = fastJanus,
   janusLog = log,
+  rtp: { port?: number; rtcp?: boolean } = {},
 ) {
-  const rtpPort = await freeUdpPort();
+  const rtpPort = rtp.port ?? (await freeUdpPort());
   const config = configSchema.parse({
     site: 'test',
     device: 'box1',
@@ -56,7 +57,7 @@ async function startDaemonCamera(
       janus: { url, apiSecret: API_SECRET, adminKey: ADMIN_KEY, secret: 'edit-me', mountpointIdBase: 4200 },
       ...sfu,
     },
-    cameras: [{ name: 'gate', width: 320, height: 240, rtp: { port: rtpPort } }],
+    cameras: [{ name: 'gate', width: 320, height: 240, rtp: { ...rtp, port: rtpPort } }],
   });
   const mountpoints = new JanusMountpoints(config, janusLog, timings);
   const camera = new Camera(
@@ -93,7 +94,8 @@ async function janusInfo(url: string, id: number): Promise<Record<string, unknow
       .id;
     const reply = await post(`/${session}/${handle}`, {
       janus: 'message',
-      body: { request: 'info', id, secret: 'edit-me' },
+      // With the admin key Janus shows the full settings, keyframe buffering among them.
+      body: { request: 'info', id, secret: 'edit-me', admin_key: ADMIN_KEY },
     });
     return reply.plugindata?.data.info as Record<string, unknown> | undefined;
   } finally {
@@ -126,7 +128,7 @@ describe('Janus mountpoints (sfu.mode janus)', () => {
       id: 4200,
       name: 'box1-gate',
       description: 'test/box1 gate',
-      media: [{ type: 'video', mid: 'v', codec: 'h264', pt: 96, port: rtpPort }],
+      media: [{ type: 'video', mid: 'v', codec: 'h264', pt: 96, port: rtpPort, videobufferkf: true }],
     });
     expect((info.media as Array<{ fmtp: string }>)[0]!.fmtp).toBe(
       'profile-level-id=42e01e;packetization-mode=1',
@@ -290,5 +292,22 @@ describe('Janus mountpoints (sfu.mode janus)', () => {
     daemon.child.kill('SIGTERM');
     expect((await daemon.exited()).code).toBe(0);
     expect(daemon.stdout()).not.toContain(ADMIN_KEY);
+  });
+
+  // Janus 1.1.2's streaming plugin has no SRTCP error message to look for, so this shows the RTCP port
+  // and that RTP is still unprotected, not what Janus makes of the SRTCP reports.
+  it('rtp.rtcp with SRTP: the mountpoint takes RTCP on rtp.port + 1 and still unprotects the RTP', async () => {
+    const janus = await startJanus();
+    const key = randomBytes(30).toString('base64');
+    const rtpPort = await freeUdpPortPair();
+    const { camera } = await startDaemonCamera(janus.url, { srtp: { key } }, fastJanus, log, {
+      port: rtpPort,
+      rtcp: true,
+    });
+    const info = await janusReceiving(janus.url, 4200, 15_000);
+    expect(info.media).toMatchObject([{ port: rtpPort, rtcpport: rtpPort + 1 }]);
+    const packets = camera.status().packets;
+    await until(() => camera.status().packets > packets + 150, 10_000, '150 more packets into Janus');
+    expect(janus.output()).not.toMatch(/unprotect error/i);
   });
 });

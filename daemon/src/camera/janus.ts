@@ -177,6 +177,8 @@ interface WantedMountpoint {
   camera: string;
   id: number;
   port: number;
+  /** Where Janus takes RTCP from this camera (rtp.port + 1), when it sends any. */
+  rtcpPort: number | undefined;
   pt: number;
   fmtp: string;
   /** Fingerprint of every setting, kept in the mountpoint's metadata: a change means re-create. */
@@ -211,6 +213,7 @@ export class JanusMountpoints implements Service {
       camera: camera.name,
       id: mountpointIdFor(config, index),
       port: camera.rtp.port,
+      rtcpPort: camera.rtp.rtcp ? camera.rtp.port + 1 : undefined,
       pt: camera.rtp.payloadType,
       // Constrained baseline (42e0) at the level the stream needs: what every browser decodes.
       fmtp: `profile-level-id=42e0${levelIdc(h264Level(camera.width, camera.height, camera.framerate))};packetization-mode=1`,
@@ -405,11 +408,14 @@ export class JanusMountpoints implements Service {
           mid: 'v',
           label: wanted.camera,
           port: wanted.port,
+          ...(wanted.rtcpPort ? { rtcpport: wanted.rtcpPort } : {}),
           pt: wanted.pt,
           codec: 'h264',
           fmtp: wanted.fmtp,
-          // A new viewer gets the last keyframe at once instead of waiting for the next one.
-          videobufferkf: true,
+          // A new viewer gets the last keyframe at once instead of waiting for the next one. Inside a
+          // `media` entry the keys lose their audio/video prefix (janus.plugin.streaming.jcfg, 1.x):
+          // `bufferkf`, `rtcpport`, not `videobufferkf`, `videortcpport`.
+          bufferkf: true,
         },
       ],
       ...(srtp ? { srtpsuite: SRTP_SUITES[srtp.suite].janusSuite, srtpcrypto: srtpKeyBase64(srtp) } : {}),
@@ -419,6 +425,7 @@ export class JanusMountpoints implements Service {
   private fingerprint(wanted: WantedMountpoint): string {
     const settings = JSON.stringify([
       wanted.port,
+      wanted.rtcpPort,
       wanted.pt,
       wanted.fmtp,
       this.srtp?.suite,

@@ -42,7 +42,17 @@ export interface CapsLink {
   fields: Readonly<Record<string, Value>>;
 }
 
-export type Link = ElementLink | CapsLink;
+/** A named element's pad (`rtpbin.send_rtp_src_0`): where chains of a non-linear pipeline meet. */
+export interface PadLink {
+  kind: 'pad';
+  element: string;
+  pad: string;
+}
+
+export type Link = ElementLink | CapsLink | PadLink;
+
+/** One linear chain, or several chains joined through named elements' pads. */
+export type Graph = readonly Link[] | readonly (readonly Link[])[];
 
 const IDENTIFIER = /^[a-z][a-z0-9_-]*$/i;
 const MEDIA_TYPE = /^[a-z]+\/[a-z0-9.+-]+$/i;
@@ -59,11 +69,38 @@ export function caps(media: string, fields: CapsLink['fields']): CapsLink {
   return { kind: 'caps', media, fields };
 }
 
+export function pad(elementName: string, padName: string): PadLink {
+  return { kind: 'pad', element: elementName, pad: padName };
+}
+
+/** Element and pad names in a pad reference are written bare, so they are held to this. */
+const PAD_PART = /^[a-z][a-z0-9_]*$/i;
+
 /** Render a linear chain as a gst-launch description. Throws PIPELINE_INVALID on anything unsafe. */
-export function renderPipeline(chain: readonly Link[], options: RenderOptions = {}): string {
+export function renderPipeline(graph: Graph, options: RenderOptions = {}): string {
+  if (graph.length === 0) throw invalid('a pipeline needs at least one element');
+  const chains = isChainList(graph) ? graph : [graph];
+  return chains.map((chain) => renderChain(chain, options)).join(' ');
+}
+
+function isChainList(graph: Graph): graph is readonly (readonly Link[])[] {
+  return Array.isArray(graph[0]);
+}
+
+function renderChain(chain: readonly Link[], options: RenderOptions): string {
   if (chain.length === 0) throw invalid('a pipeline needs at least one element');
   return chain
-    .map((link) => (link.kind === 'element' ? renderElement(link, options) : renderCaps(link, options)))
+    .map((link, index) => {
+      if (link.kind === 'element') return renderElement(link, options);
+      if (link.kind === 'caps') return renderCaps(link, options);
+      // A pad reference can only start or end a chain: anywhere else gst-launch would read it as a link
+      // through an element, which is never what we mean.
+      if (index !== 0 && index !== chain.length - 1)
+        throw invalid('a pad reference must start or end a chain');
+      if (!PAD_PART.test(link.element) || !PAD_PART.test(link.pad))
+        throw invalid(`bad pad reference ${JSON.stringify(`${link.element}.${link.pad}`)}`);
+      return `${link.element}.${link.pad}`;
+    })
     .join(' ! ');
 }
 
@@ -156,10 +193,10 @@ export function cameraChain(
   sfu: Config['sfu'],
   encoder: EncoderName,
   srtp?: SrtpKey,
-): Link[] {
+): Link[] | Link[][] {
   const keyframeFrames = Math.max(1, Math.round(camera.framerate * camera.keyframeIntervalSeconds));
   const framerate = { num: camera.framerate, den: 1 };
-  return [
+  const capture: Link[] = [
     element('videotestsrc', { 'is-live': true, pattern: camera.source.pattern }, 'src'),
     caps('video/x-raw', {
       // The Pi encoder wants NV12; the software encoders take I420.
@@ -179,8 +216,36 @@ export function cameraChain(
       },
       PAYLOADER_NAME,
     ),
-    ...(srtp ? [srtpEncoder(srtp)] : []),
-    element('udpsink', { host: sfu.host, port: camera.rtp.port, sync: false, async: false }),
+  ];
+  const rtpSink = element('udpsink', { host: sfu.host, port: camera.rtp.port, sync: false, async: false });
+  if (!camera.rtp.rtcp) return [...capture, ...(srtp ? [srtpEncoder(srtp)] : []), rtpSink];
+
+  // RTCP sender reports (RFC 3550 §6.4.1: NTP ↔ RTP timestamp, packet and octet counts) come from
+  // rtpbin's session, on rtp.port + 1. With SRTP, one srtpenc protects both (SRTCP, same master key).
+  const rtcpSink = element('udpsink', {
+    host: sfu.host,
+    port: camera.rtp.port + 1,
+    sync: false,
+    async: false,
+  });
+  const session: Link[][] = [
+    [element('rtpbin', {}, 'rtpbin')],
+    [...capture, pad('rtpbin', 'send_rtp_sink_0')],
+  ];
+  if (!srtp) {
+    return [
+      ...session,
+      [pad('rtpbin', 'send_rtp_src_0'), rtpSink],
+      [pad('rtpbin', 'send_rtcp_src_0'), rtcpSink],
+    ];
+  }
+  return [
+    ...session,
+    [{ ...srtpEncoder(srtp), name: 'srtp' }],
+    [pad('rtpbin', 'send_rtp_src_0'), pad('srtp', 'rtp_sink_0')],
+    [pad('srtp', 'rtp_src_0'), rtpSink],
+    [pad('rtpbin', 'send_rtcp_src_0'), pad('srtp', 'rtcp_sink_0')],
+    [pad('srtp', 'rtcp_src_0'), rtcpSink],
   ];
 }
 

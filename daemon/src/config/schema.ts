@@ -136,6 +136,8 @@ const camera = z.strictObject({
       payloadType: z.int().min(96, { error: 'dynamic RTP payload types are 96–127' }).max(127).default(96),
       /** Fixed SSRC so the SFU mountpoint can expect it; derived from the camera name when absent. */
       ssrc: z.int().min(1).max(0xffff_ffff).optional(),
+      /** Send RTCP sender reports to port + 1 (lip sync and stats at the SFU). */
+      rtcp: z.boolean().default(false),
     })
     .prefault({}),
   /** sfu.mode janus: this camera's streaming mountpoint id (unique on the site's Janus). */
@@ -259,6 +261,22 @@ export const configSchema = z
         });
       }
       seenPorts.set(cam.rtp.port, index);
+      if (cam.rtp.rtcp) {
+        const rtcpPort = cam.rtp.port + 1;
+        // Unique RTP ports already keep two RTCP ports apart; an RTCP port on another camera's RTP port is the clash.
+        const clash = config.cameras.findIndex((other) => other.rtp.port === rtcpPort);
+        if (rtcpPort > 65535 || clash !== -1) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['cameras', index, 'rtp', 'port'],
+            input: cam.rtp.port,
+            message:
+              rtcpPort > 65535
+                ? 'with rtp.rtcp, RTCP goes to rtp.port + 1, which must be a port too; lower rtp.port'
+                : `with rtp.rtcp, RTCP goes to rtp.port + 1 = ${rtcpPort}, already used by cameras[${clash}]; space RTP ports 2 apart`,
+          });
+        }
+      }
       if (cam.encoder === 'v4l2h264enc' && cam.width > V4L2_MAX_WIDTH) {
         ctx.addIssue({
           code: 'custom',
