@@ -443,7 +443,7 @@ export class JanusMountpoints implements Service {
   /** Log when the problem changes, not every round: one line per event. */
   private report(problem: string | undefined, retryInMs?: number): void {
     if (problem === this.lastProblem) return;
-    if (problem === undefined) this.log.info('janus reachable; mountpoints in place');
+    if (problem === undefined) this.log.info('janus reachable');
     else this.log.warn({ reason: problem, retryInMs, failures: this.failures }, 'janus mountpoints missing');
     this.lastProblem = problem;
   }
