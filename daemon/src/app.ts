@@ -2,6 +2,7 @@
 // It touches no process state (signals, exit codes, sd_notify): main.ts does. Tests drive this directly.
 import { Camera } from './camera/camera.js';
 import { Encoders } from './camera/encoders.js';
+import { JanusMountpoints } from './camera/janus.js';
 import type { Config } from './config/schema.js';
 import { lifecycle, type Lifecycle, type Service } from './lifecycle/service.js';
 import type { Logger } from './log.js';
@@ -24,9 +25,19 @@ export function buildApp(config: Config, log: Logger): App {
   const broker = new Broker(config, log.child({ service: 'broker' }));
   const uplink = new Uplink(config, broker, log.child({ service: 'uplink' }));
   const encoders = new Encoders(log.child({ service: 'encoders' }));
+  // sfu.mode janus: mountpoints on the site's Janus; its start() returns at once, Janus up or not.
+  const janus =
+    config.sfu.mode === 'janus' ? new JanusMountpoints(config, log.child({ service: 'janus' })) : undefined;
   const cameras = config.cameras.map((camera) => ({
     name: camera.name,
-    camera: new Camera(camera, config.sfu, encoders, log.child({ service: 'camera', camera: camera.name })),
+    camera: new Camera(
+      camera,
+      config.sfu,
+      encoders,
+      log.child({ service: 'camera', camera: camera.name }),
+      undefined,
+      janus?.mountpoint(camera.name),
+    ),
   }));
   const cameraStates = new CameraStateReport(
     cameras,
@@ -72,6 +83,7 @@ export function buildApp(config: Config, log: Logger): App {
     broker,
     uplink,
     encoders,
+    ...(janus ? [janus] : []),
     ...cameras.map(({ camera }) => camera),
     cameraStates,
     commands,

@@ -26,7 +26,9 @@ export type ErrorCode =
   | 'ENCODER_UNAVAILABLE'
   | 'CAMERA_WORKER_EXITED'
   | 'IDENTITIES_INVALID'
-  | 'TLS_MATERIAL_INVALID';
+  | 'TLS_MATERIAL_INVALID'
+  | 'SRTP_KEY_INVALID'
+  | 'JANUS_REQUEST_FAILED';
 
 /** An error that names its problem and the fix. `code` is stable; `message` is for people. */
 export class OutpostError extends Error {

@@ -10,6 +10,7 @@ import {
   caps,
   element,
   h264Level,
+  pad,
   quote,
   renderPipeline,
   ssrcFor,
@@ -102,6 +103,12 @@ describe('pipeline descriptions', () => {
     expect(() => renderPipeline([caps('video/x-raw', { format: 'NV12,width=1' })])).toThrow(/unsafe value/);
     expect(() => renderPipeline([element('fakesrc', { 'num-buffers': Number.NaN })])).toThrow(/finite/);
     expect(() => renderPipeline([])).toThrow(/at least one element/);
+    expect(() => renderPipeline([element('fakesrc'), pad('tee', 'src_0'), element('fakesink')])).toThrow(
+      /must start or end a chain/,
+    );
+    expect(() =>
+      renderPipeline([[pad('rtpbin', 'send_rtp_src_0 ! filesink')], [element('fakesink')]]),
+    ).toThrow(/bad pad reference/);
   });
 
   it('derives a stable non-zero SSRC from the camera name', () => {

@@ -3,6 +3,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
+import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +24,32 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   if (!address || typeof address === 'string') throw new Error('no port');
   return address.port;
+}
+
+/** An even UDP port that was free on 127.0.0.1 with the one above it (RTP and its RTCP). */
+export async function freeUdpPortPair(): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const rtp = createSocket('udp4');
+    const rtcp = createSocket('udp4');
+    try {
+      await new Promise<void>((resolve, reject) => {
+        rtp.once('error', reject);
+        rtp.bind(0, '127.0.0.1', resolve);
+      });
+      const port = rtp.address().port;
+      await new Promise<void>((resolve, reject) => {
+        rtcp.once('error', reject);
+        rtcp.bind(port + 1, '127.0.0.1', resolve);
+      });
+      return port;
+    } catch {
+      // taken: try another pair
+    } finally {
+      rtp.close();
+      rtcp.close();
+    }
+  }
+  throw new Error('no free UDP port pair on 127.0.0.1 in 20 tries');
 }
 
 export async function tempDir(prefix = 'outpost-test-'): Promise<string> {

@@ -7,7 +7,9 @@ import type { CameraConfig, Config } from '../config/schema.js';
 import { describeError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import type { EncoderChoice, EncoderName } from './encoders.js';
+import type { MountpointStatus } from './janus.js';
 import { cameraChain, PAYLOADER_NAME, renderPipeline } from './pipeline.js';
+import { loadSrtpKey } from './srtp.js';
 import { forkWorker } from './worker-process.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
@@ -51,6 +53,9 @@ export class Camera implements Service {
   private stopping = false;
   private encoder: EncoderName | undefined;
   private description = '';
+  /** Hex of the SRTP key, scrubbed from anything logged (GStreamer echoes a description it refuses). */
+  private secretHex: string | undefined;
+  private logDescription = '';
 
   constructor(
     private readonly camera: CameraConfig,
@@ -58,6 +63,8 @@ export class Camera implements Service {
     private readonly encoders: EncoderChooser,
     private readonly log: Logger,
     private readonly timings: CameraTimings = DEFAULT_TIMINGS,
+    /** sfu.mode janus: the mountpoint that receives this camera, shown in its status. */
+    private readonly mountpoint?: { status(): MountpointStatus },
   ) {
     this.name = `camera ${camera.name}`;
   }
@@ -70,8 +77,11 @@ export class Camera implements Service {
     lastError: string | undefined;
     workerPid: number | undefined;
     encoder: EncoderName | undefined;
+    /** Janus mode only: whether the SFU has a mountpoint for this camera, and why not. */
+    mountpoint: MountpointStatus | undefined;
   } {
     return {
+      mountpoint: this.mountpoint?.status(),
       encoder: this.encoder,
       state: this.state,
       packets: this.packets,
@@ -87,14 +97,18 @@ export class Camera implements Service {
     // will not fix themselves by retrying. The camera is `failed`; the rest of the daemon runs on.
     try {
       this.encoder = this.encoders.choose(this.camera.encoder, this.camera.name);
-      this.description = renderPipeline(cameraChain(this.camera, this.sfu, this.encoder));
+      const srtp = this.sfu.srtp ? loadSrtpKey(this.sfu.srtp) : undefined;
+      this.secretHex = srtp ? Buffer.from(srtp.masterKey).toString('hex') : undefined;
+      const chain = cameraChain(this.camera, this.sfu, this.encoder, srtp);
+      this.description = renderPipeline(chain);
+      this.logDescription = renderPipeline(chain, { redact: true });
     } catch (error) {
       this.lastError = describeError(error);
       this.log.error({ err: error, reason: this.lastError }, 'camera cannot start');
       this.setState('failed');
       return;
     }
-    this.log.info({ encoder: this.encoder, pipeline: this.description }, 'camera pipeline');
+    this.log.info({ encoder: this.encoder, pipeline: this.logDescription }, 'camera pipeline');
     await this.launch(this.description);
   }
 
@@ -185,6 +199,8 @@ export class Camera implements Service {
     if (this.worker !== undefined && this.worker !== worker) return;
     this.failures += 1;
     this.lastError = reason;
+    if (debug !== undefined && this.secretHex !== undefined)
+      debug = debug.replaceAll(this.secretHex, '<redacted>');
     const base = Math.min(this.timings.backoffMaxMs, this.timings.backoffMinMs * 2 ** (this.failures - 1));
     const delayMs = Math.round(base * (0.8 + Math.random() * 0.4));
     this.log.warn({ reason, debug, retryInMs: delayMs, failures: this.failures }, 'camera failed');

@@ -2,15 +2,31 @@
 // gst-launch description by `renderPipeline`, the one function that quotes and escapes. Nothing else
 // concatenates strings into a pipeline, so a hostile config value (a device path with `!` in it, say)
 // can only ever be a property value, never a new element.
-import type { CameraConfig, Config } from '../config/schema.js';
+import { SRTP_SUITES, ssrcFor, type CameraConfig, type Config, type SrtpSuite } from '../config/schema.js';
 import { OutpostError } from '../errors.js';
 import type { EncoderName } from './encoders.js';
+
+export { ssrcFor } from '../config/schema.js';
 
 export interface Fraction {
   num: number;
   den: number;
 }
-export type Value = string | number | boolean | Fraction;
+/**
+ * A GstBuffer value (srtpenc's `key`, srtpdec's `srtp-key` caps field). GStreamer deserialises a
+ * buffer from a bare hex string (gst_value_deserialize_buffer), so it renders as lowercase hex: only
+ * [0-9a-f], nothing to quote. It is also the one kind of value that is secret: a redacted render
+ * (for logs) shows `<redacted>` instead.
+ */
+export interface Bytes {
+  bytes: Uint8Array;
+}
+export type Value = string | number | boolean | Fraction | Bytes;
+
+export interface RenderOptions {
+  /** Render Bytes values as `<redacted>`: for log lines, never for GStreamer. */
+  redact?: boolean;
+}
 
 export interface ElementLink {
   kind: 'element';
@@ -26,7 +42,17 @@ export interface CapsLink {
   fields: Readonly<Record<string, Value>>;
 }
 
-export type Link = ElementLink | CapsLink;
+/** A named element's pad (`rtpbin.send_rtp_src_0`): where chains of a non-linear pipeline meet. */
+export interface PadLink {
+  kind: 'pad';
+  element: string;
+  pad: string;
+}
+
+export type Link = ElementLink | CapsLink | PadLink;
+
+/** One linear chain, or several chains joined through named elements' pads. */
+export type Graph = readonly Link[] | readonly (readonly Link[])[];
 
 const IDENTIFIER = /^[a-z][a-z0-9_-]*$/i;
 const MEDIA_TYPE = /^[a-z]+\/[a-z0-9.+-]+$/i;
@@ -43,13 +69,42 @@ export function caps(media: string, fields: CapsLink['fields']): CapsLink {
   return { kind: 'caps', media, fields };
 }
 
-/** Render a linear chain as a gst-launch description. Throws PIPELINE_INVALID on anything unsafe. */
-export function renderPipeline(chain: readonly Link[]): string {
-  if (chain.length === 0) throw invalid('a pipeline needs at least one element');
-  return chain.map((link) => (link.kind === 'element' ? renderElement(link) : renderCaps(link))).join(' ! ');
+export function pad(elementName: string, padName: string): PadLink {
+  return { kind: 'pad', element: elementName, pad: padName };
 }
 
-function renderElement(link: ElementLink): string {
+/** Element and pad names in a pad reference are written bare, so they are held to this. */
+const PAD_PART = /^[a-z][a-z0-9_]*$/i;
+
+/** Render a linear chain as a gst-launch description. Throws PIPELINE_INVALID on anything unsafe. */
+export function renderPipeline(graph: Graph, options: RenderOptions = {}): string {
+  if (graph.length === 0) throw invalid('a pipeline needs at least one element');
+  const chains = isChainList(graph) ? graph : [graph];
+  return chains.map((chain) => renderChain(chain, options)).join(' ');
+}
+
+function isChainList(graph: Graph): graph is readonly (readonly Link[])[] {
+  return Array.isArray(graph[0]);
+}
+
+function renderChain(chain: readonly Link[], options: RenderOptions): string {
+  if (chain.length === 0) throw invalid('a pipeline needs at least one element');
+  return chain
+    .map((link, index) => {
+      if (link.kind === 'element') return renderElement(link, options);
+      if (link.kind === 'caps') return renderCaps(link, options);
+      // A pad reference can only start or end a chain: anywhere else gst-launch would read it as a link
+      // through an element, which is never what we mean.
+      if (index !== 0 && index !== chain.length - 1)
+        throw invalid('a pad reference must start or end a chain');
+      if (!PAD_PART.test(link.element) || !PAD_PART.test(link.pad))
+        throw invalid(`bad pad reference ${JSON.stringify(`${link.element}.${link.pad}`)}`);
+      return `${link.element}.${link.pad}`;
+    })
+    .join(' ! ');
+}
+
+function renderElement(link: ElementLink, options: RenderOptions): string {
   if (!IDENTIFIER.test(link.factory))
     throw invalid(`bad element factory name ${JSON.stringify(link.factory)}`);
   const parts = [link.factory];
@@ -57,12 +112,12 @@ function renderElement(link: ElementLink): string {
   for (const [key, value] of Object.entries(link.props ?? {})) {
     if (value === undefined) continue;
     if (!IDENTIFIER.test(key)) throw invalid(`bad property name ${JSON.stringify(key)} on ${link.factory}`);
-    parts.push(`${key}=${renderValue(value, `${link.factory}.${key}`)}`);
+    parts.push(`${key}=${renderValue(value, `${link.factory}.${key}`, options)}`);
   }
   return parts.join(' ');
 }
 
-function renderCaps(link: CapsLink): string {
+function renderCaps(link: CapsLink, options: RenderOptions): string {
   if (!MEDIA_TYPE.test(link.media)) throw invalid(`bad caps media type ${JSON.stringify(link.media)}`);
   const fields = Object.entries(link.fields).map(([key, value]) => {
     if (!IDENTIFIER.test(key)) throw invalid(`bad caps field name ${JSON.stringify(key)}`);
@@ -73,19 +128,29 @@ function renderCaps(link: CapsLink): string {
     }
     if (typeof value === 'number') return `${key}=(int)${integer(value, key)}`;
     if (typeof value === 'boolean') return `${key}=(boolean)${value}`;
+    if ('bytes' in value) return `${key}=(buffer)${hex(value, key, options)}`;
     return `${key}=(fraction)${integer(value.num, key)}/${integer(value.den, key)}`;
   });
   return [link.media, ...fields].join(',');
 }
 
-function renderValue(value: Value, where: string): string {
+function renderValue(value: Value, where: string, options: RenderOptions): string {
   if (typeof value === 'boolean') return value ? 'true' : 'false';
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw invalid(`${where} is not a finite number`);
     return String(value);
   }
-  if (typeof value === 'object') return `${integer(value.num, where)}/${integer(value.den, where)}`;
+  if (typeof value === 'object') {
+    if ('bytes' in value) return hex(value, where, options);
+    return `${integer(value.num, where)}/${integer(value.den, where)}`;
+  }
   return quote(value);
+}
+
+function hex(value: Bytes, where: string, options: RenderOptions): string {
+  if (!(value.bytes instanceof Uint8Array) || value.bytes.length === 0)
+    throw invalid(`${where} needs at least one byte`);
+  return options.redact ? '<redacted>' : Buffer.from(value.bytes).toString('hex');
 }
 
 /**
@@ -112,15 +177,26 @@ function invalid(message: string): OutpostError {
 /** Names of elements the camera supervisor reads back (packet counter on the payloader). */
 export const PAYLOADER_NAME = 'pay';
 
+/** An SRTP master key (key + salt) ready for srtpenc, and the suite it is for. */
+export interface SrtpKey {
+  suite: SrtpSuite;
+  masterKey: Uint8Array;
+}
+
 /**
  * The chain for one camera: capture → H.264 (constrained baseline, so every browser decodes it) → RTP
- * (SPS/PPS with every keyframe) → UDP to the SFU. No decode, no per-frame JavaScript. Only the `test`
- * source exists so far.
+ * (SPS/PPS with every keyframe) → optional SRTP → UDP to the SFU. No decode, no per-frame JavaScript.
+ * Only the `test` source exists so far.
  */
-export function cameraChain(camera: CameraConfig, sfu: Config['sfu'], encoder: EncoderName): Link[] {
+export function cameraChain(
+  camera: CameraConfig,
+  sfu: Config['sfu'],
+  encoder: EncoderName,
+  srtp?: SrtpKey,
+): Link[] | Link[][] {
   const keyframeFrames = Math.max(1, Math.round(camera.framerate * camera.keyframeIntervalSeconds));
   const framerate = { num: camera.framerate, den: 1 };
-  return [
+  const capture: Link[] = [
     element('videotestsrc', { 'is-live': true, pattern: camera.source.pattern }, 'src'),
     caps('video/x-raw', {
       // The Pi encoder wants NV12; the software encoders take I420.
@@ -140,8 +216,52 @@ export function cameraChain(camera: CameraConfig, sfu: Config['sfu'], encoder: E
       },
       PAYLOADER_NAME,
     ),
-    element('udpsink', { host: sfu.host, port: camera.rtp.port, sync: false, async: false }),
   ];
+  const rtpSink = element('udpsink', { host: sfu.host, port: camera.rtp.port, sync: false, async: false });
+  if (!camera.rtp.rtcp) return [...capture, ...(srtp ? [srtpEncoder(srtp)] : []), rtpSink];
+
+  // RTCP sender reports (RFC 3550 §6.4.1: NTP ↔ RTP timestamp, packet and octet counts) come from
+  // rtpbin's session, on rtp.port + 1. With SRTP, one srtpenc protects both (SRTCP, same master key).
+  const rtcpSink = element('udpsink', {
+    host: sfu.host,
+    port: camera.rtp.port + 1,
+    sync: false,
+    async: false,
+  });
+  const session: Link[][] = [
+    [element('rtpbin', {}, 'rtpbin')],
+    [...capture, pad('rtpbin', 'send_rtp_sink_0')],
+  ];
+  if (!srtp) {
+    return [
+      ...session,
+      [pad('rtpbin', 'send_rtp_src_0'), rtpSink],
+      [pad('rtpbin', 'send_rtcp_src_0'), rtcpSink],
+    ];
+  }
+  return [
+    ...session,
+    [{ ...srtpEncoder(srtp), name: 'srtp' }],
+    [pad('rtpbin', 'send_rtp_src_0'), pad('srtp', 'rtp_sink_0')],
+    [pad('srtp', 'rtp_src_0'), rtpSink],
+    [pad('rtpbin', 'send_rtcp_src_0'), pad('srtp', 'rtcp_sink_0')],
+    [pad('srtp', 'rtcp_src_0'), rtcpSink],
+  ];
+}
+
+/**
+ * srtpenc protects RTP and RTCP with one master key. AES-GCM is an AEAD: its tag is the
+ * authentication, so the separate HMAC is off (`null`), as in RFC 7714.
+ */
+function srtpEncoder(srtp: SrtpKey): ElementLink {
+  const { cipher, auth } = SRTP_SUITES[srtp.suite];
+  return element('srtpenc', {
+    key: { bytes: srtp.masterKey },
+    'rtp-cipher': cipher,
+    'rtp-auth': auth,
+    'rtcp-cipher': cipher,
+    'rtcp-auth': auth,
+  });
 }
 
 function encoderLinks(camera: CameraConfig, encoder: EncoderName, keyframeFrames: number): Link[] {
@@ -201,11 +321,4 @@ export function h264Level(width: number, height: number, framerate: number): str
     ([, perSecond, maxFrame]) => perFrame <= maxFrame && perFrame * framerate <= perSecond,
   );
   return fit?.[0] ?? '4.2';
-}
-
-/** A stable, non-zero 32-bit SSRC from the camera name (FNV-1a), so restarts keep the same SSRC. */
-export function ssrcFor(cameraName: string): number {
-  let hash = 0x811c9dc5;
-  for (const byte of Buffer.from(cameraName)) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
-  return hash === 0 ? 1 : hash;
 }

@@ -101,7 +101,11 @@ function describeIssues(
       continue;
     }
     const path = issue.path;
-    const value = valueAt(raw, path);
+    // A bad secret (an SRTP key of the wrong length) is reported without repeating it.
+    const last = path.at(-1);
+    const found = valueAt(raw, path);
+    const value =
+      found !== undefined && typeof last === 'string' && SECRET_KEYS.has(last) ? '<redacted>' : found;
     const missing = value === undefined && issue.code === 'invalid_type';
     problems.push({
       path: formatPath(path),

@@ -39,6 +39,78 @@ const host = z.union([z.ipv4(), z.ipv6(), z.hostname()], {
   error: 'give an IP address or a host name, e.g. 192.168.10.2 or sfu.site.lan',
 });
 
+/**
+ * SRTP suites by their SDP names (RFC 4568, RFC 7714) and what srtpenc/srtpdec call their parts.
+ * Master key lengths are key + salt: 16 + 14 for AES-CM, 16 + 12 for AES-GCM (RFC 7714 §12).
+ * Janus's streaming plugin decrypts only the two AES-CM suites (`srtpsuite` 80 or 32).
+ */
+export const SRTP_SUITES = {
+  AES_CM_128_HMAC_SHA1_80: { cipher: 'aes-128-icm', auth: 'hmac-sha1-80', keyBytes: 30, janusSuite: 80 },
+  AES_CM_128_HMAC_SHA1_32: { cipher: 'aes-128-icm', auth: 'hmac-sha1-32', keyBytes: 30, janusSuite: 32 },
+  AEAD_AES_128_GCM: { cipher: 'aes-128-gcm', auth: 'null', keyBytes: 28, janusSuite: undefined },
+} as const;
+export type SrtpSuite = keyof typeof SRTP_SUITES;
+
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
+/** Why a base64 master key does not fit `suite`, or undefined when it does. */
+export function srtpKeyProblem(key: string, suite: SrtpSuite): string | undefined {
+  const want = SRTP_SUITES[suite].keyBytes;
+  const make = `make one with: head -c ${want} /dev/urandom | base64`;
+  if (!BASE64.test(key) || key.length % 4 !== 0) return `is not base64 (${make})`;
+  const got = Buffer.from(key, 'base64').length;
+  if (got !== want) return `decodes to ${got} bytes; ${suite} needs ${want} (master key + salt); ${make}`;
+  return undefined;
+}
+
+const srtp = z
+  .strictObject({
+    suite: z
+      .enum(Object.keys(SRTP_SUITES) as [SrtpSuite, ...SrtpSuite[]], {
+        error: `sfu.srtp.suite must be one of: ${Object.keys(SRTP_SUITES).join(', ')}`,
+      })
+      .default('AES_CM_128_HMAC_SHA1_80'),
+    /** Inline master key + salt, base64 as in SDP's a=crypto and Janus's srtpcrypto. */
+    key: z.string().optional(),
+    /** A file holding the base64 key (from provisioning); must not be readable by group or others. */
+    keyFile: z.string().startsWith('/', { error: 'give keyFile as an absolute path' }).optional(),
+  })
+  .superRefine((value, ctx) => {
+    if ((value.key === undefined) === (value.keyFile === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['key'],
+        input: undefined,
+        message: 'give exactly one of sfu.srtp.key (inline base64) or sfu.srtp.keyFile (a 0600 file)',
+      });
+      return;
+    }
+    if (value.key !== undefined) {
+      const problem = srtpKeyProblem(value.key, value.suite);
+      // The key itself is a secret: the message never repeats it.
+      if (problem) ctx.addIssue({ code: 'custom', path: ['key'], input: '<redacted>', message: problem });
+    }
+  });
+
+const janus = z.strictObject({
+  /** Janus HTTP API endpoint; default http://{sfu.host}:8088/janus. */
+  url: z
+    .url({ protocol: /^https?$/, error: 'give the Janus HTTP API URL, e.g. http://sfu.site.lan:8088/janus' })
+    .optional(),
+  /** Janus `api_secret` (janus.jcfg), when the gateway requires one. */
+  apiSecret: z.string().min(1).optional(),
+  /** Streaming plugin `admin_key`, when the gateway requires one to create mountpoints. */
+  adminKey: z.string().min(1).optional(),
+  /** Secret set on each mountpoint: needed to edit or destroy it, and to see its full info. */
+  secret: z.string().min(1).optional(),
+  /** Camera n (0-based, in config order) gets mountpoint id base + n unless it sets janusMountpointId. */
+  mountpointIdBase: z
+    .int()
+    .min(1)
+    .max(2 ** 52)
+    .default(1000),
+});
+
 const testSource = z.strictObject({
   type: z.literal('test'),
   /** videotestsrc pattern; `smpte` shows colour bars, `ball` shows motion. */
@@ -75,8 +147,16 @@ const camera = z.strictObject({
       payloadType: z.int().min(96, { error: 'dynamic RTP payload types are 96–127' }).max(127).default(96),
       /** Fixed SSRC so the SFU mountpoint can expect it; derived from the camera name when absent. */
       ssrc: z.int().min(1).max(0xffff_ffff).optional(),
+      /** Send RTCP sender reports to port + 1 (lip sync and stats at the SFU). */
+      rtcp: z.boolean().default(false),
     })
     .prefault({}),
+  /** sfu.mode janus: this camera's streaming mountpoint id (unique on the site's Janus). */
+  janusMountpointId: z
+    .int()
+    .min(1)
+    .max(2 ** 52)
+    .optional(),
 });
 
 /** bcm2835-codec (v4l2h264enc on Pi 3/4/Zero 2/CM4) refuses wider frames. */
@@ -169,9 +249,17 @@ export const configSchema = z
       .prefault({}),
     sfu: z
       .strictObject({
-        /** `static`: send RTP to host:port and nothing else (mediasoup PlainTransport, a receiver…). */
-        mode: z.literal('static', { error: 'sfu.mode must be: static' }).default('static'),
+        /**
+         * `static`: send RTP to host:port and nothing else (mediasoup PlainTransport, a receiver…).
+         * `janus`: the same, and keep a Janus streaming mountpoint per camera (camera/janus.ts).
+         */
+        mode: z
+          .enum(['static', 'janus'], { error: 'sfu.mode must be one of: static, janus' })
+          .default('static'),
         host: host.default('127.0.0.1'),
+        /** Encrypt every camera's RTP with this SRTP master key (one key per box; SSRCs differ). */
+        srtp: srtp.optional(),
+        janus: janus.prefault({}),
       })
       .prefault({}),
     cameras: z
@@ -216,7 +304,46 @@ export const configSchema = z
     }
     const seenNames = new Map<string, number>();
     const seenPorts = new Map<number, number>();
+    const seenSsrcs = new Map<number, number>();
+    const seenMountpoints = new Map<number, number>();
+    if (config.sfu.mode === 'janus' && config.sfu.srtp?.suite === 'AEAD_AES_128_GCM') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sfu', 'srtp', 'suite'],
+        input: config.sfu.srtp.suite,
+        message:
+          "Janus's streaming plugin decrypts only AES_CM_128_HMAC_SHA1_80 or AES_CM_128_HMAC_SHA1_32; pick one of those",
+      });
+    }
     config.cameras.forEach((cam, index) => {
+      if (config.sfu.srtp) {
+        // One master key for every camera is safe only while SSRCs differ (RFC 3711 §9.1: the same
+        // key, SSRC and index would reuse keystream).
+        const ssrc = cam.rtp.ssrc ?? ssrcFor(cam.name);
+        const sameSsrc = seenSsrcs.get(ssrc);
+        if (sameSsrc !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['cameras', index, 'rtp', 'ssrc'],
+            input: ssrc,
+            message: `SSRC already used by cameras[${sameSsrc}]; with SRTP every camera needs its own SSRC`,
+          });
+        }
+        seenSsrcs.set(ssrc, index);
+      }
+      if (config.sfu.mode === 'janus') {
+        const id = mountpointIdFor(config, index);
+        const sameId = seenMountpoints.get(id);
+        if (sameId !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['cameras', index, 'janusMountpointId'],
+            input: id,
+            message: `Janus mountpoint id ${id} already used by cameras[${sameId}]; give each camera its own`,
+          });
+        }
+        seenMountpoints.set(id, index);
+      }
       const sameName = seenNames.get(cam.name);
       if (sameName !== undefined) {
         ctx.addIssue({
@@ -237,6 +364,22 @@ export const configSchema = z
         });
       }
       seenPorts.set(cam.rtp.port, index);
+      if (cam.rtp.rtcp) {
+        const rtcpPort = cam.rtp.port + 1;
+        // Unique RTP ports already keep two RTCP ports apart; an RTCP port on another camera's RTP port is the clash.
+        const clash = config.cameras.findIndex((other) => other.rtp.port === rtcpPort);
+        if (rtcpPort > 65535 || clash !== -1) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['cameras', index, 'rtp', 'port'],
+            input: cam.rtp.port,
+            message:
+              rtcpPort > 65535
+                ? 'with rtp.rtcp, RTCP goes to rtp.port + 1, which must be a port too; lower rtp.port'
+                : `with rtp.rtcp, RTCP goes to rtp.port + 1 = ${rtcpPort}, already used by cameras[${clash}]; space RTP ports 2 apart`,
+          });
+        }
+      }
       if (cam.encoder === 'v4l2h264enc' && cam.width > V4L2_MAX_WIDTH) {
         ctx.addIssue({
           code: 'custom',
@@ -250,6 +393,25 @@ export const configSchema = z
 
 export type Config = z.output<typeof configSchema>;
 export type CameraConfig = Config['cameras'][number];
+export type SrtpConfig = NonNullable<Config['sfu']['srtp']>;
+
+/** The Janus mountpoint id of cameras[index]: its own, or sfu.janus.mountpointIdBase + index. */
+export function mountpointIdFor(
+  config: {
+    sfu: { janus: { mountpointIdBase: number } };
+    cameras: readonly { janusMountpointId?: number | undefined }[];
+  },
+  index: number,
+): number {
+  return config.cameras[index]?.janusMountpointId ?? config.sfu.janus.mountpointIdBase + index;
+}
+
+/** A stable, non-zero 32-bit SSRC from the camera name (FNV-1a), so restarts keep the same SSRC. */
+export function ssrcFor(cameraName: string): number {
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(cameraName)) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  return hash === 0 ? 1 : hash;
+}
 
 /** Keys whose values are secrets: `check-config` and logs print them redacted. */
 export const SECRET_KEYS: ReadonlySet<string> = new Set([

@@ -33,9 +33,7 @@ declare module 'gstreamer-superficial' {
 
 declare module 'aedes-persistence-level' {
   /** A CallBackPersistence over a `level` database (aedes-persistence 11 interface, cleanIncoming included). */
-  export default function aedesPersistenceLevel(
-    db: unknown,
-  ): {
+  export default function aedesPersistenceLevel(db: unknown): {
     destroy(): Promise<void>;
     createRetainedStream(pattern: string): AsyncIterable<{ topic: string; payload: Buffer }>;
   };

@@ -1,0 +1,313 @@
+// sfu.mode janus against the real Janus 1.1.2 from Debian: each camera gets a streaming mountpoint that
+// receives its RTP; a Janus restart is noticed and the mountpoint comes back; SRTP is decrypted by
+// Janus with the box's key; a Janus that is down never stops the camera.
+import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import pino from 'pino';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Camera } from '../../daemon/src/camera/camera.js';
+import { Encoders } from '../../daemon/src/camera/encoders.js';
+import { JanusMountpoints, type MountpointStatus } from '../../daemon/src/camera/janus.js';
+import { configSchema } from '../../daemon/src/config/schema.js';
+import { janusServer, type TestJanus } from '../support/janus.js';
+import { daemonConfig, freePort, freeUdpPortPair, runCli, until } from '../support/processes.js';
+
+const log = pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' });
+const fastCamera = { stallMs: 3000, backoffMinMs: 200, backoffMaxMs: 1000, exitGraceMs: 1000 };
+const fastJanus = { checkMs: 250, requestTimeoutMs: 1000, backoffMinMs: 200, backoffMaxMs: 1000 };
+const API_SECRET = 'api-secret-1';
+const ADMIN_KEY = 'admin-key-1';
+
+const encoders = new Encoders(log);
+beforeAll(() => encoders.start());
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function freeUdpPort(): Promise<number> {
+  const socket = createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const { port } = socket.address();
+  await new Promise<void>((resolve) => socket.close(resolve));
+  return port;
+}
+
+async function startJanus(): Promise<TestJanus> {
+  const janus = await janusServer({ apiSecret: API_SECRET, adminKey: ADMIN_KEY });
+  cleanups.push(() => janus.stop());
+  return janus;
+}
+
+/** A daemon's camera in janus mode: the adapter and the camera, started in the app's order. */
+async function startDaemonCamera(
+  url: string,
+  sfu: Record<string, unknown> = {},
+  timings = fastJanus,
+  janusLog = log,
+  rtp: { port?: number; rtcp?: boolean } = {},
+) {
+  const rtpPort = rtp.port ?? (await freeUdpPort());
+  const config = configSchema.parse({
+    site: 'test',
+    device: 'box1',
+    sfu: {
+      mode: 'janus',
+      janus: { url, apiSecret: API_SECRET, adminKey: ADMIN_KEY, secret: 'edit-me', mountpointIdBase: 4200 },
+      ...sfu,
+    },
+    cameras: [{ name: 'gate', width: 320, height: 240, rtp: { ...rtp, port: rtpPort } }],
+  });
+  const mountpoints = new JanusMountpoints(config, janusLog, timings);
+  const camera = new Camera(
+    config.cameras[0]!,
+    config.sfu,
+    encoders,
+    log,
+    fastCamera,
+    mountpoints.mountpoint('gate'),
+  );
+  cleanups.push(() => mountpoints.stop());
+  cleanups.push(() => camera.stop());
+  await mountpoints.start();
+  await camera.start();
+  return { camera, mountpoints, rtpPort, mountpoint: (): MountpointStatus => camera.status().mountpoint! };
+}
+
+/** Janus's own view of a mountpoint, asked over its HTTP API by a separate session (not the daemon's). */
+async function janusInfo(url: string, id: number): Promise<Record<string, unknown> | undefined> {
+  const post = async (path: string, body: Record<string, unknown>) => {
+    const response = await fetch(url + path, {
+      method: 'POST',
+      body: JSON.stringify({ ...body, transaction: 't', apisecret: API_SECRET }),
+      signal: AbortSignal.timeout(2000),
+    });
+    return (await response.json()) as {
+      data?: { id: number };
+      plugindata?: { data: Record<string, unknown> };
+    };
+  };
+  const session = (await post('', { janus: 'create' })).data!.id;
+  try {
+    const handle = (await post(`/${session}`, { janus: 'attach', plugin: 'janus.plugin.streaming' })).data!
+      .id;
+    const reply = await post(`/${session}/${handle}`, {
+      janus: 'message',
+      // With the admin key Janus shows the full settings, keyframe buffering among them.
+      body: { request: 'info', id, secret: 'edit-me', admin_key: ADMIN_KEY },
+    });
+    return reply.plugindata?.data.info as Record<string, unknown> | undefined;
+  } finally {
+    await post(`/${session}`, { janus: 'destroy' });
+  }
+}
+
+/** Resolves once Janus reports RTP on the mountpoint less than 500 ms old; bounded by `ms`. */
+async function janusReceiving(url: string, id: number, ms: number): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + ms;
+  let last: Record<string, unknown> | undefined;
+  for (;;) {
+    last = await janusInfo(url, id).catch(() => undefined);
+    const age = (last?.media as Array<{ age_ms?: number }> | undefined)?.[0]?.age_ms;
+    if (age !== undefined && age < 500) return last!;
+    if (Date.now() > deadline)
+      throw new Error(`Janus shows no fresh RTP on ${id} within ${ms} ms: ${JSON.stringify(last)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('Janus mountpoints (sfu.mode janus)', () => {
+  it('the camera gets a mountpoint on Janus, and Janus receives its RTP', async () => {
+    const janus = await startJanus();
+    const began = Date.now();
+    const { camera, rtpPort, mountpoint } = await startDaemonCamera(janus.url);
+    const info = await janusReceiving(janus.url, 4200, 15_000);
+    log.info({ ms: Date.now() - began }, 'janus: mountpoint receiving after the daemon started');
+    expect(info).toMatchObject({
+      id: 4200,
+      name: 'box1-gate',
+      description: 'test/box1 gate',
+      media: [{ type: 'video', mid: 'v', codec: 'h264', pt: 96, port: rtpPort, videobufferkf: true }],
+    });
+    expect((info.media as Array<{ fmtp: string }>)[0]!.fmtp).toBe(
+      'profile-level-id=42e01e;packetization-mode=1',
+    );
+    await until(() => (mountpoint().ageMs ?? Infinity) < 1000, 5000, 'the daemon to see fresh age_ms');
+    expect(mountpoint()).toMatchObject({ id: 4200, state: 'present', reason: undefined, creations: 1 });
+    await until(() => camera.status().state === 'streaming', 5000, 'the camera to report streaming');
+  });
+
+  it('Janus restarted: the mountpoint is re-created and RTP reaches it again', async () => {
+    const janus = await startJanus();
+    const { camera, mountpoint } = await startDaemonCamera(janus.url);
+    await janusReceiving(janus.url, 4200, 15_000);
+
+    await janus.stop();
+    await until(() => mountpoint().state === 'missing', 5000, 'the mountpoint to be reported missing');
+    expect(mountpoint().reason).toMatch(
+      /^Janus at http:\/\/127\.0\.0\.1:\d+\/janus unreachable: ECONNREFUSED/,
+    );
+    // Janus down is no reason to stop the camera: it keeps sending RTP.
+    const packets = camera.status().packets;
+    await until(() => camera.status().packets > packets + 30, 5000, 'RTP while Janus is down');
+    expect(camera.status().state).toBe('streaming');
+
+    const restarted = Date.now();
+    await janus.start();
+    await janusReceiving(janus.url, 4200, 15_000);
+    log.info({ ms: Date.now() - restarted }, 'janus: mountpoint receiving again after Janus came back');
+    await until(() => mountpoint().state === 'present', 5000, 'the daemon to see the mountpoint');
+    expect(mountpoint().creations).toBe(2);
+  });
+
+  it('a Janus restart between two checks is seen as a lost session, and the mountpoint comes back', async () => {
+    const janus = await startJanus();
+    // Checks 3 s apart, so that the restart (well under a second) falls between two of them and the
+    // next keepalive meets a Janus that never heard of the session (458), not a refused connection.
+    const events: string[] = [];
+    const recorder = pino({ level: 'info' }, { write: (line: string) => events.push(line) });
+    const { mountpoint } = await startDaemonCamera(janus.url, {}, { ...fastJanus, checkMs: 3000 }, recorder);
+    await until(() => mountpoint().creations === 1, 10_000, 'first creation');
+    await janus.restart();
+    await until(() => mountpoint().creations === 2, 10_000, 'the mountpoint to be re-created');
+    await janusReceiving(janus.url, 4200, 15_000);
+    expect(events.join('')).toMatch(/"msg":"janus session gone"/);
+    expect(events.join('')).not.toMatch(/unreachable/);
+  });
+
+  it('replaces a mountpoint on its id whose settings differ (another port)', async () => {
+    const janus = await startJanus();
+    // Someone's stale mountpoint on our id, listening on another port.
+    const stalePort = await freeUdpPort();
+    const response = await fetch(janus.url, {
+      method: 'POST',
+      body: JSON.stringify({ janus: 'create', transaction: 't', apisecret: API_SECRET }),
+    });
+    const session = ((await response.json()) as { data: { id: number } }).data.id;
+    const attach = await fetch(`${janus.url}/${session}`, {
+      method: 'POST',
+      body: JSON.stringify({
+        janus: 'attach',
+        plugin: 'janus.plugin.streaming',
+        transaction: 't',
+        apisecret: API_SECRET,
+      }),
+    });
+    const handle = ((await attach.json()) as { data: { id: number } }).data.id;
+    const created = await fetch(`${janus.url}/${session}/${handle}`, {
+      method: 'POST',
+      body: JSON.stringify({
+        janus: 'message',
+        transaction: 't',
+        apisecret: API_SECRET,
+        body: {
+          request: 'create',
+          type: 'rtp',
+          id: 4200,
+          admin_key: ADMIN_KEY,
+          secret: 'edit-me',
+          media: [{ type: 'video', mid: 'v', port: stalePort, pt: 96, codec: 'h264' }],
+        },
+      }),
+    });
+    expect(JSON.stringify(await created.json())).toContain('"created"');
+
+    const { rtpPort } = await startDaemonCamera(janus.url);
+    const info = await janusReceiving(janus.url, 4200, 15_000);
+    expect((info.media as Array<{ port: number }>)[0]!.port).toBe(rtpPort);
+  });
+
+  // Janus updates age_ms before it unprotects a packet (seen here: age_ms 10 with the wrong key), so
+  // fresh age alone does not prove decryption; the absence of its "SRTP unprotect error" lines does,
+  // and the control test shows that those lines appear when the keys differ.
+  it('SRTP: Janus decrypts the stream with the key the camera encrypts with', async () => {
+    const janus = await startJanus();
+    const key = randomBytes(30).toString('base64');
+    const { camera } = await startDaemonCamera(janus.url, {
+      srtp: { suite: 'AES_CM_128_HMAC_SHA1_80', key },
+    });
+    await janusReceiving(janus.url, 4200, 15_000);
+    // Long enough for the control below to see its errors (it sees them within the first packets).
+    const packets = camera.status().packets;
+    await until(() => camera.status().packets > packets + 60, 5000, '60 more packets into Janus');
+    // Janus logs every packet it cannot unprotect; with the right key there is none.
+    expect(janus.output()).not.toMatch(/SRTP unprotect error/);
+  });
+
+  it('SRTP control: a mountpoint given another key than the camera cannot unprotect a packet', async () => {
+    const janus = await startJanus();
+    const cameraKey = randomBytes(30).toString('base64');
+    const { camera, rtpPort } = await startDaemonCamera(janus.url, {
+      srtp: { suite: 'AES_CM_128_HMAC_SHA1_80', key: cameraKey },
+    });
+    // A second adapter that owns the mountpoint with another key (the daemon's own one is stopped).
+    await cleanups.at(-2)!();
+    const config = configSchema.parse({
+      sfu: {
+        mode: 'janus',
+        srtp: { key: randomBytes(30).toString('base64') },
+        janus: {
+          url: janus.url,
+          apiSecret: API_SECRET,
+          adminKey: ADMIN_KEY,
+          secret: 'edit-me',
+          mountpointIdBase: 4200,
+        },
+      },
+      cameras: [{ name: 'gate', width: 320, height: 240, rtp: { port: rtpPort } }],
+    });
+    const other = new JanusMountpoints(config, log, fastJanus);
+    cleanups.push(() => other.stop());
+    await other.start();
+    await until(() => /SRTP unprotect error/.test(janus.output()), 15_000, 'Janus to refuse the packets');
+    await until(() => camera.status().state === 'streaming', 10_000, 'the camera streaming regardless');
+  });
+
+  it('Janus unreachable: the camera streams anyway and its status says why', async () => {
+    const closedPort = await freePort();
+    const { camera, mountpoint } = await startDaemonCamera(`http://127.0.0.1:${closedPort}/janus`);
+    await until(() => camera.status().state === 'streaming', 10_000, 'streaming');
+    await until(() => mountpoint().reason !== 'not checked yet', 5000, 'a first check');
+    expect(mountpoint()).toMatchObject({ state: 'missing', creations: 0 });
+    expect(mountpoint().reason).toBe(
+      `Janus at http://127.0.0.1:${closedPort}/janus unreachable: ECONNREFUSED (check that Janus runs and that sfu.janus.url points at its HTTP transport (janus.transport.http.jcfg))`,
+    );
+    expect(camera.healthy()).toBe(true);
+  });
+
+  it('outpost run with sfu.mode janus creates the mountpoint and logs it', async () => {
+    const janus = await startJanus();
+    const { file, rtpPort } = await daemonConfig(
+      `sfu:\n  mode: janus\n  janus:\n    url: ${janus.url}\n    apiSecret: ${API_SECRET}\n    adminKey: ${ADMIN_KEY}\n`,
+    );
+    const daemon = runCli(['run', '--config', file]);
+    cleanups.push(async () => {
+      daemon.child.kill('SIGTERM');
+      await daemon.exited();
+    });
+    const created = await daemon.waitForLog((line) => line.msg === 'janus mountpoint created');
+    expect(created).toMatchObject({ camera: 'cam0', id: 1000, port: rtpPort, srtp: 'off' });
+    await janusReceiving(janus.url, 1000, 15_000);
+    daemon.child.kill('SIGTERM');
+    expect((await daemon.exited()).code).toBe(0);
+    expect(daemon.stdout()).not.toContain(ADMIN_KEY);
+  });
+
+  // Janus 1.1.2's streaming plugin has no SRTCP error message to look for, so this shows the RTCP port
+  // and that RTP is still unprotected, not what Janus makes of the SRTCP reports.
+  it('rtp.rtcp with SRTP: the mountpoint takes RTCP on rtp.port + 1 and still unprotects the RTP', async () => {
+    const janus = await startJanus();
+    const key = randomBytes(30).toString('base64');
+    const rtpPort = await freeUdpPortPair();
+    const { camera } = await startDaemonCamera(janus.url, { srtp: { key } }, fastJanus, log, {
+      port: rtpPort,
+      rtcp: true,
+    });
+    const info = await janusReceiving(janus.url, 4200, 15_000);
+    expect(info.media).toMatchObject([{ port: rtpPort, rtcpport: rtpPort + 1 }]);
+    const packets = camera.status().packets;
+    await until(() => camera.status().packets > packets + 150, 10_000, '150 more packets into Janus');
+    expect(janus.output()).not.toMatch(/unprotect error/i);
+  });
+});
