@@ -26,7 +26,18 @@ export type ErrorCode =
   | 'ENCODER_UNAVAILABLE'
   | 'CAMERA_WORKER_EXITED'
   | 'IDENTITIES_INVALID'
-  | 'TLS_MATERIAL_INVALID';
+  | 'TLS_MATERIAL_INVALID'
+  // outpost-provision and first boot (docs/provisioning.md)
+  | 'USAGE_INVALID'
+  | 'SITE_MISSING'
+  | 'SITE_INVALID'
+  | 'SITE_CONFLICT'
+  | 'BUNDLE_MALFORMED'
+  | 'BUNDLE_SIGNATURE_INVALID'
+  | 'BUNDLE_UNTRUSTED'
+  | 'BUNDLE_CONTENT_INVALID'
+  | 'INSTALL_FAILED'
+  | 'BUNDLE_WIPE_FAILED';
 
 /** An error that names its problem and the fix. `code` is stable; `message` is for people. */
 export class OutpostError extends Error {
