@@ -173,17 +173,18 @@ async function swapIn(root: string, staging: string): Promise<void> {
 async function recoverInterruptedSwap(root: string, log: FirstbootLog): Promise<void> {
   const etc = join(root, 'etc');
   const entries = await readdir(etc).catch(() => [] as string[]);
-  const hasCurrent = entries.includes('outpost');
-  for (const entry of entries) {
-    if (entry.startsWith('.outpost.old-') && !hasCurrent) {
-      await rename(join(etc, entry), join(etc, 'outpost'));
-      log.warn({ event: 'recovered', from: entry }, 'restored /etc/outpost after an interrupted install');
-      return;
-    }
-    if (entry.startsWith('.outpost.new-') || entry.startsWith('.outpost.old-')) {
-      await rm(join(etc, entry), { recursive: true, force: true });
-    }
+  // A staging tree is never in force: drop it. At most one old tree exists (one install at a time).
+  for (const entry of entries.filter((name) => name.startsWith('.outpost.new-'))) {
+    await rm(join(etc, entry), { recursive: true, force: true });
   }
+  const old = entries.filter((name) => name.startsWith('.outpost.old-'));
+  const restore = entries.includes('outpost') ? undefined : old.shift();
+  if (restore !== undefined) {
+    await rename(join(etc, restore), join(etc, 'outpost'));
+    await fsyncDirectory(etc);
+    log.warn({ event: 'recovered', from: restore }, 'restored /etc/outpost after an interrupted install');
+  }
+  for (const entry of old) await rm(join(etc, entry), { recursive: true, force: true });
 }
 
 async function setHostname(root: string, name: string, log: FirstbootLog): Promise<void> {

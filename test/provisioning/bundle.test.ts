@@ -8,7 +8,9 @@ import { parseConfig } from '../../daemon/src/config/load.js';
 import { parseIdentities, verifyPassword } from '../../daemon/src/mqtt/identities.js';
 import { INSTALLED, makeBundle, openBundle } from '../../provisioning/src/bundle.js';
 import { fingerprint } from '../../provisioning/src/pki.js';
-import { sitePaths } from '../../provisioning/src/site.js';
+import { addIdentity, initSite, sitePaths } from '../../provisioning/src/site.js';
+import { join } from 'node:path';
+import { tempDir } from '../support/processes.js';
 import { flipOneByte, provisionedSite, refusal } from '../support/provisioning.js';
 
 const fileText = (opened: ReturnType<typeof openBundle>, path: string): string =>
@@ -137,5 +139,14 @@ describe('bundles', () => {
     expect(await refusal(makeBundle(site.dir, 'cam-south'))).toMatch(
       /no device "cam-south".*device add cam-south.*devices: hub, cam-north/,
     );
+  });
+
+  it('an IPv6 hub address is bracketed in the camera uplink URL', async () => {
+    const dir = join(await tempDir('outpost-site-'), 'v6');
+    await initSite(dir, { site: 'plant-7', hubIp: 'fd00::2' });
+    await addIdentity(dir, { name: 'cam-a', kind: 'camera' });
+    const opened = openBundle(await makeBundle(dir, 'cam-a'), 'cam.json', { firstUse: true });
+    const config = parseConfig(fileText(opened, INSTALLED.config), 'outpost.yaml');
+    expect(config.uplink?.url).toBe('mqtts://[fd00::2]:8883');
   });
 });

@@ -1,7 +1,7 @@
 // First boot into a temp root: a good bundle is installed whole (files, modes, hostname) and wiped; a
 // bad one changes nothing and stays; a bundle already applied changes nothing and is still wiped.
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OutpostError } from '../../daemon/src/errors.js';
@@ -169,5 +169,38 @@ describe('first boot', () => {
     expect(await readFile(join(root, 'etc/hostname'), 'utf8')).toBe('hub\n');
     await expect(stat(join(root, 'etc/outpost/tls/client.key'))).rejects.toThrow(/ENOENT/);
     expect(await firstboot({ root, log: recorder(), hostname: false })).toBe('no-bundle');
+  });
+
+  it.runIf(process.getuid?.() === 0)(
+    'as root, hands the files to the outpost user of the image',
+    async () => {
+      const site = await provisionedSite();
+      const { root, bundle } = await newRoot();
+      await writeFile(
+        join(root, 'etc/passwd'),
+        'root:x:0:0:root:/root:/bin/sh\noutpost:x:4242:4343::/var/lib/outpost:/usr/sbin/nologin\n',
+      );
+      await writeFile(bundle, site.hubBundle);
+      await firstboot({ root, log: recorder() });
+      const key = await stat(join(root, 'etc/outpost/tls/server.key'));
+      expect([key.uid, key.gid, (key.mode & 0o777).toString(8)]).toEqual([4242, 4343, '600']);
+      const dir = await stat(join(root, 'etc/outpost'));
+      expect([dir.uid, dir.gid, (dir.mode & 0o777).toString(8)]).toEqual([0, 4343, '750']);
+    },
+  );
+
+  it('an install cut short between its two renames is repaired at the next run', async () => {
+    const site = await provisionedSite();
+    const { root, bundle } = await newRoot();
+    await writeFile(bundle, site.cameraBundle);
+    await firstboot({ root, log: recorder() });
+    const installed = await snapshot(root);
+    await rename(join(root, 'etc/outpost'), join(root, 'etc/.outpost.old-deadbeef'));
+    await mkdir(join(root, 'etc/.outpost.new-cafebabe'));
+    const log = recorder();
+    expect(await firstboot({ root, log })).toBe('no-bundle');
+    expect(log.events).toEqual(['recovered', 'no-bundle']);
+    const after = await snapshot(root);
+    expect(Object.keys(after).sort()).toEqual(Object.keys(installed).sort());
   });
 });

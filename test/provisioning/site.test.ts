@@ -31,7 +31,7 @@ async function newSite(extra: { hubIp?: string } = { hubIp: '127.0.0.1' }) {
 }
 
 /** A TLS handshake from a client trusting `caPem` to a server using the hub's certificate. */
-async function handshake(dir: string, caPem: string, servername: string): Promise<TLSSocket> {
+async function handshake(dir: string, caPem: string, servername?: string): Promise<TLSSocket> {
   const paths = sitePaths(dir);
   const server = createServer(
     { cert: await readFile(paths.serverCert), key: await readFile(paths.serverKey) },
@@ -42,7 +42,8 @@ async function handshake(dir: string, caPem: string, servername: string): Promis
   await once(server, 'listening');
   const { port } = server.address() as { port: number };
   try {
-    const socket = connect({ host: '127.0.0.1', port, ca: caPem, servername });
+    // Without a servername the client checks the certificate against the IP it dialled.
+    const socket = connect({ host: '127.0.0.1', port, ca: caPem, ...(servername ? { servername } : {}) });
     socket.setTimeout(5000, () => socket.destroy(new Error('handshake timed out')));
     await once(socket, 'secureConnect');
     socket.destroy();
@@ -94,6 +95,11 @@ describe('site init', () => {
     const dir = await newSite();
     const socket = await handshake(dir, await readFile(sitePaths(dir).caCert, 'utf8'), 'hub.plant.lan');
     expect(socket.authorized).toBe(true);
+    const byIp = await handshake(dir, await readFile(sitePaths(dir).caCert, 'utf8'));
+    expect(byIp.authorized).toBe(true);
+    expect(
+      await refusal(handshake(dir, await readFile(sitePaths(dir).caCert, 'utf8'), 'other.plant.lan')),
+    ).toMatch(/altnames/);
   });
 
   it('a TLS client trusting another CA refuses the hub certificate', async () => {
