@@ -16,7 +16,7 @@ import { ConfigError, parseConfig } from '../../daemon/src/config/load.js';
 import { formatConfigError } from '../../daemon/src/config/report.js';
 import type { Config } from '../../daemon/src/config/schema.js';
 import { OutpostError } from '../../daemon/src/errors.js';
-import { identityName, parseIdentities } from '../../daemon/src/mqtt/identities.js';
+import { identityName, parseIdentities, type IdentitiesFile } from '../../daemon/src/mqtt/identities.js';
 import { readIfExists } from './files.js';
 import { fingerprint, normaliseFingerprint } from './pki.js';
 import { readSite, sitePaths, type Site } from './site.js';
@@ -211,7 +211,12 @@ export async function makeBundle(siteDir: string, device: string, now = new Date
       base64: Buffer.from(file.content, 'utf8').toString('base64'),
     })),
   };
-  const signature = sign('sha256', signedBytes(unsigned, fingerprint(site.ca.certPem)), site.ca.keyPem);
+  return signBundle(unsigned, site.ca.keyPem);
+}
+
+/** Sign an envelope with the site CA key (its `caCertificate` must be that CA's): the bundle's text. */
+export function signBundle(unsigned: Omit<BundleEnvelope, 'signature'>, caKeyPem: string): string {
+  const signature = sign('sha256', signedBytes(unsigned, fingerprint(unsigned.caCertificate)), caKeyPem);
   return `${JSON.stringify({ ...unsigned, signature: signature.toString('base64') }, null, 1)}\n`;
 }
 
@@ -336,12 +341,22 @@ export function openBundle(text: string, source: string, trust: Trust): OpenedBu
         },
       );
     }
+    let identities: IdentitiesFile;
     try {
-      parseIdentities(identitiesText, `${source}:${INSTALLED.identities}`);
+      identities = parseIdentities(identitiesText, `${source}:${INSTALLED.identities}`);
     } catch (error) {
       throw new OutpostError('BUNDLE_CONTENT_INVALID', (error as Error).message, {
         hint: 'the broker would refuse these identities: regenerate the site’s identities',
       });
+    }
+    // The hub's own client logs in to its own broker: without its identity it could never connect.
+    const own = identities.identities.find((identity) => identity.name === config.uplink?.username);
+    if (identities.site !== envelope.site || own?.password === undefined) {
+      throw new OutpostError(
+        'BUNDLE_CONTENT_INVALID',
+        `${source}: its identities must be for site ${envelope.site} and hold the hub's own identity (${config.uplink?.username ?? 'uplink.username'}) with a password`,
+        { hint: 'write the bundle again from the right site directory' },
+      );
     }
   }
   for (const path of [INSTALLED.serverCert, INSTALLED.clientCert]) {

@@ -6,12 +6,12 @@ import { describe, expect, it } from 'vitest';
 import { OutpostError } from '../../daemon/src/errors.js';
 import { parseConfig } from '../../daemon/src/config/load.js';
 import { parseIdentities, verifyPassword } from '../../daemon/src/mqtt/identities.js';
-import { INSTALLED, makeBundle, openBundle } from '../../provisioning/src/bundle.js';
+import { INSTALLED, makeBundle, openBundle, type BundleEnvelope } from '../../provisioning/src/bundle.js';
 import { fingerprint } from '../../provisioning/src/pki.js';
 import { addIdentity, initSite, sitePaths } from '../../provisioning/src/site.js';
 import { join } from 'node:path';
 import { tempDir } from '../support/processes.js';
-import { flipOneByte, provisionedSite, refusal } from '../support/provisioning.js';
+import { flipOneByte, provisionedSite, refusal, resign as resignBundle } from '../support/provisioning.js';
 
 const fileText = (opened: ReturnType<typeof openBundle>, path: string): string =>
   opened.files.find((f) => f.path === path)!.content.toString('utf8');
@@ -148,5 +148,36 @@ describe('bundles', () => {
     const opened = openBundle(await makeBundle(dir, 'cam-a'), 'cam.json', { firstUse: true });
     const config = parseConfig(fileText(opened, INSTALLED.config), 'outpost.yaml');
     expect(config.uplink?.url).toBe('mqtts://[fd00::2]:8883');
+  });
+
+  it('a bundle signed by the site CA is still refused when the daemon would refuse its content', async () => {
+    const site = await provisionedSite();
+    const ca = await readFile(sitePaths(site.dir).caCert, 'utf8');
+    const caKey = await readFile(sitePaths(site.dir).caKey, 'utf8');
+    const resign = (change: (envelope: BundleEnvelope) => void) =>
+      resignBundle(site.cameraBundle, caKey, change);
+    const badConfig = resign((envelope) => {
+      const file = envelope.files.find((f) => f.path === INSTALLED.config)!;
+      file.base64 = Buffer.from('site: plant-7\ndevice: cam-north\nrole: camera\n').toString('base64');
+    });
+    expect(await refusal(() => openBundle(badConfig, 'cam.json', { caPem: ca }))).toMatch(
+      /uplink: role camera needs uplink/,
+    );
+    const shadow = resign((envelope) => {
+      envelope.files.push({
+        path: '/etc/shadow',
+        mode: '0600',
+        base64: Buffer.from('root::0:0').toString('base64'),
+      });
+    });
+    expect(await refusal(() => openBundle(shadow, 'cam.json', { caPem: ca }))).toMatch(
+      /file \/etc\/shadow \(0600\) is not allowed/,
+    );
+    const otherDevice = resign((envelope) => {
+      envelope.device = 'cam-south';
+    });
+    expect(await refusal(() => openBundle(otherDevice, 'cam.json', { caPem: ca }))).toMatch(
+      /its config is for cam-north \(camera\) on plant-7, the bundle for cam-south/,
+    );
   });
 });

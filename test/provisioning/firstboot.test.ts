@@ -12,7 +12,7 @@ import {
   type FirstbootLog,
 } from '../../provisioning/src/firstboot.js';
 import { tempDir } from '../support/processes.js';
-import { flipOneByte, provisionedSite } from '../support/provisioning.js';
+import { flipOneByte, provisionedSite, resign } from '../support/provisioning.js';
 
 function recorder(): FirstbootLog & { events: string[] } {
   const events: string[] = [];
@@ -114,7 +114,7 @@ describe('first boot', () => {
     expect(log.events).toEqual(['unchanged', 'wiped']);
   });
 
-  it('a tampered, truncated or foreign bundle changes nothing, stays on the card and exits with its own code', async () => {
+  it('a tampered, truncated, foreign or refused bundle changes nothing, stays on the card and exits with its own code', async () => {
     const site = await provisionedSite();
     const other = await provisionedSite();
     const { root, bundle } = await newRoot();
@@ -125,6 +125,14 @@ describe('first boot', () => {
       ['flipped byte', flipOneByte(site.hubBundle), FirstbootExit.SIGNATURE],
       ['truncated', site.hubBundle.slice(0, 1000), FirstbootExit.MALFORMED],
       ['another site CA', other.cameraBundle, FirstbootExit.UNTRUSTED],
+      [
+        'signed, but a config the daemon refuses',
+        resign(site.cameraBundle, await readFile(join(site.dir, 'ca/ca.key'), 'utf8'), (envelope) => {
+          const config = envelope.files.find((file) => file.path === '/etc/outpost/outpost.yaml')!;
+          config.base64 = Buffer.from('site: plant-7\ndevice: cam-north\nrole: camera\n').toString('base64');
+        }),
+        FirstbootExit.CONTENT,
+      ],
     ];
     for (const [what, text, code] of cases) {
       await writeFile(bundle, text);

@@ -1,7 +1,7 @@
 // A provisioned site for provisioning tests: site directory with a hub and a camera, and their bundles.
 import { join } from 'node:path';
 import { describeError } from '../../daemon/src/errors.js';
-import { makeBundle } from '../../provisioning/src/bundle.js';
+import { makeBundle, signBundle, type BundleEnvelope } from '../../provisioning/src/bundle.js';
 import { addIdentity, initSite } from '../../provisioning/src/site.js';
 import { tempDir } from './processes.js';
 
@@ -41,4 +41,13 @@ export function flipOneByte(bundle: string, path = '/etc/outpost/outpost.yaml'):
   content[content.length - 2] = (content[content.length - 2] ?? 0) ^ 0x01;
   file.base64 = content.toString('base64');
   return JSON.stringify(envelope);
+}
+
+/** The bundle changed by `change` and signed again by the site CA: authentic, but with bad content. */
+export function resign(bundle: string, caKeyPem: string, change: (envelope: BundleEnvelope) => void): string {
+  const envelope = JSON.parse(bundle) as BundleEnvelope;
+  change(envelope);
+  const unsigned: Omit<BundleEnvelope, 'signature'> & { signature?: string } = envelope;
+  delete unsigned.signature;
+  return signBundle(unsigned, caKeyPem);
 }
