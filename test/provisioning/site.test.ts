@@ -1,5 +1,6 @@
 // The site directory: CA and hub certificate that real TLS accepts, identities the broker accepts,
 // idempotent commands that refuse to replace keys without `force`.
+import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { once } from 'node:events';
@@ -89,6 +90,19 @@ describe('site init', () => {
     const site = await readSite(dir);
     const key = Buffer.from(site.settings.devices.hub!.cameras[0]!.srtpKey, 'base64');
     expect(key.length).toBe(30);
+  });
+
+  it('OpenSSL agrees: the hub certificate is a valid TLS server certificate, a client one a client', async () => {
+    const dir = await newSite();
+    await addIdentity(dir, { name: 'ops1', kind: 'console', cert: true });
+    const paths = sitePaths(dir);
+    const check = (purpose: string, cert: string) =>
+      spawnSync('openssl', ['verify', '-purpose', purpose, '-CAfile', paths.caCert, cert], {
+        encoding: 'utf8',
+      });
+    expect(check('sslserver', paths.serverCert).stdout).toMatch(/: OK$/m);
+    expect(check('sslclient', paths.clientCert('ops1')).stdout).toMatch(/: OK$/m);
+    expect(check('sslserver', paths.clientCert('ops1')).status).not.toBe(0);
   });
 
   it('a TLS client trusting the site CA completes a handshake with the hub certificate', async () => {
