@@ -29,7 +29,7 @@ export const FirstbootExit = {
   UNTRUSTED: 12,
   /** Signed, but its config or identities would be refused by the daemon. */
   CONTENT: 13,
-  /** Could not write /etc/outpost (disk full, read-only): the old state is intact. */
+  /** Could not read or write /etc/outpost (permissions, disk full, read-only): the old state is intact. */
   INSTALL: 14,
   /** Installed, but the bundle could not be wiped from the boot partition. */
   WIPE: 15,
@@ -227,6 +227,22 @@ export async function wipeFile(file: string): Promise<void> {
   await fsyncDirectory(dirname(file));
 }
 
+/** Reading what is installed (the CA, the files to compare) failed: nothing was changed. */
+async function readingInstalled<T>(read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (error) {
+    throw new OutpostError(
+      'INSTALL_FAILED',
+      `could not read the installed configuration: ${(error as Error).message}`,
+      {
+        hint: 'first boot runs as root with CAP_DAC_READ_SEARCH (outpost-firstboot.service); nothing was changed',
+        cause: error,
+      },
+    );
+  }
+}
+
 /** Apply the bundle, if there is one. Throws a coded OutpostError (see exitCodeFor) on a bad bundle. */
 export async function firstboot(options: FirstbootOptions): Promise<FirstbootOutcome> {
   const root = options.root ?? '/';
@@ -248,7 +264,7 @@ export async function firstboot(options: FirstbootOptions): Promise<FirstbootOut
     log.info({ event: 'no-bundle', bundle: bundlePath }, 'no bundle: nothing to do');
     return 'no-bundle';
   }
-  const trust = await chooseTrust(root, fingerprintFiles, log);
+  const trust = await readingInstalled(() => chooseTrust(root, fingerprintFiles, log));
   const bundle = openBundle(text, bundlePath, trust);
   const about = {
     site: bundle.envelope.site,
@@ -259,7 +275,7 @@ export async function firstboot(options: FirstbootOptions): Promise<FirstbootOut
   if ('firstUse' in trust) log.warn({ event: 'trust', ...about }, 'site CA trusted on first use');
 
   let outcome: FirstbootOutcome;
-  if (sameFiles(bundle.files, await readInstalled(root))) {
+  if (sameFiles(bundle.files, await readingInstalled(() => readInstalled(root)))) {
     outcome = 'unchanged';
     log.info({ event: 'unchanged', ...about }, 'bundle already applied: nothing changed');
   } else {

@@ -1,6 +1,8 @@
 // First boot into a temp root: a good bundle is installed whole (files, modes, hostname) and wiped; a
 // bad one changes nothing and stays; a bundle already applied changes nothing and is still wiped.
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -11,7 +13,7 @@ import {
   FirstbootExit,
   type FirstbootLog,
 } from '../../provisioning/src/firstboot.js';
-import { tempDir } from '../support/processes.js';
+import { REPO, tempDir } from '../support/processes.js';
 import { flipOneByte, provisionedSite, resign } from '../support/provisioning.js';
 
 function recorder(): FirstbootLog & { events: string[] } {
@@ -211,4 +213,55 @@ describe('first boot', () => {
     const after = await snapshot(root);
     expect(Object.keys(after).sort()).toEqual(Object.keys(installed).sort());
   });
+
+  // The unit's CapabilityBoundingSet, applied with setpriv: enough to install, chown and (on the next
+  // bundle) read the outpost-owned files back; one capability less is refused without a change.
+  it.runIf(process.getuid?.() === 0 && existsSync('/usr/bin/setpriv'))(
+    'works with only the capabilities outpost-firstboot.service grants',
+    async () => {
+      const unit = await readFile(join(REPO, 'systemd/outpost-firstboot.service'), 'utf8');
+      const caps = /^CapabilityBoundingSet=(.*)$/m
+        .exec(unit)![1]!
+        .split(/\s+/)
+        .map((cap) => `+${cap.replace(/^CAP_/, '').toLowerCase()}`);
+      const cli = join(REPO, 'dist/provisioning/src/cli.js');
+      const run = (bounding: string[], root: string) =>
+        spawnSync(
+          'setpriv',
+          [
+            '--bounding-set',
+            ['-all', ...bounding].join(','),
+            '--inh-caps',
+            '-all',
+            '--',
+            process.execPath,
+            cli,
+            'firstboot',
+            '--root',
+            root,
+          ],
+          {
+            encoding: 'utf8',
+            timeout: 30_000,
+          },
+        );
+      const site = await provisionedSite();
+      const { root, bundle } = await newRoot();
+      await writeFile(join(root, 'etc/passwd'), 'outpost:x:4242:4343::/:/usr/sbin/nologin\n');
+      await writeFile(bundle, site.hubBundle);
+      expect(run(caps, root).status).toBe(0);
+      await writeFile(bundle, site.cameraBundle);
+      const second = run(caps, root);
+      expect(second.status, second.stderr).toBe(0);
+      const installed = await snapshot(root);
+      await writeFile(bundle, site.hubBundle);
+      const fewer = run(
+        caps.filter((cap) => cap !== '+dac_read_search'),
+        root,
+      );
+      expect(fewer.status).toBe(FirstbootExit.INSTALL);
+      expect(fewer.stderr).toMatch(/could not read the installed configuration/);
+      expect(await snapshot(root)).toEqual(installed);
+    },
+  );
 });
