@@ -37,28 +37,15 @@ const siteOption = () =>
 const siteDir = (options: { dir?: string }): string =>
   resolve(options.dir ?? process.env.OUTPOST_SITE_DIR ?? '.');
 
-async function reportNewPassword(
+function reportNewPassword(
   name: string,
   password: string | undefined,
   passwordFile: string | undefined,
-  force: boolean,
-): Promise<void> {
+): void {
   if (password === undefined) return;
-  if (passwordFile === undefined) {
+  if (passwordFile === undefined)
     out(`password for ${name} (shown once; only its hash is kept): ${password}`);
-    return;
-  }
-  if ((await readIfExists(passwordFile)) !== undefined && !force) {
-    throw new OutpostError(
-      'SITE_CONFLICT',
-      `${passwordFile} exists; the new password was not written there`,
-      {
-        hint: `remove the file, or give another --password-file; then run the command again with --force to make a new password`,
-      },
-    );
-  }
-  await writeFileAtomic(passwordFile, `${password}\n`, SECRET_MODE);
-  out(`password for ${name} written to ${passwordFile} (0600)`);
+  else out(`password for ${name} written to ${passwordFile} (0600)`);
 }
 
 function addCommand(parent: Command, kind: 'console' | 'staff'): void {
@@ -77,26 +64,18 @@ function addCommand(parent: Command, kind: 'console' | 'staff'): void {
           options: { cert?: boolean; passwordFile?: string; force?: boolean; dir?: string },
         ) => {
           const dir = siteDir(options);
-          if (
-            options.passwordFile &&
-            (await readIfExists(options.passwordFile)) !== undefined &&
-            !options.force
-          ) {
-            throw new OutpostError('SITE_CONFLICT', `${options.passwordFile} exists`, {
-              hint: 'give another --password-file, or add --force to overwrite it',
-            });
-          }
           const result = await addIdentity(dir, {
             name,
             kind,
             cert: options.cert === true,
+            passwordFile: options.passwordFile,
             force: options.force === true,
           });
           if (!result.created) return out(`${kind} ${name} already exists as asked: nothing changed`);
           out(
             `${kind} ${name} added to ${dir}${options.cert ? ` (client certificate in credentials/${name}/)` : ''}`,
           );
-          await reportNewPassword(name, result.password, options.passwordFile, options.force === true);
+          reportNewPassword(name, result.password, options.passwordFile);
           out('re-bundle the hub to bring the account to the broker');
         },
       ),
@@ -211,14 +190,14 @@ function program(): Command {
             kind: options.role,
             cameras: cameraList(options.cameras),
             cert: options.cert === true,
+            passwordFile: options.passwordFile,
             force: options.force === true,
           });
           if (!result.created) return out(`device ${name} already exists as asked: nothing changed`);
           out(
             `device ${name} (${options.role}) added to ${dir}; its password is kept in credentials/${name}/uplink.password`,
           );
-          if (options.passwordFile)
-            await reportNewPassword(name, result.password, options.passwordFile, options.force === true);
+          if (options.passwordFile) reportNewPassword(name, result.password, options.passwordFile);
           out(
             `next: outpost-provision bundle ${name} --out /media/…/outpost-bundle.json, and re-bundle the hub`,
           );

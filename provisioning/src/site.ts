@@ -297,6 +297,8 @@ export interface AddOptions {
   cameras?: readonly string[];
   /** Also issue a client certificate (CN = name). */
   cert?: boolean;
+  /** Write the new password to this file (0600); an existing file is replaced only with `force`. */
+  passwordFile?: string;
   force?: boolean;
 }
 
@@ -352,6 +354,11 @@ export async function addIdentity(dir: string, options: AddOptions): Promise<Add
     }
   }
 
+  if (options.passwordFile && !options.force && (await readIfExists(options.passwordFile)) !== undefined) {
+    throw new OutpostError('SITE_CONFLICT', `--password-file ${options.passwordFile} exists`, {
+      hint: 'give another file, or add --force to overwrite it (and make a new password)',
+    });
+  }
   const password = newPassword();
   const record: IdentityRecord = {
     name,
@@ -395,6 +402,7 @@ export async function addIdentity(dir: string, options: AddOptions): Promise<Add
     await writeFileAtomic(paths.clientKey(name), client.keyPem, SECRET_MODE);
     await writeFileAtomic(paths.clientCert(name), client.certPem, PUBLIC_MODE);
   }
+  if (options.passwordFile) await writeFileAtomic(options.passwordFile, `${password}\n`, SECRET_MODE);
   await writeSettings(site);
   await writeIdentities(site);
   return { created: true, password };

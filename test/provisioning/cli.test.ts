@@ -81,6 +81,15 @@ describe('outpost-provision', () => {
     const staff = provision('staff', 'add', 'guard1', '--password-file', passwordFile, '-d', dir);
     expect(staff.code, staff.stderr).toBe(0);
     expect(((await stat(passwordFile)).mode & 0o777).toString(8)).toBe('600');
+    expect(provision('staff', 'add', 'guard1', '--password-file', passwordFile, '-d', dir).stdout).toMatch(
+      /already exists as asked/,
+    );
+    expect(provision('staff', 'add', 'guard2', '--password-file', passwordFile, '-d', dir)).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(
+        /--password-file .* exists \(give another file, or add --force/,
+      ) as unknown,
+    });
     const identities = parseIdentities(
       await readFile(join(dir, 'identities.json'), 'utf8'),
       'identities.json',
