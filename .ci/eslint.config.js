@@ -5,7 +5,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.ci/**', 'daemon/bin/**'] },
+  { ignores: ['dist/**', 'node_modules/**', '.ci/**', 'daemon/bin/**', 'provisioning/bin/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

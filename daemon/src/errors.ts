@@ -28,7 +28,18 @@ export type ErrorCode =
   | 'IDENTITIES_INVALID'
   | 'TLS_MATERIAL_INVALID'
   | 'SRTP_KEY_INVALID'
-  | 'JANUS_REQUEST_FAILED';
+  | 'JANUS_REQUEST_FAILED'
+  // outpost-provision and first boot (docs/provisioning.md)
+  | 'USAGE_INVALID'
+  | 'SITE_MISSING'
+  | 'SITE_INVALID'
+  | 'SITE_CONFLICT'
+  | 'BUNDLE_MALFORMED'
+  | 'BUNDLE_SIGNATURE_INVALID'
+  | 'BUNDLE_UNTRUSTED'
+  | 'BUNDLE_CONTENT_INVALID'
+  | 'INSTALL_FAILED'
+  | 'BUNDLE_WIPE_FAILED';
 
 /** An error that names its problem and the fix. `code` is stable; `message` is for people. */
 export class OutpostError extends Error {

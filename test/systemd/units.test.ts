@@ -1,11 +1,27 @@
 // The units must verify without a single warning (systemd-analyze exits 0 even on unknown keys, so
-// the output is what counts) and keep the sandbox score at "OK" or better.
+// the output is what counts) and keep the sandbox score low; the journald drop-in uses only keys the
+// installed journald knows.
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { REPO } from '../support/processes.js';
 
 const unit = `${REPO}/systemd/outpost.service`;
+const firstboot = `${REPO}/systemd/outpost-firstboot.service`;
+const journald = `${REPO}/systemd/journald-outpost.conf`;
+
+function securityScore(file: string, name: string): number {
+  const result = spawnSync('systemd-analyze', ['security', '--offline=true', '--no-pager', file], {
+    encoding: 'utf8',
+  });
+  const match = new RegExp(`Overall exposure level for ${name.replace('.', '\\.')}: ([\\d.]+) (\\w+)`).exec(
+    result.stdout,
+  );
+  expect(match, result.stdout + result.stderr).not.toBeNull();
+  const score = Number(match![1]);
+  process.stdout.write(`systemd-analyze security ${name}: ${score} ${match![2]}\n`);
+  return score;
+}
 
 describe('systemd units', () => {
   it('outpost.service verifies with no warnings', () => {
@@ -15,14 +31,7 @@ describe('systemd units', () => {
   });
 
   it('outpost.service is sandboxed: exposure 2.5 or lower', () => {
-    const result = spawnSync('systemd-analyze', ['security', '--offline=true', '--no-pager', unit], {
-      encoding: 'utf8',
-    });
-    const match = /Overall exposure level for outpost\.service: ([\d.]+) (\w+)/.exec(result.stdout);
-    expect(match, result.stdout + result.stderr).not.toBeNull();
-    const score = Number(match![1]);
-    process.stdout.write(`systemd-analyze security outpost.service: ${score} ${match![2]}\n`);
-    expect(score).toBeLessThanOrEqual(2.5);
+    expect(securityScore(unit, 'outpost.service')).toBeLessThanOrEqual(2.5);
   });
 
   it('is Type=notify, started with node (never npm), and not restarted on a config error', () => {
@@ -31,5 +40,51 @@ describe('systemd units', () => {
     expect(text).toMatch(/^ExecStart=\/usr\/bin\/node .*cli\.js run /m);
     expect(text).toMatch(/^RestartPreventExitStatus=2$/m);
     expect(text).toMatch(/^WatchdogSec=\d+/m);
+  });
+
+  it('outpost.service waits for the network to be configured, not "online" (there is no internet)', () => {
+    const text = readFileSync(unit, 'utf8');
+    expect(text).toMatch(/^After=.*\bnetwork\.target\b/m);
+    expect(text).toMatch(/^After=.*\boutpost-firstboot\.service\b/m);
+    expect(text).not.toMatch(/network-online/);
+  });
+});
+
+describe('outpost-firstboot.service', () => {
+  it('verifies with no warnings', () => {
+    const result = spawnSync('systemd-analyze', ['verify', firstboot], { encoding: 'utf8' });
+    expect(result.status).toBe(0);
+    expect(`${result.stdout}${result.stderr}`.trim()).toBe('');
+  });
+
+  it('is sandboxed as far as writing /etc and the boot partition allows: exposure 2.0 or lower', () => {
+    expect(securityScore(firstboot, 'outpost-firstboot.service')).toBeLessThanOrEqual(2.0);
+  });
+
+  it('is a oneshot before the daemon, runs only with a bundle present, and runs the firstboot verb', () => {
+    const text = readFileSync(firstboot, 'utf8');
+    expect(text).toMatch(/^Type=oneshot$/m);
+    expect(text).toMatch(/^Before=outpost\.service$/m);
+    expect(text).toMatch(/^ConditionPathExists=\/boot\/firmware\/outpost-bundle\.json$/m);
+    expect(text).toMatch(
+      /^ExecStart=\/usr\/bin\/node \/usr\/lib\/outpost\/dist\/provisioning\/src\/cli\.js firstboot$/m,
+    );
+    expect(text).toMatch(/^ReadWritePaths=\/etc \/boot\/firmware$/m);
+  });
+});
+
+describe('journald drop-in', () => {
+  it('keeps the journal in capped RAM, rate-limited, with keys journald knows', () => {
+    const text = readFileSync(journald, 'utf8');
+    const keys = [...text.matchAll(/^(\w+)=/gm)].map((m) => m[1]!);
+    // journald's own config parser table (gperf) names every key it accepts as "Journal.KEY".
+    const binary = readFileSync('/lib/systemd/systemd-journald').toString('latin1');
+    const known = new Set([...binary.matchAll(/Journal\.(\w+)/g)].map((m) => m[1]!));
+    expect(known.size).toBeGreaterThan(20);
+    expect(keys.filter((key) => !known.has(key))).toEqual([]);
+    expect(text).toMatch(/^\[Journal\]$/m);
+    expect(text).toMatch(/^Storage=volatile$/m);
+    expect(text).toMatch(/^RuntimeMaxUse=\d+M$/m);
+    expect(text).toMatch(/^RateLimitBurst=\d+$/m);
   });
 });
