@@ -12,6 +12,7 @@ import { argsOf, CommandError, Commands } from './mqtt/commands.js';
 import { VERSION } from './version.js';
 import { z } from 'zod';
 import { CameraStateReport } from './camera/state-report.js';
+import { Telemetry } from './telemetry/sampler.js';
 
 export interface App extends Lifecycle {
   readonly services: readonly Service[];
@@ -46,6 +47,15 @@ export function buildApp(config: Config, log: Logger): App {
     uplink,
     log.child({ service: 'camera-state' }),
   );
+  const telemetry = new Telemetry({
+    site: config.site,
+    device: config.device,
+    dataDir: config.dataDir,
+    intervalMs: config.telemetry.intervalSeconds * 1000,
+    publisher: uplink,
+    stamp: () => uplink.stamp(),
+    log: log.child({ service: 'telemetry' }),
+  });
   const byName = new Map(cameras.map(({ name, camera }) => [name, camera]));
   const commands = new Commands(
     config.site,
@@ -86,6 +96,7 @@ export function buildApp(config: Config, log: Logger): App {
     ...(janus ? [janus] : []),
     ...cameras.map(({ camera }) => camera),
     cameraStates,
+    telemetry,
     commands,
   ];
   const life = lifecycle(services, log, config.shutdown.timeoutMs);

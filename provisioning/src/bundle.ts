@@ -127,11 +127,16 @@ export function deviceConfig(site: Site, device: string): Record<string, unknown
     // The hub's own client talks to its own broker over loopback, as identity `device`.
     config.uplink = { url: 'mqtt://127.0.0.1:1883', username: device, passwordFile: INSTALLED.password };
   } else {
+    const withCertificate = site.identities.identities.some(
+      (record) => record.name === device && record.certificate,
+    );
     config.uplink = {
       url: `mqtts://${uplinkHost}:${MQTTS_PORT}`,
       ca: INSTALLED.ca,
       username: device,
       passwordFile: INSTALLED.password,
+      // The client certificate is presented too; the password remains the identity's proof.
+      ...(withCertificate ? { cert: INSTALLED.clientCert, key: INSTALLED.clientKey } : {}),
     };
   }
   config.sfu = { host: site.settings.sfu.host };

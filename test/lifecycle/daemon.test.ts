@@ -37,6 +37,7 @@ describe('daemon process', () => {
       'encoders',
       'camera cam0',
       'camera state',
+      'telemetry',
       'commands',
     ]);
   });

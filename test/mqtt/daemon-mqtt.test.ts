@@ -8,6 +8,7 @@ import {
   cameraStatePayload,
   replyPayload,
   statusPayload,
+  telemetryPayload,
   type ReplyPayload,
 } from '../../daemon/src/mqtt/contract.js';
 import { topics } from '../../daemon/src/mqtt/topics.js';
@@ -86,6 +87,14 @@ describe('daemon on MQTT', () => {
       'cam0 streaming',
     );
     for (const m of messages.filter((m) => m.topic === stateTopic)) cameraStatePayload.parse(m.body);
+  });
+
+  it('publishes telemetry that validates against contract v1', async () => {
+    const topic = topics.telemetry(SITE, DEVICE);
+    await until(() => messages.some((m) => m.topic === topic), 10_000, 'a telemetry sample');
+    const sample = telemetryPayload.parse(messages.find((m) => m.topic === topic)?.body);
+    expect(sample.memory.totalBytes).toBeGreaterThan(0);
+    expect(sample.disk.totalBytes).toBeGreaterThan(0);
   });
 
   it('answers ping with the correlation id', async () => {

@@ -57,7 +57,7 @@ describe('bundles', () => {
     expect(server.verify(new X509Certificate(ca).publicKey)).toBe(true);
   });
 
-  it('the camera bundle points its uplink at the hub over TLS with the site CA', async () => {
+  it('the camera bundle points its uplink at the hub over TLS with the site CA and its client certificate', async () => {
     const site = await provisionedSite();
     const camera = openBundle(site.cameraBundle, 'cam.json', {
       fingerprint: fingerprint(await readFile(sitePaths(site.dir).caCert, 'utf8')),
@@ -69,6 +69,8 @@ describe('bundles', () => {
       ca: INSTALLED.ca,
       username: 'cam-north',
       passwordFile: INSTALLED.password,
+      cert: INSTALLED.clientCert,
+      key: INSTALLED.clientKey,
     });
     expect(config.broker.mqtts).toBeUndefined();
     expect(config.cameras.map((c) => [c.name, c.rtp.port])).toEqual([

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Service } from '../lifecycle/service.js';
 import type { AlertPayload, CameraStatePayload } from '../mqtt/contract.js';
 import { topics } from '../mqtt/topics.js';
-import type { Publisher } from '../mqtt/uplink.js';
+import type { Publisher, Stamper } from '../mqtt/publisher.js';
 import type { Camera } from './camera.js';
 
 /** Restarts in a row without streaming before the camera counts as failing. */
@@ -31,7 +31,7 @@ export class CameraStateReport implements Service {
     cameras: ReadonlyArray<{ camera: Camera; name: string }>,
     private readonly site: string,
     private readonly device: string,
-    private readonly publisher: Publisher,
+    private readonly publisher: Publisher & { stamp: Stamper },
     private readonly log: Logger,
   ) {
     this.tracked = cameras.map(({ camera, name }) => ({

@@ -240,6 +240,9 @@ export const configSchema = z
         username: z.string().min(1),
         /** File holding this device's MQTT password (0600). */
         passwordFile: path,
+        /** Optional client certificate and key (PEM) presented to the hub's TLS listener. */
+        cert: path.optional(),
+        key: path.optional(),
       })
       .optional(),
     telemetry: z
@@ -292,6 +295,14 @@ export const configSchema = z
         path: ['uplink'],
         input: undefined,
         message: 'role camera needs uplink (url, username, passwordFile) to reach the hub',
+      });
+    }
+    if (config.uplink && (config.uplink.cert === undefined) !== (config.uplink.key === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['uplink', config.uplink.cert === undefined ? 'cert' : 'key'],
+        input: undefined,
+        message: 'give both uplink.cert and uplink.key, or neither',
       });
     }
     if (config.uplink?.url.startsWith('mqtts:') && !config.uplink.ca) {

@@ -6,7 +6,8 @@ import { z } from 'zod';
 import type { Service } from '../lifecycle/service.js';
 import { commandPayload, type ReplyPayload } from './contract.js';
 import { topics } from './topics.js';
-import type { MessageHandler, Publisher } from './uplink.js';
+import type { Publisher, Stamp } from './publisher.js';
+import type { MessageHandler } from './uplink.js';
 
 /** A verb's handler: resolves with the result, or throws a CommandError. */
 export type Verb = (args: Record<string, unknown>) => Promise<unknown>;
@@ -31,6 +32,7 @@ export function argsOf<T extends z.ZodType>(schema: T, args: Record<string, unkn
 
 interface Channel extends Publisher {
   subscribe(filter: string, handler: MessageHandler): void;
+  stamp(): Stamp;
 }
 
 export class Commands implements Service {

@@ -13,16 +13,10 @@ import { OutpostError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import { VERSION } from '../version.js';
 import type { StatusPayload } from './contract.js';
+import type { Publisher, PublishOptions, Stamp } from './publisher.js';
 import { LevelStore } from './level-store.js';
 import { topicMatches } from './acl.js';
 import { topics } from './topics.js';
-
-/** What subsystems publish through: JSON payloads, stamped by the uplink. */
-export interface Publisher {
-  publish(topic: string, payload: object, options: { qos: 0 | 1; retain?: boolean }): void;
-  /** Wall time, boot id and per-boot counter for the next message (DESIGN.md: time without the internet). */
-  stamp(): { at: number; bootId: string; seq: number };
-}
 
 /** Where to connect when the config names no uplink: the box's own broker, as itself. */
 export interface LocalBroker {
@@ -47,7 +41,8 @@ export class Uplink implements Service, Publisher {
     private readonly log: Logger,
   ) {}
 
-  stamp(): { at: number; bootId: string; seq: number } {
+  /** Wall time, boot id and per-boot counter for the next message (DESIGN.md: time without the internet). */
+  stamp(): Stamp {
     this.seq += 1;
     return { at: Date.now(), bootId: this.bootId, seq: this.seq };
   }
@@ -106,7 +101,7 @@ export class Uplink implements Service, Publisher {
     // start() does not wait for the hub: a camera box must stream and store alerts while the hub is away.
   }
 
-  publish(topic: string, payload: object, options: { qos: 0 | 1; retain?: boolean }): void {
+  publish(topic: string, payload: object, options: PublishOptions): void {
     const client = this.client;
     if (!client) {
       this.log.error({ topic }, 'publish before the uplink started: dropped');
@@ -211,6 +206,8 @@ export class Uplink implements Service, Publisher {
     }
     const password = await readSecret(uplink.passwordFile, 'uplink.passwordFile');
     const ca = uplink.ca ? await readSecret(uplink.ca, 'uplink.ca') : undefined;
+    const cert = uplink.cert ? await readSecret(uplink.cert, 'uplink.cert') : undefined;
+    const key = uplink.key ? await readSecret(uplink.key, 'uplink.key') : undefined;
     const url = new URL(uplink.url);
     return {
       ...common,
@@ -221,6 +218,7 @@ export class Uplink implements Service, Publisher {
       username: uplink.username,
       password,
       ...(ca ? { ca: [ca], rejectUnauthorized: true, servername: url.hostname } : {}),
+      ...(cert && key ? { cert, key } : {}),
     };
   }
 }
