@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // The `outpost` command. Parses arguments (commander) and calls into the rooms; it holds no logic of
 // its own. Exit statuses are ExitCode (docs/operations.md): 2 for any usage or config mistake.
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { stringify } from 'yaml';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, redactSecrets } from './config/load.js';
 import { formatConfigError } from './config/report.js';
-import { describeError, ExitCode } from './errors.js';
+import { sendChat, tailChat } from './chat/tool.js';
+import { describeError, ExitCode, OutpostError } from './errors.js';
+import { connectTool, type ToolConnection, type ToolOptions } from './mqtt/tool-client.js';
 import { runDaemon } from './main.js';
 import { VERSION } from './version.js';
 
@@ -51,6 +53,35 @@ function program(): Command {
       }
     });
 
+  const chat = cli.command('chat').description('send and read chat messages on the site');
+  withBroker(
+    chat
+      .command('send')
+      .description('send one message to a channel (the broker stamps you as the sender)')
+      .argument('<channel>', 'channel name, e.g. ops')
+      .argument('<text>', 'the message (at most 2 KiB)'),
+  ).action(async (channel: string, text: string, options: ToolOptions) => {
+    checkChannel(channel);
+    await withConnection(options, (connection) => sendChat(connection, channel, text));
+  });
+  withBroker(
+    chat
+      .command('tail')
+      .description("print a channel's recent history, then new messages as they arrive")
+      .argument('<channel>', 'channel name, e.g. ops')
+      .option('-n, --count <n>', 'exit after this many messages', positiveInt)
+      .option('--timeout <seconds>', 'exit after this many seconds', positiveInt),
+  ).action(async (channel: string, options: ToolOptions & { count?: number; timeout?: number }) => {
+    checkChannel(channel);
+    await withConnection(options, (connection) =>
+      tailChat(connection, channel, {
+        count: options.count,
+        timeoutMs: options.timeout === undefined ? undefined : options.timeout * 1000,
+        write: (line) => process.stdout.write(`${line}\n`),
+      }),
+    );
+  });
+
   cli
     .command('version')
     .description('print the version')
@@ -61,12 +92,61 @@ function program(): Command {
   return cli;
 }
 
+/** Options every MQTT verb takes: the box's own broker (default) or a remote one. */
+function withBroker(command: Command): Command {
+  return command
+    .addOption(
+      new Option(
+        '-c, --config <file>',
+        `this box's config, for its broker (default: ${DEFAULT_CONFIG_PATH})`,
+      ).conflicts('defaults'),
+    )
+    .option('--defaults', 'the broker of a daemon started with `outpost run --defaults`')
+    .option('--url <url>', 'a remote broker instead, e.g. mqtts://hub.plant.lan:8883')
+    .option('--username <name>', 'with --url: your identity')
+    .option('--password-file <file>', 'with --url: file holding your password')
+    .option('--ca <file>', 'with --url mqtts://: the site CA certificate')
+    .option('--site <name>', 'with --url: the site name');
+}
+
+async function withConnection<T>(
+  options: ToolOptions,
+  use: (connection: ToolConnection) => Promise<T>,
+): Promise<T> {
+  const connection = await connectTool(options);
+  try {
+    return await use(connection);
+  } finally {
+    await connection.client.endAsync();
+  }
+}
+
+function checkChannel(channel: string): void {
+  if (!/^[a-z0-9][a-z0-9-]{0,31}$/.test(channel)) {
+    throw new OutpostError('USAGE_INVALID', `bad channel name ${JSON.stringify(channel)}`, {
+      hint: 'use 1–32 lowercase letters, digits or "-"',
+    });
+  }
+}
+
+function positiveInt(value: string): number {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 1) throw new InvalidArgumentError('give a whole number ≥ 1');
+  return number;
+}
+
 try {
   await program().parseAsync(process.argv);
 } catch (error) {
   if (error instanceof CommanderError) {
     // --help and --version end here with exit code 0; usage mistakes with 2 (message already printed).
     process.exitCode = error.exitCode === 0 ? ExitCode.OK : ExitCode.CONFIG;
+  } else if (error instanceof OutpostError) {
+    process.stderr.write(`outpost: ${describeError(error)}\n`);
+    process.exitCode =
+      error.code === 'USAGE_INVALID' || error.code.startsWith('CONFIG')
+        ? ExitCode.CONFIG
+        : ExitCode.START_FAILED;
   } else {
     process.stderr.write(`outpost: ${describeError(error)}\n`);
     process.exitCode = ExitCode.INTERNAL;

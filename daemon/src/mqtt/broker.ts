@@ -39,6 +39,11 @@ interface Connection {
 /** The user name of the daemon's local credential, for tools on the box (loopback listener only). */
 export const LOCAL_ADMIN = 'local-admin';
 
+/** Where the daemon keeps the local-admin password (0600), under its data dir. */
+export function localAdminFile(dataDir: string): string {
+  return join(dataDir, 'local-admin.password');
+}
+
 /** Refused publishes are re-addressed here and dropped: nobody may subscribe to `$outpost/…`. */
 const REFUSED_TOPIC = '$outpost/refused';
 
@@ -107,7 +112,7 @@ export class Broker implements Service {
 
   /** File holding the local-admin password for tools on the box (`outpost chat`, mosquitto_sub). */
   get localAdminFile(): string {
-    return join(this.config.dataDir, 'local-admin.password');
+    return localAdminFile(this.config.dataDir);
   }
 
   async start(): Promise<void> {
