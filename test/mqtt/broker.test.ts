@@ -354,6 +354,27 @@ describe('embedded broker: listeners and limits', () => {
     await calm.publishAsync(`${P}/cam-b/telemetry`, 'ok', { qos: 1 });
   });
 
+  it('survives a flood queued behind a subscriber that stops reading and then leaves', async () => {
+    hub = await startTestBroker({ limits: { maxPublishRate: 100_000 } });
+    // A subscriber that never reads: its socket fills, Aedes's delivery slots fill, messages queue.
+    const stuck = await client('console');
+    await stuck.subscribeAsync(`${P}/+/telemetry`, { qos: 0 });
+    (stuck.stream as unknown as { pause(): void }).pause();
+    const flooders = await Promise.all(Array.from({ length: 100 }, () => client('cam-a')));
+    const payload = Buffer.alloc(64, 1);
+    for (let round = 0; round < 300; round += 1) {
+      for (const flooder of flooders) flooder.publish(`${P}/cam-a/telemetry`, payload, { qos: 0 });
+    }
+    await Promise.all(
+      flooders.map((flooder) => flooder.publishAsync(`${P}/cam-a/telemetry`, 'last', { qos: 1 })),
+    );
+    // The subscriber leaves: the backlog now matches nobody and drains at once.
+    stuck.stream.destroy();
+    const after = await client('cam-b');
+    await after.publishAsync(`${P}/cam-b/status`, 'still here', { qos: 1 });
+    expect(hub.broker.healthy()).toBe(true);
+  });
+
   it('a keep-alive of 0 (never checked) or beyond the maximum is refused', async () => {
     hub = await startTestBroker();
     await expect(client('cam-a', { keepalive: 0 })).rejects.toThrow();

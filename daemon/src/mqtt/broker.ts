@@ -173,6 +173,7 @@ export class Broker implements Service {
       },
       authorizeForward: (_client, packet) => (packet.topic === REFUSED_TOPIC ? null : packet),
     });
+    keepDeliveryAsynchronous(aedes);
     aedes.on('clientError', (client, error) =>
       this.log.debug({ client: client.id, err: error }, 'mqtt client error; disconnected'),
     );
@@ -510,6 +511,23 @@ export class Broker implements Service {
       server.on('tlsClientError', (error) => this.log.debug({ err: error }, 'tls handshake failed'));
     this.servers.set(kind, server);
   }
+}
+
+/**
+ * mqemitter (Aedes's message bus) starts the next queued message from the completion of the previous
+ * one. A message nobody subscribes to completes synchronously, so when its queue is full (a slow
+ * subscriber under a flood) and that subscriber leaves, the backlog drains by recursion until
+ * "Maximum call stack size exceeded" kills the daemon (seen in bench:broker; mcollina/mqemitter#204,
+ * unreleased). One handler on every topic that completes on the next turn keeps each message's
+ * completion off the previous one's stack.
+ */
+function keepDeliveryAsynchronous(aedes: Aedes): void {
+  const bus = (
+    aedes as unknown as {
+      mq: { on(topic: string, handler: (packet: unknown, done: () => void) => void): void };
+    }
+  ).mq;
+  bus.on('#', (_packet, done) => setImmediate(done));
 }
 
 /** Aedes keeps its connected clients by id; its type declarations leave the map out. */

@@ -1,0 +1,463 @@
+// bench:broker — the embedded broker beside Mosquitto, configured the same, in one run, with the same
+// load generator (MQTT.js clients in this process): TLS, per-client passwords, an ACL and on-disk
+// persistence on both. For QoS 0 and QoS 1: the highest rate sustained 1 publisher → 1 subscriber and
+// 100 publishers → 1 console subscriber; then p50/p99 publish→deliver latency at a site-like load
+// (500 devices × 1 msg/s, QoS 1), with every message counted. CPU (user+system of the broker process)
+// and RSS (sampled, max) per broker. Prints a table, and as its last line one JSON object.
+//
+// The embedded broker runs as the real daemon (`outpost run`, hub role, no cameras). Its per-client
+// publish-rate limit (500/s by default) is raised for the throughput phases, since Mosquitto has none.
+//
+//   npm run bench:broker -- [--seconds 5] [--site-seconds 20] [--devices 500]
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync, readFileSync } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { createServer, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connectAsync, type MqttClient } from 'mqtt';
+import { hashPassword } from '../daemon/src/mqtt/identities.js';
+import { initSite, sitePaths } from '../provisioning/src/site.js';
+
+const arg = (name: string, fallback: number): number => {
+  const index = process.argv.indexOf(name);
+  return index > 0 ? Number(process.argv[index + 1]) || fallback : fallback;
+};
+const SECONDS = arg('--seconds', 5);
+const SITE_SECONDS = arg('--site-seconds', 20);
+const DEVICES = arg('--devices', 500);
+const SITE = 'bench';
+const P = `outpost/v1/${SITE}`;
+const CLI = fileURLToPath(new URL('../daemon/src/cli.js', import.meta.url));
+const TICKS_PER_SECOND = 100;
+const PAYLOAD_BYTES = 64;
+
+interface Broker {
+  name: 'outpost' | 'mosquitto';
+  process: ChildProcess;
+  port: number;
+  stop(): Promise<void>;
+}
+
+interface Pki {
+  ca: Buffer;
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
+const password = (name: string): string => `pw-${name}-bench`;
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (!address || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+function cpuTicks(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+function rssMb(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'));
+  return Number(line?.split(/\s+/)[1] ?? 0) / 1024;
+}
+
+/** Run `work` while sampling the broker's CPU and RSS. */
+async function measured<T>(
+  broker: Broker,
+  work: () => Promise<T>,
+): Promise<{ result: T; cpuPercent: number; rssMaxMb: number }> {
+  const pid = broker.process.pid ?? 0;
+  const ticks = cpuTicks(pid);
+  const began = performance.now();
+  let rssMaxMb = rssMb(pid);
+  const sampler = setInterval(() => (rssMaxMb = Math.max(rssMaxMb, rssMb(pid))), 250);
+  try {
+    const result = await work();
+    const seconds = (performance.now() - began) / 1000;
+    return { result, cpuPercent: ((cpuTicks(pid) - ticks) / TICKS_PER_SECOND / seconds) * 100, rssMaxMb };
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
+async function waitForPort(port: number, child: ChildProcess, name: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${name} exited (${child.exitCode})`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = new Socket();
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+      socket.connect(port, '127.0.0.1');
+    });
+    if (open) return;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`${name} did not listen on ${port} within 60 s`);
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+async function startOutpost(dir: string, pki: Pki, names: string[]): Promise<Broker> {
+  const identities = await Promise.all(
+    names.map(async (name) => ({
+      name,
+      role: name === 'console' ? 'console' : 'device',
+      password: await hashPassword(password(name)),
+    })),
+  );
+  const identitiesFile = join(dir, 'identities.json');
+  await writeFile(identitiesFile, JSON.stringify({ version: 1, site: SITE, identities }));
+  const port = await freePort();
+  const config = join(dir, 'outpost.yaml');
+  await writeFile(
+    config,
+    [
+      `site: ${SITE}`,
+      'device: hub',
+      `dataDir: ${join(dir, 'data')}`,
+      'log:\n  level: warn',
+      'telemetry:\n  intervalSeconds: 3600',
+      'broker:',
+      `  tcp:\n    port: ${await freePort()}`,
+      `  mqtts:\n    host: 127.0.0.1\n    port: ${port}`,
+      `  tls:\n    ca: ${pki.caFile}\n    cert: ${pki.certFile}\n    key: ${pki.keyFile}`,
+      `  identitiesFile: ${identitiesFile}`,
+      '  limits:\n    maxPublishRate: 100000\n    maxConnections: 5000',
+      'cameras: []',
+    ].join('\n'),
+  );
+  const log = openSync(join(dir, 'outpost.log'), 'w');
+  const child = spawn(process.execPath, [CLI, 'run', '--config', config], { stdio: ['ignore', log, log] });
+  console.log(`outpost: daemon log in ${join(dir, 'outpost.log')}`);
+  await waitForPort(port, child, 'outpost');
+  return { name: 'outpost', process: child, port, stop: () => stopChild(child) };
+}
+
+async function startMosquitto(dir: string, pki: Pki, names: string[]): Promise<Broker> {
+  const passwords = join(dir, 'mosquitto.passwd');
+  await writeFile(passwords, names.map((name) => `${name}:${password(name)}`).join('\n') + '\n');
+  await new Promise<void>((resolve, reject) => {
+    const hash = spawn('mosquitto_passwd', ['-U', passwords], { stdio: 'inherit' });
+    hash.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`mosquitto_passwd exited ${code}`)),
+    );
+  });
+  const acl = join(dir, 'mosquitto.acl');
+  // The same rules as the embedded broker's ACL (daemon/src/mqtt/acl.ts).
+  await writeFile(
+    acl,
+    [
+      `pattern write ${P}/%u/#`,
+      `pattern read ${P}/%u/cmd/#`,
+      `pattern readwrite ${P}/chat/#`,
+      'user console',
+      `topic read ${P}/#`,
+      `topic write ${P}/+/cmd/#`,
+    ].join('\n') + '\n',
+  );
+  const port = await freePort();
+  const config = join(dir, 'mosquitto.conf');
+  await writeFile(
+    config,
+    [
+      `listener ${port} 127.0.0.1`,
+      `cafile ${pki.caFile}`,
+      `certfile ${pki.certFile}`,
+      `keyfile ${pki.keyFile}`,
+      'tls_version tlsv1.2',
+      'allow_anonymous false',
+      `password_file ${passwords}`,
+      `acl_file ${acl}`,
+      'persistence true',
+      `persistence_location ${dir}/`,
+      // No loss under load: Mosquitto's default queue of 1000 drops messages at these rates.
+      'max_queued_messages 0',
+      'max_inflight_messages 0',
+      'max_connections -1',
+      'log_dest none',
+      ...(process.getuid?.() === 0 ? ['user root'] : []),
+    ].join('\n') + '\n',
+  );
+  const child = spawn('mosquitto', ['-c', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitForPort(port, child, 'mosquitto');
+  return { name: 'mosquitto', process: child, port, stop: () => stopChild(child) };
+}
+
+async function client(broker: Broker, pki: Pki, name: string): Promise<MqttClient> {
+  const made = await connectAsync(`mqtts://127.0.0.1:${broker.port}`, {
+    ca: [pki.ca],
+    username: name,
+    password: password(name),
+    clientId: `${name}.bench${Math.random().toString(16).slice(2, 8)}`,
+    reconnectPeriod: 0,
+    connectTimeout: 30_000,
+    keepalive: 60,
+  });
+  // MQTT.js waits for 'drain' once per packet written into a full socket: many, by design, here.
+  made.stream.setMaxListeners(0);
+  made.on('error', (error) => console.error(`${broker.name}: client ${name}: ${error.message}`));
+  return made;
+}
+
+/** Connect many clients, a few at a time (the broker hashes each password). */
+async function clients(broker: Broker, pki: Pki, names: string[]): Promise<MqttClient[]> {
+  const made: MqttClient[] = [];
+  for (let i = 0; i < names.length; i += 20) {
+    made.push(...(await Promise.all(names.slice(i, i + 20).map((name) => client(broker, pki, name)))));
+  }
+  return made;
+}
+
+function payload(sentAt: number, seq: number): Buffer {
+  const buffer = Buffer.alloc(PAYLOAD_BYTES, 0x20);
+  buffer.write(`${sentAt.toFixed(3)} ${seq}`);
+  return buffer;
+}
+
+interface Throughput {
+  sent: number;
+  received: number;
+  lost: number;
+  perSecond: number;
+}
+
+/** Publishers send as fast as their window allows for SECONDS; the console counts what arrives. */
+async function throughput(
+  broker: Broker,
+  pki: Pki,
+  publishers: MqttClient[],
+  names: string[],
+  qos: 0 | 1,
+): Promise<Throughput> {
+  const sink = await client(broker, pki, 'console');
+  let received = 0;
+  let lastAt = 0;
+  sink.on('message', () => {
+    received += 1;
+    lastAt = performance.now();
+  });
+  await sink.subscribeAsync(`${P}/+/telemetry`, { qos });
+  const window =
+    qos === 1
+      ? Math.max(10, Math.floor(400 / publishers.length))
+      : Math.max(50, Math.floor(2000 / publishers.length));
+  let sent = 0;
+  const began = performance.now();
+  const stopAt = began + SECONDS * 1000;
+  await Promise.all(
+    publishers.map(
+      (publisher, index) =>
+        new Promise<void>((resolve) => {
+          const topic = `${P}/${names[index]}/telemetry`;
+          let outstanding = 0;
+          let ended = false;
+          const pump = (): void => {
+            while (!ended && outstanding < window) {
+              if (performance.now() >= stopAt) {
+                ended = true;
+                break;
+              }
+              outstanding += 1;
+              sent += 1;
+              publisher.publish(topic, payload(performance.now(), sent), { qos }, () => {
+                outstanding -= 1;
+                if (ended) {
+                  if (outstanding === 0) resolve();
+                } else setImmediate(pump);
+              });
+            }
+            if (ended && outstanding === 0) resolve();
+          };
+          pump();
+        }),
+    ),
+  );
+  // Let deliveries in flight arrive (bounded).
+  const deadline = performance.now() + 10_000;
+  while (received < sent && performance.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  await sink.endAsync(true);
+  const seconds = ((lastAt || performance.now()) - began) / 1000;
+  return { sent, received, lost: sent - received, perSecond: Math.round(received / seconds) };
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+/** DEVICES clients each publish one QoS 1 message a second for SITE_SECONDS; latency at the console. */
+async function siteLoad(broker: Broker, pki: Pki, devices: MqttClient[], names: string[]) {
+  const sink = await client(broker, pki, 'console');
+  const latencies: number[] = [];
+  const seen = new Set<string>();
+  sink.on('message', (_topic, message) => {
+    const [sentAt, seq] = message.toString().trim().split(' ');
+    if (seq === undefined || seen.has(seq)) return;
+    seen.add(seq);
+    latencies.push(performance.now() - Number(sentAt));
+  });
+  await sink.subscribeAsync(`${P}/+/telemetry`, { qos: 1 });
+  let sent = 0;
+  const timers: NodeJS.Timeout[] = [];
+  await new Promise<void>((resolve) => {
+    devices.forEach((device, index) => {
+      const topic = `${P}/${names[index]}/telemetry`;
+      // Spread the devices over the second, as real boxes' clocks would be.
+      const start = setTimeout(() => {
+        const tick = (): void => {
+          sent += 1;
+          device.publish(topic, payload(performance.now(), sent), { qos: 1 });
+        };
+        tick();
+        timers.push(setInterval(tick, 1000));
+      }, Math.random() * 1000);
+      timers.push(start);
+    });
+    setTimeout(resolve, SITE_SECONDS * 1000);
+  });
+  for (const timer of timers) clearInterval(timer);
+  const deadline = performance.now() + 10_000;
+  while (seen.size < sent && performance.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  await sink.endAsync(true);
+  latencies.sort((a, b) => a - b);
+  return {
+    sent,
+    received: seen.size,
+    lost: sent - seen.size,
+    p50Ms: Number(percentile(latencies, 50).toFixed(2)),
+    p99Ms: Number(percentile(latencies, 99).toFixed(2)),
+  };
+}
+
+async function benchOne(broker: Broker, pki: Pki, deviceNames: string[]) {
+  const figures: Record<string, unknown> = {};
+  const one = await clients(broker, pki, deviceNames.slice(0, 1));
+  const hundred = await clients(broker, pki, deviceNames.slice(0, 100));
+  for (const qos of [0, 1] as const) {
+    const single = await measured(broker, () => throughput(broker, pki, one, deviceNames.slice(0, 1), qos));
+    figures[`qos${qos}_1to1`] = {
+      ...single.result,
+      cpuPercent: Math.round(single.cpuPercent),
+      rssMaxMb: Math.round(single.rssMaxMb),
+    };
+    const many = await measured(broker, () =>
+      throughput(broker, pki, hundred, deviceNames.slice(0, 100), qos),
+    );
+    figures[`qos${qos}_100to1`] = {
+      ...many.result,
+      cpuPercent: Math.round(many.cpuPercent),
+      rssMaxMb: Math.round(many.rssMaxMb),
+    };
+  }
+  await Promise.all([...one, ...hundred].map((c) => c.endAsync(true)));
+  const devices = await clients(broker, pki, deviceNames);
+  const site = await measured(broker, () => siteLoad(broker, pki, devices, deviceNames));
+  figures.site = {
+    ...site.result,
+    cpuPercent: Math.round(site.cpuPercent),
+    rssMaxMb: Math.round(site.rssMaxMb),
+  };
+  await Promise.all(devices.map((c) => c.endAsync(true)));
+  return figures;
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'outpost-bench-broker-'));
+  const siteDir = join(dir, 'site');
+  await initSite(siteDir, { site: SITE, hubHost: 'localhost', hubIp: '127.0.0.1' });
+  const paths = sitePaths(siteDir);
+  const pki: Pki = {
+    ca: readFileSync(paths.caCert),
+    caFile: paths.caCert,
+    certFile: paths.serverCert,
+    keyFile: paths.serverKey,
+  };
+  const deviceNames = Array.from({ length: DEVICES }, (_, i) => `dev-${i}`);
+  const names = [...deviceNames, 'console'];
+  console.log(
+    `bench:broker: ${SECONDS} s per throughput phase, ${DEVICES} devices × 1 msg/s for ${SITE_SECONDS} s, ${PAYLOAD_BYTES}-byte payloads, TLS + auth + ACL + persistence on both`,
+  );
+
+  const results: Record<string, Record<string, unknown>> = {};
+  for (const start of [startOutpost, startMosquitto]) {
+    const brokerDir = await mkdtemp(join(dir, 'broker-'));
+    const broker = await start(brokerDir, pki, names);
+    try {
+      const idleRss = rssMb(broker.process.pid ?? 0);
+      results[broker.name] = {
+        idleRssMb: Math.round(idleRss),
+        ...(await benchOne(broker, pki, deviceNames)),
+      };
+    } finally {
+      await broker.stop();
+    }
+    console.log(`${broker.name}: ${JSON.stringify(results[broker.name])}`);
+  }
+
+  const ours = results.outpost ?? {};
+  const theirs = results.mosquitto ?? {};
+  const rate = (r: Record<string, unknown>, key: string): number =>
+    (r[key] as Throughput | undefined)?.perSecond ?? NaN;
+  const ratios: Record<string, number> = {};
+  for (const key of ['qos0_1to1', 'qos0_100to1', 'qos1_1to1', 'qos1_100to1']) {
+    ratios[`${key}_throughput`] = Number((rate(ours, key) / rate(theirs, key)).toFixed(2));
+  }
+  const siteOf = (r: Record<string, unknown>) =>
+    r.site as { p99Ms: number; cpuPercent: number; rssMaxMb: number; lost: number };
+  ratios.site_p99 = Number((siteOf(ours).p99Ms / siteOf(theirs).p99Ms).toFixed(2));
+  ratios.site_cpu = Number((siteOf(ours).cpuPercent / Math.max(1, siteOf(theirs).cpuPercent)).toFixed(2));
+  ratios.site_rss = Number((siteOf(ours).rssMaxMb / siteOf(theirs).rssMaxMb).toFixed(2));
+
+  console.log('\nphase          outpost msg/s   mosquitto msg/s   ratio');
+  for (const key of ['qos0_1to1', 'qos0_100to1', 'qos1_1to1', 'qos1_100to1']) {
+    console.log(
+      `${key.padEnd(14)} ${String(rate(ours, key)).padStart(13)}   ${String(rate(theirs, key)).padStart(15)}   ${ratios[`${key}_throughput`]}`,
+    );
+  }
+  console.log(
+    `site load: outpost p50 ${(ours.site as { p50Ms: number }).p50Ms} ms p99 ${siteOf(ours).p99Ms} ms lost ${siteOf(ours).lost}; ` +
+      `mosquitto p50 ${(theirs.site as { p50Ms: number }).p50Ms} ms p99 ${siteOf(theirs).p99Ms} ms lost ${siteOf(theirs).lost}`,
+  );
+  console.log(
+    `targets: throughput ≥ 0.8× mosquitto; site p99 ≤ 20 ms (outpost ${siteOf(ours).p99Ms}); RSS ≤ 80 MB (outpost max ${siteOf(ours).rssMaxMb}); zero QoS 1 loss`,
+  );
+  console.log(
+    JSON.stringify({
+      bench: 'broker',
+      seconds: SECONDS,
+      siteSeconds: SITE_SECONDS,
+      devices: DEVICES,
+      outpost: ours,
+      mosquitto: theirs,
+      ratios,
+    }),
+  );
+}
+
+await main();
+process.exit(0);
