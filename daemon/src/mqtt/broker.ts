@@ -44,6 +44,14 @@ export function localAdminFile(dataDir: string): string {
   return join(dataDir, 'local-admin.password');
 }
 
+/**
+ * Aedes reads every client as fast as the socket delivers, whatever the bus has queued: a flood of
+ * QoS 0 publishes toward a slower subscriber piles up in memory. Past this many queued messages, the
+ * broker stops reading from clients until the queue is back under it, so TCP pushes back on the
+ * publishers instead (what Mosquitto does).
+ */
+const BUS_BACKLOG = 2000;
+
 /** Refused publishes are re-addressed here and dropped: nobody may subscribe to `$outpost/…`. */
 const REFUSED_TOPIC = '$outpost/refused';
 
@@ -457,7 +465,8 @@ export class Broker implements Service {
     stream.once('close', () => this.sockets.delete(stream));
     stream.on('error', () => stream.destroy());
     // The guard sits between the socket and Aedes's parser; replies go straight to the socket.
-    const guard = packetSizeGuard(this.config.broker.limits.maxPacketBytes);
+    const bus = messageBus(aedes);
+    const guard = packetSizeGuard(this.config.broker.limits.maxPacketBytes, () => bus.length < BUS_BACKLOG);
     const conn = Duplex.from({ readable: guard, writable: stream });
     stream.pipe(guard);
     guard.on('error', (error) => {
@@ -513,21 +522,32 @@ export class Broker implements Service {
   }
 }
 
+interface MessageBus {
+  /** Messages waiting for a delivery slot (mqemitter's public `length`). */
+  readonly length: number;
+  on(topic: string, handler: (packet: unknown, done: () => void) => void): void;
+}
+
+function messageBus(aedes: Aedes): MessageBus {
+  return (aedes as unknown as { mq: MessageBus }).mq;
+}
+
 /**
  * mqemitter (Aedes's message bus) starts the next queued message from the completion of the previous
  * one. A message nobody subscribes to completes synchronously, so when its queue is full (a slow
  * subscriber under a flood) and that subscriber leaves, the backlog drains by recursion until
  * "Maximum call stack size exceeded" kills the daemon (seen in bench:broker; mcollina/mqemitter#204,
- * unreleased). One handler on every topic that completes on the next turn keeps each message's
- * completion off the previous one's stack.
+ * unreleased). One handler on every topic breaks such a chain: it completes at once, except that past
+ * 500 completions in one turn of the event loop it completes on the next turn.
  */
 function keepDeliveryAsynchronous(aedes: Aedes): void {
-  const bus = (
-    aedes as unknown as {
-      mq: { on(topic: string, handler: (packet: unknown, done: () => void) => void): void };
-    }
-  ).mq;
-  bus.on('#', (_packet, done) => setImmediate(done));
+  let thisTurn = 0;
+  messageBus(aedes).on('#', (_packet, done) => {
+    thisTurn += 1;
+    if (thisTurn === 1) setImmediate(() => (thisTurn = 0));
+    if (thisTurn < 500) done();
+    else setImmediate(done);
+  });
 }
 
 /** Aedes keeps its connected clients by id; its type declarations leave the map out. */

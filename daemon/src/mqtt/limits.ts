@@ -12,8 +12,9 @@ export class FramingError extends Error {
  * Passes bytes through unchanged while following MQTT's framing: a fixed-header byte, then the
  * "remaining length" varint (1–4 bytes, MQTT 3.1.1 §2.2.3), then that many bytes. Errors with
  * FramingError as soon as a header announces more than `limit` bytes, and on a varint longer than 4.
+ * `admit()` false holds the chunk until it turns true: backpressure from the broker to the socket.
  */
-export function packetSizeGuard(limit: number): Transform {
+export function packetSizeGuard(limit: number, admit: () => boolean = () => true): Transform {
   let state: 'type' | 'length' | 'body' = 'type';
   let length = 0;
   let multiplier = 1;
@@ -57,7 +58,12 @@ export function packetSizeGuard(limit: number): Transform {
           if (left === 0) state = 'type';
         }
       }
-      done(null, chunk);
+      // Hold the bytes (and so stop reading the socket) while the broker says it is too far behind.
+      const pass = (): void => {
+        if (admit()) done(null, chunk);
+        else setTimeout(pass, 1);
+      };
+      pass();
     },
   });
 }
