@@ -120,6 +120,18 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
+/** `Environment=` of systemd/outpost.service, so the bench runs the daemon as the box does. */
+function unitEnvironment(): Record<string, string> {
+  const unit = readFileSync(fileURLToPath(new URL('../../systemd/outpost.service', import.meta.url)), 'utf8');
+  const pairs = unit
+    .split('\n')
+    .filter((line) => line.startsWith('Environment='))
+    .flatMap((line) => line.slice('Environment='.length).trim().split(/\s+/));
+  return Object.fromEntries(
+    pairs.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+  );
+}
+
 async function startOutpost(dir: string, pki: Pki, names: string[]): Promise<Broker> {
   const identities = await Promise.all(
     names.map(async (name) => ({
@@ -150,7 +162,11 @@ async function startOutpost(dir: string, pki: Pki, names: string[]): Promise<Bro
     ].join('\n'),
   );
   const log = openSync(join(dir, 'outpost.log'), 'w');
-  const child = spawn(process.execPath, [CLI, 'run', '--config', config], { stdio: ['ignore', log, log] });
+  // The daemon runs with the environment its systemd unit gives it (malloc settings).
+  const child = spawn(process.execPath, [CLI, 'run', '--config', config], {
+    stdio: ['ignore', log, log],
+    env: { ...process.env, ...unitEnvironment() },
+  });
   console.log(`outpost: daemon log in ${join(dir, 'outpost.log')}`);
   await waitForPort(port, child, 'outpost');
   return { name: 'outpost', process: child, port, stop: () => stopChild(child) };
