@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  alertPayload,
   cameraStatePayload,
   replyPayload,
   statusPayload,
@@ -87,6 +88,79 @@ describe('daemon on MQTT', () => {
       'cam0 streaming',
     );
     for (const m of messages.filter((m) => m.topic === stateTopic)) cameraStatePayload.parse(m.body);
+  });
+
+  it('a camera that cannot run raises one camera-failed alert, kept for a console that was away', async () => {
+    // A box whose only camera forces the Pi hardware encoder, which this machine lacks.
+    const dataDir = await tempDir('outpost-data-');
+    const identitiesFile = join(dataDir, 'identities.json');
+    await writeFile(identitiesFile, await identitiesJson(PEOPLE));
+    const port = await freePort();
+    const file = await writeTemp(
+      'outpost.yaml',
+      [
+        `site: ${SITE}`,
+        'device: box2',
+        `dataDir: ${dataDir}`,
+        `broker:\n  tcp:\n    port: ${port}\n  identitiesFile: ${identitiesFile}`,
+        `cameras:\n  - name: cam1\n    encoder: v4l2h264enc\n    rtp:\n      port: ${await freePort()}`,
+      ].join('\n'),
+    );
+    const start = async () => {
+      const run = runCli(['run', '--config', file]);
+      await run.waitForLog((line) => line.msg === 'outpost running');
+      return run;
+    };
+    const session = {
+      clientId: 'console.alerts',
+      clean: false,
+      username: 'console',
+      password: PEOPLE.console?.password,
+      reconnectPeriod: 0,
+    };
+    // The console's persistent session exists; then the console is away while the box restarts.
+    let box = await start();
+    const first = await connectAsync(`mqtt://127.0.0.1:${port}`, session);
+    await first.subscribeAsync([topics.alert(SITE, 'box2'), topics.cameraState(SITE, 'box2', 'cam1')], {
+      qos: 1,
+    });
+    await first.endAsync();
+    box.child.kill('SIGTERM');
+    await box.exited();
+    box = await start();
+    try {
+      const seen: Array<{ topic: string; body: unknown }> = [];
+      const back = await connectAsync(`mqtt://127.0.0.1:${port}`, session);
+      back.on('message', (topic, payload) =>
+        seen.push({ topic, body: JSON.parse(payload.toString()) as unknown }),
+      );
+      const alerts = () =>
+        seen.filter((m) => m.topic === topics.alert(SITE, 'box2')).map((m) => alertPayload.parse(m.body));
+      await until(() => alerts().length > 0, 10_000, 'the camera-failed alert');
+      // Several more checks (one a second) go by: still one alert.
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      expect(alerts()).toEqual([
+        expect.objectContaining({
+          kind: 'camera-failed',
+          state: 'raised',
+          severity: 'critical',
+          cameras: ['cam1'],
+        }),
+      ]);
+      const states = seen
+        .filter((m) => m.topic.endsWith('/cam1/state'))
+        .map((m) => cameraStatePayload.parse(m.body));
+      // In publish order across the restart: the first run's `stopped`, then this run's `failed`.
+      expect(states.map((state) => state.state)).toEqual(['stopped', 'failed']);
+      expect(states.at(-1)).toMatchObject({
+        state: 'failed',
+        lastError: expect.stringMatching(/v4l2h264enc/) as unknown,
+      });
+      await back.endAsync();
+    } finally {
+      box.child.kill('SIGTERM');
+      await box.exited();
+    }
   });
 
   it('publishes telemetry that validates against contract v1', async () => {

@@ -4,7 +4,7 @@
 // retained messages, persistent sessions and their queued QoS 1/2 messages live on disk
 // (aedes-persistence-level under dataDir/broker), so they survive a restart and a kill -9.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -142,7 +142,7 @@ export class Broker implements Service {
     const persistence = aedesPersistenceLevel(this.db);
     this.persistence = persistence;
     const aedes = await Aedes.createBroker({
-      id: `outpost-${this.config.device}`,
+      id: await nextBrokerRunId(dataDir),
       persistence,
       // CONNACK refused (code 6) for a keep-alive of 0 (a dead client would never be noticed) or above this.
       keepaliveLimit: settings.limits.keepAliveMaxSeconds,
@@ -548,6 +548,27 @@ function keepDeliveryAsynchronous(aedes: Aedes): void {
     if (thisTurn < 500) done();
     else setImmediate(done);
   });
+}
+
+/**
+ * The broker id for this run: `outpost-` and a zero-padded run number kept in the data dir. Aedes's
+ * level persistence keys an offline client's queued messages by broker id, then by a counter that
+ * restarts at 0 with every broker run; with the same id each run (or Aedes's default random one), a
+ * console that was away across a daemon restart got the newer run's messages before the older ones.
+ * An id that sorts after every earlier run's keeps them in publish order.
+ */
+async function nextBrokerRunId(dataDir: string): Promise<string> {
+  const file = join(dataDir, 'broker-run');
+  const previous = Number.parseInt(await readFile(file, 'utf8').catch(() => '0'), 10);
+  const run = (Number.isSafeInteger(previous) && previous >= 0 ? previous : 0) + 1;
+  const handle = await open(file, 'w', 0o640);
+  try {
+    await handle.writeFile(`${run}\n`);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  return `outpost-${String(run).padStart(12, '0')}`;
 }
 
 /** Aedes keeps its connected clients by id; its type declarations leave the map out. */

@@ -33,6 +33,7 @@ export class Uplink implements Service, Publisher {
   private client: MqttClient | undefined;
   private store: LevelStore | undefined;
   private connectedOnce = false;
+  private online = false;
   private readonly handlers: Array<{ filter: string; handler: MessageHandler }> = [];
 
   constructor(
@@ -52,8 +53,9 @@ export class Uplink implements Service, Publisher {
     return this.store?.size ?? 0;
   }
 
+  /** Connected, the stored backlog resent, and `online` published. */
   connected(): boolean {
-    return this.client?.connected === true;
+    return this.online && this.client?.connected === true;
   }
 
   async start(): Promise<void> {
@@ -84,6 +86,7 @@ export class Uplink implements Service, Publisher {
         'uplink connected',
       );
       this.connectedOnce = true;
+      this.online = true;
       this.publish(topics.status(this.config.site, this.config.device), this.statusPayload('online'), {
         qos: 1,
         retain: true,
@@ -94,6 +97,7 @@ export class Uplink implements Service, Publisher {
         if (topicMatches(filter, topic)) handler(topic, payload);
     });
     for (const { filter } of this.handlers) this.subscribeOnHub(filter);
+    client.on('close', () => (this.online = false));
     client.on('offline', () =>
       this.log.warn({ url: options.href, pending: store.size }, 'uplink offline; storing messages on disk'),
     );
