@@ -8,7 +8,7 @@ import { describeError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import type { EncoderChoice, EncoderName } from './encoders.js';
 import type { MountpointStatus } from './janus.js';
-import { cameraChain, PAYLOADER_NAME, renderPipeline } from './pipeline.js';
+import { cameraChain, METER_NAME, PAYLOADER_NAME, renderPipeline } from './pipeline.js';
 import { loadSrtpKey } from './srtp.js';
 import { forkWorker } from './worker-process.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
@@ -38,6 +38,15 @@ export const DEFAULT_TIMINGS: CameraTimings = {
   exitGraceMs: 1500,
 };
 
+/** Rates are measured over the last few stats messages (one a second): a keyframe is not a spike. */
+const RATE_WINDOW_SAMPLES = 5;
+
+interface MeterSample {
+  atMs: number;
+  frames: number;
+  bytes: number;
+}
+
 export class Camera implements Service {
   readonly name: string;
   private worker: ChildProcess | undefined;
@@ -48,6 +57,11 @@ export class Camera implements Service {
   private packets = 0;
   private restarts = 0;
   private lastError: string | undefined;
+  /** The current worker's counters, newest last; cleared when a worker starts. */
+  private meterSamples: MeterSample[] = [];
+  /** Measured output; undefined until the first measurement, 0 while nothing flows. */
+  private fps: number | undefined;
+  private bitrateKbps: number | undefined;
   private lastStatsAt = 0;
   private lastProgressAt = 0;
   private stopping = false;
@@ -77,12 +91,17 @@ export class Camera implements Service {
     lastError: string | undefined;
     workerPid: number | undefined;
     encoder: EncoderName | undefined;
+    /** Encoded frames per second and kbit/s leaving the encoder, measured over the last ~5 s. */
+    fps: number | undefined;
+    bitrateKbps: number | undefined;
     /** Janus mode only: whether the SFU has a mountpoint for this camera, and why not. */
     mountpoint: MountpointStatus | undefined;
   } {
     return {
       mountpoint: this.mountpoint?.status(),
       encoder: this.encoder,
+      fps: this.fps,
+      bitrateKbps: this.bitrateKbps,
       state: this.state,
       packets: this.packets,
       restarts: this.restarts,
@@ -119,6 +138,8 @@ export class Camera implements Service {
     this.restartTimer = undefined;
     this.stallTimer = undefined;
     await this.endWorker();
+    if (this.fps !== undefined) this.fps = 0;
+    if (this.bitrateKbps !== undefined) this.bitrateKbps = 0;
     this.setState('stopped');
   }
 
@@ -136,6 +157,7 @@ export class Camera implements Service {
     this.worker = worker;
     this.lastStatsAt = Date.now();
     this.lastProgressAt = Date.now();
+    this.meterSamples = [];
     let lastPackets = 0;
 
     return new Promise<void>((resolve) => {
@@ -147,6 +169,7 @@ export class Camera implements Service {
             break;
           case 'stats':
             this.lastStatsAt = Date.now();
+            this.measure(message);
             if (message.packets > lastPackets) {
               this.packets += message.packets - lastPackets;
               lastPackets = message.packets;
@@ -180,7 +203,12 @@ export class Camera implements Service {
         }
         settle();
       });
-      worker.send({ type: 'run', description, payloader: PAYLOADER_NAME } satisfies ToWorker);
+      worker.send({
+        type: 'run',
+        description,
+        payloader: PAYLOADER_NAME,
+        meter: METER_NAME,
+      } satisfies ToWorker);
       clearInterval(this.stallTimer);
       this.stallTimer = setInterval(
         () => {
@@ -193,12 +221,27 @@ export class Camera implements Service {
     });
   }
 
+  /** Frames and bytes over the window of recent samples (the worker's own clock, so IPC delay does not count). */
+  private measure(sample: MeterSample): void {
+    const samples = this.meterSamples;
+    samples.push({ atMs: sample.atMs, frames: sample.frames, bytes: sample.bytes });
+    if (samples.length > RATE_WINDOW_SAMPLES + 1) samples.shift();
+    const first = samples[0]!;
+    const seconds = (sample.atMs - first.atMs) / 1000;
+    if (samples.length < 2 || seconds <= 0) return;
+    this.fps = Math.round(((sample.frames - first.frames) / seconds) * 10) / 10;
+    this.bitrateKbps = Math.round(((sample.bytes - first.bytes) * 8) / 1000 / seconds);
+  }
+
   /** Record a failure of `worker`, end it, and schedule the next attempt. Ignores stale workers. */
   private fail(worker: ChildProcess, reason: string, debug: string | undefined): void {
     if (this.stopping || this.restartTimer) return;
     if (this.worker !== undefined && this.worker !== worker) return;
     this.failures += 1;
     this.lastError = reason;
+    // Nothing flows until the next worker measures again: say 0, not the last good figure.
+    if (this.fps !== undefined) this.fps = 0;
+    if (this.bitrateKbps !== undefined) this.bitrateKbps = 0;
     if (debug !== undefined && this.secretHex !== undefined)
       debug = debug.replaceAll(this.secretHex, '<redacted>');
     const base = Math.min(this.timings.backoffMaxMs, this.timings.backoffMinMs * 2 ** (this.failures - 1));

@@ -176,6 +176,15 @@ function invalid(message: string): OutpostError {
 
 /** Names of elements the camera supervisor reads back (packet counter on the payloader). */
 export const PAYLOADER_NAME = 'pay';
+/**
+ * An `identity` right after the encoder (or the RTSP depayloader): its `stats` property counts the
+ * encoded frames and bytes, so fps and bitrate are measured by GStreamer, not by JavaScript per frame.
+ */
+export const METER_NAME = 'meter';
+
+function meter(): ElementLink {
+  return element('identity', { silent: true }, METER_NAME);
+}
 
 /** An SRTP master key (key + salt) ready for srtpenc, and the suite it is for. */
 export interface SrtpKey {
@@ -206,6 +215,7 @@ export function cameraChain(
       framerate,
     }),
     ...encoderLinks(camera, encoder, keyframeFrames),
+    meter(),
     element(
       'rtph264pay',
       {
