@@ -3,6 +3,7 @@
 // its own. Exit statuses are ExitCode (docs/operations.md): 2 for any usage or config mistake.
 import { Command, CommanderError, Option } from 'commander';
 import { stringify } from 'yaml';
+import { sourceProblems } from './camera/sources.js';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, redactSecrets } from './config/load.js';
 import { formatConfigError } from './config/report.js';
 import { describeError, ExitCode } from './errors.js';
@@ -38,6 +39,9 @@ function program(): Command {
     .action(async (file: string) => {
       try {
         const config = await loadConfig(file);
+        // Beyond the file itself: a camera device that is not on this box (run would start without it).
+        const problems = sourceProblems(config);
+        if (problems.length > 0) throw new ConfigError(file, problems);
         process.stdout.write(
           `# ${file}: OK. Effective configuration (defaults filled in, secrets redacted):\n`,
         );

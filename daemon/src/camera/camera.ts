@@ -9,6 +9,7 @@ import type { Service } from '../lifecycle/service.js';
 import type { EncoderChoice, EncoderName } from './encoders.js';
 import type { MountpointStatus } from './janus.js';
 import { cameraChain, METER_NAME, PAYLOADER_NAME, renderPipeline } from './pipeline.js';
+import { checkDevice } from './sources.js';
 import { loadSrtpKey } from './srtp.js';
 import { forkWorker } from './worker-process.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
@@ -19,6 +20,8 @@ export type CameraState = 'starting' | 'streaming' | 'restarting' | 'failed' | '
 /** The part of Encoders a camera needs. */
 export interface EncoderChooser {
   choose(requested: EncoderChoice, camera: string): EncoderName;
+  /** Throws when an element the source needs (libcamerasrc on a non-Pi…) is missing. */
+  requireSource(source: CameraConfig['source'], camera: string): void;
 }
 
 export interface CameraTimings {
@@ -67,8 +70,11 @@ export class Camera implements Service {
   private stopping = false;
   private encoder: EncoderName | undefined;
   private description = '';
-  /** Hex of the SRTP key, scrubbed from anything logged (GStreamer echoes a description it refuses). */
-  private secretHex: string | undefined;
+  /**
+   * The SRTP key's hex and an RTSP camera's password: scrubbed from anything logged (GStreamer echoes a
+   * description it refuses).
+   */
+  private secrets: string[] = [];
   private logDescription = '';
 
   constructor(
@@ -115,9 +121,19 @@ export class Camera implements Service {
     // Choose and render first: a forced encoder that is missing, or settings GStreamer cannot take,
     // will not fix themselves by retrying. The camera is `failed`; the rest of the daemon runs on.
     try {
-      this.encoder = this.encoders.choose(this.camera.encoder, this.camera.name);
+      this.encoders.requireSource(this.camera.source, this.camera.name);
+      // An RTSP camera's H.264 is passed through: no encoder of ours runs.
+      this.encoder =
+        this.camera.source.type === 'rtsp'
+          ? undefined
+          : this.encoders.choose(this.camera.encoder, this.camera.name);
       const srtp = this.sfu.srtp ? loadSrtpKey(this.sfu.srtp) : undefined;
-      this.secretHex = srtp ? Buffer.from(srtp.masterKey).toString('hex') : undefined;
+      this.secrets = [
+        ...(srtp ? [Buffer.from(srtp.masterKey).toString('hex')] : []),
+        ...(this.camera.source.type === 'rtsp' && this.camera.source.password !== undefined
+          ? [this.camera.source.password]
+          : []),
+      ];
       const chain = cameraChain(this.camera, this.sfu, this.encoder, srtp);
       this.description = renderPipeline(chain);
       this.logDescription = renderPipeline(chain, { redact: true });
@@ -153,6 +169,13 @@ export class Camera implements Service {
   /** Fork the worker; resolves once the pipeline is playing or the attempt has failed (and is rescheduled). */
   private launch(description: string): Promise<void> {
     this.setState(this.restarts === 0 && this.failures === 0 ? 'starting' : 'restarting');
+    try {
+      // An unplugged USB camera: no worker, retry with backoff, so it starts when plugged back in.
+      checkDevice(this.camera.source, this.camera.name);
+    } catch (error) {
+      this.scheduleRestart(describeError(error), undefined);
+      return Promise.resolve();
+    }
     const worker = forkWorker();
     this.worker = worker;
     this.lastStatsAt = Date.now();
@@ -237,13 +260,21 @@ export class Camera implements Service {
   private fail(worker: ChildProcess, reason: string, debug: string | undefined): void {
     if (this.stopping || this.restartTimer) return;
     if (this.worker !== undefined && this.worker !== worker) return;
+    this.scheduleRestart(reason, debug);
+  }
+
+  /** Count a failure, back off, and launch again (ending the current worker first, if any). */
+  private scheduleRestart(reason: string, debug: string | undefined): void {
+    if (this.stopping || this.restartTimer) return;
+    for (const secret of this.secrets) {
+      reason = reason.replaceAll(secret, '<redacted>');
+      if (debug !== undefined) debug = debug.replaceAll(secret, '<redacted>');
+    }
     this.failures += 1;
     this.lastError = reason;
     // Nothing flows until the next worker measures again: say 0, not the last good figure.
     if (this.fps !== undefined) this.fps = 0;
     if (this.bitrateKbps !== undefined) this.bitrateKbps = 0;
-    if (debug !== undefined && this.secretHex !== undefined)
-      debug = debug.replaceAll(this.secretHex, '<redacted>');
     const base = Math.min(this.timings.backoffMaxMs, this.timings.backoffMinMs * 2 ** (this.failures - 1));
     const delayMs = Math.round(base * (0.8 + Math.random() * 0.4));
     this.log.warn({ reason, debug, retryInMs: delayMs, failures: this.failures }, 'camera failed');

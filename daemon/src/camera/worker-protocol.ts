@@ -4,6 +4,8 @@
 /** One element to look for in the registry, with an optional trial pipeline that must reach EOS. */
 export interface ProbeCandidate {
   factory: string;
+  /** What to parse to see whether it exists; `fakesrc ! FACTORY ! fakesink` when undefined (a source needs its own). */
+  parse: string | undefined;
   trial: string | undefined;
 }
 

@@ -90,10 +90,10 @@ function stop(code: number): never {
  */
 async function probe(candidates: ProbeCandidate[], trialTimeoutMs: number): Promise<ProbeResult[]> {
   const results: ProbeResult[] = [];
-  for (const { factory, trial } of candidates) {
+  for (const { factory, parse, trial } of candidates) {
     try {
       // Parsing resolves every element by name; linking and negotiation wait for play().
-      new gstreamer.Pipeline(`fakesrc num-buffers=0 ! ${factory} ! fakesink`);
+      new gstreamer.Pipeline(parse ?? `fakesrc num-buffers=0 ! ${factory} ! fakesink`);
     } catch (error) {
       results.push({ factory, present: false, trialOk: undefined, error: (error as Error).message });
       continue;

@@ -58,7 +58,7 @@ export const cameraStatePayload = z.strictObject({
   ...meta,
   camera: name,
   state: z.enum(['starting', 'streaming', 'restarting', 'failed', 'stopped']),
-  /** The encoder element in use; null until one is chosen. */
+  /** The encoder element in use; null until one is chosen, and for an rtsp camera (passed through, not encoded here). */
   encoder: z.string().nullable(),
   hardwareEncoder: z.boolean(),
   /** Measured encoded output (frames/s, kbit/s over the last ~5 s); null until the first measurement. */
