@@ -68,6 +68,8 @@ export class Camera implements Service {
   private lastStatsAt = 0;
   private lastProgressAt = 0;
   private stopping = false;
+  /** Resolves when every worker ended so far has exited (see endWorker). */
+  private exiting: Promise<void> = Promise.resolve();
   private encoder: EncoderName | undefined;
   private description = '';
   /**
@@ -292,17 +294,35 @@ export class Camera implements Service {
     void this.endWorker();
   }
 
-  /** Ask the worker to stop, then SIGTERM, then SIGKILL; resolves when it has really exited. */
-  private async endWorker(): Promise<void> {
+  /**
+   * End the current worker (if any). Resolves only when every worker this camera ended so far has
+   * really exited: a failure starts ending its worker at once, and the restart that follows the
+   * backoff awaits this, so a new pipeline never runs beside a dying one.
+   */
+  private endWorker(): Promise<void> {
     const worker = this.worker;
     this.worker = undefined;
-    if (!worker || worker.exitCode !== null || worker.signalCode !== null) return;
+    if (worker && worker.exitCode === null && worker.signalCode === null) {
+      const previous = this.exiting;
+      this.exiting = Promise.all([previous, this.terminate(worker)]).then(() => undefined);
+    }
+    return this.exiting;
+  }
+
+  /** Ask the worker to stop, then SIGTERM, then SIGKILL; resolves when it has really exited. */
+  private async terminate(worker: ChildProcess): Promise<void> {
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
     const escalate = async (signal: NodeJS.Signals | undefined): Promise<boolean> => {
       if (signal) worker.kill(signal);
       else if (worker.connected) worker.send({ type: 'stop' } satisfies ToWorker);
       else worker.kill('SIGTERM');
-      return Promise.race([exited.then(() => true), delay(this.timings.exitGraceMs).then(() => false)]);
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), this.timings.exitGraceMs);
+      });
+      const outcome = await Promise.race([exited.then(() => true), grace]);
+      clearTimeout(timer);
+      return outcome;
     };
     if (await escalate(undefined)) return;
     if (await escalate('SIGTERM')) return;
@@ -316,8 +336,4 @@ export class Camera implements Service {
     this.state = state;
     this.log.info({ state, restarts: this.restarts }, 'camera state');
   }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
