@@ -242,6 +242,18 @@ describe('a source that cannot run here', () => {
     );
   });
 
+  it('check-config shows an rtsp camera with its password redacted', async () => {
+    const file = await writeTemp(
+      'outpost.yaml',
+      'cameras:\n  - name: fence\n    source:\n      type: rtsp\n      url: rtsp://192.168.10.40/stream1\n      username: viewer\n      password: hunter2-camera\n',
+    );
+    const { code, stdout } = await runCliToEnd(['check-config', file]);
+    expect(code).toBe(0);
+    expect(stdout).toContain('password: <redacted>');
+    expect(stdout).toContain('url: rtsp://192.168.10.40/stream1');
+    expect(stdout).not.toContain('hunter2-camera');
+  });
+
   it('a missing v4l2 device retries with backoff and says why; a libcamera camera on x86 is failed; a test camera beside them streams', async () => {
     const porch = cameraConfig({ type: 'v4l2', device: '/dev/video-not-here' });
     const pi = cameraConfig({ type: 'libcamera' });
