@@ -88,8 +88,8 @@ await new Promise<void>((resolve, reject) => {
 await camera.stop();
 collect();
 const rssAtEnd = rssMb();
-console.log(
-  JSON.stringify({
+process.stdout.write(
+  `${JSON.stringify({
     restarts: camera.status().restarts,
     lastError: camera.status().lastError,
     seconds: (Date.now() - started) / 1000,
@@ -99,5 +99,5 @@ console.log(
     heapUsedAtEndMb: Math.round((process.memoryUsage().heapUsed / 2 ** 20) * 10) / 10,
     maxWorkersAtOnce: maxWorkers,
     workersLeft: children(),
-  }),
+  })}\n`,
 );
