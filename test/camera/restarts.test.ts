@@ -37,8 +37,8 @@ describe('camera restarts', () => {
     const code = await new Promise<number | null>((resolve, reject) => {
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
-        reject(new Error(`100 restarts did not finish within 55 s; stdout:\n${stdout}`));
-      }, 55_000);
+        reject(new Error(`100 restarts did not finish within 85 s; stdout:\n${stdout}`));
+      }, 85_000);
       child.on('exit', (exitCode) => {
         clearTimeout(timer);
         resolve(exitCode);
@@ -60,5 +60,6 @@ describe('camera restarts', () => {
     expect(figures.heapUsedAtEndMb - figures.heapUsedAfterWarmUpMb, JSON.stringify(figures)).toBeLessThan(1);
     expect(figures.maxWorkersAtOnce).toBe(1);
     expect(figures.workersLeft).toBe(0);
-  });
+    // 10–25 s alone on 2 shared cores, about 45 s while the rest of the suite runs beside it.
+  }, 90_000);
 });
