@@ -3,10 +3,14 @@
 // its own. Exit statuses are ExitCode (docs/operations.md): 2 for any usage or config mistake.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { stringify } from 'yaml';
+import { findCameras, formatCameraList } from './camera/devices.js';
+import { Encoders } from './camera/encoders.js';
+import { sourceProblems } from './camera/sources.js';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, redactSecrets } from './config/load.js';
 import { formatConfigError } from './config/report.js';
 import { sendChat, tailChat } from './chat/tool.js';
 import { describeError, ExitCode, OutpostError } from './errors.js';
+import { createLogger } from './log.js';
 import { connectTool, type ToolConnection, type ToolOptions } from './mqtt/tool-client.js';
 import { runDaemon } from './main.js';
 import { VERSION } from './version.js';
@@ -40,6 +44,9 @@ function program(): Command {
     .action(async (file: string) => {
       try {
         const config = await loadConfig(file);
+        // Beyond the file itself: a camera device that is not on this box (run would start without it).
+        const problems = sourceProblems(config);
+        if (problems.length > 0) throw new ConfigError(file, problems);
         process.stdout.write(
           `# ${file}: OK. Effective configuration (defaults filled in, secrets redacted):\n`,
         );
@@ -81,6 +88,34 @@ function program(): Command {
       }),
     );
   });
+
+  cli
+    .command('cameras')
+    .description(
+      'list the cameras GStreamer finds (with the source config for each) and the usable H.264 encoders',
+    )
+    .option('--json', 'print one JSON object instead of text')
+    .action(async (options: { json?: boolean }) => {
+      const encoders = new Encoders(createLogger('silent', false));
+      // The probe throws when no encoder is usable; its report still says why, which is the point here.
+      const [found, probe] = await Promise.allSettled([findCameras(), encoders.start()]);
+      if (found.status === 'rejected') {
+        process.stderr.write(`outpost: ${describeError(found.reason)}\n`);
+        process.exitCode = ExitCode.START_FAILED;
+        return;
+      }
+      if (probe.status === 'rejected' && encoders.report().length === 0) {
+        process.stderr.write(`outpost: ${describeError(probe.reason)}\n`);
+        process.exitCode = ExitCode.START_FAILED;
+        return;
+      }
+      process.stdout.write(
+        options.json
+          ? `${JSON.stringify({ cameras: found.value, encoders: encoders.report() })}\n`
+          : formatCameraList(found.value, encoders.report()),
+      );
+      process.exitCode = ExitCode.OK;
+    });
 
   cli
     .command('version')

@@ -39,7 +39,11 @@ export type ErrorCode =
   | 'BUNDLE_UNTRUSTED'
   | 'BUNDLE_CONTENT_INVALID'
   | 'INSTALL_FAILED'
-  | 'BUNDLE_WIPE_FAILED';
+  | 'BUNDLE_WIPE_FAILED'
+  // camera sources and `outpost cameras`
+  | 'SOURCE_UNAVAILABLE'
+  | 'CAMERA_DEVICE_MISSING'
+  | 'DEVICE_MONITOR_FAILED';
 
 /** An error that names its problem and the fix. `code` is stable; `message` is for people. */
 export class OutpostError extends Error {

@@ -7,6 +7,8 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Camera, type CameraState } from '../../daemon/src/camera/camera.js';
 import { Encoders } from '../../daemon/src/camera/encoders.js';
 import { ssrcFor } from '../../daemon/src/camera/pipeline.js';
+import { CameraStateReport } from '../../daemon/src/camera/state-report.js';
+import { cameraStatePayload } from '../../daemon/src/mqtt/contract.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 import { until } from '../support/processes.js';
 
@@ -50,9 +52,9 @@ async function freeUdpPort(): Promise<number> {
   return port;
 }
 
-function configFor(port: number, encoder = 'auto') {
+function configFor(port: number, encoder = 'auto', extra: Record<string, unknown> = {}) {
   const config = configSchema.parse({
-    cameras: [{ name: 'gate', width: 320, height: 240, encoder, rtp: { port, payloadType: 102 } }],
+    cameras: [{ name: 'gate', width: 320, height: 240, encoder, rtp: { port, payloadType: 102 }, ...extra }],
   });
   return { camera: config.cameras[0]!, sfu: config.sfu };
 }
@@ -68,6 +70,46 @@ describe('camera', () => {
     expect(new Set(rtp.packets.map((p) => p.payloadType))).toEqual(new Set([102]));
     expect(new Set(rtp.packets.map((p) => p.ssrc))).toEqual(new Set([ssrcFor('gate')]));
     expect(camera.healthy()).toBe(true);
+  });
+
+  it('measures fps and bitrate in GStreamer: a 320x240@15 camera reports about 15 fps and bits flowing', async () => {
+    const rtp = await rtpReceiver();
+    const { camera: settings, sfu } = configFor(rtp.port, 'auto', { framerate: 15, bitrateKbps: 300 });
+    camera = new Camera(settings, sfu, encoders, log, fast);
+    const published: unknown[] = [];
+    const report = new CameraStateReport(
+      [{ camera, name: 'gate' }],
+      'site',
+      'box',
+      {
+        publish: (_topic, payload) => published.push(payload),
+        stamp: () => ({ at: Date.now(), bootId: '0123456789abcdef', seq: published.length }),
+      },
+      log,
+    );
+    expect(camera.status()).toMatchObject({ fps: undefined, bitrateKbps: undefined });
+    await camera.start();
+    await report.start();
+    try {
+      // Rates come from the worker's once-a-second counters: the first one after two reports, and a
+      // five-second window after six.
+      await until(() => camera!.status().fps !== undefined, 10_000, 'a first fps measurement');
+      // The report polls once a second: the first measurement is published within that, not at the 30 s refresh.
+      const measured = (p: unknown) => (p as { fps: number | null }).fps !== null;
+      await until(() => published.some(measured), 2500, 'camera state with a measured fps');
+      const first = published.find(measured);
+      expect(cameraStatePayload.parse(first)).toMatchObject({ state: 'streaming', camera: 'gate' });
+      await until(() => rtp.packets.length > 0, 5000, 'RTP packets');
+      await new Promise((resolve) => setTimeout(resolve, 5000)); // fill the 5 s window: a duration, not an event
+      const { fps, bitrateKbps } = camera.status();
+      expect(fps).toBeGreaterThanOrEqual(12);
+      expect(fps).toBeLessThanOrEqual(18);
+      expect(bitrateKbps).toBeGreaterThan(0);
+      // x264's rate control aims at the configured 300 kbit/s; a test pattern lands well inside 4×.
+      expect(bitrateKbps).toBeLessThan(1200);
+    } finally {
+      await report.stop();
+    }
   });
 
   it('a GStreamer receiver on the SFU port decodes the frames at the configured size (static mode)', async () => {

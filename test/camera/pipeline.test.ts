@@ -83,7 +83,6 @@ describe('pipeline descriptions', () => {
       `x" ! filesink location="${pwned}`,
       `x\\" ! filesink location=${pwned}`,
       `/dev/video0 ! filesink location=${pwned}`,
-      `x\\`,
     ]) {
       const description = renderPipeline([
         element('fakesrc', { 'num-buffers': 1 }),
@@ -95,6 +94,24 @@ describe('pipeline descriptions', () => {
       expect(result.stdout).toBe(`found ${hostile}\n`);
       expect(existsSync(pwned), description).toBe(false);
     }
+  });
+
+  it('refuses a value ending in a backslash: its closing quote would read as escaped, and the next value would run on', () => {
+    expect(() => quote('x\\')).toThrow(/ends with a backslash/);
+    // Two values a config controls (an RTSP user name and password): the first ending in `\` would
+    // let the second's text become elements.
+    expect(() =>
+      renderPipeline([
+        element('fakesrc', { 'num-buffers': 1 }),
+        element('fakesink', {
+          silent: `a\\`,
+          'last-message': '" ! filesink location=/tmp/x ! fakesink name="',
+        }),
+      ]),
+    ).toThrow(/ends with a backslash/);
+    expect(() => renderPipeline([element('rtspsrc', { 'user-pw': { secret: 'hunter2\\' } })])).toThrow(
+      /^pipeline: rtspsrc.user-pw contains a control character or ends with a backslash; change it$/,
+    );
   });
 
   it('refuses unsafe names and caps values instead of escaping them', () => {

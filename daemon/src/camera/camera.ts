@@ -8,7 +8,8 @@ import { describeError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import type { EncoderChoice, EncoderName } from './encoders.js';
 import type { MountpointStatus } from './janus.js';
-import { cameraChain, PAYLOADER_NAME, renderPipeline } from './pipeline.js';
+import { cameraChain, METER_NAME, PAYLOADER_NAME, renderPipeline } from './pipeline.js';
+import { checkDevice } from './sources.js';
 import { loadSrtpKey } from './srtp.js';
 import { forkWorker } from './worker-process.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
@@ -19,6 +20,8 @@ export type CameraState = 'starting' | 'streaming' | 'restarting' | 'failed' | '
 /** The part of Encoders a camera needs. */
 export interface EncoderChooser {
   choose(requested: EncoderChoice, camera: string): EncoderName;
+  /** Throws when an element the source needs (libcamerasrc on a non-Pi…) is missing. */
+  requireSource(source: CameraConfig['source'], camera: string): void;
 }
 
 export interface CameraTimings {
@@ -38,6 +41,15 @@ export const DEFAULT_TIMINGS: CameraTimings = {
   exitGraceMs: 1500,
 };
 
+/** Rates are measured over the last few stats messages (one a second): a keyframe is not a spike. */
+const RATE_WINDOW_SAMPLES = 5;
+
+interface MeterSample {
+  atMs: number;
+  frames: number;
+  bytes: number;
+}
+
 export class Camera implements Service {
   readonly name: string;
   private worker: ChildProcess | undefined;
@@ -48,13 +60,23 @@ export class Camera implements Service {
   private packets = 0;
   private restarts = 0;
   private lastError: string | undefined;
+  /** The current worker's counters, newest last; cleared when a worker starts. */
+  private meterSamples: MeterSample[] = [];
+  /** Measured output; undefined until the first measurement, 0 while nothing flows. */
+  private fps: number | undefined;
+  private bitrateKbps: number | undefined;
   private lastStatsAt = 0;
   private lastProgressAt = 0;
   private stopping = false;
+  /** Resolves when every worker ended so far has exited (see endWorker). */
+  private exiting: Promise<void> = Promise.resolve();
   private encoder: EncoderName | undefined;
   private description = '';
-  /** Hex of the SRTP key, scrubbed from anything logged (GStreamer echoes a description it refuses). */
-  private secretHex: string | undefined;
+  /**
+   * The SRTP key's hex and an RTSP camera's password: scrubbed from anything logged (GStreamer echoes a
+   * description it refuses).
+   */
+  private secrets: string[] = [];
   private logDescription = '';
 
   constructor(
@@ -77,12 +99,17 @@ export class Camera implements Service {
     lastError: string | undefined;
     workerPid: number | undefined;
     encoder: EncoderName | undefined;
+    /** Encoded frames per second and kbit/s leaving the encoder, measured over the last ~5 s. */
+    fps: number | undefined;
+    bitrateKbps: number | undefined;
     /** Janus mode only: whether the SFU has a mountpoint for this camera, and why not. */
     mountpoint: MountpointStatus | undefined;
   } {
     return {
       mountpoint: this.mountpoint?.status(),
       encoder: this.encoder,
+      fps: this.fps,
+      bitrateKbps: this.bitrateKbps,
       state: this.state,
       packets: this.packets,
       restarts: this.restarts,
@@ -96,9 +123,19 @@ export class Camera implements Service {
     // Choose and render first: a forced encoder that is missing, or settings GStreamer cannot take,
     // will not fix themselves by retrying. The camera is `failed`; the rest of the daemon runs on.
     try {
-      this.encoder = this.encoders.choose(this.camera.encoder, this.camera.name);
+      this.encoders.requireSource(this.camera.source, this.camera.name);
+      // An RTSP camera's H.264 is passed through: no encoder of ours runs.
+      this.encoder =
+        this.camera.source.type === 'rtsp'
+          ? undefined
+          : this.encoders.choose(this.camera.encoder, this.camera.name);
       const srtp = this.sfu.srtp ? loadSrtpKey(this.sfu.srtp) : undefined;
-      this.secretHex = srtp ? Buffer.from(srtp.masterKey).toString('hex') : undefined;
+      this.secrets = [
+        ...(srtp ? [Buffer.from(srtp.masterKey).toString('hex')] : []),
+        ...(this.camera.source.type === 'rtsp' && this.camera.source.password !== undefined
+          ? [this.camera.source.password]
+          : []),
+      ];
       const chain = cameraChain(this.camera, this.sfu, this.encoder, srtp);
       this.description = renderPipeline(chain);
       this.logDescription = renderPipeline(chain, { redact: true });
@@ -119,6 +156,8 @@ export class Camera implements Service {
     this.restartTimer = undefined;
     this.stallTimer = undefined;
     await this.endWorker();
+    if (this.fps !== undefined) this.fps = 0;
+    if (this.bitrateKbps !== undefined) this.bitrateKbps = 0;
     this.setState('stopped');
   }
 
@@ -132,10 +171,18 @@ export class Camera implements Service {
   /** Fork the worker; resolves once the pipeline is playing or the attempt has failed (and is rescheduled). */
   private launch(description: string): Promise<void> {
     this.setState(this.restarts === 0 && this.failures === 0 ? 'starting' : 'restarting');
+    try {
+      // An unplugged USB camera: no worker, retry with backoff, so it starts when plugged back in.
+      checkDevice(this.camera.source, this.camera.name);
+    } catch (error) {
+      this.scheduleRestart(describeError(error), undefined);
+      return Promise.resolve();
+    }
     const worker = forkWorker();
     this.worker = worker;
     this.lastStatsAt = Date.now();
     this.lastProgressAt = Date.now();
+    this.meterSamples = [];
     let lastPackets = 0;
 
     return new Promise<void>((resolve) => {
@@ -147,6 +194,7 @@ export class Camera implements Service {
             break;
           case 'stats':
             this.lastStatsAt = Date.now();
+            this.measure(message);
             if (message.packets > lastPackets) {
               this.packets += message.packets - lastPackets;
               lastPackets = message.packets;
@@ -180,7 +228,12 @@ export class Camera implements Service {
         }
         settle();
       });
-      worker.send({ type: 'run', description, payloader: PAYLOADER_NAME } satisfies ToWorker);
+      worker.send({
+        type: 'run',
+        description,
+        payloader: PAYLOADER_NAME,
+        meter: METER_NAME,
+      } satisfies ToWorker);
       clearInterval(this.stallTimer);
       this.stallTimer = setInterval(
         () => {
@@ -193,14 +246,37 @@ export class Camera implements Service {
     });
   }
 
+  /** Frames and bytes over the window of recent samples (the worker's own clock, so IPC delay does not count). */
+  private measure(sample: MeterSample): void {
+    const samples = this.meterSamples;
+    samples.push({ atMs: sample.atMs, frames: sample.frames, bytes: sample.bytes });
+    if (samples.length > RATE_WINDOW_SAMPLES + 1) samples.shift();
+    const first = samples[0]!;
+    const seconds = (sample.atMs - first.atMs) / 1000;
+    if (samples.length < 2 || seconds <= 0) return;
+    this.fps = Math.round(((sample.frames - first.frames) / seconds) * 10) / 10;
+    this.bitrateKbps = Math.round(((sample.bytes - first.bytes) * 8) / 1000 / seconds);
+  }
+
   /** Record a failure of `worker`, end it, and schedule the next attempt. Ignores stale workers. */
   private fail(worker: ChildProcess, reason: string, debug: string | undefined): void {
     if (this.stopping || this.restartTimer) return;
     if (this.worker !== undefined && this.worker !== worker) return;
+    this.scheduleRestart(reason, debug);
+  }
+
+  /** Count a failure, back off, and launch again (ending the current worker first, if any). */
+  private scheduleRestart(reason: string, debug: string | undefined): void {
+    if (this.stopping || this.restartTimer) return;
+    for (const secret of this.secrets) {
+      reason = reason.replaceAll(secret, '<redacted>');
+      if (debug !== undefined) debug = debug.replaceAll(secret, '<redacted>');
+    }
     this.failures += 1;
     this.lastError = reason;
-    if (debug !== undefined && this.secretHex !== undefined)
-      debug = debug.replaceAll(this.secretHex, '<redacted>');
+    // Nothing flows until the next worker measures again: say 0, not the last good figure.
+    if (this.fps !== undefined) this.fps = 0;
+    if (this.bitrateKbps !== undefined) this.bitrateKbps = 0;
     const base = Math.min(this.timings.backoffMaxMs, this.timings.backoffMinMs * 2 ** (this.failures - 1));
     const delayMs = Math.round(base * (0.8 + Math.random() * 0.4));
     this.log.warn({ reason, debug, retryInMs: delayMs, failures: this.failures }, 'camera failed');
@@ -218,17 +294,35 @@ export class Camera implements Service {
     void this.endWorker();
   }
 
-  /** Ask the worker to stop, then SIGTERM, then SIGKILL; resolves when it has really exited. */
-  private async endWorker(): Promise<void> {
+  /**
+   * End the current worker (if any). Resolves only when every worker this camera ended so far has
+   * really exited: a failure starts ending its worker at once, and the restart that follows the
+   * backoff awaits this, so a new pipeline never runs beside a dying one.
+   */
+  private endWorker(): Promise<void> {
     const worker = this.worker;
     this.worker = undefined;
-    if (!worker || worker.exitCode !== null || worker.signalCode !== null) return;
+    if (worker && worker.exitCode === null && worker.signalCode === null) {
+      const previous = this.exiting;
+      this.exiting = Promise.all([previous, this.terminate(worker)]).then(() => undefined);
+    }
+    return this.exiting;
+  }
+
+  /** Ask the worker to stop, then SIGTERM, then SIGKILL; resolves when it has really exited. */
+  private async terminate(worker: ChildProcess): Promise<void> {
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
     const escalate = async (signal: NodeJS.Signals | undefined): Promise<boolean> => {
       if (signal) worker.kill(signal);
       else if (worker.connected) worker.send({ type: 'stop' } satisfies ToWorker);
       else worker.kill('SIGTERM');
-      return Promise.race([exited.then(() => true), delay(this.timings.exitGraceMs).then(() => false)]);
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), this.timings.exitGraceMs);
+      });
+      const outcome = await Promise.race([exited.then(() => true), grace]);
+      clearTimeout(timer);
+      return outcome;
     };
     if (await escalate(undefined)) return;
     if (await escalate('SIGTERM')) return;
@@ -242,8 +336,4 @@ export class Camera implements Service {
     this.state = state;
     this.log.info({ state, restarts: this.restarts }, 'camera state');
   }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

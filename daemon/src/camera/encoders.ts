@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { OutpostError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import { caps, element, renderPipeline } from './pipeline.js';
+import { requireSourceElements, SOURCE_ELEMENTS, type CameraSource, type SourceElement } from './sources.js';
 import { forkWorker } from './worker-process.js';
 import type { FromWorker, ProbeResult, ToWorker } from './worker-protocol.js';
 
@@ -46,11 +47,18 @@ export interface EncoderStatus {
 export class Encoders implements Service {
   readonly name = 'encoders';
   private statuses: EncoderStatus[] | undefined;
+  /** Source elements (libcamerasrc, v4l2src, rtspsrc…) found in the registry by the same probe. */
+  private sourceElements = new Set<string>();
 
   constructor(private readonly log: Logger) {}
 
   async start(): Promise<void> {
     const results = await probeInWorker();
+    this.sourceElements = new Set(
+      results
+        .filter((r) => r.present && (SOURCE_ELEMENTS as readonly string[]).includes(r.factory))
+        .map((r) => r.factory),
+    );
     this.statuses = ENCODERS.map((factory) => {
       const result = results.find((r) => r.factory === factory);
       if (!result?.present) return { factory, usable: false, reason: WHY_ABSENT[factory] };
@@ -72,7 +80,15 @@ export class Encoders implements Service {
         hint: 'install gstreamer1.0-plugins-ugly (x264enc) or gstreamer1.0-plugins-bad (openh264enc)',
       });
     }
-    this.log.info({ usable, unusable, preferred: usable[0] }, 'h264 encoders probed');
+    this.log.info(
+      {
+        usable,
+        unusable,
+        preferred: usable[0],
+        sourceElements: [...this.sourceElements],
+      },
+      'h264 encoders probed',
+    );
   }
 
   stop(): Promise<void> {
@@ -86,6 +102,12 @@ export class Encoders implements Service {
   /** What the probe found, for status and `outpost cameras`. */
   report(): readonly EncoderStatus[] {
     return this.statuses ?? [];
+  }
+
+  /** Throws SOURCE_UNAVAILABLE when an element the camera's source needs is not installed here. */
+  requireSource(source: CameraSource, camera: string): void {
+    if (!this.statuses) throw new Error('encoders.requireSource() before start()');
+    requireSourceElements(source, camera, (element: SourceElement) => this.sourceElements.has(element));
   }
 
   /** The encoder a camera gets. Throws ENCODER_UNAVAILABLE when a forced one cannot be used. */
@@ -143,10 +165,22 @@ function probeInWorker(): Promise<ProbeResult[]> {
     worker.send({
       type: 'probe',
       trialTimeoutMs: TRIAL_TIMEOUT_MS,
-      candidates: ENCODERS.map((factory) => ({
-        factory,
-        trial: factory === 'v4l2h264enc' ? hardwareTrial() : undefined,
-      })),
+      candidates: [
+        ...ENCODERS.map((factory) => ({
+          factory,
+          parse: undefined,
+          trial: factory === 'v4l2h264enc' ? hardwareTrial() : undefined,
+        })),
+        ...SOURCE_ELEMENTS.map((factory) => ({
+          factory,
+          // A source has no sink pad: `fakesrc ! libcamerasrc` would not parse even where it exists. The
+          // extra chain keeps the parse result a pipeline (a lone element would be returned bare).
+          parse: factory.endsWith('src')
+            ? `fakesrc num-buffers=0 ! fakesink ${factory} ! fakesink`
+            : undefined,
+          trial: undefined,
+        })),
+      ],
     } satisfies ToWorker);
   });
 }

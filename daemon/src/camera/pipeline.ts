@@ -5,6 +5,7 @@
 import { SRTP_SUITES, ssrcFor, type CameraConfig, type Config, type SrtpSuite } from '../config/schema.js';
 import { OutpostError } from '../errors.js';
 import type { EncoderName } from './encoders.js';
+import type { CameraSource } from './sources.js';
 
 export { ssrcFor } from '../config/schema.js';
 
@@ -21,10 +22,14 @@ export interface Fraction {
 export interface Bytes {
   bytes: Uint8Array;
 }
-export type Value = string | number | boolean | Fraction | Bytes;
+/** A string that is a secret (an RTSP camera's password): quoted as usual, `<redacted>` in a redacted render. */
+export interface Secret {
+  secret: string;
+}
+export type Value = string | number | boolean | Fraction | Bytes | Secret;
 
 export interface RenderOptions {
-  /** Render Bytes values as `<redacted>`: for log lines, never for GStreamer. */
+  /** Render Bytes and Secret values as `<redacted>`: for log lines, never for GStreamer. */
   redact?: boolean;
 }
 
@@ -129,6 +134,7 @@ function renderCaps(link: CapsLink, options: RenderOptions): string {
     if (typeof value === 'number') return `${key}=(int)${integer(value, key)}`;
     if (typeof value === 'boolean') return `${key}=(boolean)${value}`;
     if ('bytes' in value) return `${key}=(buffer)${hex(value, key, options)}`;
+    if ('secret' in value) throw invalid(`caps field ${key} cannot hold a secret`);
     return `${key}=(fraction)${integer(value.num, key)}/${integer(value.den, key)}`;
   });
   return [link.media, ...fields].join(',');
@@ -142,6 +148,12 @@ function renderValue(value: Value, where: string, options: RenderOptions): strin
   }
   if (typeof value === 'object') {
     if ('bytes' in value) return hex(value, where, options);
+    if ('secret' in value) {
+      if (CONTROL.test(value.secret) || value.secret.endsWith('\\'))
+        // Never repeat a secret in an error message.
+        throw invalid(`${where} contains a control character or ends with a backslash; change it`);
+      return options.redact ? '<redacted>' : quote(value.secret);
+    }
     return `${integer(value.num, where)}/${integer(value.den, where)}`;
   }
   return quote(value);
@@ -154,12 +166,17 @@ function hex(value: Bytes, where: string, options: RenderOptions): string {
 }
 
 /**
- * gst-launch's lexer reads a double-quoted string as `"([^"\\]|\\.)*"` and unescapes `\x` to `x`, so
- * escaping `\` and `"` keeps any value inside its quotes. Control characters (a newline ends a token)
- * are refused rather than escaped.
+ * gst-launch unescapes `\x` to `x`, so escaping `\` and `"` keeps a value's characters. But its lexer
+ * (parse.l, 1.22) reads a double-quoted string as `"([^"]|\\")*"` with flex's longest match: a `\`
+ * right before the closing quote can also be read as an escaped quote, and the string then runs on to
+ * the next `"` in the description, so the rest is tokenised anew (a user name ending in `\` followed by
+ * a password holding ` ! filesink …` would inject an element). A value ending in a backslash is
+ * therefore refused, like control characters (a newline ends a token).
  */
 export function quote(value: string): string {
   if (CONTROL.test(value)) throw invalid(`value ${JSON.stringify(value)} contains a control character`);
+  if (value.endsWith('\\'))
+    throw invalid(`value ${JSON.stringify(value)} ends with a backslash, which GStreamer cannot quote`);
   return `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
@@ -176,6 +193,15 @@ function invalid(message: string): OutpostError {
 
 /** Names of elements the camera supervisor reads back (packet counter on the payloader). */
 export const PAYLOADER_NAME = 'pay';
+/**
+ * An `identity` right after the encoder (or the RTSP depayloader): its `stats` property counts the
+ * encoded frames and bytes, so fps and bitrate are measured by GStreamer, not by JavaScript per frame.
+ */
+export const METER_NAME = 'meter';
+
+function meter(): ElementLink {
+  return element('identity', { silent: true }, METER_NAME);
+}
 
 /** An SRTP master key (key + salt) ready for srtpenc, and the suite it is for. */
 export interface SrtpKey {
@@ -185,27 +211,30 @@ export interface SrtpKey {
 
 /**
  * The chain for one camera: capture → H.264 (constrained baseline, so every browser decodes it) → RTP
- * (SPS/PPS with every keyframe) → optional SRTP → UDP to the SFU. No decode, no per-frame JavaScript.
- * Only the `test` source exists so far.
+ * (SPS/PPS with every keyframe) → optional SRTP → UDP to the SFU. No per-frame JavaScript. An `rtsp`
+ * camera's H.264 is depayloaded and payloaded again, never decoded or re-encoded: `encoder` is
+ * undefined for it (and required for every other source).
  */
 export function cameraChain(
   camera: CameraConfig,
   sfu: Config['sfu'],
-  encoder: EncoderName,
+  encoder: EncoderName | undefined,
   srtp?: SrtpKey,
 ): Link[] | Link[][] {
-  const keyframeFrames = Math.max(1, Math.round(camera.framerate * camera.keyframeIntervalSeconds));
-  const framerate = { num: camera.framerate, den: 1 };
+  let h264: Link[];
+  if (camera.source.type === 'rtsp') {
+    h264 = rtspLinks(camera.source);
+  } else {
+    if (encoder === undefined) throw invalid(`camera ${camera.name} needs an encoder`);
+    const keyframeFrames = Math.max(1, Math.round(camera.framerate * camera.keyframeIntervalSeconds));
+    h264 = [
+      ...rawCaptureLinks(camera, camera.source, encoder === 'v4l2h264enc' ? 'NV12' : 'I420'),
+      ...encoderLinks(camera, encoder, keyframeFrames),
+    ];
+  }
   const capture: Link[] = [
-    element('videotestsrc', { 'is-live': true, pattern: camera.source.pattern }, 'src'),
-    caps('video/x-raw', {
-      // The Pi encoder wants NV12; the software encoders take I420.
-      format: encoder === 'v4l2h264enc' ? 'NV12' : 'I420',
-      width: camera.width,
-      height: camera.height,
-      framerate,
-    }),
-    ...encoderLinks(camera, encoder, keyframeFrames),
+    ...h264,
+    meter(),
     element(
       'rtph264pay',
       {
@@ -246,6 +275,67 @@ export function cameraChain(
     [pad('srtp', 'rtp_src_0'), rtpSink],
     [pad('rtpbin', 'send_rtcp_src_0'), pad('srtp', 'rtcp_sink_0')],
     [pad('srtp', 'rtcp_src_0'), rtcpSink],
+  ];
+}
+
+/**
+ * Raw frames in the encoder's format (the Pi encoder wants NV12; the software encoders take I420).
+ * videoconvert is a no-op when the camera already sends that format.
+ */
+function rawCaptureLinks(
+  camera: CameraConfig,
+  source: Exclude<CameraSource, { type: 'rtsp' }>,
+  format: 'NV12' | 'I420',
+): Link[] {
+  const size = { width: camera.width, height: camera.height, framerate: { num: camera.framerate, den: 1 } };
+  switch (source.type) {
+    case 'test':
+      return [
+        element('videotestsrc', { 'is-live': true, pattern: source.pattern }, 'src'),
+        caps('video/x-raw', { format, ...size }),
+      ];
+    case 'libcamera':
+      // libcamera's ISP delivers NV12/I420 at the asked size itself: nothing to convert.
+      return [
+        element('libcamerasrc', { 'camera-name': source.cameraName }, 'src'),
+        caps('video/x-raw', { format, ...size }),
+      ];
+    case 'v4l2':
+      return [
+        element('v4l2src', { device: source.device }, 'src'),
+        ...(source.format === 'mjpeg'
+          ? // Decoding the camera's own MJPEG is the only way to get frames from such a camera.
+            [caps('image/jpeg', size), element('jpegdec')]
+          : [caps('video/x-raw', { format: 'YUY2', ...size })]),
+        element('videoconvert'),
+        caps('video/x-raw', { format }),
+      ];
+  }
+}
+
+/**
+ * An IP camera's H.264, passed through: RTP in → H.264 access units (SPS/PPS inserted before every
+ * IDR, so a viewer can start at any keyframe) → our payloader. No decoder, no encoder.
+ */
+function rtspLinks(source: Extract<CameraSource, { type: 'rtsp' }>): Link[] {
+  return [
+    element(
+      'rtspsrc',
+      {
+        location: source.url,
+        'user-id': source.username,
+        'user-pw': source.password === undefined ? undefined : { secret: source.password },
+        latency: source.latencyMs,
+        protocols: source.transport === 'auto' ? undefined : source.transport,
+      },
+      'src',
+    ),
+    // Only the video stream links here; an audio stream stays unlinked (rtspsrc carries on).
+    caps('application/x-rtp', { media: 'video', 'encoding-name': 'H264' }),
+    element('rtph264depay'),
+    element('h264parse', { 'config-interval': -1 }),
+    // One buffer per frame, so the meter counts frames.
+    caps('video/x-h264', { 'stream-format': 'byte-stream', alignment: 'au' }),
   ];
 }
 

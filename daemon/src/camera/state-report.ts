@@ -66,7 +66,9 @@ export class CameraStateReport implements Service {
     const now = Date.now();
     for (const entry of this.tracked) {
       const status = entry.camera.status();
-      const key = `${status.state}|${status.encoder}|${status.restarts}|${status.lastError}`;
+      // fps and bitrate change every second: they ride along on the 30 s refresh, except that the first
+      // measurement is published at once (a console should not see null for 30 s).
+      const key = `${status.state}|${status.encoder}|${status.restarts}|${status.lastError}|${status.fps === undefined}`;
       if (key !== entry.lastKey || now - entry.lastPublishedAt >= REFRESH_MS) this.publishState(entry);
       entry.lastKey = key;
       if (status.state === 'streaming') {
@@ -96,8 +98,8 @@ export class CameraStateReport implements Service {
       state: override ?? status.state,
       encoder: status.encoder ?? null,
       hardwareEncoder: status.encoder === 'v4l2h264enc',
-      fps: null,
-      bitrateKbps: null,
+      fps: status.fps ?? null,
+      bitrateKbps: status.bitrateKbps ?? null,
       packets: status.packets,
       restarts: status.restarts,
       lastError: status.lastError ?? null,

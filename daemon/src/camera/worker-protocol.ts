@@ -4,6 +4,8 @@
 /** One element to look for in the registry, with an optional trial pipeline that must reach EOS. */
 export interface ProbeCandidate {
   factory: string;
+  /** What to parse to see whether it exists; `fakesrc ! FACTORY ! fakesink` when undefined (a source needs its own). */
+  parse: string | undefined;
   trial: string | undefined;
 }
 
@@ -16,15 +18,21 @@ export interface ProbeResult {
 }
 
 export type ToWorker =
-  | { type: 'run'; description: string; payloader: string }
+  /** `payloader` and `meter` name the elements whose counters the worker reads once a second. */
+  | { type: 'run'; description: string; payloader: string; meter: string }
   | { type: 'probe'; candidates: ProbeCandidate[]; trialTimeoutMs: number }
   | { type: 'stop' };
 
 export type FromWorker =
   /** The pipeline parsed and was asked to play. */
   | { type: 'started' }
-  /** Once a second: RTP packets sent so far (the payloader's sequence counter, unwrapped). */
-  | { type: 'stats'; packets: number }
+  /**
+   * Once a second, counters since the pipeline started: RTP packets sent (the payloader's sequence
+   * counter, unwrapped), and the encoded frames and bytes that passed the meter (an `identity`
+   * element after the encoder). `atMs` is the worker's monotonic clock when they were read, so rates
+   * do not depend on IPC delay.
+   */
+  | { type: 'stats'; packets: number; frames: number; bytes: number; atMs: number }
   | { type: 'error'; message: string; element: string | undefined; debug: string | undefined }
   | { type: 'eos' }
   | { type: 'probed'; results: ProbeResult[] };

@@ -20,7 +20,19 @@ function send(message: FromWorker, then?: () => void): void {
 let pipeline: Pipeline | undefined;
 let statsTimer: NodeJS.Timeout | undefined;
 
-function run(description: string, payloaderName: string): void {
+/**
+ * identity's `stats` (GStreamer ≥ 1.18) is a GstStructure; gstreamer-superficial hands boxed values
+ * over as their string form: `application/x-identity-stats, num-bytes=(guint64)79552, num-buffers=(guint64)15;`.
+ */
+function meterCounters(stats: unknown): { frames: number; bytes: number } | undefined {
+  if (typeof stats !== 'string') return undefined;
+  const bytes = /num-bytes=\(guint64\)(\d+)/.exec(stats)?.[1];
+  const frames = /num-buffers=\(guint64\)(\d+)/.exec(stats)?.[1];
+  if (bytes === undefined || frames === undefined) return undefined;
+  return { frames: Number(frames), bytes: Number(bytes) };
+}
+
+function run(description: string, payloaderName: string, meterName: string): void {
   let created: Pipeline;
   try {
     created = new gstreamer.Pipeline(description);
@@ -48,7 +60,11 @@ function run(description: string, payloaderName: string): void {
   current.play();
   send({ type: 'started' });
   const payloader = current.findChild(payloaderName);
+  // Frames and bytes are counted by GStreamer itself (identity after the encoder, ~0.1 µs a buffer);
+  // JavaScript reads two counters once a second and never sees a frame.
+  const meter = current.findChild(meterName);
   let packets = 0;
+  let counted = { frames: 0, bytes: 0 };
   let lastSeqnum: number | undefined;
   statsTimer = setInterval(() => {
     // rtph264pay's `seqnum` is the last sequence number sent (16-bit, wraps): count the steps.
@@ -57,7 +73,8 @@ function run(description: string, payloaderName: string): void {
       if (lastSeqnum !== undefined) packets += (seqnum - lastSeqnum + 0x10000) % 0x10000;
       lastSeqnum = seqnum;
     }
-    send({ type: 'stats', packets });
+    counted = meterCounters(meter?.['stats']) ?? counted;
+    send({ type: 'stats', packets, ...counted, atMs: performance.now() });
   }, STATS_INTERVAL_MS);
 }
 
@@ -73,10 +90,10 @@ function stop(code: number): never {
  */
 async function probe(candidates: ProbeCandidate[], trialTimeoutMs: number): Promise<ProbeResult[]> {
   const results: ProbeResult[] = [];
-  for (const { factory, trial } of candidates) {
+  for (const { factory, parse, trial } of candidates) {
     try {
       // Parsing resolves every element by name; linking and negotiation wait for play().
-      new gstreamer.Pipeline(`fakesrc num-buffers=0 ! ${factory} ! fakesink`);
+      new gstreamer.Pipeline(parse ?? `fakesrc num-buffers=0 ! ${factory} ! fakesink`);
     } catch (error) {
       results.push({ factory, present: false, trialOk: undefined, error: (error as Error).message });
       continue;
@@ -119,7 +136,7 @@ function runToEnd(description: string, timeoutMs: number): Promise<string | unde
 process.on('message', (message: ToWorker) => {
   switch (message.type) {
     case 'run':
-      run(message.description, message.payloader);
+      run(message.description, message.payloader, message.meter);
       break;
     case 'probe':
       void probe(message.candidates, message.trialTimeoutMs).then((results) => {

@@ -117,8 +117,47 @@ const testSource = z.strictObject({
   pattern: z.enum(['smpte', 'ball', 'snow', 'black', 'white', 'gradient']).default('smpte'),
 });
 
-const cameraSource = z.discriminatedUnion('type', [testSource], {
-  error: 'source.type must be one of: test',
+/** A Pi camera module through libcamera (libcamerasrc, from gstreamer1.0-libcamera). */
+const libcameraSource = z.strictObject({
+  type: z.literal('libcamera'),
+  /** libcamera's id of one camera (`libcamera-hello --list-cameras`); the first camera when absent. */
+  cameraName: z.string().min(1).optional(),
+});
+
+/** A USB (UVC) camera through Video4Linux. */
+const v4l2Source = z.strictObject({
+  type: z.literal('v4l2'),
+  /** A stable /dev/v4l/by-id/… path survives replugging and reboots; /dev/videoN may change. */
+  device: z
+    .string()
+    .regex(/^\/dev\/[^\0]+$/, {
+      error:
+        'give the camera device as /dev/video0 or a stable /dev/v4l/by-id/… path (see `outpost cameras`)',
+    })
+    .default('/dev/video0'),
+  /** What the camera sends: raw YUYV (no decoding), or MJPEG (decoded by jpegdec before encoding). */
+  format: z.enum(['yuyv', 'mjpeg'], { error: 'source.format must be yuyv or mjpeg' }).default('yuyv'),
+});
+
+/** An IP camera on the isolated LAN: its H.264 is passed through, never decoded or re-encoded. */
+const rtspSource = z.strictObject({
+  type: z.literal('rtsp'),
+  url: z
+    .url({ protocol: /^rtsps?$/, error: 'give the camera stream as rtsp://HOST[:PORT]/PATH' })
+    .refine((url) => !/^rtsps?:\/\/[^/]*@/.test(url), {
+      error: 'put the credentials in source.username and source.password (redacted in logs), not in the URL',
+    }),
+  username: z.string().min(1).optional(),
+  /** Secret: redacted in check-config output and logs. */
+  password: z.string().min(1).optional(),
+  /** rtspsrc's jitter buffer; 0 passes packets on at once (a LAN rarely reorders). */
+  latencyMs: z.int().min(0).max(5000).default(0),
+  /** `auto` lets rtspsrc try UDP then TCP; `tcp` (interleaved) gets through firewalls that drop UDP. */
+  transport: z.enum(['auto', 'udp', 'tcp']).default('auto'),
+});
+
+const cameraSource = z.discriminatedUnion('type', [testSource, libcameraSource, v4l2Source, rtspSource], {
+  error: 'source.type must be one of: test, libcamera, v4l2, rtsp',
 });
 
 const camera = z.strictObject({
@@ -390,6 +429,15 @@ export const configSchema = z
                 : `with rtp.rtcp, RTCP goes to rtp.port + 1 = ${rtcpPort}, already used by cameras[${clash}]; space RTP ports 2 apart`,
           });
         }
+      }
+      if (cam.source.type === 'rtsp' && cam.encoder !== 'auto') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['cameras', index, 'encoder'],
+          input: cam.encoder,
+          message:
+            'an rtsp camera is passed through without re-encoding, so no encoder is used; remove encoder',
+        });
       }
       if (cam.encoder === 'v4l2h264enc' && cam.width > V4L2_MAX_WIDTH) {
         ctx.addIssue({

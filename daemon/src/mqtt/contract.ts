@@ -58,10 +58,10 @@ export const cameraStatePayload = z.strictObject({
   ...meta,
   camera: name,
   state: z.enum(['starting', 'streaming', 'restarting', 'failed', 'stopped']),
-  /** The encoder element in use; null until one is chosen. */
+  /** The encoder element in use; null until one is chosen, and for an rtsp camera (passed through, not encoded here). */
   encoder: z.string().nullable(),
   hardwareEncoder: z.boolean(),
-  /** Measured output; null while not measured (the worker reports packets only, so far). */
+  /** Measured encoded output (frames/s, kbit/s over the last ~5 s); null until the first measurement. */
   fps: z.number().nonnegative().nullable(),
   bitrateKbps: z.number().nonnegative().nullable(),
   /** RTP packets sent since the daemon started. */
