@@ -4,6 +4,7 @@
 // press, and the press is reported as soon as the line has been quiet for debounceMs (the alert must not
 // wait for the release). `press` carries the time of the first edge, for latency figures.
 import type { Logger } from 'pino';
+import { describeError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import type { Pin, PinValue } from './pin.js';
 
@@ -42,7 +43,19 @@ export class Button implements Service {
 
   async start(): Promise<void> {
     if (this.pin) return;
-    const pin = await this.open();
+    let pin: Pin;
+    try {
+      pin = await this.open();
+    } catch (error) {
+      // No GPIO interface or no permission: say so with the fix and keep the daemon (cameras, cmd/clip,
+      // `outpost clip`) running; a restart would not fix it.
+      this.fault = describeError(error);
+      this.log.error(
+        { err: error, reason: this.fault },
+        'panic button unavailable (cmd/clip and `outpost clip` still work)',
+      );
+      return;
+    }
     this.pin = pin;
     // A button held down at start is not a press: only a change from the settled level counts.
     this.pressed = this.isPressed(await pin.read());
@@ -68,8 +81,14 @@ export class Button implements Service {
     await pin?.close();
   }
 
+  /** Always true: a button that cannot be used is logged and shown on the LED, not a restart reason. */
   healthy(): boolean {
-    return this.pin !== undefined && this.fault === undefined;
+    return true;
+  }
+
+  /** Why the button does not work, or undefined when it does. */
+  problem(): string | undefined {
+    return this.fault;
   }
 
   private isPressed(value: PinValue): boolean {

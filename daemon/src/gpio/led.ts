@@ -7,6 +7,7 @@
 // The steady states come from `baseState()`, asked at the end of every cycle; the two event patterns
 // play once over it. Without a configured LED every call is a no-op.
 import type { Logger } from 'pino';
+import { describeError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import type { Pin, PinValue } from './pin.js';
 
@@ -54,7 +55,13 @@ export class Led implements Service {
 
   async start(): Promise<void> {
     if (!this.open || this.pin) return;
-    this.pin = await this.open();
+    try {
+      this.pin = await this.open();
+    } catch (error) {
+      this.failed = true;
+      this.log.error({ err: error, reason: describeError(error) }, 'status LED unavailable');
+      return;
+    }
     this.cycle();
   }
 
@@ -80,8 +87,14 @@ export class Led implements Service {
     }
   }
 
+  /** Always true: a dark LED is logged, not a reason to restart the daemon. */
   healthy(): boolean {
-    return !this.failed;
+    return true;
+  }
+
+  /** The LED could not be opened or driven. */
+  broken(): boolean {
+    return this.failed;
   }
 
   private cycle(): void {

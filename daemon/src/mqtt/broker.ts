@@ -39,6 +39,11 @@ interface Connection {
 /** The user name of the daemon's local credential, for tools on the box (loopback listener only). */
 export const LOCAL_ADMIN = 'local-admin';
 
+/** The local-admin password file in a data dir (0600, written by the daemon at start). */
+export function localAdminPasswordFile(dataDir: string): string {
+  return join(dataDir, 'local-admin.password');
+}
+
 /** Refused publishes are re-addressed here and dropped: nobody may subscribe to `$outpost/…`. */
 const REFUSED_TOPIC = '$outpost/refused';
 
@@ -107,7 +112,7 @@ export class Broker implements Service {
 
   /** File holding the local-admin password for tools on the box (`outpost chat`, mosquitto_sub). */
   get localAdminFile(): string {
-    return join(this.config.dataDir, 'local-admin.password');
+    return localAdminPasswordFile(this.config.dataDir);
   }
 
   async start(): Promise<void> {
@@ -258,6 +263,40 @@ export class Broker implements Service {
     await Promise.all(closed);
     if (persistence) await persistence.destroy().catch(() => undefined);
     if (db && db.status !== 'closed') await db.close().catch(() => undefined);
+  }
+
+  /**
+   * The daemon's own subscription on this broker, in process (no socket, no ACL). A camera-role box's
+   * uplink goes to the hub, so local tools (`outpost clip`) reach the daemon's commands through this.
+   */
+  subscribeLocal(filter: string, handler: (topic: string, payload: Buffer) => void): void {
+    const aedes = this.aedes;
+    if (!aedes) throw new Error('subscribeLocal before the broker started');
+    aedes.subscribe(
+      filter,
+      (packet, callback) => {
+        handler(packet.topic, Buffer.from(packet.payload));
+        callback();
+      },
+      () => undefined,
+    );
+  }
+
+  /** Publish on this broker from the daemon itself (replies to local tools). */
+  publishLocal(topic: string, payload: object, options: { qos: 0 | 1; retain?: boolean }): void {
+    this.aedes?.publish(
+      {
+        cmd: 'publish',
+        topic,
+        payload: Buffer.from(JSON.stringify(payload)),
+        qos: options.qos,
+        retain: options.retain ?? false,
+        dup: false,
+      },
+      (error) => {
+        if (error) this.log.warn({ err: error, topic }, 'local publish failed');
+      },
+    );
   }
 
   healthy(): boolean {
