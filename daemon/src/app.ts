@@ -77,9 +77,8 @@ export function buildApp(config: Config, log: Logger): App {
   });
   const gpio = config.gpio;
   const openPin = gpio ? pinOpener(gpio) : undefined;
-  let life: ReturnType<typeof lifecycle> | undefined;
   const ledBase = (): LedBase =>
-    (life && !life.healthy()) || button?.problem() !== undefined
+    !life.healthy() || button?.problem() !== undefined
       ? 'fault'
       : cameras.some(({ camera }) => camera.status().state === 'streaming')
         ? 'streaming'
@@ -228,7 +227,7 @@ export function buildApp(config: Config, log: Logger): App {
     commands,
     ...(localCommands ? [localCommands] : []),
   ];
-  life = lifecycle(services, log, config.shutdown.timeoutMs);
+  const life = lifecycle(services, log, config.shutdown.timeoutMs);
   return {
     ...life,
     services,

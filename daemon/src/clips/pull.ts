@@ -36,9 +36,9 @@ export interface PullOptions {
   requestAfterMs?: number;
   signal?: AbortSignal;
   /** Events for a person: alerts, finished clips, problems. */
-  say?(line: string): void;
+  say?: (line: string) => void;
   /** Progress, redrawn in place on a TTY. */
-  progress?(line: string): void;
+  progress?: (line: string) => void;
 }
 
 export interface PulledClip {
@@ -228,8 +228,8 @@ export async function pullClips(options: PullOptions): Promise<PullResult> {
     () => {
       for (const p of partials.values()) {
         if (Date.now() - p.lastProgress < requestAfterMs) continue;
-      // Known only from its alert: the box is still recording it, and the manifest will come.
-      if (!p.manifest && p.have.size === 0) continue;
+        // Known only from its alert: the box is still recording it, and the manifest will come.
+        if (!p.manifest && p.have.size === 0) continue;
         const missing = p.manifest
           ? Array.from({ length: p.manifest.chunks }, (_, i) => i).filter((i) => !p.have.has(i))
           : [];
