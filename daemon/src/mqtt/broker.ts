@@ -131,10 +131,15 @@ export class Broker implements Service {
         cause: error,
       });
     }
+    // aedes-persistence-level keys a message queued for an offline client by broker id and a counter
+    // that restarts at 0 with every broker start: with a fixed id, messages queued after a restart
+    // overwrote those queued before it (alerts lost for a console that was away across a hub restart)
+    // and were delivered ahead of them. A per-run id that sorts by run keeps both, in order.
+    const run = await nextRun(this.db);
     const persistence = aedesPersistenceLevel(this.db);
     this.persistence = persistence;
     const aedes = await Aedes.createBroker({
-      id: `outpost-${this.config.device}`,
+      id: `outpost-${this.config.device}-${String(run).padStart(10, '0')}`,
       persistence,
       // CONNACK refused (code 6) for a keep-alive of 0 (a dead client would never be noticed) or above this.
       keepaliveLimit: settings.limits.keepAliveMaxSeconds,
@@ -579,4 +584,13 @@ async function readTlsMaterial(files: {
     }
   };
   return { ca: await read('ca'), cert: await read('cert'), key: await read('key') };
+}
+
+/** The broker's run number in its store: 1 on the first start, +1 on each start after it. */
+async function nextRun(db: Level<string, unknown>): Promise<number> {
+  const key = 'outpost:broker-runs';
+  const stored = (await db.get(key)) as Uint8Array | undefined;
+  const run = (stored ? Number(Buffer.from(stored).toString('utf8')) || 0 : 0) + 1;
+  await db.put(key, Buffer.from(String(run)), { sync: true });
+  return run;
 }
