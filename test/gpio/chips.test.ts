@@ -1,6 +1,6 @@
 // BCM numbers resolved through fake /sys and /dev trees: the chip base comes from the chip's label,
 // never a fixed offset, and the character device is used where sysfs GPIO is missing.
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OutpostError } from '../../daemon/src/errors.js';
@@ -104,6 +104,20 @@ describe('GPIO chips', () => {
       chipLabel: 'pinctrl-rp1',
       offset: 17,
     });
+  });
+
+  it('falls back to the character device when sysfs GPIO is there but unusable (read-only /sys under systemd)', async () => {
+    const sysRoot = await fakeSys([{ name: 'gpiochip512', base: 512, ngpio: 58, label: 'pinctrl-bcm2711' }]);
+    await rm(join(sysRoot, 'class/gpio/export'));
+    const devRoot = await fakeDev(['gpiochip0']);
+    const chips = parseGpiodetect('gpiochip0 [pinctrl-bcm2711] (58 lines)');
+    const line = await resolveLine(17, {
+      sysRoot,
+      devRoot,
+      backend: 'auto',
+      listChardev: () => Promise.resolve(chips),
+    });
+    expect(line).toMatchObject({ backend: 'chardev', chipLabel: 'pinctrl-bcm2711', offset: 17 });
   });
 
   it('says there is no GPIO interface, naming both paths, when neither exists', async () => {

@@ -79,26 +79,48 @@ export async function readSysfsChips(sysRoot: string): Promise<SysfsChip[] | und
 
 /** Where BCM GPIO `bcm` is, on the backend `options.backend` asks for or the one this box has. */
 export async function resolveLine(bcm: number, options: ResolveOptions): Promise<ResolvedLine> {
-  const labels = options.chip ? [options.chip] : [...BCM_CHIP_LABELS];
   const sysfs = options.backend === 'chardev' ? undefined : await readSysfsChips(options.sysRoot);
-  if (sysfs !== undefined) {
-    const chip = labels.map((label) => sysfs.find((found) => found.label === label)).find(Boolean);
-    if (!chip) {
-      throw new OutpostError(
-        'GPIO_UNAVAILABLE',
-        `no GPIO chip labelled ${labels.join(' or ')} under ${join(options.sysRoot, 'class/gpio')} (found: ${sysfs.map((c) => `${c.name} ${c.label}`).join(', ') || 'none'})`,
-        { hint: 'set gpio.chip to the label of the chip your button is wired to' },
-      );
-    }
-    if (bcm >= chip.ngpio) {
-      throw new OutpostError('GPIO_UNAVAILABLE', `GPIO${bcm} is beyond ${chip.label}'s ${chip.ngpio} lines`, {
-        hint: 'check gpio.button.pin / gpio.led.pin (BCM numbers)',
-      });
-    }
-    const exportFile = join(options.sysRoot, 'class/gpio/export');
-    await accessible(exportFile, constants.W_OK);
-    return { backend: 'sysfs', bcm, gpio: chip.base + bcm, chip };
+  if (sysfs === undefined) return resolveChardev(bcm, options);
+  try {
+    return await resolveSysfs(bcm, sysfs, options);
+  } catch (error) {
+    // auto: sysfs GPIO that is there but cannot be used (read-only /sys under systemd's
+    // ProtectKernelTunables, as in outpost.service; no permission) falls back to the character device.
+    if (options.backend === 'sysfs' || (await chardevNodes(options.devRoot)).length === 0) throw error;
+    return resolveChardev(bcm, options);
   }
+}
+
+async function resolveSysfs(bcm: number, sysfs: SysfsChip[], options: ResolveOptions): Promise<ResolvedLine> {
+  const labels = options.chip ? [options.chip] : [...BCM_CHIP_LABELS];
+  const chip = labels.map((label) => sysfs.find((found) => found.label === label)).find(Boolean);
+  if (!chip) {
+    throw new OutpostError(
+      'GPIO_UNAVAILABLE',
+      `no GPIO chip labelled ${labels.join(' or ')} under ${join(options.sysRoot, 'class/gpio')} (found: ${sysfs.map((c) => `${c.name} ${c.label}`).join(', ') || 'none'})`,
+      { hint: 'set gpio.chip to the label of the chip your button is wired to' },
+    );
+  }
+  if (bcm >= chip.ngpio) {
+    throw new OutpostError('GPIO_UNAVAILABLE', `GPIO${bcm} is beyond ${chip.label}'s ${chip.ngpio} lines`, {
+      hint: 'check gpio.button.pin / gpio.led.pin (BCM numbers)',
+    });
+  }
+  const exportFile = join(options.sysRoot, 'class/gpio/export');
+  await accessible(exportFile, constants.W_OK);
+  return { backend: 'sysfs', bcm, gpio: chip.base + bcm, chip };
+}
+
+async function chardevNodes(devRoot: string): Promise<string[]> {
+  try {
+    return (await readdir(devRoot)).filter((entry) => /^gpiochip\d+$/.test(entry));
+  } catch {
+    return [];
+  }
+}
+
+async function resolveChardev(bcm: number, options: ResolveOptions): Promise<ResolvedLine> {
+  const labels = options.chip ? [options.chip] : [...BCM_CHIP_LABELS];
   if (options.backend === 'sysfs') {
     throw new OutpostError(
       'GPIO_UNAVAILABLE',
@@ -108,12 +130,7 @@ export async function resolveLine(bcm: number, options: ResolveOptions): Promise
       },
     );
   }
-  let nodes: string[];
-  try {
-    nodes = (await readdir(options.devRoot)).filter((entry) => /^gpiochip\d+$/.test(entry));
-  } catch {
-    nodes = [];
-  }
+  const nodes = await chardevNodes(options.devRoot);
   if (nodes.length === 0) {
     throw new OutpostError(
       'GPIO_UNAVAILABLE',
