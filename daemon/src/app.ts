@@ -18,7 +18,7 @@ import { ClipStore } from './clips/store.js';
 import { TestClipSource } from './clips/test-source.js';
 import { Button } from './gpio/button.js';
 import { Led, type LedBase } from './gpio/led.js';
-import { pinOpener } from './gpio/open-pin.js';
+import { pinOpener, type PinOpener } from './gpio/open-pin.js';
 import { topics } from './mqtt/topics.js';
 
 export interface App extends Lifecycle {
@@ -31,7 +31,13 @@ export interface App extends Lifecycle {
   reload(): Promise<void>;
 }
 
-export function buildApp(config: Config, log: Logger): App {
+/** What the composition root can be handed instead of the real thing (tests, benchmarks). */
+export interface AppDeps {
+  /** Opens GPIO lines; default: the board's GPIO (gpio/open-pin.ts). A fake pin in benchmarks. */
+  openPin?: PinOpener;
+}
+
+export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
   const broker = new Broker(config, log.child({ service: 'broker' }));
   const uplink = new Uplink(config, broker, log.child({ service: 'uplink' }));
   const encoders = new Encoders(log.child({ service: 'encoders' }));
@@ -76,7 +82,7 @@ export function buildApp(config: Config, log: Logger): App {
       ),
   });
   const gpio = config.gpio;
-  const openPin = gpio ? pinOpener(gpio) : undefined;
+  const openPin = gpio ? (deps.openPin ?? pinOpener(gpio)) : undefined;
   const ledBase = (): LedBase =>
     !life.healthy() || button?.problem() !== undefined
       ? 'fault'

@@ -34,6 +34,11 @@ export interface PanicResult {
   relatedClipId?: string;
 }
 
+/** How long the clip capture waits for the hub to acknowledge the alert before it starts anyway. */
+const ALERT_HEAD_START_MS = 50;
+
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+
 /** `20261124T191028Z-3fa2c1`: sortable, readable, unique enough, a valid topic segment. */
 export function newClipId(at: number): string {
   const stamp = new Date(at)
@@ -51,7 +56,7 @@ export class Panic implements Service {
 
   constructor(
     private readonly settings: PanicSettings,
-    private readonly publisher: Publisher,
+    private readonly publisher: Publisher & { publishAcked?(topic: string, payload: object): Promise<void> },
     private readonly source: ClipSource,
     private readonly store: ClipStore,
     private readonly delivery: ClipDelivery,
@@ -84,14 +89,23 @@ export class Panic implements Service {
       trigger,
       ...(relatedClipId ? { relatedClipId } : {}),
     };
-    this.publisher.publish(topics.alert(this.settings.site, this.settings.device), alert, { qos: 1 });
+    const topic = topics.alert(this.settings.site, this.settings.device);
+    // QoS 1 through the uplink's on-disk store. The capture starts once the hub acknowledged the alert,
+    // or after ALERT_HEAD_START_MS at the latest (hub away): spawning a recorder blocks the event loop
+    // for a few ms, which must not sit between the press and the alert's bytes on the socket.
+    const acknowledged = this.publisher.publishAcked
+      ? this.publisher.publishAcked(topic, alert).catch((error: unknown) => {
+          this.log.error({ err: error, clipId }, 'panic alert could not be published');
+        })
+      : (this.publisher.publish(topic, alert, { qos: 1 }), Promise.resolve());
+    const headStart = Promise.race([acknowledged, delay(ALERT_HEAD_START_MS)]);
     const alertAt = Date.now();
     this.log.warn({ clipId, trigger, cameras, relatedClipId, ms: alertAt - at }, 'panic: alert published');
     this.events.alertSent?.(clipId);
     if (this.running) {
-      const done = this.record(clipId, trigger, cameras, at, relatedClipId).finally(() =>
-        this.recording.delete(clipId),
-      );
+      const done = headStart
+        .then(() => this.record(clipId, trigger, cameras, at, relatedClipId))
+        .finally(() => this.recording.delete(clipId));
       this.recording.set(clipId, done);
     } else {
       this.log.error({ clipId }, 'panic while the clip service is stopped: alert sent, no clip');

@@ -112,6 +112,14 @@ export async function pullClips(options: PullOptions): Promise<PullResult> {
     ...(options.ca ? { ca: [options.ca], rejectUnauthorized: true } : {}),
   } satisfies IClientOptions);
   client.on('error', (error) => say(`mqtt: ${error.message}`));
+  let connects = 0;
+  client.on('connect', () => {
+    connects += 1;
+    if (connects > 1) say(`reconnected to ${options.url}`);
+  });
+  client.on('offline', () =>
+    say(`lost ${options.url}; reconnecting (the session keeps what is sent meanwhile)`),
+  );
 
   let finish: () => void = () => undefined;
   const finished = new Promise<void>((resolve) => (finish = resolve));
@@ -236,7 +244,7 @@ export async function pullClips(options: PullOptions): Promise<PullResult> {
         p.lastProgress = Date.now();
         if (p.manifest && missing.length === 0) continue;
         say(
-          `${p.device}/${p.clipId}: asking for ${p.manifest ? `${missing.length} missing chunks` : 'the manifest'}`,
+          `${p.device}/${p.clipId}: asking for ${p.manifest ? `${missing.length} missing chunks (${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', …' : ''} of ${p.manifest.chunks})` : 'the manifest'}`,
         );
         client.publish(
           topics.cmd(options.site, p.device, 'clip-chunks'),
