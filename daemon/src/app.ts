@@ -228,7 +228,7 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     clipStore,
     delivery,
     panic,
-    led,
+    ...(ledConfig ? [led] : []),
     ...(button ? [button] : []),
     commands,
     ...(localCommands ? [localCommands] : []),

@@ -37,6 +37,9 @@ describe('daemon process', () => {
       'encoders',
       'camera cam0',
       'camera state',
+      'clip-store',
+      'clip-delivery',
+      'panic',
       'commands',
     ]);
   });

@@ -217,10 +217,15 @@ export async function pullClips(options: PullOptions): Promise<PullResult> {
       .catch((error: unknown) => say(`${topic}: ${error instanceof Error ? error.message : String(error)}`));
   });
 
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve());
-    client.once('error', reject);
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      client.once('connect', () => resolve());
+      client.once('error', reject);
+    });
+  } catch (error) {
+    client.end(true); // no reconnecting in the background of a command that failed
+    throw error;
+  }
   const filters = [topics.alert(options.site, '+'), `${prefix}+/clip/+`, `${prefix}+/clip/+/chunk/+`];
   const granted = await client.subscribeAsync(filters, { qos: 1 });
   if (granted.some((grant) => grant.qos === 128)) {
