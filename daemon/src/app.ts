@@ -8,21 +8,37 @@ import { lifecycle, type Lifecycle, type Service } from './lifecycle/service.js'
 import type { Logger } from './log.js';
 import { Broker } from './mqtt/broker.js';
 import { Uplink } from './mqtt/uplink.js';
-import { argsOf, CommandError, Commands } from './mqtt/commands.js';
+import { argsOf, CommandError, Commands, type Verb } from './mqtt/commands.js';
 import { VERSION } from './version.js';
 import { z } from 'zod';
 import { CameraStateReport } from './camera/state-report.js';
 import { Telemetry } from './telemetry/sampler.js';
+import { ClipDelivery } from './clips/delivery.js';
+import { Panic } from './clips/panic.js';
+import { ClipStore } from './clips/store.js';
+import { TestClipSource } from './clips/test-source.js';
+import { Button } from './gpio/button.js';
+import { Led, type LedBase } from './gpio/led.js';
+import { pinOpener, type PinOpener } from './gpio/open-pin.js';
+import { topics } from './mqtt/topics.js';
 
 export interface App extends Lifecycle {
   readonly services: readonly Service[];
+  /** Panic triggers not on MQTT (tests, benchmarks). */
+  readonly panic: Panic;
   /** One line for systemd's STATUS= and the log: what is running. */
   summary(): string;
   /** SIGHUP: re-read what can change without a restart (the broker's identities). */
   reload(): Promise<void>;
 }
 
-export function buildApp(config: Config, log: Logger): App {
+/** What the composition root can be handed instead of the real thing (tests, benchmarks). */
+export interface AppDeps {
+  /** Opens GPIO lines; default: the board's GPIO (gpio/open-pin.ts). A fake pin in benchmarks. */
+  openPin?: PinOpener;
+}
+
+export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
   const broker = new Broker(config, log.child({ service: 'broker' }));
   const uplink = new Uplink(config, broker, log.child({ service: 'uplink' }));
   const encoders = new Encoders(log.child({ service: 'encoders' }));
@@ -57,35 +73,158 @@ export function buildApp(config: Config, log: Logger): App {
     log: log.child({ service: 'telemetry' }),
   });
   const byName = new Map(cameras.map(({ name, camera }) => [name, camera]));
+
+  // Panic clips: the store, delivery through the uplink, the panic service; then the LED and button.
+  const clipStore = new ClipStore(config.dataDir, config.clips, log.child({ service: 'clip-store' }), {
+    diskDanger: (state, message) =>
+      uplink.publish(
+        topics.alert(config.site, config.device),
+        {
+          ...uplink.stamp(),
+          id: `clip-store-${uplink.bootId.slice(0, 8)}`,
+          device: config.device,
+          kind: 'clip-store',
+          severity: state === 'raised' ? 'critical' : 'info',
+          state,
+          message,
+        },
+        { qos: 1 },
+      ),
+  });
+  const gpio = config.gpio;
+  const openPin = gpio ? (deps.openPin ?? pinOpener(gpio)) : undefined;
+  const ledBase = (): LedBase =>
+    !life.healthy() || button?.problem() !== undefined
+      ? 'fault'
+      : cameras.some(({ camera }) => camera.status().state === 'streaming')
+        ? 'streaming'
+        : 'idle';
+  const ledConfig = gpio?.led;
+  const led = new Led(
+    openPin && ledConfig ? () => openPin(ledConfig.pin, { direction: 'out' }) : undefined,
+    ledConfig?.activeLow ?? false,
+    ledBase,
+    log.child({ service: 'led' }),
+  );
+  const delivery = new ClipDelivery(
+    { site: config.site, device: config.device, inFlightChunks: config.clips.inFlightChunks },
+    clipStore,
+    uplink,
+    log.child({ service: 'clip-delivery' }),
+    { delivered: () => led.show('clip-delivered') },
+  );
+  // STAND-IN until the camera pre-roll lands: see clips/test-source.ts.
+  const clipSource = new TestClipSource(config.cameras, log.child({ service: 'clip-source' }));
+  const panic = new Panic(
+    {
+      site: config.site,
+      device: config.device,
+      preRollSeconds: config.clips.preRollSeconds,
+      postRollSeconds: config.clips.postRollSeconds,
+      cameras: config.clips.cameras ?? config.cameras.map((camera) => camera.name),
+    },
+    uplink,
+    clipSource,
+    clipStore,
+    delivery,
+    log.child({ service: 'panic' }),
+    { alertSent: () => led.show('alert-sent') },
+  );
+  const buttonConfig = gpio?.button;
+  const button =
+    openPin && buttonConfig
+      ? new Button(
+          () => openPin(buttonConfig.pin, { direction: 'in', edge: 'both', bias: buttonConfig.bias }),
+          buttonConfig,
+          {
+            press: (at) => {
+              if (buttonConfig.onPress === 'panic') panic.trigger('button', { at });
+            },
+            longPress: (at) => {
+              if (buttonConfig.onLongPress === 'panic') panic.trigger('button', { at });
+            },
+          },
+          log.child({ service: 'button' }),
+        )
+      : undefined;
+  const verbs: Record<string, Verb> = {
+    ping: () =>
+      Promise.resolve({
+        pong: true,
+        device: config.device,
+        version: VERSION,
+        uptimeSeconds: process.uptime(),
+      }),
+    status: () =>
+      Promise.resolve({ cameras: cameras.map(({ name, camera }) => ({ name, ...camera.status() })) }),
+    'restart-camera': async (args) => {
+      const { camera: name } = argsOf(z.strictObject({ camera: z.string() }), args);
+      const camera = byName.get(name);
+      if (!camera)
+        throw new CommandError(
+          'BAD_ARGUMENTS',
+          `no camera ${name}; cameras: ${[...byName.keys()].join(', ')}`,
+        );
+      await camera.stop();
+      await camera.start();
+      return { camera: name, state: camera.status().state };
+    },
+    // The console (or `outpost clip`, via: cli) asks for a panic clip: the alert goes out first.
+    clip: (args) => {
+      const { cameras: wanted, via } = argsOf(
+        z.strictObject({
+          cameras: z.array(z.string()).optional(),
+          via: z.enum(['mqtt', 'cli']).default('mqtt'),
+        }),
+        args,
+      );
+      const unknown = (wanted ?? []).filter((name) => !byName.has(name));
+      if (unknown.length > 0)
+        throw new CommandError(
+          'BAD_ARGUMENTS',
+          `no camera ${unknown.join(', ')}; cameras: ${[...byName.keys()].join(', ')}`,
+        );
+      return Promise.resolve(panic.trigger(via, { cameras: wanted }));
+    },
+    // The console missed chunks of a clip: publish them again (no chunks: the manifest again).
+    'clip-chunks': async (args) => {
+      const { clipId, chunks } = argsOf(
+        z.strictObject({
+          clipId: z.string().min(1).max(64),
+          chunks: z.array(z.int().nonnegative()).max(4096),
+        }),
+        args,
+      );
+      try {
+        return await delivery.resend(clipId, chunks);
+      } catch (error) {
+        throw new CommandError('BAD_ARGUMENTS', error instanceof Error ? error.message : String(error));
+      }
+    },
+  };
   const commands = new Commands(
     config.site,
     config.device,
     uplink,
-    {
-      ping: () =>
-        Promise.resolve({
-          pong: true,
-          device: config.device,
-          version: VERSION,
-          uptimeSeconds: process.uptime(),
-        }),
-      status: () =>
-        Promise.resolve({ cameras: cameras.map(({ name, camera }) => ({ name, ...camera.status() })) }),
-      'restart-camera': async (args) => {
-        const { camera: name } = argsOf(z.strictObject({ camera: z.string() }), args);
-        const camera = byName.get(name);
-        if (!camera)
-          throw new CommandError(
-            'BAD_ARGUMENTS',
-            `no camera ${name}; cameras: ${[...byName.keys()].join(', ')}`,
-          );
-        await camera.stop();
-        await camera.start();
-        return { camera: name, state: camera.status().state };
-      },
-    },
+    verbs,
     log.child({ service: 'commands' }),
   );
+  // A camera box's uplink listens at the hub; tools on the box (`outpost clip`) publish on its own
+  // loopback broker, so the same verbs are answered there too. (A hub's uplink is its own broker.)
+  const localCommands =
+    config.role === 'camera'
+      ? new Commands(
+          config.site,
+          config.device,
+          {
+            publish: (topic, payload, options) => broker.publishLocal(topic, payload, options),
+            stamp: () => uplink.stamp(),
+            subscribe: (filter, handler) => broker.subscribeLocal(filter, handler),
+          },
+          verbs,
+          log.child({ service: 'local-commands' }),
+        )
+      : undefined;
   // Start order is dependency order: the broker, then the uplink that publishes through it (or to the
   // hub); the encoder probe before the cameras that use its answer; the state report after the cameras
   // (so it stops first and can say `stopped`).
@@ -97,12 +236,19 @@ export function buildApp(config: Config, log: Logger): App {
     ...cameras.map(({ camera }) => camera),
     cameraStates,
     telemetry,
+    clipStore,
+    delivery,
+    panic,
+    ...(ledConfig ? [led] : []),
+    ...(button ? [button] : []),
     commands,
+    ...(localCommands ? [localCommands] : []),
   ];
   const life = lifecycle(services, log, config.shutdown.timeoutMs);
   return {
     ...life,
     services,
+    panic,
     reload: () => broker.reloadIdentities(),
     summary() {
       const address = broker.address();

@@ -29,6 +29,9 @@ export type ErrorCode =
   | 'TLS_MATERIAL_INVALID'
   | 'SRTP_KEY_INVALID'
   | 'JANUS_REQUEST_FAILED'
+  | 'GPIO_UNAVAILABLE'
+  | 'CLIP_CAPTURE_FAILED'
+  | 'CLIP_MISSING'
   // outpost-provision and first boot (docs/provisioning.md)
   | 'USAGE_INVALID'
   | 'SITE_MISSING'

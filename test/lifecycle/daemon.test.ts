@@ -38,6 +38,9 @@ describe('daemon process', () => {
       'camera cam0',
       'camera state',
       'telemetry',
+      'clip-store',
+      'clip-delivery',
+      'panic',
       'commands',
     ]);
   });

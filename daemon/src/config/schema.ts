@@ -198,6 +198,82 @@ const camera = z.strictObject({
     .optional(),
 });
 
+/** A BCM GPIO number (the numbers on Raspberry Pi pinout diagrams: GPIO17 is 17). */
+const bcmPin = z
+  .int({ error: 'a GPIO pin is its BCM number, e.g. 17 for GPIO17 (header pin 11)' })
+  .min(0, { error: 'BCM GPIO numbers are 0–53' })
+  .max(53, { error: 'BCM GPIO numbers are 0–53' });
+
+/** The panic button and the status LED (gpio/). Absent: no button, no LED (cmd/clip and the CLI still work). */
+const gpio = z.strictObject({
+  /**
+   * `auto`: sysfs (onoff) when /sys/class/gpio exists, else the GPIO character device (Debian's gpiod
+   * tools). Force one with `sysfs` or `chardev`.
+   */
+  backend: z
+    .enum(['auto', 'sysfs', 'chardev'], { error: 'gpio.backend must be one of: auto, sysfs, chardev' })
+    .default('auto'),
+  /** The GPIO chip's label; default: the first of pinctrl-bcm2711, pinctrl-bcm2835, pinctrl-rp1 found. */
+  chip: z.string().min(1).optional(),
+  button: z
+    .strictObject({
+      pin: bcmPin,
+      /** Pressed pulls the pin to ground (the usual wiring, with a pull-up). */
+      activeLow: z.boolean().default(true),
+      /** chardev only: set the line's bias (sysfs cannot; use `gpio=17=ip,pu` in config.txt). */
+      bias: z.enum(['as-is', 'pull-up', 'pull-down', 'disable']).default('pull-up'),
+      /** An edge starts a timer; the pin is read again when it fires, and only a changed level counts. */
+      debounceMs: z.int().min(1).max(1000).default(20),
+      /** Held this long: a long press. */
+      longPressMs: z.int().min(100).max(60_000).default(2000),
+      /** What a press does (at once, on the debounced press-down). */
+      onPress: z.enum(['panic', 'none']).default('panic'),
+      /** What holding the button for longPressMs does, in addition (e.g. onPress none + onLongPress panic). */
+      onLongPress: z.enum(['panic', 'none']).default('none'),
+    })
+    .optional(),
+  led: z
+    .strictObject({
+      pin: bcmPin,
+      /** The LED lights when the pin is low (wired to 3.3 V through a resistor). */
+      activeLow: z.boolean().default(false),
+    })
+    .optional(),
+});
+
+/** Panic clips: capture, store, delivery (clips/). */
+const clips = z.strictObject({
+  /** Seconds of video before the press. */
+  preRollSeconds: z.number().min(0).max(60).default(10),
+  /** Seconds of video after the press. */
+  postRollSeconds: z.number().min(0.5).max(120).default(10),
+  /** Cameras in a clip; default: every camera. */
+  cameras: z.array(name).optional(),
+  /** Bytes of clips kept under dataDir/clips; the oldest delivered clips go first. */
+  quotaBytes: z
+    .int()
+    .min(1024 * 1024)
+    .default(2 * 1024 * 1024 * 1024),
+  /** Delivered clips older than this are deleted. */
+  maxAgeDays: z.number().min(0.001).max(3650).default(30),
+  /**
+   * Below this many free bytes on the data dir's filesystem the disk is in danger: undelivered clips
+   * are deleted too (oldest first) and a `clip-store` alert says so.
+   */
+  minFreeBytes: z
+    .int()
+    .min(0)
+    .default(256 * 1024 * 1024),
+  /** Raw bytes per chunk message; kept below broker.limits.maxPacketBytes (the hub's limit too). */
+  chunkBytes: z
+    .int()
+    .min(1024)
+    .max(8 * 1024 * 1024)
+    .default(128 * 1024),
+  /** Chunks handed to the uplink and not yet acknowledged by the hub, at most. */
+  inFlightChunks: z.int().min(1).max(256).default(8),
+});
+
 /** bcm2835-codec (v4l2h264enc on Pi 3/4/Zero 2/CM4) refuses wider frames. */
 export const V4L2_MAX_WIDTH = 2032;
 
@@ -304,6 +380,8 @@ export const configSchema = z
         janus: janus.prefault({}),
       })
       .prefault({}),
+    gpio: gpio.optional(),
+    clips: clips.prefault({}),
     cameras: z
       .array(camera)
       .max(8, { error: 'at most 8 cameras per box' })

@@ -4,7 +4,7 @@
 // retained messages, persistent sessions and their queued QoS 1/2 messages live on disk
 // (aedes-persistence-level under dataDir/broker), so they survive a restart and a kill -9.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmod, mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -139,10 +139,15 @@ export class Broker implements Service {
         cause: error,
       });
     }
+    // aedes-persistence-level keys a message queued for an offline client by broker id and a counter
+    // that restarts at 0 with every broker start: with a fixed id, messages queued after a restart
+    // overwrote those queued before it (alerts lost for a console that was away across a hub restart)
+    // and were delivered ahead of them. A per-run id that sorts by run keeps both, in order.
+    const run = await nextRun(this.db);
     const persistence = aedesPersistenceLevel(this.db);
     this.persistence = persistence;
     const aedes = await Aedes.createBroker({
-      id: await nextBrokerRunId(dataDir),
+      id: `outpost-${this.config.device}-${String(run).padStart(10, '0')}`,
       persistence,
       // CONNACK refused (code 6) for a keep-alive of 0 (a dead client would never be noticed) or above this.
       keepaliveLimit: settings.limits.keepAliveMaxSeconds,
@@ -272,6 +277,40 @@ export class Broker implements Service {
     await Promise.all(closed);
     if (persistence) await persistence.destroy().catch(() => undefined);
     if (db && db.status !== 'closed') await db.close().catch(() => undefined);
+  }
+
+  /**
+   * The daemon's own subscription on this broker, in process (no socket, no ACL). A camera-role box's
+   * uplink goes to the hub, so local tools (`outpost clip`) reach the daemon's commands through this.
+   */
+  subscribeLocal(filter: string, handler: (topic: string, payload: Buffer) => void): void {
+    const aedes = this.aedes;
+    if (!aedes) throw new Error('subscribeLocal before the broker started');
+    aedes.subscribe(
+      filter,
+      (packet, callback) => {
+        handler(packet.topic, Buffer.from(packet.payload));
+        callback();
+      },
+      () => undefined,
+    );
+  }
+
+  /** Publish on this broker from the daemon itself (replies to local tools). */
+  publishLocal(topic: string, payload: object, options: { qos: 0 | 1; retain?: boolean }): void {
+    this.aedes?.publish(
+      {
+        cmd: 'publish',
+        topic,
+        payload: Buffer.from(JSON.stringify(payload)),
+        qos: options.qos,
+        retain: options.retain ?? false,
+        dup: false,
+      },
+      (error) => {
+        if (error) this.log.warn({ err: error, topic }, 'local publish failed');
+      },
+    );
   }
 
   healthy(): boolean {
@@ -550,27 +589,6 @@ function keepDeliveryAsynchronous(aedes: Aedes): void {
   });
 }
 
-/**
- * The broker id for this run: `outpost-` and a zero-padded run number kept in the data dir. Aedes's
- * level persistence keys an offline client's queued messages by broker id, then by a counter that
- * restarts at 0 with every broker run; with the same id each run (or Aedes's default random one), a
- * console that was away across a daemon restart got the newer run's messages before the older ones.
- * An id that sorts after every earlier run's keeps them in publish order.
- */
-async function nextBrokerRunId(dataDir: string): Promise<string> {
-  const file = join(dataDir, 'broker-run');
-  const previous = Number.parseInt(await readFile(file, 'utf8').catch(() => '0'), 10);
-  const run = (Number.isSafeInteger(previous) && previous >= 0 ? previous : 0) + 1;
-  const handle = await open(file, 'w', 0o640);
-  try {
-    await handle.writeFile(`${run}\n`);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  return `outpost-${String(run).padStart(12, '0')}`;
-}
-
 /** Aedes keeps its connected clients by id; its type declarations leave the map out. */
 function connectedClients(aedes: Aedes): Record<string, Client> {
   return (aedes as unknown as { clients: Record<string, Client> }).clients;
@@ -604,4 +622,13 @@ async function readTlsMaterial(files: {
     }
   };
   return { ca: await read('ca'), cert: await read('cert'), key: await read('key') };
+}
+
+/** The broker's run number in its store: 1 on the first start, +1 on each start after it. */
+async function nextRun(db: Level<string, unknown>): Promise<number> {
+  const key = 'outpost:broker-runs';
+  const stored = (await db.get(key)) as Uint8Array | undefined;
+  const run = (stored ? Number(Buffer.from(stored).toString('utf8')) || 0 : 0) + 1;
+  await db.put(key, Buffer.from(String(run)), { sync: true });
+  return run;
 }

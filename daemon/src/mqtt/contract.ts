@@ -83,6 +83,8 @@ export const alertPayload = z.strictObject({
   clipId: z.string().optional(),
   cameras: z.array(name).optional(),
   trigger: z.enum(['button', 'mqtt', 'cli']).optional(),
+  /** A panic pressed again while this clip was still being recorded: the clip in progress. */
+  relatedClipId: z.string().min(1).max(64).optional(),
 });
 
 export const clipManifestPayload = z.strictObject({
@@ -97,6 +99,9 @@ export const clipManifestPayload = z.strictObject({
   chunks: z.int().nonnegative(),
   startAt: z.int().nonnegative(),
   endAt: z.int().nonnegative(),
+  /** How the clip was asked for, and the clip that was in progress at the time (if any). */
+  trigger: z.enum(['button', 'mqtt', 'cli']).optional(),
+  relatedClipId: z.string().min(1).max(64).optional(),
 });
 
 /** console → device, on `…/{device}/cmd/{verb}`. The reply goes to `…/{device}/reply/{verb}`. */

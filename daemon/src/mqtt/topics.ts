@@ -23,6 +23,9 @@ export const topics = {
   alert: (site: string, device: string) => `${devicePrefix(site, device)}/alert`,
   clipManifest: (site: string, device: string, clipId: string) =>
     `${devicePrefix(site, device)}/clip/${clipId}`,
+  /** Chunk n (0-based) of a clip: the clip's raw bytes, not JSON (docs/topics.md). */
+  clipChunk: (site: string, device: string, clipId: string, n: number) =>
+    `${devicePrefix(site, device)}/clip/${clipId}/chunk/${n}`,
   cmd: (site: string, device: string, verb: string) => `${devicePrefix(site, device)}/cmd/${verb}`,
   cmdAll: (site: string, device: string) => `${devicePrefix(site, device)}/cmd/#`,
   reply: (site: string, device: string, verb: string) => `${devicePrefix(site, device)}/reply/${verb}`,

@@ -124,6 +124,22 @@ export class Uplink implements Service, Publisher {
   }
 
   /**
+   * Publish at QoS 1 and resolve once the hub has acknowledged it (PUBACK). A Buffer goes as raw bytes
+   * (clip chunks: no JSON, no base64), an object as JSON. Like every QoS 1 message it passes through the
+   * on-disk store first. While the hub is away the promise waits; it never settles if the uplink stops
+   * first (the packet stays in the store and is resent by the next run), so callers race it with their
+   * own stop.
+   */
+  publishAcked(topic: string, payload: Buffer | object): Promise<void> {
+    const client = this.client;
+    if (!client) return Promise.reject(new Error('the uplink is not running'));
+    const bytes = Buffer.isBuffer(payload) ? payload : JSON.stringify(payload);
+    return new Promise((resolve, reject) => {
+      client.publish(topic, bytes, { qos: 1 }, (error) => (error ? reject(error) : resolve()));
+    });
+  }
+
+  /**
    * Receive messages matching `filter` at QoS 1. The session is persistent, so messages sent while the
    * box was away are delivered when it returns. Register before start() or after; both work.
    */

@@ -1,0 +1,162 @@
+// bench:panic — press → alert at a console subscriber, over 50 fake presses, through the whole daemon
+// (app.ts with its broker, uplink, panic service and button, the button on a fake pin) while two test
+// cameras stream. The press time is the first edge of the press; the figure includes the button's
+// debounce (gpio.button.debounceMs, 20 ms), because the daemon cannot know it is a press before that.
+// Also press → verified clip at a console receiver (`outpost clips pull`, its own process), which with today's
+// STAND-IN clip source (clips/test-source.ts: records pre + post seconds from the press) is mostly the
+// recording itself; the real pre-roll figure comes with the pre-roll buffer.
+// Prints a table, and as its last line one JSON object of the figures.
+//
+//   npm run bench:panic -- [--presses 50] [--gap-ms 400]
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connectAsync } from 'mqtt';
+import pino from 'pino';
+import { buildApp } from '../daemon/src/app.js';
+import { configSchema } from '../daemon/src/config/schema.js';
+import { FakePin } from '../daemon/src/gpio/fake-pin.js';
+import { LOCAL_ADMIN, localAdminFile } from '../daemon/src/mqtt/broker.js';
+import { alertPayload } from '../daemon/src/mqtt/contract.js';
+import { topics } from '../daemon/src/mqtt/topics.js';
+
+const arg = (name: string, fallback: number) => {
+  const at = process.argv.indexOf(name);
+  return at >= 0 ? Number(process.argv[at + 1]) || fallback : fallback;
+};
+const presses = arg('--presses', 50);
+const gapMs = arg('--gap-ms', 400);
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (!address || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const port = await freePort();
+const dataDir = await mkdtemp(join(tmpdir(), 'outpost-bench-panic-'));
+const config = configSchema.parse({
+  site: 'bench',
+  device: 'bench',
+  dataDir,
+  log: { level: 'warn' },
+  broker: { tcp: { port } },
+  gpio: { button: { pin: 17 } },
+  clips: { preRollSeconds: 0.5, postRollSeconds: 1 },
+  cameras: [0, 1].map((i) => ({
+    name: `cam${i}`,
+    width: 640,
+    height: 360,
+    framerate: 30,
+    encoder: 'x264enc',
+    rtp: { port: 26_004 + 2 * i },
+  })),
+});
+const pin = new FakePin({ level: 1, description: 'bench fake pin' });
+const app = buildApp(config, pino({ level: 'warn' }), { openPin: () => Promise.resolve(pin) });
+await app.start();
+
+const password = (await readFile(localAdminFile(dataDir), 'utf8')).trim();
+const console1 = await connectAsync(`mqtt://127.0.0.1:${port}`, {
+  username: LOCAL_ADMIN,
+  password,
+  clientId: `${LOCAL_ADMIN}.bench`,
+});
+const alertAt = new Map<string, number>();
+console1.on('message', (_topic, payload) => {
+  const alert = alertPayload.parse(JSON.parse(payload.toString('utf8')));
+  if (alert.clipId) alertAt.set(alert.clipId, Date.now());
+});
+await console1.subscribeAsync(topics.alert(config.site, config.device), { qos: 1 });
+
+const out = await mkdtemp(join(tmpdir(), 'outpost-bench-clips-'));
+const clipAt = new Map<string, number>();
+// The clip receiver runs in its own process, as a console would: its hashing and file writes stay out
+// of the daemon's event loop. A clip counts when its "sha256 verified" line arrives here.
+const receiver = spawn(
+  process.execPath,
+  [
+    fileURLToPath(new URL('../daemon/src/cli.js', import.meta.url)),
+    'clips', 'pull', '--out', out, '--url', `mqtt://127.0.0.1:${port}`, '--site', config.site,
+    '--password-file', localAdminFile(dataDir),
+  ],
+  { stdio: ['ignore', 'pipe', 'inherit'] },
+); // prettier-ignore
+let partial = '';
+receiver.stdout.on('data', (chunk: Buffer) => {
+  partial += chunk.toString();
+  const lines = partial.split('\n');
+  partial = lines.pop() ?? '';
+  for (const line of lines) {
+    const done = /^clip bench\/(\S+): .*sha256 verified/.exec(line);
+    if (done?.[1]) clipAt.set(done[1], Date.now());
+  }
+});
+await sleep(1000); // cameras streaming, receiver subscribed
+
+const pressedAt: Array<{ at: number; clipId?: string }> = [];
+for (let i = 0; i < presses; i += 1) {
+  const at = Date.now();
+  // A real contact bounces: three quick edges, then held.
+  pin.set(0);
+  pin.set(1);
+  pin.set(0);
+  pressedAt.push({ at });
+  const before = new Set(alertAt.keys());
+  const deadline = Date.now() + 2000;
+  while (Date.now() < deadline && alertAt.size === before.size) await sleep(1);
+  const clipId = [...alertAt.keys()].find((id) => !before.has(id));
+  if (clipId) {
+    const entry = pressedAt.at(-1);
+    if (entry) entry.clipId = clipId;
+  }
+  await sleep(100);
+  pin.set(1);
+  await sleep(gapMs);
+}
+const waitUntil = Date.now() + 60_000;
+while (Date.now() < waitUntil && pressedAt.some((p) => p.clipId && !clipAt.has(p.clipId))) await sleep(100);
+receiver.kill('SIGINT');
+await new Promise((resolve) => receiver.once('exit', resolve));
+await console1.endAsync();
+await app.stop();
+
+const toAlert = pressedAt.flatMap((p) => (p.clipId ? [(alertAt.get(p.clipId) ?? NaN) - p.at] : []));
+const toClip = pressedAt.flatMap((p) =>
+  p.clipId && clipAt.has(p.clipId) ? [(clipAt.get(p.clipId) ?? 0) - p.at] : [],
+);
+const figures = {
+  bench: 'panic',
+  presses,
+  alerts: toAlert.length,
+  pressToAlertMs: { p50: percentile(toAlert, 50), p95: percentile(toAlert, 95), max: Math.max(...toAlert) },
+  debounceMs: config.gpio?.button?.debounceMs,
+  clipsVerified: toClip.length,
+  pressToVerifiedClipMs: { p50: percentile(toClip, 50), p95: percentile(toClip, 95) },
+  clipSource: 'stand-in videotestsrc, pre+post recorded from the press',
+  preAndPostMs: (config.clips.preRollSeconds + config.clips.postRollSeconds) * 1000,
+  cameras: config.cameras.length,
+};
+console.log(`presses ${presses}, alerts at the console ${toAlert.length}`);
+console.log(
+  `press → alert (incl. ${figures.debounceMs} ms debounce): p50 ${figures.pressToAlertMs.p50} ms, p95 ${figures.pressToAlertMs.p95} ms, max ${figures.pressToAlertMs.max} ms`,
+);
+console.log(
+  `press → verified clip (stand-in source, ${figures.preAndPostMs} ms recorded): p50 ${figures.pressToVerifiedClipMs.p50} ms, p95 ${figures.pressToVerifiedClipMs.p95} ms (${toClip.length} clips)`,
+);
+console.log(JSON.stringify(figures));
+process.exit(0);

@@ -1,0 +1,167 @@
+// The panic path. A trigger (the button, `cmd/clip` from the console, `outpost clip` on the box)
+// publishes the `alert` at QoS 1 first, synchronously, before any disk or encoder work; then the clip
+// is captured (source.ts), kept (store.ts) and delivered (delivery.ts) in the background.
+//
+// A second press while a clip is still being recorded LINKS: it gets its own clip id, its own alert and
+// its own clip, and both its alert and its manifest name the clip in progress as `relatedClipId`. Every
+// press therefore reaches the console as an alert of its own, and no video is dropped (the clips may
+// overlap). Extending the first clip instead would fold a second alarm into the first.
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Service } from '../lifecycle/service.js';
+import type { AlertPayload } from '../mqtt/contract.js';
+import { topics } from '../mqtt/topics.js';
+import type { Publisher, Stamper } from '../mqtt/publisher.js';
+import type { ClipDelivery } from './delivery.js';
+import type { ClipSource } from './source.js';
+import type { ClipStore, ClipTrigger } from './store.js';
+
+export interface PanicSettings {
+  site: string;
+  device: string;
+  preRollSeconds: number;
+  postRollSeconds: number;
+  /** Cameras in a clip when the trigger names none. */
+  cameras: string[];
+}
+
+export interface PanicResult {
+  clipId: string;
+  /** When the alert was handed to the uplink. */
+  alertAt: number;
+  cameras: string[];
+  relatedClipId?: string;
+}
+
+/** How long the clip capture waits for the hub to acknowledge the alert before it starts anyway. */
+const ALERT_HEAD_START_MS = 50;
+
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+
+/** `20261124T191028Z-3fa2c1`: sortable, readable, unique enough, a valid topic segment. */
+export function newClipId(at: number): string {
+  const stamp = new Date(at)
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+  return `${stamp}-${randomBytes(3).toString('hex')}`;
+}
+
+export class Panic implements Service {
+  readonly name = 'panic';
+  private readonly recording = new Map<string, Promise<void>>();
+  private abort = new AbortController();
+  private running = false;
+
+  constructor(
+    private readonly settings: PanicSettings,
+    private readonly publisher: Publisher & {
+      stamp: Stamper;
+      publishAcked?(topic: string, payload: object): Promise<void>;
+    },
+    private readonly source: ClipSource,
+    private readonly store: ClipStore,
+    private readonly delivery: ClipDelivery,
+    private readonly log: Logger,
+    private readonly events: { alertSent?(clipId: string): void } = {},
+  ) {}
+
+  start(): Promise<void> {
+    this.running = true;
+    this.abort = new AbortController();
+    return Promise.resolve();
+  }
+
+  /** Raise the alert now and record the clip in the background. `at` is the press time. */
+  trigger(trigger: ClipTrigger, options: { cameras?: string[]; at?: number } = {}): PanicResult {
+    const at = options.at ?? Date.now();
+    const clipId = newClipId(at);
+    const cameras = options.cameras && options.cameras.length > 0 ? options.cameras : this.settings.cameras;
+    const relatedClipId = [...this.recording.keys()].at(-1);
+    const alert: AlertPayload = {
+      ...this.publisher.stamp(),
+      id: clipId,
+      device: this.settings.device,
+      kind: 'panic',
+      severity: 'critical',
+      state: 'raised',
+      message: `panic (${trigger})${relatedClipId ? `, again during clip ${relatedClipId}` : ''}`,
+      clipId,
+      cameras,
+      trigger,
+      ...(relatedClipId ? { relatedClipId } : {}),
+    };
+    const topic = topics.alert(this.settings.site, this.settings.device);
+    // QoS 1 through the uplink's on-disk store. The capture starts once the hub acknowledged the alert,
+    // or after ALERT_HEAD_START_MS at the latest (hub away): spawning a recorder blocks the event loop
+    // for a few ms, which must not sit between the press and the alert's bytes on the socket.
+    const acknowledged = this.publisher.publishAcked
+      ? this.publisher.publishAcked(topic, alert).catch((error: unknown) => {
+          this.log.error({ err: error, clipId }, 'panic alert could not be published');
+        })
+      : (this.publisher.publish(topic, alert, { qos: 1 }), Promise.resolve());
+    const headStart = Promise.race([acknowledged, delay(ALERT_HEAD_START_MS)]);
+    const alertAt = Date.now();
+    this.log.warn({ clipId, trigger, cameras, relatedClipId, ms: alertAt - at }, 'panic: alert published');
+    this.events.alertSent?.(clipId);
+    if (this.running) {
+      const done = headStart
+        .then(() => this.record(clipId, trigger, cameras, at, relatedClipId))
+        .finally(() => this.recording.delete(clipId));
+      this.recording.set(clipId, done);
+    } else {
+      this.log.error({ clipId }, 'panic while the clip service is stopped: alert sent, no clip');
+    }
+    return { clipId, alertAt, cameras, ...(relatedClipId ? { relatedClipId } : {}) };
+  }
+
+  /** Clips being recorded now. */
+  recordingClips(): string[] {
+    return [...this.recording.keys()];
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    // The stand-in source finishes its file at once on abort; what was recorded is kept and delivered.
+    this.abort.abort();
+    await Promise.all(this.recording.values());
+  }
+
+  healthy(): boolean {
+    return this.running;
+  }
+
+  private async record(
+    clipId: string,
+    trigger: ClipTrigger,
+    cameras: string[],
+    at: number,
+    relatedClipId: string | undefined,
+  ): Promise<void> {
+    try {
+      const captured = await this.source.capture({
+        clipId,
+        preMs: this.settings.preRollSeconds * 1000,
+        postMs: this.settings.postRollSeconds * 1000,
+        cameras,
+        at,
+        outPath: join(this.store.tempDir, `${clipId}.mp4`),
+        signal: this.abort.signal,
+      });
+      await this.store.keep({
+        id: clipId,
+        path: captured.path,
+        cameras,
+        trigger,
+        relatedClipId,
+        durationMs: captured.durationMs,
+        startAt: captured.startAt,
+        endAt: captured.endAt,
+      });
+      this.delivery.enqueue(clipId);
+    } catch (error) {
+      this.log.error({ err: error, clipId }, 'panic clip could not be made (the alert was sent)');
+    }
+  }
+}

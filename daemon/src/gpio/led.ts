@@ -1,0 +1,130 @@
+// The status LED: one pattern at a time, so a field tech can read the box without a screen.
+//   idle            short blink every 2 s (running, no camera streaming)
+//   streaming       steady on
+//   fault           double blink every 2 s (a subsystem is unhealthy)
+//   alert-sent      fast blink for 3 s after a panic alert was published, then back
+//   clip-delivered  three long blinks when a clip reached the hub, then back
+// The steady states come from `baseState()`, asked at the end of every cycle; the two event patterns
+// play once over it. Without a configured LED every call is a no-op.
+import type { Logger } from 'pino';
+import { describeError } from '../errors.js';
+import type { Service } from '../lifecycle/service.js';
+import type { Pin, PinValue } from './pin.js';
+
+export type LedBase = 'idle' | 'streaming' | 'fault';
+export type LedEvent = 'alert-sent' | 'clip-delivered';
+export type LedPattern = LedBase | LedEvent;
+
+/** [lit, milliseconds] steps of one cycle. */
+export const LED_PATTERNS: Record<LedPattern, ReadonlyArray<readonly [boolean, number]>> = {
+  idle: [
+    [true, 100],
+    [false, 1900],
+  ],
+  streaming: [[true, 1000]],
+  fault: [
+    [true, 150],
+    [false, 150],
+    [true, 150],
+    [false, 1550],
+  ],
+  'alert-sent': Array.from({ length: 15 }, () => [[true, 100] as const, [false, 100] as const]).flat(),
+  'clip-delivered': Array.from({ length: 3 }, () => [[true, 600] as const, [false, 300] as const]).flat(),
+};
+
+export class Led implements Service {
+  readonly name = 'led';
+  private pin: Pin | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private playing: LedPattern | undefined;
+  private readonly queue: LedEvent[] = [];
+  private lit: boolean | undefined;
+  private failed = false;
+
+  constructor(
+    private readonly open: (() => Promise<Pin>) | undefined,
+    private readonly activeLow: boolean,
+    private readonly baseState: () => LedBase,
+    private readonly log: Logger,
+  ) {}
+
+  /** The pattern showing now (undefined without an LED or before start). */
+  current(): LedPattern | undefined {
+    return this.playing;
+  }
+
+  async start(): Promise<void> {
+    if (!this.open || this.pin) return;
+    try {
+      this.pin = await this.open();
+    } catch (error) {
+      this.failed = true;
+      this.log.error({ err: error, reason: describeError(error) }, 'status LED unavailable');
+      return;
+    }
+    this.cycle();
+  }
+
+  /** Play an event pattern once, then return to the steady state. */
+  show(event: LedEvent): void {
+    if (!this.pin) return;
+    if (this.queue.length < 4) this.queue.push(event);
+    if (this.playing !== 'alert-sent' && this.playing !== 'clip-delivered') {
+      clearTimeout(this.timer);
+      this.cycle();
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const pin = this.pin;
+    this.pin = undefined;
+    this.playing = undefined;
+    if (pin) {
+      await this.set(pin, false);
+      await pin.close();
+    }
+  }
+
+  /** Always true: a dark LED is logged, not a reason to restart the daemon. */
+  healthy(): boolean {
+    return true;
+  }
+
+  /** The LED could not be opened or driven. */
+  broken(): boolean {
+    return this.failed;
+  }
+
+  private cycle(): void {
+    const pin = this.pin;
+    if (!pin) return;
+    const pattern = this.queue.shift() ?? this.baseState();
+    this.playing = pattern;
+    const steps = LED_PATTERNS[pattern];
+    const step = (index: number) => {
+      if (this.pin !== pin) return;
+      const current = steps[index];
+      if (!current) {
+        this.cycle();
+        return;
+      }
+      void this.set(pin, current[0]);
+      this.timer = setTimeout(() => step(index + 1), current[1]);
+    };
+    step(0);
+  }
+
+  private async set(pin: Pin, lit: boolean): Promise<void> {
+    if (this.lit === lit) return;
+    this.lit = lit;
+    const value: PinValue = lit !== this.activeLow ? 1 : 0;
+    try {
+      await pin.write(value);
+    } catch (error) {
+      if (!this.failed) this.log.error({ err: error, pin: pin.description }, 'status LED cannot be driven');
+      this.failed = true;
+    }
+  }
+}
