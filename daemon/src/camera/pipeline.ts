@@ -5,6 +5,7 @@
 import { SRTP_SUITES, ssrcFor, type CameraConfig, type Config, type SrtpSuite } from '../config/schema.js';
 import { OutpostError } from '../errors.js';
 import type { EncoderName } from './encoders.js';
+import { stampedSourceLinks } from './stamped-source.js';
 
 export { ssrcFor } from '../config/schema.js';
 
@@ -197,7 +198,9 @@ export function cameraChain(
   const keyframeFrames = Math.max(1, Math.round(camera.framerate * camera.keyframeIntervalSeconds));
   const framerate = { num: camera.framerate, den: 1 };
   const capture: Link[] = [
-    element('videotestsrc', { 'is-live': true, pattern: camera.source.pattern }, 'src'),
+    ...(camera.source.stamp
+      ? stampedSourceLinks(camera, encoder)
+      : [element('videotestsrc', { 'is-live': true, pattern: camera.source.pattern }, 'src')]),
     caps('video/x-raw', {
       // The Pi encoder wants NV12; the software encoders take I420.
       format: encoder === 'v4l2h264enc' ? 'NV12' : 'I420',

@@ -4,6 +4,7 @@
 // leaks across restarts, and a crash in native code takes down one camera, not the daemon.
 import { createRequire } from 'node:module';
 import type { Pipeline } from 'gstreamer-superficial';
+import { startStampedSource, type StampedSource } from './stamped-source.js';
 import type { FromWorker, ProbeCandidate, ProbeResult, ToWorker } from './worker-protocol.js';
 
 // The package's entry point is the .node addon itself, which only require() can load.
@@ -19,6 +20,8 @@ function send(message: FromWorker, then?: () => void): void {
 
 let pipeline: Pipeline | undefined;
 let statsTimer: NodeJS.Timeout | undefined;
+/** Only for `source: { type: test, stamp: true }` (bench:latency): the worker feeds its appsrc. */
+let stampedSource: StampedSource | undefined;
 
 function run(description: string, payloaderName: string): void {
   let created: Pipeline;
@@ -46,6 +49,7 @@ function run(description: string, payloaderName: string): void {
     }
   });
   current.play();
+  stampedSource = startStampedSource(current);
   send({ type: 'started' });
   const payloader = current.findChild(payloaderName);
   let packets = 0;
@@ -63,6 +67,7 @@ function run(description: string, payloaderName: string): void {
 
 function stop(code: number): never {
   if (statsTimer) clearInterval(statsTimer);
+  stampedSource?.stop();
   pipeline?.stop();
   process.exit(code);
 }
