@@ -3,7 +3,8 @@
 // with gstreamer-superficial — no supervisor, broker, IPC or Janus adapter. What gst-launch-1.0 would
 // be, if gst-launch-1.0 could write the stamp. Prints `{"ready":true}` once the pipeline plays.
 //
-//   node dist/bench/latency/bare-sender.js --port 5004 [--width 1280 --height 720 --framerate 30 --bitrate 2000]
+//   node dist/bench/latency/bare-sender.js --port 5004 [--name cam0] [--no-stamp (videotestsrc instead)]
+//     [--width 1280 --height 720 --framerate 30 --bitrate 2000]
 import { createRequire } from 'node:module';
 import { cameraChain, renderPipeline } from '../../daemon/src/camera/pipeline.js';
 import { startStampedSource } from '../../daemon/src/camera/stamped-source.js';
@@ -13,6 +14,9 @@ const gstreamer = createRequire(import.meta.url)(
   'gstreamer-superficial',
 ) as typeof import('gstreamer-superficial');
 
+const stamp = !process.argv.includes('--no-stamp');
+const name = process.argv[process.argv.indexOf('--name') + 1] ?? 'bench';
+
 function arg(name: string, fallback: number): number {
   const index = process.argv.indexOf(`--${name}`);
   return index > 0 ? Number(process.argv[index + 1]) : fallback;
@@ -21,8 +25,9 @@ function arg(name: string, fallback: number): number {
 const config = configSchema.parse({
   cameras: [
     {
-      name: 'bench',
-      source: { type: 'test', stamp: true },
+      // The same name as the daemon's camera gives the same SSRC.
+      name: process.argv.includes('--name') ? name : 'bench',
+      source: { type: 'test', stamp },
       width: arg('width', 1280),
       height: arg('height', 720),
       framerate: arg('framerate', 30),

@@ -408,6 +408,8 @@ export class JanusMountpoints implements Service {
           mid: 'v',
           label: wanted.camera,
           port: wanted.port,
+          // A box that sends to Janus on loopback has Janus on the same host: keep its port off the LAN.
+          ...(this.loopbackIface() ? { iface: this.loopbackIface() } : {}),
           ...(wanted.rtcpPort ? { rtcpport: wanted.rtcpPort } : {}),
           pt: wanted.pt,
           codec: 'h264',
@@ -422,9 +424,17 @@ export class JanusMountpoints implements Service {
     };
   }
 
+  /** The loopback address Janus binds the mountpoint to when sfu.host is loopback; else any. */
+  private loopbackIface(): string | undefined {
+    const host = this.config.sfu.host;
+    if (host === '127.0.0.1' || host === 'localhost') return '127.0.0.1';
+    return host === '::1' ? '::1' : undefined;
+  }
+
   private fingerprint(wanted: WantedMountpoint): string {
     const settings = JSON.stringify([
       wanted.port,
+      this.loopbackIface(),
       wanted.rtcpPort,
       wanted.pt,
       wanted.fmtp,
