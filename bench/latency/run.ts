@@ -13,7 +13,7 @@
 // Prints a table, writes latency.json and latency-cdf.png (drawn by Chromium itself) to --out, and
 // ends with one line of JSON.
 //
-//   npm run bench:latency -- [--frames 1000] [--out bench/latency/last-run]
+//   npm run bench:latency -- [--frames 1000] [--out bench/latency/last-run] [--no-cost]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -47,6 +47,8 @@ interface Sample {
   counter: number;
   timeMs: number;
   at: number;
+  /** Browser only: when the frame went to the compositor (rVFC presentationTime), same clock. */
+  presentedAt?: number;
 }
 
 interface Figures {
@@ -367,6 +369,8 @@ async function browserPhase(
     });
     const delta = (key: keyof Inbound): number | undefined =>
       after?.[key] !== undefined && before?.[key] !== undefined ? after[key] - before[key] : undefined;
+    const presented = samples.map((s) => (s.presentedAt ?? NaN) - s.timeMs).sort((a, b) => a - b);
+    const at = (p: number): number => round(presented[Math.floor((p / 100) * presented.length)] ?? NaN);
     const emitted = delta('jitterBufferEmittedCount');
     const decoded = delta('framesDecoded');
     return {
@@ -374,6 +378,8 @@ async function browserPhase(
       latencies: samples.map((s) => s.at - s.timeMs),
       figures: figures(samples, unreadable, senderCpu),
       extra: {
+        presentedP50: at(50),
+        presentedP95: at(95),
         framesDecoded: decoded,
         framesDropped: delta('framesDropped'),
         packetsLost: delta('packetsLost'),
@@ -502,10 +508,11 @@ async function main(): Promise<void> {
     phases.push(await gstreamerPhase('daemon → GStreamer', receiverPort, daemon(daemonStatic)));
     phases.push(await browserPhase('bare → Janus → browser', page, viewerUrl, () => bareSender(janusPort)));
     phases.push(await gstreamerPhase('bare → GStreamer', receiverPort, () => bareSender(receiverPort)));
-    stampCost = {
-      stampedCpuPercent: phases[3]!.figures.senderCpuPercent,
-      videotestsrcCpuPercent: await cpuOf(() => bareSender(receiverPort, false), 10_000),
-    };
+    if (!process.argv.includes('--no-cost'))
+      stampCost = {
+        stampedCpuPercent: phases[3]!.figures.senderCpuPercent,
+        videotestsrcCpuPercent: await cpuOf(() => bareSender(receiverPort, false), 10_000),
+      };
     await plot(context, phases, join(outDir, 'latency-cdf.png'));
   } finally {
     await context.close();
