@@ -69,6 +69,8 @@ interface Phase {
   name: string;
   latencies: number[];
   figures: Figures;
+  /** Browser only: latency to the frame's hand-over to the compositor (rVFC presentationTime). */
+  presented?: { latencies: number[]; figures: Figures };
   extra?: Record<string, number | undefined>;
 }
 
@@ -167,8 +169,13 @@ function cpuMeter(pid: number): () => number {
 
 // ---------------------------------------------------------------- figures
 
-function figures(samples: Sample[], unreadable: number, senderCpuPercent: number): Figures {
-  const latencies = samples.map((s) => s.at - s.timeMs).sort((a, b) => a - b);
+function figures(
+  samples: Sample[],
+  unreadable: number,
+  senderCpuPercent: number,
+  latencyOf: (sample: Sample) => number = (s) => s.at - s.timeMs,
+): Figures {
+  const latencies = samples.map(latencyOf).sort((a, b) => a - b);
   const pick = (p: number): number =>
     latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? NaN;
   // Counters wrap at 65536; unwrap in arrival order, then count the gaps.
@@ -369,17 +376,18 @@ async function browserPhase(
     });
     const delta = (key: keyof Inbound): number | undefined =>
       after?.[key] !== undefined && before?.[key] !== undefined ? after[key] - before[key] : undefined;
-    const presented = samples.map((s) => (s.presentedAt ?? NaN) - s.timeMs).sort((a, b) => a - b);
-    const at = (p: number): number => round(presented[Math.floor((p / 100) * presented.length)] ?? NaN);
+    const presentedLatency = (s: Sample): number => round((s.presentedAt ?? NaN) - s.timeMs);
     const emitted = delta('jitterBufferEmittedCount');
     const decoded = delta('framesDecoded');
     return {
       name,
       latencies: samples.map((s) => s.at - s.timeMs),
       figures: figures(samples, unreadable, senderCpu),
+      presented: {
+        latencies: samples.map(presentedLatency),
+        figures: figures(samples, unreadable, senderCpu, presentedLatency),
+      },
       extra: {
-        presentedP50: at(50),
-        presentedP95: at(95),
         framesDecoded: decoded,
         framesDropped: delta('framesDropped'),
         packetsLost: delta('packetsLost'),
@@ -425,7 +433,8 @@ async function mountpointListed(_viewerUrl: string): Promise<boolean> {
 }
 
 /** A CDF of each phase's latencies as SVG, rendered to PNG by the same Chromium. */
-async function plot(context: BrowserContext, phases: Phase[], file: string): Promise<void> {
+async function plot(context: BrowserContext, rows: ReturnType<typeof rowsOf>, file: string): Promise<void> {
+  const phases = rows;
   const width = 900;
   const height = 520;
   const margin = { left: 70, right: 30, top: 50, bottom: 60 };
@@ -435,13 +444,13 @@ async function plot(context: BrowserContext, phases: Phase[], file: string): Pro
   const x = (ms: number): number =>
     margin.left + (Math.min(ms, xMax) / xMax) * (width - margin.left - margin.right);
   const y = (q: number): number => height - margin.bottom - q * (height - margin.top - margin.bottom);
-  const colours = ['#d62728', '#1f77b4', '#ff9896', '#aec7e8'];
+  const colours = ['#d62728', '#ff7f0e', '#1f77b4', '#e377c2', '#bcbd22', '#17becf'];
   const curves = phases.map((phase, i) => {
     const sorted = [...phase.latencies].sort((a, b) => a - b);
     const points = sorted.map((ms, k) => `${x(ms).toFixed(1)},${y((k + 1) / sorted.length).toFixed(1)}`);
     const dash = phase.name.startsWith('bare') ? ' stroke-dasharray="6 4"' : '';
     return `<polyline fill="none" stroke="${colours[i]}" stroke-width="2"${dash} points="${points.join(' ')}"/>
-      <text x="${width - margin.right - 340}" y="${y(0) - 20 - (phases.length - 1 - i) * 20}" fill="${colours[i]}" font-size="14">${phase.name}: p50 ${phase.figures.p50} · p95 ${phase.figures.p95} ms</text>`;
+      <text x="${width - margin.right - 440}" y="${y(0) - 20 - (phases.length - 1 - i) * 20}" fill="${colours[i]}" font-size="14">${phase.name}: p50 ${phase.figures.p50} · p95 ${phase.figures.p95} ms</text>`;
   });
   const ticks: string[] = [];
   for (let ms = 0; ms <= xMax; ms += xMax > 100 ? 20 : 10)
@@ -513,7 +522,7 @@ async function main(): Promise<void> {
         stampedCpuPercent: phases[3]!.figures.senderCpuPercent,
         videotestsrcCpuPercent: await cpuOf(() => bareSender(receiverPort, false), 10_000),
       };
-    await plot(context, phases, join(outDir, 'latency-cdf.png'));
+    await plot(context, rowsOf(phases), join(outDir, 'latency-cdf.png'));
   } finally {
     await context.close();
     for (const child of [...children]) await stop(child);
@@ -523,10 +532,12 @@ async function main(): Promise<void> {
   }
 
   console.log('');
-  console.log('phase                          frames  lost  p50   p95   p99   max  (ms)  sender CPU %');
-  for (const { name, figures: f } of phases) {
+  console.log(
+    'phase                                      frames  lost  p50   p95   p99   max  (ms)  sender CPU %',
+  );
+  for (const { name, figures: f } of rowsOf(phases)) {
     console.log(
-      `${name.padEnd(30)} ${String(f.frames).padStart(6)} ${String(f.lost).padStart(5)} ${String(f.p50).padStart(4)} ${String(f.p95).padStart(5)} ${String(f.p99).padStart(5)} ${String(f.max).padStart(5)}        ${f.senderCpuPercent}`,
+      `${name.padEnd(42)} ${String(f.frames).padStart(6)} ${String(f.lost).padStart(5)} ${String(f.p50).padStart(4)} ${String(f.p95).padStart(5)} ${String(f.p99).padStart(5)} ${String(f.max).padStart(5)}        ${f.senderCpuPercent}`,
     );
   }
   for (const phase of phases)
@@ -546,9 +557,12 @@ async function main(): Promise<void> {
     gstreamer: pick(daemonGst),
     bareBrowser: pick(bareBrowser),
     bareGstreamer: pick(bareGst),
+    browserPresented: pick(phases[0]!.presented!.figures),
+    bareBrowserPresented: pick(phases[2]!.presented!.figures),
     webrtc: { daemon: phases[0]!.extra, bare: phases[2]!.extra },
     ratioDaemonBare: {
       browserP50: ratio(daemonBrowser.p50, bareBrowser.p50),
+      browserPresentedP50: ratio(phases[0]!.presented!.figures.p50, phases[2]!.presented!.figures.p50),
       gstreamerP50: ratio(daemonGst.p50, bareGst.p50),
       browserP95: ratio(daemonBrowser.p95, bareBrowser.p95),
       gstreamerP95: ratio(daemonGst.p95, bareGst.p95),
@@ -557,7 +571,7 @@ async function main(): Promise<void> {
     plot: join(outDir, 'latency-cdf.png'),
   };
   console.log(
-    `ratio daemon/bare at p50: browser ${summary.ratioDaemonBare.browserP50}, GStreamer ${summary.ratioDaemonBare.gstreamerP50}`,
+    `ratio daemon/bare at p50: browser ${summary.ratioDaemonBare.browserP50} (presented ${summary.ratioDaemonBare.browserPresentedP50}), GStreamer ${summary.ratioDaemonBare.gstreamerP50}`,
   );
   if (stampCost)
     console.log(
@@ -566,9 +580,17 @@ async function main(): Promise<void> {
   console.log(`plot: ${summary.plot}`);
   await writeFile(
     join(outDir, 'latency.json'),
-    `${JSON.stringify({ ...summary, latencies: Object.fromEntries(phases.map((p) => [p.name, p.latencies])) })}\n`,
+    `${JSON.stringify({ ...summary, latencies: Object.fromEntries(rowsOf(phases).map((row) => [row.name, row.latencies])) })}\n`,
   );
   console.log(JSON.stringify(summary));
+}
+
+/** One row per measured path: each phase, plus the browser phases' presentation-time latencies. */
+function rowsOf(phases: Phase[]): Array<{ name: string; figures: Figures; latencies: number[] }> {
+  return phases.flatMap((phase) => [
+    phase,
+    ...(phase.presented ? [{ name: `${phase.name} (presented)`, ...phase.presented }] : []),
+  ]);
 }
 
 function pick(f: Figures): Omit<Figures, 'min' | 'mean'> & { mean: number } {

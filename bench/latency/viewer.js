@@ -131,6 +131,12 @@ async function watch(session, handlers, mountpoint) {
       body: { request: 'start' },
       jsep: { type, sdp, trickle: false },
     });
+    // Ask Janus to send the playout-delay extension with 0/0 (mountpoints created with
+    // playoutdelay_ext): Chromium's zero-delay rendering path, no smoothing.
+    await janus(`/${session}/${handle}`, {
+      janus: 'message',
+      body: { request: 'configure', min_delay: 0, max_delay: 0 },
+    });
   });
   await janus(`/${session}/${handle}`, { janus: 'message', body: { request: 'watch', id } });
   watchFrames(id, video, caption);

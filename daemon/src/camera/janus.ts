@@ -402,6 +402,10 @@ export class JanusMountpoints implements Service {
       // Not written to Janus's config file: the daemon re-creates it after every Janus restart, and a
       // box that is gone leaves nothing behind.
       permanent: false,
+      // Offer the playout-delay RTP header extension, so that a viewer can ask for no playout delay
+      // (`min_delay`/`max_delay` 0 in watch/configure): Chromium then renders each frame as soon as it
+      // is decoded instead of smoothing.
+      playoutdelay_ext: true,
       media: [
         {
           type: 'video',
@@ -435,6 +439,7 @@ export class JanusMountpoints implements Service {
     const settings = JSON.stringify([
       wanted.port,
       this.loopbackIface(),
+      'playoutdelay_ext',
       wanted.rtcpPort,
       wanted.pt,
       wanted.fmtp,
