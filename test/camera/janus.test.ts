@@ -138,7 +138,7 @@ async function viewerOffer(url: string, id: number): Promise<string> {
       const response = await fetch(`${url}/${session}?maxev=5&apisecret=${API_SECRET}`, {
         signal: AbortSignal.timeout(5000),
       });
-      const events = (await response.json()) as unknown;
+      const events: unknown = await response.json();
       for (const event of (Array.isArray(events) ? events : [events]) as Array<{ jsep?: { sdp: string } }>)
         if (event.jsep) return event.jsep.sdp;
     }
