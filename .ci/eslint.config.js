@@ -22,6 +22,21 @@ export default tseslint.config(
     },
   },
   {
+    // The viewer page's script runs in the browser as it is (no build step): plain JavaScript, outside
+    // the TypeScript project, so no type-aware rules; browser globals.
+    files: ['bench/latency/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      parserOptions: { projectService: false, project: null },
+      sourceType: 'module',
+      globals: Object.fromEntries(
+        ['window', 'document', 'location', 'fetch', 'performance', 'setTimeout', 'setInterval', 'console']
+          .concat(['URLSearchParams', 'RTCPeerConnection', 'MediaStream'])
+          .map((name) => [name, 'readonly']),
+      ),
+    },
+  },
+  {
     // Benchmarks print their figures for a person.
     files: ['bench/**'],
     rules: { 'no-console': 'off' },

@@ -3,6 +3,7 @@
 // Janus with the box's key; a Janus that is down never stops the camera.
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
+import { readFile } from 'node:fs/promises';
 import pino from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Camera } from '../../daemon/src/camera/camera.js';
@@ -117,6 +118,48 @@ async function janusReceiving(url: string, id: number, ms: number): Promise<Reco
   }
 }
 
+/** The SDP offer Janus makes to a new viewer of mountpoint `id` (a throwaway session of our own). */
+async function viewerOffer(url: string, id: number): Promise<string> {
+  const post = async (path: string, body: Record<string, unknown>) => {
+    const response = await fetch(url + path, {
+      method: 'POST',
+      body: JSON.stringify({ ...body, transaction: 't', apisecret: API_SECRET }),
+      signal: AbortSignal.timeout(2000),
+    });
+    return (await response.json()) as { data?: { id: number } };
+  };
+  const session = (await post('', { janus: 'create' })).data!.id;
+  try {
+    const handle = (await post(`/${session}`, { janus: 'attach', plugin: 'janus.plugin.streaming' })).data!
+      .id;
+    await post(`/${session}/${handle}`, { janus: 'message', body: { request: 'watch', id } });
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      const response = await fetch(`${url}/${session}?maxev=5&apisecret=${API_SECRET}`, {
+        signal: AbortSignal.timeout(5000),
+      });
+      const events: unknown = await response.json();
+      for (const event of (Array.isArray(events) ? events : [events]) as Array<{ jsep?: { sdp: string } }>)
+        if (event.jsep) return event.jsep.sdp;
+    }
+    throw new Error(`no offer from Janus for mountpoint ${id}`);
+  } finally {
+    await post(`/${session}`, { janus: 'destroy' });
+  }
+}
+
+/** Local addresses (hex, as in /proc/net/udp) of the UDP sockets bound to `port`. */
+async function udpBindings(port: number): Promise<string[]> {
+  const table = await readFile('/proc/net/udp', 'utf8');
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  return table
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/)[1] ?? '')
+    .filter((local) => local.endsWith(`:${hexPort}`))
+    .map((local) => local.split(':')[0]!);
+}
+
 describe('Janus mountpoints (sfu.mode janus)', () => {
   it('the camera gets a mountpoint on Janus, and Janus receives its RTP', async () => {
     const janus = await startJanus();
@@ -136,6 +179,17 @@ describe('Janus mountpoints (sfu.mode janus)', () => {
     await until(() => (mountpoint().ageMs ?? Infinity) < 1000, 5000, 'the daemon to see fresh age_ms');
     expect(mountpoint()).toMatchObject({ id: 4200, state: 'present', reason: undefined, creations: 1 });
     await until(() => camera.status().state === 'streaming', 5000, 'the camera to report streaming');
+  });
+
+  it('a mountpoint for a camera sending on loopback listens on 127.0.0.1 only and offers zero playout delay', async () => {
+    const janus = await startJanus();
+    const { rtpPort } = await startDaemonCamera(janus.url);
+    await janusReceiving(janus.url, 4200, 15_000);
+    // 0100007F is 127.0.0.1 in /proc/net/udp's little-endian hex; 00000000 would be every interface.
+    expect(await udpBindings(rtpPort)).toEqual(['0100007F']);
+    expect(await viewerOffer(janus.url, 4200)).toContain(
+      'http://www.webrtc.org/experiments/rtp-hdrext/playout-delay',
+    );
   });
 
   it('Janus restarted: the mountpoint is re-created and RTP reaches it again', async () => {

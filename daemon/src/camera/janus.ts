@@ -402,12 +402,18 @@ export class JanusMountpoints implements Service {
       // Not written to Janus's config file: the daemon re-creates it after every Janus restart, and a
       // box that is gone leaves nothing behind.
       permanent: false,
+      // Offer the playout-delay RTP header extension, so that a viewer can ask for no playout delay
+      // (`min_delay`/`max_delay` 0 in watch/configure): Chromium then renders each frame as soon as it
+      // is decoded instead of smoothing.
+      playoutdelay_ext: true,
       media: [
         {
           type: 'video',
           mid: 'v',
           label: wanted.camera,
           port: wanted.port,
+          // A box that sends to Janus on loopback has Janus on the same host: keep its port off the LAN.
+          ...(this.loopbackIface() ? { iface: this.loopbackIface() } : {}),
           ...(wanted.rtcpPort ? { rtcpport: wanted.rtcpPort } : {}),
           pt: wanted.pt,
           codec: 'h264',
@@ -422,9 +428,18 @@ export class JanusMountpoints implements Service {
     };
   }
 
+  /** The loopback address Janus binds the mountpoint to when sfu.host is loopback; else any. */
+  private loopbackIface(): string | undefined {
+    const host = this.config.sfu.host;
+    if (host === '127.0.0.1' || host === 'localhost') return '127.0.0.1';
+    return host === '::1' ? '::1' : undefined;
+  }
+
   private fingerprint(wanted: WantedMountpoint): string {
     const settings = JSON.stringify([
       wanted.port,
+      this.loopbackIface(),
+      'playoutdelay_ext',
       wanted.rtcpPort,
       wanted.pt,
       wanted.fmtp,

@@ -6,6 +6,7 @@ import { SRTP_SUITES, ssrcFor, type CameraConfig, type Config, type SrtpSuite } 
 import { OutpostError } from '../errors.js';
 import type { EncoderName } from './encoders.js';
 import type { CameraSource } from './sources.js';
+import { stampedSourceLinks } from './stamped-source.js';
 
 export { ssrcFor } from '../config/schema.js';
 
@@ -291,7 +292,10 @@ function rawCaptureLinks(
   switch (source.type) {
     case 'test':
       return [
-        element('videotestsrc', { 'is-live': true, pattern: source.pattern }, 'src'),
+        // `stamp`: the latency-measurement source (stamped-source.ts) writes the capture time into frames.
+        ...(source.stamp
+          ? stampedSourceLinks(camera, format)
+          : [element('videotestsrc', { 'is-live': true, pattern: source.pattern }, 'src')]),
         caps('video/x-raw', { format, ...size }),
       ];
     case 'libcamera':

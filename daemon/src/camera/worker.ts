@@ -4,6 +4,7 @@
 // leaks across restarts, and a crash in native code takes down one camera, not the daemon.
 import { createRequire } from 'node:module';
 import type { Pipeline } from 'gstreamer-superficial';
+import { startStampedSource, type StampedSource } from './stamped-source.js';
 import type { FromWorker, ProbeCandidate, ProbeResult, ToWorker } from './worker-protocol.js';
 
 // The package's entry point is the .node addon itself, which only require() can load.
@@ -19,6 +20,8 @@ function send(message: FromWorker, then?: () => void): void {
 
 let pipeline: Pipeline | undefined;
 let statsTimer: NodeJS.Timeout | undefined;
+/** Only for `source: { type: test, stamp: true }` (bench:latency): the worker feeds its appsrc. */
+let stampedSource: StampedSource | undefined;
 
 /**
  * identity's `stats` (GStreamer ≥ 1.18) is a GstStructure; gstreamer-superficial hands boxed values
@@ -58,6 +61,7 @@ function run(description: string, payloaderName: string, meterName: string): voi
     }
   });
   current.play();
+  stampedSource = startStampedSource(current);
   send({ type: 'started' });
   const payloader = current.findChild(payloaderName);
   // Frames and bytes are counted by GStreamer itself (identity after the encoder, ~0.1 µs a buffer);
@@ -80,6 +84,7 @@ function run(description: string, payloaderName: string, meterName: string): voi
 
 function stop(code: number): never {
   if (statsTimer) clearInterval(statsTimer);
+  stampedSource?.stop();
   pipeline?.stop();
   process.exit(code);
 }

@@ -115,6 +115,8 @@ const testSource = z.strictObject({
   type: z.literal('test'),
   /** videotestsrc pattern; `smpte` shows colour bars, `ball` shows motion. */
   pattern: z.enum(['smpte', 'ball', 'snow', 'black', 'white', 'gradient']).default('smpte'),
+  /** Measurement only (bench:latency): frames carry their capture time as a block code; see stamped-source.ts. */
+  stamp: z.boolean().default(false),
 });
 
 /** A Pi camera module through libcamera (libcamerasrc, from gstreamer1.0-libcamera). */
