@@ -21,7 +21,7 @@ import type { Service } from '../lifecycle/service.js';
 import { mayPublish, maySubscribe } from './acl.js';
 import { stampChat } from './chat-stamp.js';
 import { IdentityTable, loadIdentities, type Identity } from './identities.js';
-import { FramingError, packetSizeGuard, RateLimiter } from './limits.js';
+import { FramingError, GuardedConnection, packetSizeGuard, RateLimiter } from './limits.js';
 import { ChatHistory } from './chat-history.js';
 import { chatChannel } from './topics.js';
 
@@ -506,8 +506,7 @@ export class Broker implements Service {
     // The guard sits between the socket and Aedes's parser; replies go straight to the socket.
     const bus = messageBus(aedes);
     const guard = packetSizeGuard(this.config.broker.limits.maxPacketBytes, () => bus.length < BUS_BACKLOG);
-    const conn = Duplex.from({ readable: guard, writable: stream });
-    stream.pipe(guard);
+    const conn = new GuardedConnection(stream, guard);
     guard.on('error', (error) => {
       if (!(error instanceof FramingError)) return;
       this.counters.limitDisconnects += 1;
@@ -517,9 +516,7 @@ export class Broker implements Service {
       );
       stream.destroy();
     });
-    stream.once('close', () => conn.destroy());
     conn.on('error', () => stream.destroy());
-    conn.once('close', () => stream.destroy());
     this.connections.set(conn, { kind, tls, remote });
     aedes.handle(conn);
   }

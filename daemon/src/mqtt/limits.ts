@@ -1,7 +1,7 @@
 // Broker limits that Aedes does not enforce itself: the size of one MQTT packet (checked on the byte
 // stream before the parser buffers it, so a 200 MB "remaining length" costs nothing) and a per-client
 // publish rate. Aedes's own guards (in-flight, topic levels, drain timeout, queue) are set in broker.ts.
-import { Transform, type TransformCallback } from 'node:stream';
+import { Duplex, Transform, type TransformCallback } from 'node:stream';
 
 /** The byte stream broke MQTT framing or announced a packet over the limit. */
 export class FramingError extends Error {
@@ -66,6 +66,50 @@ export function packetSizeGuard(limit: number, admit: () => boolean = () => true
       pass();
     },
   });
+}
+
+/**
+ * The stream Aedes reads and writes for one client: bytes from the socket pass through `guard` before
+ * Aedes's parser sees them; Aedes's replies go straight to the socket. (Node's `Duplex.from` pairing
+ * lost the last chunk now and then under Aedes's `read(null)`-on-'readable' reading: a QoS 1 publish
+ * that never got its PUBACK.)
+ */
+export class GuardedConnection extends Duplex {
+  constructor(
+    private readonly socket: Duplex,
+    private readonly guard: Transform,
+  ) {
+    super();
+    socket.pipe(guard);
+    guard.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) guard.pause();
+    });
+    guard.once('end', () => this.push(null));
+    socket.once('close', () => this.destroy());
+  }
+
+  override _read(): void {
+    this.guard.resume();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    if (this.socket.destroyed) {
+      done(new Error('connection closed'));
+      return;
+    }
+    if (this.socket.write(chunk)) done();
+    else this.socket.once('drain', () => done());
+  }
+
+  override _final(done: (error?: Error | null) => void): void {
+    this.socket.end();
+    done();
+  }
+
+  override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
+    this.socket.destroy();
+    done(error);
+  }
 }
 
 /**
