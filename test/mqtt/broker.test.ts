@@ -293,6 +293,86 @@ describe('embedded broker: ACL', () => {
   });
 });
 
+describe('embedded broker: review findings', () => {
+  it('an empty topic level cannot smuggle unstamped chat, and chat and commands are never retained', async () => {
+    hub = await startTestBroker();
+    const reader = await client('console');
+    const seen = inbox(reader);
+    await reader.subscribeAsync(`${P}/#`, { qos: 1 });
+    const alice = await client('alice');
+    const forged = JSON.stringify({ id: 'x', from: 'root', role: 'admin', text: 'evacuate', at: 1 });
+    await alice.publishAsync(`${P}/chat/`, forged, { qos: 1, retain: true });
+    await alice.publishAsync(`${P}/chat/Ops Room`, 'bad channel name', { qos: 1 });
+    await alice.publishAsync(`${P}/chat/ops`, 'real', { qos: 1, retain: true });
+    await (
+      await client('console')
+    ).publishAsync(`${P}/cam-a/cmd/ping`, '{"id":"r"}', { qos: 1, retain: true });
+    await until(() => seen.some((line) => line.startsWith(`${P}/cam-a/cmd/ping`)), 5000, 'the command');
+    expect(seen.filter((line) => line.includes('evacuate') || line.includes('bad channel'))).toEqual([]);
+    expect(hub.broker.counters.refusedPublish).toBe(2);
+    // A late subscriber gets the chat history, but no retained chat message or command.
+    const late = await client('console');
+    const lateSeen = inbox(late);
+    await late.subscribeAsync([`${P}/chat/+`, `${P}/+/cmd/#`, `${P}/chat/ops/history`], { qos: 1 });
+    await until(() => lateSeen.length > 0, 5000, 'the retained history');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(lateSeen.map((line) => line.split(' ')[0])).toEqual([`${P}/chat/ops/history`]);
+  });
+
+  it('a last will on a topic the client may not publish to is refused at connect', async () => {
+    hub = await startTestBroker();
+    await expect(
+      client('alice', {
+        will: { topic: `${P}/cam-a/status`, payload: Buffer.from('online'), qos: 1, retain: true },
+      }),
+    ).rejects.toThrow(/Not authorized/i);
+    await client('cam-a', {
+      will: { topic: `${P}/cam-a/status`, payload: Buffer.from('offline'), qos: 1, retain: true },
+    });
+  });
+
+  it('a publish sent right before DISCONNECT and FIN is still delivered', async () => {
+    hub = await startTestBroker();
+    const reader = await client('console');
+    const seen = inbox(reader);
+    await reader.subscribeAsync(`${P}/cam-a/alert`, { qos: 1 });
+    const mqttPacket = (await import('mqtt-packet')).default;
+    const { createConnection } = await import('node:net');
+    const socket = createConnection({ host: '127.0.0.1', port: hub.tcpPort });
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    const connack = new Promise<void>((resolve) => socket.once('data', () => resolve()));
+    socket.write(
+      mqttPacket.generate({
+        cmd: 'connect',
+        protocolId: 'MQTT',
+        protocolVersion: 4,
+        clean: true,
+        clientId: 'cam-a.burst',
+        keepalive: 30,
+        username: 'cam-a',
+        password: Buffer.from(PEOPLE['cam-a']?.password ?? ''),
+      }),
+    );
+    await connack;
+    // PUBLISH, DISCONNECT and FIN in one burst, as a short-lived sender does.
+    socket.end(
+      Buffer.concat([
+        mqttPacket.generate({
+          cmd: 'publish',
+          topic: `${P}/cam-a/alert`,
+          payload: Buffer.from('last words'),
+          qos: 0,
+          retain: false,
+          dup: false,
+        }),
+        mqttPacket.generate({ cmd: 'disconnect' }),
+      ]),
+    );
+    await until(() => seen.length === 1, 5000, 'the publish sent before FIN');
+    expect(seen).toEqual([`${P}/cam-a/alert last words`]);
+  });
+});
+
 describe('embedded broker: listeners and limits', () => {
   it('serves MQTT over secure WebSocket for browser consoles', async () => {
     hub = await startTestBroker();

@@ -4,6 +4,7 @@
 // retained messages, persistent sessions and their queued QoS 1/2 messages live on disk
 // (aedes-persistence-level under dataDir/broker), so they survive a restart and a kill -9.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -51,6 +52,8 @@ export function localAdminFile(dataDir: string): string {
  * publishers instead (what Mosquitto does).
  */
 const BUS_BACKLOG = 2000;
+
+const CHANNEL_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
 /** Refused publishes are re-addressed here and dropped: nobody may subscribe to `$outpost/…`. */
 const REFUSED_TOPIC = '$outpost/refused';
@@ -187,6 +190,11 @@ export class Broker implements Service {
       authorizeForward: (_client, packet) => (packet.topic === REFUSED_TOPIC ? null : packet),
     });
     keepDeliveryAsynchronous(aedes);
+    // Aedes emits 'error' for persistence failures and stale-will publishing; without a listener that
+    // would throw and take the daemon down.
+    (aedes as unknown as EventEmitter).on('error', (error: unknown) =>
+      this.log.error({ err: error }, 'mqtt broker error'),
+    );
     aedes.on('clientError', (client, error) =>
       this.log.debug({ client: client.id, err: error }, 'mqtt client error; disconnected'),
     );
@@ -320,11 +328,12 @@ export class Broker implements Service {
   private async loadIdentities(): Promise<void> {
     const file = this.config.broker.identitiesFile;
     const records = file ? (await loadIdentities(file)).identities : [];
-    const reserved = records.find((record) => record.name === LOCAL_ADMIN);
+    // `chat` would make a device's own prefix the site's chat topics.
+    const reserved = records.find((record) => record.name === LOCAL_ADMIN || record.name === 'chat');
     if (reserved) {
       throw new OutpostError(
         'IDENTITIES_INVALID',
-        `${file}: the name ${LOCAL_ADMIN} is reserved for the box's own tools`,
+        `${file}: the name ${reserved.name} is reserved (${LOCAL_ADMIN}: the box's own tools; chat: the chat topics)`,
         {
           hint: 'rename that identity with outpost-provision',
         },
@@ -403,6 +412,12 @@ export class Broker implements Service {
         connection.tls ? 'no password and no valid site certificate' : 'no user name and password',
       );
     }
+    // Aedes stores the will at CONNECT without asking authorizePublish: check it now, or a client could
+    // leave a will on a topic it may not publish to (another device's status).
+    const will = (client as unknown as { _will?: { topic?: string } })._will;
+    if (will?.topic !== undefined && this.publishRefusal(identity, will.topic)) {
+      return refuse(`last-will topic ${will.topic} is not one this identity may publish to`);
+    }
     // A client id that belongs to another identity's namespace would let one client take over another's
     // session (and its queued messages): ids are bound to their identity.
     const owner = this.clientIdOwner(client.id);
@@ -446,27 +461,41 @@ export class Broker implements Service {
       done(new Error('publish from an unauthenticated client'));
       return;
     }
-    if (this.limiterOf.get(client)?.take() === false) {
-      this.counters.limitDisconnects += 1;
-      this.log.warn(
-        { identity: identity.name, client: client.id },
-        'mqtt client over its publish rate: disconnected',
-      );
+    // Aedes publishes a departing client's will through this hook too: that is not the client's rate.
+    if (!client.closed && this.limiterOf.get(client)?.take() === false) {
+      // Publishes already read from the socket arrive here too: count and log the client once.
+      if (this.limiterOf.delete(client)) {
+        this.counters.limitDisconnects += 1;
+        this.log.warn(
+          { identity: identity.name, client: client.id },
+          'mqtt client over its publish rate: disconnected',
+        );
+      }
       done(new Error('publish rate limit exceeded'));
       return;
     }
-    if (!mayPublish(identity, site, packet.topic)) {
+    const refusal = this.publishRefusal(identity, packet.topic);
+    if (refusal) {
       this.counters.refusedPublish += 1;
       this.log.warn(
-        { identity: identity.name, role: identity.role, client: client.id, topic: packet.topic },
-        'mqtt publish refused by ACL; dropped',
+        {
+          identity: identity.name,
+          role: identity.role,
+          client: client.id,
+          topic: packet.topic,
+          reason: refusal,
+        },
+        'mqtt publish refused; dropped',
       );
       refuseInPlace(packet);
       done(null);
       return;
     }
+    // Commands and chat are events: a retained one would fire again for every new subscriber.
+    if (packet.topic.includes('/cmd/')) packet.retain = false;
     const channel = chatChannel(site, packet.topic);
     if (channel !== undefined) {
+      packet.retain = false;
       const stamped = stampChat(packet.payload, identity, Date.now());
       if (!stamped.ok) {
         this.counters.refusedPublish += 1;
@@ -485,6 +514,20 @@ export class Broker implements Service {
       }
     }
     done(null);
+  }
+
+  /** Why `identity` may not publish on `topic`, or undefined when it may. */
+  private publishRefusal(identity: Identity, topic: string): string | undefined {
+    if (!mayPublish(identity, this.config.site, topic)) return 'not allowed by the ACL';
+    if (identity.role === 'admin') return undefined;
+    // `+` matches an empty level: `…/chat/` would pass `P/chat/+` yet name no channel (and so escape
+    // stamping). No contract v1 topic has an empty level.
+    if (topic.split('/').includes('')) return 'empty topic level';
+    const channel = chatChannel(this.config.site, topic);
+    if (channel !== undefined && !CHANNEL_NAME.test(channel)) {
+      return 'a chat channel is 1–32 lowercase letters, digits or "-"';
+    }
+    return undefined;
   }
 
   private accept(kind: ListenerKind, stream: Duplex, tls?: TLSSocket, remoteAddress?: string): void {

@@ -19,7 +19,13 @@ export class ChatHistory {
   async load(retained: AsyncIterable<{ topic: string; payload: Buffer | string }>): Promise<void> {
     for await (const packet of retained) {
       const channel = packet.topic.split('/').at(-2);
-      const parsed = historyPayload.safeParse(JSON.parse(packet.payload.toString()));
+      let raw: unknown;
+      try {
+        raw = JSON.parse(packet.payload.toString());
+      } catch {
+        continue; // not ours (an admin's junk): start that channel's history afresh
+      }
+      const parsed = historyPayload.safeParse(raw);
       if (channel && parsed.success) this.recent.set(channel, parsed.data.slice(-this.limit));
     }
   }

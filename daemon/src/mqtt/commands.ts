@@ -89,7 +89,7 @@ export class Commands implements Service {
             .join('; '),
         );
       }
-      const handler = this.verbs[verb];
+      const handler = Object.hasOwn(this.verbs, verb) ? this.verbs[verb] : undefined;
       if (!handler) {
         throw new CommandError(
           'UNKNOWN_VERB',

@@ -8,7 +8,10 @@
 // message id (QoS 2 PUBLISH replaced by its PUBREL) keeps the original position.
 import { Readable } from 'node:stream';
 import { Level } from 'level';
-import type { IStore, Packet } from 'mqtt';
+import { UniqueMessageIdProvider, type IClientOptions, type IStore, type Packet } from 'mqtt';
+
+/** MQTT.js's message-id provider interface (not exported by name). */
+type IMessageIdProvider = NonNullable<IClientOptions['messageIdProvider']>;
 
 interface Row {
   packet: Record<string, unknown>;
@@ -21,6 +24,18 @@ export class LevelStore implements IStore {
   private nextSeq = 0;
   /** messageId → seq, mirrored in memory from the `m!` keys. */
   private readonly seqOf = new Map<number, number>();
+  /**
+   * Writes go to level one after another, in call order: a del and a later put for the same message id
+   * must not land the other way round, and createStream() waits for writes still in flight so its
+   * snapshot holds every packet put before it.
+   */
+  private writes: Promise<unknown> = Promise.resolve();
+
+  private queue<T>(write: () => Promise<T>): Promise<T> {
+    const next = this.writes.then(write, write);
+    this.writes = next.catch(() => undefined);
+    return next;
+  }
 
   constructor(
     directory: string,
@@ -59,18 +74,19 @@ export class LevelStore implements IStore {
     const known = this.seqOf.get(messageId);
     const seq = known ?? this.nextSeq++;
     this.seqOf.set(messageId, seq);
-    this.db
-      .batch(
+    const value = encode(packet);
+    this.queue(() =>
+      this.db.batch(
         [
-          { type: 'put', key: packetKey(seq), value: encode(packet) },
+          { type: 'put', key: packetKey(seq), value },
           { type: 'put', key: `m!${messageId}`, value: String(seq) },
         ],
         { sync: this.sync },
-      )
-      .then(
-        () => cb(),
-        (error: Error) => cb(error),
-      );
+      ),
+    ).then(
+      () => cb(),
+      (error: Error) => cb(error),
+    );
     return this;
   }
 
@@ -96,27 +112,27 @@ export class LevelStore implements IStore {
     }
     this.seqOf.delete(messageId);
     const key = packetKey(seq);
-    this.db
-      .get(key)
-      .then(async (value) => {
-        // No fsync for a delete: after a power cut the worst case is one resend, which QoS 1 allows.
-        await this.db.batch([
-          { type: 'del', key },
-          { type: 'del', key: `m!${messageId}` },
-        ]);
-        return value;
-      })
-      .then(
-        (value) => (value === undefined ? cb(new Error('missing packet')) : cb(undefined, decode(value))),
-        (error: Error) => cb(error),
-      );
+    this.queue(async () => {
+      const value = await this.db.get(key);
+      // No fsync for a delete: after a power cut the worst case is one resend, which QoS 1 allows.
+      await this.db.batch([
+        { type: 'del', key },
+        { type: 'del', key: `m!${messageId}` },
+      ]);
+      return value;
+    }).then(
+      (value) => (value === undefined ? cb(new Error('missing packet')) : cb(undefined, decode(value))),
+      (error: Error) => cb(error),
+    );
     return this;
   }
 
   /** The stored packets in insertion order, as MQTT.js reads them after a (re)connect. */
   createStream(): ReturnType<IStore['createStream']> {
     const db = this.db;
+    const written = this.writes;
     async function* packets(): AsyncGenerator<Packet> {
+      await written;
       for await (const value of db.values({ gte: 'p!', lt: 'p~' })) yield decode(value);
     }
     // MQTT.js types its streams with readable-stream's Readable; Node's has the same reading interface.
@@ -151,4 +167,48 @@ function decode(value: string): Packet {
   const packet = { ...row.packet } as Record<string, unknown>;
   if (row.payload !== undefined) packet.payload = Buffer.from(row.payload, 'base64');
   return packet as unknown as Packet;
+}
+
+/**
+ * MQTT.js's message-id provider for a client with an on-disk store. MQTT.js clears its provider at
+ * every CONNACK and registers stored ids only as it replays them, so in between a new publish could
+ * be given the id of a stored packet not yet replayed, and the store would overwrite that packet (an
+ * alert lost). Here ids held in the store stay reserved across clear(): allocate() skips them, and the
+ * replay's register() of a reserved id succeeds once.
+ */
+export class StoreMessageIds implements IMessageIdProvider {
+  private readonly inner = new UniqueMessageIdProvider();
+  private readonly reserved = new Set<number>();
+
+  constructor(private readonly store: { messageIds(): number[] }) {
+    this.reserve();
+  }
+
+  allocate(): number | null {
+    return this.inner.allocate();
+  }
+
+  getLastAllocated(): number | null {
+    return this.inner.getLastAllocated();
+  }
+
+  register(messageId: number): boolean {
+    if (this.reserved.delete(messageId)) return true;
+    return this.inner.register(messageId);
+  }
+
+  deallocate(messageId: number): void {
+    this.reserved.delete(messageId);
+    this.inner.deallocate(messageId);
+  }
+
+  clear(): void {
+    this.inner.clear();
+    this.reserved.clear();
+    this.reserve();
+  }
+
+  private reserve(): void {
+    for (const id of this.store.messageIds()) if (this.inner.register(id)) this.reserved.add(id);
+  }
 }

@@ -60,7 +60,7 @@ export function packetSizeGuard(limit: number, admit: () => boolean = () => true
       }
       // Hold the bytes (and so stop reading the socket) while the broker says it is too far behind.
       const pass = (): void => {
-        if (admit()) done(null, chunk);
+        if (admit() || this.destroyed) done(null, chunk);
         else setTimeout(pass, 1);
       };
       pass();
@@ -85,7 +85,11 @@ export class GuardedConnection extends Duplex {
       if (!this.push(chunk)) guard.pause();
     });
     guard.once('end', () => this.push(null));
-    socket.once('close', () => this.destroy());
+    // A peer that sent its last packets and a FIN ends the stream normally (guard 'end' → EOF for
+    // Aedes, after it has read everything buffered); only an abrupt close discards what is unread.
+    socket.once('close', () => {
+      if (!socket.readableEnded) this.destroy();
+    });
   }
 
   override _read(): void {

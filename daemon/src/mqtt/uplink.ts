@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { connect, UniqueMessageIdProvider, type IClientOptions, type MqttClient } from 'mqtt';
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { OutpostError } from '../errors.js';
@@ -14,7 +14,7 @@ import type { Service } from '../lifecycle/service.js';
 import { VERSION } from '../version.js';
 import type { StatusPayload } from './contract.js';
 import type { Publisher, PublishOptions, Stamp } from './publisher.js';
-import { LevelStore } from './level-store.js';
+import { LevelStore, StoreMessageIds } from './level-store.js';
 import { topicMatches } from './acl.js';
 import { topics } from './topics.js';
 
@@ -74,10 +74,8 @@ export class Uplink implements Service, Publisher {
       );
     }
     this.store = store;
-    // Message ids of packets still in the store from an earlier run must not be handed out again
-    // before they are resent, or a new message would overwrite an old one.
-    const ids = new UniqueMessageIdProvider();
-    for (const id of store.messageIds()) ids.register(id);
+    // Message ids held in the store stay reserved until their packets are resent (level-store.ts).
+    const ids = new StoreMessageIds(store);
     const client = connect({ ...options, outgoingStore: store, messageIdProvider: ids });
     this.client = client;
     client.on('connect', () => {
