@@ -2,7 +2,7 @@
 # Builds Outpost's SD-card image from Debian 12 packages, without loop mounts (image-build/README.md).
 #
 #   image-build/build.sh --arch arm64|amd64 [--out DIR] [--work DIR] [--read-only-root]
-#                        [--from-raspios IMAGE] [--list-stages]
+#                        [--no-compress] [--from-raspios IMAGE] [--list-stages]
 #
 # Stages (each prints what it does and how long it took; a failure names the stage and keeps the work
 # folder): compile → rootfs (mmdebstrap + outpost-files + node-modules hooks) → manifest → bootfs →
@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 
 STAGES=(compile rootfs manifest bootfs disk compress)
-arch='' out=$here/out work=${OUTPOST_IMAGE_WORK:-/work/image-work} read_only=0 raspios=''
+arch='' out=$here/out work=${OUTPOST_IMAGE_WORK:-/work/image-work} read_only=0 raspios='' compress=1
 usage() { sed -n '4,5p' "$0" | sed 's/^# *//' >&2; exit 2; }
 while (($# > 0)); do
   case $1 in
@@ -23,6 +23,7 @@ while (($# > 0)); do
     --out) out=${2:-}; shift 2 ;;
     --work) work=${2:-}; shift 2 ;;
     --read-only-root) read_only=1; shift ;;
+    --no-compress) compress=0; shift ;;
     --from-raspios) raspios=${2:-}; shift 2 ;;
     --list-stages) printf '%s\n' "${STAGES[@]}"; exit 0 ;;
     -h | --help) usage ;;
@@ -92,6 +93,9 @@ stage_rootfs() {
   "${nice[@]}" mmdebstrap --mode=root --variant=apt --arch="$arch" \
     --components=main,non-free-firmware --include="$include" \
     --aptopt='APT::Install-Recommends "false"' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
     --skip=essential/unlink \
     --setup-hook='mkdir -p "$1"/var/cache/apt/archives/ "$1"/etc/default' \
     --setup-hook="sync-in $cache/apt-$arch /var/cache/apt/archives/" \
@@ -182,7 +186,7 @@ SFDISK
 # --- compress: .img.xz and the checksums of both
 stage_compress() {
   rm -f "$out/$name.img.xz"
-  "${nice[@]}" xz -T2 -6 -k "$out/$name.img"
+  "${nice[@]}" xz -T2 "-${OUTPOST_XZ_LEVEL:-6}" -k "$out/$name.img"
   (cd "$out" && sha256sum "$name.img" "$name.img.xz" >"$name.sha256")
   ls -l "$out/$name.img" "$out/$name.img.xz" | awk '{printf "compress: %s %d MiB\n", $9, $5 / 1048576}'
 }
@@ -193,7 +197,12 @@ stage rootfs "mmdebstrap bookworm $arch into $rootdir, Outpost installed by cust
 stage manifest "package versions → $out/$name.manifest"
 stage bootfs "boot partition content: kernel, initrd$([[ $arch == arm64 ]] && echo ', Pi firmware, config.txt'), cmdline.txt"
 stage disk "FAT + ext4 root + ext4 data, MBR, assembled with dd"
-stage compress "xz and sha256"
+if ((compress)); then
+  stage compress "xz -${OUTPOST_XZ_LEVEL:-6} and sha256"
+else
+  (cd "$out" && sha256sum "$name.img" >"$name.sha256")
+  echo "build.sh: --no-compress: no .img.xz"
+fi
 current_stage=''
-echo "build.sh: $name built in $((SECONDS - total)) s: $out/$name.img{,.xz}, $name.sha256, $name.manifest"
+echo "build.sh: $name built in $((SECONDS - total)) s: $out/$name.img, $name.sha256, $name.manifest$( ((compress)) && echo ", $name.img.xz")"
 rm -rf "$rootdir"

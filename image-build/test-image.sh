@@ -9,7 +9,8 @@
 #
 #   image-build/test-image.sh [--no-build]   (--no-build: reuse OUT/outpost-amd64.img from a build)
 # Environment: OUTPOST_IMAGE_WORK (default /work/image-work), OUTPOST_IMAGE_OUT (default WORK/out),
-# OUTPOST_BOOT_TIMEOUT seconds to READY (default 900).
+# OUTPOST_BOOT_TIMEOUT seconds to READY (default 900), OUTPOST_IMAGE_READ_ONLY=1 to build and boot
+# the image with --read-only-root.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -43,7 +44,9 @@ done
 if ((build)); then
   step "building the amd64 image (image-build/build.sh)"
   build_started=$SECONDS
-  "$here/build.sh" --arch amd64 --out "$out"
+  ro_flag=()
+  [[ ${OUTPOST_IMAGE_READ_ONLY:-0} == 1 ]] && ro_flag=(--read-only-root)
+  "$here/build.sh" --arch amd64 --out "$out" --no-compress "${ro_flag[@]}"
   echo "test-image: build took $((SECONDS - build_started)) s"
 fi
 image=$out/outpost-amd64.img

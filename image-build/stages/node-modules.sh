@@ -36,20 +36,33 @@ chroot "$root" /usr/bin/node -e 'const [major] = process.versions.node.split("."
   console.log(`node-modules: target Node ${process.version} ${process.arch}`)'
 
 # --- build dependencies, for this step only
+# (The package set is recorded first: afterwards every package that was not there is purged, whatever
+# apt's autoremove would keep for a Recommends.)
 build_deps=(build-essential python3 pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
+installed() { chroot "$root" dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' | awk '$1 == "ii" {print $2}' | sort; }
+installed >"$root/tmp/packages-before-build"
 chroot "$root" apt-get install -y -q --no-install-recommends "${build_deps[@]}" >/dev/null
 
 # --- npm ci inside the root, with the host's npm (pure JavaScript) copied in for the duration and the
 # npm cache carried between builds in CACHE_DIR/npm. nodedir: node-gyp takes headers from the Node
 # package (no download from nodejs.org, which an offline build machine cannot reach).
-rm -rf "$root/tmp/npm" "$root/tmp/npm-cache"
+# The build machine's registry and its CA file (a TLS-inspecting proxy's CA is in the host's trust
+# store, not in the target's ca-certificates) are handed to the npm in the root.
+rm -rf "$root/tmp/npm" "$root/tmp/npm-cache" "$root/tmp/npm-ca.pem"
 cp -r "$(npm root -g)/npm" "$root/tmp/npm"
 cp -r "$cache/npm" "$root/tmp/npm-cache"
-chroot "$root" /bin/sh -c 'cd /usr/lib/outpost && HOME=/tmp npm_config_cache=/tmp/npm-cache \
-  npm_config_nodedir=/usr/lib/outpost/node npm_config_update_notifier=false \
+registry=$(npm config get registry 2>/dev/null)
+cafile=$(npm config get cafile 2>/dev/null)
+npm_env=(HOME=/tmp npm_config_cache=/tmp/npm-cache npm_config_registry="$registry"
+  npm_config_nodedir=/usr/lib/outpost/node npm_config_update_notifier=false npm_config_prefer_offline=true)
+if [[ -n $cafile && $cafile != null && -f $cafile ]]; then
+  cp "$cafile" "$root/tmp/npm-ca.pem"
+  npm_env+=(npm_config_cafile=/tmp/npm-ca.pem)
+fi
+chroot "$root" /usr/bin/env "${npm_env[@]}" /bin/sh -c 'cd /usr/lib/outpost &&
   /usr/bin/node /tmp/npm/bin/npm-cli.js ci --omit=dev --no-audit --no-fund --loglevel=warn'
 rm -rf "$cache/npm" && mv "$root/tmp/npm-cache" "$cache/npm"
-rm -rf "$root/tmp/npm" "$root/tmp/node-compile-cache" "$root/tmp/.npm" "$root/tmp/.cache"
+rm -rf "$root/tmp/npm" "$root/tmp/npm-ca.pem" "$root/tmp/node-compile-cache" "$root/tmp/.npm" "$root/tmp/.cache"
 
 # Each native addon must load in the target's Node (a wrong-architecture or missing build fails here).
 chroot "$root" /bin/sh -c 'cd /usr/lib/outpost && /usr/bin/node -e "
@@ -58,6 +71,9 @@ chroot "$root" /bin/sh -c 'cd /usr/lib/outpost && /usr/bin/node -e "
   }"'
 
 # --- drop what only the build needed: compilers, headers, Node's include/
-chroot "$root" apt-get purge -y -q --autoremove "${build_deps[@]}" >/dev/null
+mapfile -t added < <(installed | comm -13 "$root/tmp/packages-before-build" -)
+echo "node-modules: purging the ${#added[@]} packages installed for the build"
+chroot "$root" apt-get purge -y -q "${added[@]}" >/dev/null
+rm -f "$root/tmp/packages-before-build"
 rm -rf "$nodedir/include"
 chown -R root:root "$root/usr/lib/outpost"
