@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 
 STAGES=(compile rootfs manifest bootfs disk compress)
-arch='' out=$here/out work=${OUTPOST_IMAGE_WORK:-/work/image-work} read_only=0 raspios='' compress=1
+arch='' out=$here/out work=${OUTPOST_IMAGE_WORK:-/var/tmp/outpost-image} read_only=0 raspios='' compress=1
 usage() { sed -n '4,5p' "$0" | sed 's/^# *//' >&2; exit 2; }
 while (($# > 0)); do
   case $1 in
@@ -88,7 +88,8 @@ stage_rootfs() {
   local mirror=http://deb.debian.org/debian
   local ro_flag=()
   ((read_only)) && ro_flag=(--read-only-root)
-  # The Pi's firmware package reads its root= from here when the kernel is installed.
+  # The setup hook writes /etc/default/raspi-firmware before any package is installed: the Pi's
+  # firmware package writes cmdline.txt's root= from it when the kernel is installed.
   # shellcheck disable=SC2016 # $1 is expanded by mmdebstrap's hook shell
   "${nice[@]}" mmdebstrap --mode=root --variant=apt --arch="$arch" \
     --components=main,non-free-firmware --include="$include" \
@@ -97,9 +98,9 @@ stage_rootfs() {
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
     --skip=essential/unlink \
-    --setup-hook='mkdir -p "$1"/var/cache/apt/archives/ "$1"/etc/default' \
+    --setup-hook='mkdir -p "$1"/var/cache/apt/archives/ "$1"/etc/default "$1"/boot/firmware' \
     --setup-hook="sync-in $cache/apt-$arch /var/cache/apt/archives/" \
-    --setup-hook="printf 'ROOTPART=PARTUUID=$disk_id-02\nCONSOLES=\"serial0,115200 tty1\"\n' > \"\$1\"/etc/default/raspi-firmware" \
+    --setup-hook="printf 'ROOTPART=PARTUUID=$disk_id-02\n' > \"\$1\"/etc/default/raspi-firmware" \
     --customize-hook="$here/stages/install-outpost.sh \"\$1\" --disk-id $disk_id ${ro_flag[*]}" \
     --customize-hook="$here/stages/node-modules.sh \"\$1\" $arch $cache" \
     --customize-hook="sync-out /var/cache/apt/archives $cache/apt-$arch" \
@@ -125,10 +126,16 @@ stage_bootfs() {
   initrd=$(find "$rootdir/boot" -maxdepth 1 -name 'initrd.img-*' | sort -V | tail -1)
   [[ -n $kernel && -n $initrd ]] || { echo "bootfs: no kernel or initrd in $rootdir/boot" >&2; return 1; }
   if [[ $arch == arm64 ]]; then
-    # raspi-firmware's kernel hook filled /boot/firmware (firmware, dtbs, kernel, initrd, config.txt);
-    # its cmdline.txt is replaced by ours so both architectures boot the same root the same way.
+    # raspi-firmware's kernel and initramfs hooks filled /boot/firmware: the Pi's firmware, the DTBs,
+    # the kernel and initrd, config.txt, and cmdline.txt with root= from /etc/default/raspi-firmware
+    # (ROOTPART, set before the kernel was installed) and the serial console for each Pi model.
     cp -r "$rootdir/boot/firmware/." "$bootfs/"
-    echo "console=serial0,115200 console=tty1 root=PARTUUID=$disk_id-02 rootfstype=ext4 rootwait ro" >"$bootfs/cmdline.txt"
+    for file in config.txt cmdline.txt start4.elf bootcode.bin; do
+      [[ -f $bootfs/$file ]] || { echo "bootfs: raspi-firmware left no $file in /boot/firmware" >&2; return 1; }
+    done
+    grep -q "root=PARTUUID=$disk_id-02" "$bootfs/cmdline.txt" ||
+      { echo "bootfs: cmdline.txt does not name PARTUUID=$disk_id-02: $(cat "$bootfs/cmdline.txt")" >&2; return 1; }
+    echo "bootfs: cmdline.txt: $(cat "$bootfs/cmdline.txt")"
   else
     # amd64 twin: qemu boots the kernel directly (-kernel/-initrd/-append, test-image.sh); the copies
     # here keep the partition's layout the same as the Pi's, and cmdline.txt documents the command line.

@@ -8,14 +8,14 @@
 # Every wait is bounded; on failure the serial log is printed. Root is needed for the build.
 #
 #   image-build/test-image.sh [--no-build]   (--no-build: reuse OUT/outpost-amd64.img from a build)
-# Environment: OUTPOST_IMAGE_WORK (default /work/image-work), OUTPOST_IMAGE_OUT (default WORK/out),
+# Environment: OUTPOST_IMAGE_WORK (default /var/tmp/outpost-image, as build.sh), OUTPOST_IMAGE_OUT (default WORK/out),
 # OUTPOST_BOOT_TIMEOUT seconds to READY (default 900), OUTPOST_IMAGE_READ_ONLY=1 to build and boot
 # the image with --read-only-root.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-work=${OUTPOST_IMAGE_WORK:-/work/image-work}
+work=${OUTPOST_IMAGE_WORK:-/var/tmp/outpost-image}
 out=${OUTPOST_IMAGE_OUT:-$work/out}
 boot_timeout=${OUTPOST_BOOT_TIMEOUT:-900}
 build=1
@@ -100,6 +100,10 @@ echo "test-image: first boot wiped the bundle"
 wait_for 'Started outpost.service' "$boot_timeout"
 ready=$((SECONDS - boot_started))
 echo "test-image: daemon READY $ready s after qemu started"
+if [[ ${OUTPOST_IMAGE_READ_ONLY:-0} == 1 ]]; then
+  grep -qF 'Finished outpost-read-only-root.service' "$serial" || fail "/ was not remounted read-only"
+  echo "test-image: / remounted read-only before the daemon started"
+fi
 
 step "reading the hub's retained status over TLS (site CA, console account ops)"
 status_payload=''

@@ -9,7 +9,8 @@
 # node_modules come later, built inside the target: stages/node-modules.sh), the units from systemd/
 # enabled, the journald drop-in, the outpost user and gpio group (systemd-sysusers), a udev rule for
 # /dev/gpiochip*, chrony without public NTP, systemd-networkd DHCP, the fstab of the image's three
-# partitions (boot FAT, root, data on /var/lib/outpost), hostname `outpost` until first boot.
+# partitions (boot FAT, root, data on /var/lib/outpost), hostname `outpost` until first boot; with
+# --read-only-root, a unit that remounts / read-only after first boot, before the daemon.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -84,27 +85,37 @@ if [[ -f $root/etc/chrony/chrony.conf ]]; then
 fi
 
 # --- partitions: boot FAT (bundle goes there), root, data (image-build/README.md, "Layout")
-root_options=defaults,noatime,errors=remount-ro
-((read_only)) && root_options=ro,noatime
 cat >"$root/etc/fstab" <<FSTAB
 # Outpost image (image-build/README.md): MBR disk id $disk_id, the same on every card.
-PARTUUID=$disk_id-02  /                 ext4   $root_options  0 1
+PARTUUID=$disk_id-02  /                 ext4   defaults,noatime,errors=remount-ro  0 1
 PARTUUID=$disk_id-01  /boot/firmware    vfat   defaults,noatime,umask=0077,shortname=lower  0 2
 PARTUUID=$disk_id-03  /var/lib/outpost  ext4   defaults,noatime,nodev,nosuid,noexec  0 2
 tmpfs                 /tmp              tmpfs  nosuid,nodev,mode=1777,size=64M  0 0
 FSTAB
 if ((read_only)); then
-  # A read-only / : first boot writes /etc (outpost, hostname, hosts), so it runs with / remounted
-  # read-write for its duration (the "+" runs these outside the unit's sandbox); var/tmp in RAM.
-  install -d -m 0755 "$root/etc/systemd/system/outpost-firstboot.service.d"
-  cat >"$root/etc/systemd/system/outpost-firstboot.service.d/read-only-root.conf" <<'CONF'
-# image-build --read-only-root: / is mounted read-only; first boot needs /etc writable for a moment.
-[Service]
-ExecStartPre=+/bin/mount -o remount,rw /
-ExecStartPost=+/bin/mount -o remount,ro /
-ExecStopPost=+/bin/mount -o remount,ro /
-CONF
+  # Read-only root: / is mounted read-write at boot, as usual, so that first boot can write /etc
+  # (/etc/outpost, hostname, hosts) and systemd can commit the machine id; then, before the daemon
+  # starts, it is remounted read-only for the rest of the uptime (when a power cut is likely).
+  # (Mounting / ro from fstab and remounting it rw around first boot does not work: the unit's
+  # ProtectSystem=strict namespace is set up while / is still read-only.)
   echo 'tmpfs                 /var/tmp          tmpfs  nosuid,nodev,mode=1777,size=32M  0 0' >>"$root/etc/fstab"
+  cat >"$root/etc/systemd/system/outpost-read-only-root.service" <<'UNIT'
+# image-build --read-only-root: mount / read-only once first boot is done, before the daemon starts.
+[Unit]
+Description=Outpost: mount the root filesystem read-only
+After=outpost-firstboot.service systemd-machine-id-commit.service systemd-random-seed.service
+After=systemd-tmpfiles-setup.service local-fs.target
+Before=outpost.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/mount -o remount,ro /
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  systemctl --root="$root" --quiet enable outpost-read-only-root.service
 fi
 
 # --- hostname until first boot names the box after its device

@@ -123,15 +123,18 @@ describe('image recipe', () => {
     expect(readFileSync(`${root}/etc/hostname`, 'utf8')).toBe('outpost\n');
   });
 
-  it('with --read-only-root: / is mounted ro and first boot remounts it rw only while it runs', () => {
+  it('with --read-only-root: / is remounted read-only after first boot, before the daemon starts', () => {
     const fstab = lines(`${readOnlyRoot}/etc/fstab`);
-    expect(fstab.find((line) => line.startsWith('PARTUUID=4f757470-02'))).toMatch(/\sro,noatime\s/);
     expect(fstab.some((line) => /\s\/var\/tmp\s+tmpfs\s/.test(line))).toBe(true);
-    const dropIn = readFileSync(
-      `${readOnlyRoot}/etc/systemd/system/outpost-firstboot.service.d/read-only-root.conf`,
-      'utf8',
-    );
-    expect(dropIn).toMatch(/^ExecStartPre=\+\/bin\/mount -o remount,rw \/$/m);
-    expect(dropIn).toMatch(/^ExecStartPost=\+\/bin\/mount -o remount,ro \/$/m);
+    const unit = readFileSync(`${readOnlyRoot}/etc/systemd/system/outpost-read-only-root.service`, 'utf8');
+    expect(unit).toMatch(/^ExecStart=\/bin\/mount -o remount,ro \/$/m);
+    expect(unit).toMatch(/^After=outpost-firstboot\.service/m);
+    expect(unit).toMatch(/^Before=outpost\.service$/m);
+    expect(
+      readlinkSync(
+        `${readOnlyRoot}/etc/systemd/system/multi-user.target.wants/outpost-read-only-root.service`,
+      ),
+    ).toBe('/etc/systemd/system/outpost-read-only-root.service');
+    expect(existsSync(`${root}/etc/systemd/system/outpost-read-only-root.service`)).toBe(false);
   });
 });
