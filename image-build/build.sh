@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Builds Outpost's SD-card image from Debian 12 packages, without loop mounts (image-build/README.md).
 #
-#   image-build/build.sh --arch arm64|amd64 [--out DIR] [--work DIR] [--read-only-root]
+#   image-build/build.sh --arch arm64|amd64 [--out DIR] [--work DIR] [--read-write-root]
 #                        [--no-compress] [--from-raspios IMAGE] [--list-stages]
 #
 # Stages (each prints what it does and how long it took; a failure names the stage and keeps the work
 # folder): compile → rootfs (mmdebstrap + outpost-files + node-modules hooks) → manifest → bootfs →
 # disk → compress. Output in --out (default image-build/out): outpost-ARCH.img, .img.xz, .sha256,
 # .manifest (package versions), and for amd64 the kernel + initrd that test-image.sh boots directly.
+# The root is remounted read-only after first boot unless --read-write-root (README.md, "Read-only root").
 # Re-runs reuse the package caches in WORK/cache (apt .debs, the Node tarball, npm's cache).
 set -euo pipefail
 
@@ -15,14 +16,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 
 STAGES=(compile rootfs manifest bootfs disk compress)
-arch='' out=$here/out work=${OUTPOST_IMAGE_WORK:-/var/tmp/outpost-image} read_only=0 raspios='' compress=1
+arch='' out=$here/out work=${OUTPOST_IMAGE_WORK:-/var/tmp/outpost-image} read_only=1 raspios='' compress=1
 usage() { sed -n '4,5p' "$0" | sed 's/^# *//' >&2; exit 2; }
 while (($# > 0)); do
   case $1 in
     --arch) arch=${2:-}; shift 2 ;;
     --out) out=${2:-}; shift 2 ;;
     --work) work=${2:-}; shift 2 ;;
-    --read-only-root) read_only=1; shift ;;
+    --read-only-root) read_only=1; shift ;; # the default; kept for scripts that name it
+    --read-write-root) read_only=0; shift ;;
     --no-compress) compress=0; shift ;;
     --from-raspios) raspios=${2:-}; shift 2 ;;
     --list-stages) printf '%s\n' "${STAGES[@]}"; exit 0 ;;

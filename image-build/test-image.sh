@@ -9,8 +9,8 @@
 #
 #   image-build/test-image.sh [--no-build]   (--no-build: reuse OUT/outpost-amd64.img from a build)
 # Environment: OUTPOST_IMAGE_WORK (default /var/tmp/outpost-image, as build.sh), OUTPOST_IMAGE_OUT (default WORK/out),
-# OUTPOST_BOOT_TIMEOUT seconds to READY (default 900), OUTPOST_IMAGE_READ_ONLY=1 to build and boot
-# the image with --read-only-root.
+# OUTPOST_BOOT_TIMEOUT seconds to READY (default 900), OUTPOST_IMAGE_READ_WRITE=1 to build and boot
+# the image with --read-write-root (the default is a root remounted read-only after first boot).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -45,7 +45,7 @@ if ((build)); then
   step "building the amd64 image (image-build/build.sh)"
   build_started=$SECONDS
   ro_flag=()
-  [[ ${OUTPOST_IMAGE_READ_ONLY:-0} == 1 ]] && ro_flag=(--read-only-root)
+  [[ ${OUTPOST_IMAGE_READ_WRITE:-0} == 1 ]] && ro_flag=(--read-write-root)
   "$here/build.sh" --arch amd64 --out "$out" --no-compress "${ro_flag[@]}"
   echo "test-image: build took $((SECONDS - build_started)) s"
 fi
@@ -100,7 +100,7 @@ echo "test-image: first boot wiped the bundle"
 wait_for 'Started outpost.service' "$boot_timeout"
 ready=$((SECONDS - boot_started))
 echo "test-image: daemon READY $ready s after qemu started"
-if [[ ${OUTPOST_IMAGE_READ_ONLY:-0} == 1 ]]; then
+if [[ ${OUTPOST_IMAGE_READ_WRITE:-0} != 1 ]]; then
   grep -qF 'Finished outpost-read-only-root.service' "$serial" || fail "/ was not remounted read-only"
   echo "test-image: / remounted read-only before the daemon started"
 fi
