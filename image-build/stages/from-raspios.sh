@@ -54,8 +54,12 @@ stage_unpack() {
   echo "unpack: disk id $disk_id, boot at $boot_start+$boot_size, root at $root_start+$root_size"
   rm -rf "$build/root" "$build/bootfs" && mkdir -p "$build/root" "$build/bootfs"
   dd if="$img" of="$build/root.ext4" bs=512 skip="$root_start" count="$root_size" status=none
+  # rdump of / writes the root's content straight into the folder, with modes and owners (checked);
+  # extended attributes (file capabilities such as ping's cap_net_raw) are not carried over.
   debugfs -R "rdump / $build/root" "$build/root.ext4" 2>&1 | grep -v '^debugfs' || true
-  # rdump puts the filesystem's root directory's content under a folder named after it ("/" → ".")
+  [[ -f $build/root/etc/os-release ]] || { echo "unpack: partition 2 of $input is not a Linux root" >&2; return 1; }
+  grep -q 'VERSION_CODENAME=bookworm' "$build/root/etc/os-release" ||
+    echo "unpack: warning: not bookworm ($(grep PRETTY_NAME "$build/root/etc/os-release")): untested" >&2
   mcopy -s -p -n -i "$img@@$((boot_start * 512))" ::/ "$build/bootfs/"
   rm -f "$build/root.ext4"
   echo "$disk_id $boot_start $boot_size" >"$build/layout"
