@@ -91,11 +91,13 @@ stage_rootfs() {
   local ro_flag=()
   ((read_only)) && ro_flag=(--read-only-root)
   # The setup hook writes /etc/default/raspi-firmware before any package is installed: the Pi's
-  # firmware package writes cmdline.txt's root= from it when the kernel is installed.
+  # firmware package writes cmdline.txt's root= from it when the kernel is installed (force-confold:
+  # dpkg keeps that file instead of stopping at a conffile question).
   # shellcheck disable=SC2016 # $1 is expanded by mmdebstrap's hook shell
   "${nice[@]}" mmdebstrap --mode=root --variant=apt --arch="$arch" \
     --components=main,non-free-firmware --include="$include" \
     --aptopt='APT::Install-Recommends "false"' \
+    --dpkgopt='force-confdef' --dpkgopt='force-confold' \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
