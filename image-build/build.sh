@@ -2,7 +2,7 @@
 # Builds Outpost's SD-card image from Debian 12 packages, without loop mounts (image-build/README.md).
 #
 #   image-build/build.sh --arch arm64|amd64 [--out DIR] [--work DIR] [--read-write-root]
-#                        [--no-compress] [--from-raspios IMAGE] [--list-stages]
+#                        [--no-compress] [--reuse-root] [--from-raspios IMAGE] [--list-stages]
 #
 # Stages (each prints what it does and how long it took; a failure names the stage and keeps the work
 # folder): compile → rootfs (mmdebstrap + outpost-files + node-modules hooks) → manifest → bootfs →
@@ -10,13 +10,15 @@
 # .manifest (package versions), and for amd64 the kernel + initrd that test-image.sh boots directly.
 # The root is remounted read-only after first boot unless --read-write-root (README.md, "Read-only root").
 # Re-runs reuse the package caches in WORK/cache (apt .debs, the Node tarball, npm's cache).
+# --reuse-root skips compile and rootfs and carries on from the root folder an earlier run left in
+# WORK/build-ARCH/root (after a failure in a later stage, or a root finished by hand).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 
 STAGES=(compile rootfs manifest bootfs disk compress)
-arch='' out=$here/out work=${OUTPOST_IMAGE_WORK:-/var/tmp/outpost-image} read_only=1 raspios='' compress=1
+arch='' out=$here/out work=${OUTPOST_IMAGE_WORK:-/var/tmp/outpost-image} read_only=1 raspios='' compress=1 reuse_root=0
 usage() { sed -n '4,5p' "$0" | sed 's/^# *//' >&2; exit 2; }
 while (($# > 0)); do
   case $1 in
@@ -26,6 +28,7 @@ while (($# > 0)); do
     --read-only-root) read_only=1; shift ;; # the default; kept for scripts that name it
     --read-write-root) read_only=0; shift ;;
     --no-compress) compress=0; shift ;;
+    --reuse-root) reuse_root=1; shift ;;
     --from-raspios) raspios=${2:-}; shift 2 ;;
     --list-stages) printf '%s\n' "${STAGES[@]}"; exit 0 ;;
     -h | --help) usage ;;
@@ -203,8 +206,14 @@ stage_compress() {
 }
 
 total=$SECONDS
-stage compile "npm run build (TypeScript → dist/)"
-stage rootfs "mmdebstrap bookworm $arch into $rootdir, Outpost installed by customize hooks"
+if ((reuse_root)); then
+  [[ -f $rootdir/usr/lib/outpost/dist/daemon/src/cli.js && -d $rootdir/usr/lib/outpost/node_modules ]] ||
+    { echo "build.sh: --reuse-root: no finished root in $rootdir" >&2; exit 2; }
+  echo "build.sh: --reuse-root: skipping compile and rootfs, using $rootdir"
+else
+  stage compile "npm run build (TypeScript → dist/)"
+  stage rootfs "mmdebstrap bookworm $arch into $rootdir, Outpost installed by customize hooks"
+fi
 stage manifest "package versions → $out/$name.manifest"
 stage bootfs "boot partition content: kernel, initrd$([[ $arch == arm64 ]] && echo ', Pi firmware, config.txt'), cmdline.txt"
 stage disk "FAT + ext4 root + ext4 data, MBR, assembled with dd"
