@@ -122,7 +122,10 @@ stage_rootfs() {
 stage_manifest() {
   dpkg-query --admindir="$rootdir/var/lib/dpkg" -W -f='${Package}\t${Version}\t${Architecture}\n' |
     sort >"$out/$name.manifest"
-  echo "manifest: $(wc -l <"$out/$name.manifest") packages, node $(cat "$rootdir/usr/lib/outpost/node/package.json" 2>/dev/null | sed -n 's/.*"version": "\(.*\)".*/\1/p' | head -1)"
+  # Node is not a Debian package: its line says where it came from (npm ci's tree is package-lock.json).
+  printf 'node-linux-%s\t%s\tnpm registry, sha512 in image-build/node.lock\n' "$([[ $arch == amd64 ]] && echo x64 || echo arm64)" \
+    "$(awk '$1 == "version" {print $2}' "$here/node.lock")" >>"$out/$name.manifest"
+  echo "manifest: $(wc -l <"$out/$name.manifest") packages; node $(awk '$1 == "version" {print $2}' "$here/node.lock") (node.lock)"
 }
 
 # --- bootfs: the FAT boot partition's content, moved out of the root (mounted there on the box)
