@@ -1,0 +1,140 @@
+// The SD-card image's recipe, checked without building or booting it: the stage list, and the
+// "outpost-files" stage (image-build/stages/install-outpost.sh) run against an empty folder: the units
+// enabled, the outpost user and its groups, file modes, the journald drop-in, time without public NTP,
+// and the partitions in fstab. The full build and a qemu boot are `npm run test:image`.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO } from '../support/processes.js';
+
+const installer = `${REPO}/image-build/stages/install-outpost.sh`;
+
+function install(root: string, ...options: string[]): void {
+  const result = spawnSync('bash', [installer, root, ...options], { encoding: 'utf8' });
+  expect(result.status, result.stderr).toBe(0);
+}
+
+const mode = (path: string): number => statSync(path).mode & 0o7777;
+const lines = (path: string): string[] => readFileSync(path, 'utf8').split('\n');
+
+describe('image recipe', () => {
+  let root: string;
+  let readOnlyRoot: string;
+
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), 'outpost-image-root-'));
+    readOnlyRoot = mkdtempSync(join(tmpdir(), 'outpost-image-ro-'));
+    install(root);
+    install(readOnlyRoot, '--read-only-root');
+  });
+  afterAll(() => {
+    rmSync(root, { recursive: true, force: true });
+    rmSync(readOnlyRoot, { recursive: true, force: true });
+  });
+
+  it('builds in the documented stages, in order', () => {
+    const result = spawnSync('bash', [`${REPO}/image-build/build.sh`, '--list-stages'], { encoding: 'utf8' });
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout.trim().split('\n')).toEqual([
+      'compile',
+      'rootfs',
+      'manifest',
+      'bootfs',
+      'disk',
+      'compress',
+    ]);
+  });
+
+  it('installs the compiled daemon, its package files and the commands', () => {
+    for (const file of [
+      'dist/daemon/src/cli.js',
+      'dist/provisioning/src/cli.js',
+      'package.json',
+      'package-lock.json',
+    ]) {
+      expect(existsSync(`${root}/usr/lib/outpost/${file}`), file).toBe(true);
+    }
+    // version.ts reads package.json three levels above dist/daemon/src.
+    expect(existsSync(`${root}/usr/lib/outpost/dist/daemon/src/version.js`)).toBe(true);
+    for (const command of ['outpost', 'outpost-provision']) {
+      expect(mode(`${root}/usr/bin/${command}`)).toBe(0o755);
+    }
+    expect(mode(`${root}/usr/lib/outpost/dist/daemon/src/cli.js`) & 0o022).toBe(0);
+  });
+
+  it('installs both units and enables them for multi-user.target', () => {
+    for (const unit of ['outpost.service', 'outpost-firstboot.service']) {
+      const installed = `${root}/usr/lib/systemd/system/${unit}`;
+      expect(readFileSync(installed, 'utf8')).toBe(readFileSync(`${REPO}/systemd/${unit}`, 'utf8'));
+      expect(mode(installed)).toBe(0o644);
+      expect(readlinkSync(`${root}/etc/systemd/system/multi-user.target.wants/${unit}`)).toBe(
+        `/usr/lib/systemd/system/${unit}`,
+      );
+    }
+  });
+
+  it('creates the outpost user, a system account without a shell, in the video and gpio groups', () => {
+    const passwd = lines(`${root}/etc/passwd`).find((line) => line.startsWith('outpost:'));
+    const [, , uid, , , home, shell] = passwd?.split(':') ?? [];
+    expect(Number(uid)).toBeLessThan(1000);
+    expect(home).toBe('/var/lib/outpost');
+    expect(shell).toBe('/usr/sbin/nologin');
+    const groups = lines(`${root}/etc/group`);
+    for (const group of ['video', 'gpio']) {
+      const line = groups.find((entry) => entry.startsWith(`${group}:`));
+      expect(line?.split(':')[3]?.split(','), group).toContain('outpost');
+    }
+    expect(readFileSync(`${root}/etc/udev/rules.d/99-outpost-gpio.rules`, 'utf8')).toMatch(/GROUP="gpio"/);
+  });
+
+  it('installs the journald drop-in for SD cards as /etc/systemd/journald.conf.d/outpost.conf', () => {
+    const dropIn = `${root}/etc/systemd/journald.conf.d/outpost.conf`;
+    expect(readFileSync(dropIn, 'utf8')).toBe(readFileSync(`${REPO}/systemd/journald-outpost.conf`, 'utf8'));
+    expect(mode(dropIn)).toBe(0o644);
+    expect(lines(dropIn)).toContain('Storage=volatile');
+  });
+
+  it('serves and takes time on the LAN only: chrony without public NTP', () => {
+    const chrony = readFileSync(`${root}/etc/chrony/conf.d/outpost.conf`, 'utf8');
+    expect(chrony).toMatch(/^allow 192\.168\.0\.0\/16$/m);
+    expect(chrony).toMatch(/^local stratum 10/m);
+    expect(chrony).not.toMatch(/^(pool|server) /m);
+    expect(existsSync(`${root}/usr/share/doc/outpost/outpost-hub.sources.example`)).toBe(true);
+  });
+
+  it('mounts the boot partition where bundles go, and the data dir on its own partition', () => {
+    const fstab = lines(`${root}/etc/fstab`).filter((line) => line && !line.startsWith('#'));
+    const mounts = Object.fromEntries<string[]>(
+      fstab.map((line) => line.split(/\s+/)).map((fields) => [fields[1] ?? '', fields]),
+    );
+    expect(mounts['/']?.[0]).toBe('PARTUUID=4f757470-02');
+    expect(mounts['/']?.[3]?.split(',')).not.toContain('ro');
+    expect(mounts['/boot/firmware']?.slice(0, 3)).toEqual(['PARTUUID=4f757470-01', '/boot/firmware', 'vfat']);
+    expect(mounts['/var/lib/outpost']?.slice(0, 3)).toEqual([
+      'PARTUUID=4f757470-03',
+      '/var/lib/outpost',
+      'ext4',
+    ]);
+    expect(mounts['/tmp']?.[2]).toBe('tmpfs'); // PrivateTmp= needs a writable /tmp
+    expect(statSync(`${root}/var/lib/outpost`).isDirectory()).toBe(true);
+    expect(statSync(`${root}/boot/firmware`).isDirectory()).toBe(true);
+    expect(readFileSync(`${root}/etc/hostname`, 'utf8')).toBe('outpost\n');
+  });
+
+  it('with --read-only-root: / is remounted read-only after first boot, before the daemon starts', () => {
+    const fstab = lines(`${readOnlyRoot}/etc/fstab`);
+    expect(fstab.some((line) => /\s\/var\/tmp\s+tmpfs\s/.test(line))).toBe(true);
+    const unit = readFileSync(`${readOnlyRoot}/etc/systemd/system/outpost-read-only-root.service`, 'utf8');
+    expect(unit).toMatch(/^ExecStart=\/bin\/mount -o remount,ro \/$/m);
+    expect(unit).toMatch(/^After=outpost-firstboot\.service/m);
+    expect(unit).toMatch(/^Before=outpost\.service$/m);
+    expect(
+      readlinkSync(
+        `${readOnlyRoot}/etc/systemd/system/multi-user.target.wants/outpost-read-only-root.service`,
+      ),
+    ).toBe('/etc/systemd/system/outpost-read-only-root.service');
+    expect(existsSync(`${root}/etc/systemd/system/outpost-read-only-root.service`)).toBe(false);
+  });
+});
