@@ -2,41 +2,17 @@
 // broker on loopback as local-admin (password from the data dir, readable only by the daemon's user),
 // publishes `cmd/clip` with `via: cli`, and waits for the reply: the alert is already out by then.
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { connectAsync } from 'mqtt';
 import type { Config } from '../config/schema.js';
 import { OutpostError } from '../errors.js';
-import { LOCAL_ADMIN, localAdminFile } from '../mqtt/broker.js';
 import { replyPayload } from '../mqtt/contract.js';
+import { connectLocal } from '../mqtt/tool-client.js';
 import { topics } from '../mqtt/topics.js';
 
 export async function askDaemonForClip(
   config: Pick<Config, 'site' | 'device' | 'dataDir' | 'broker'>,
   options: { cameras?: string[]; timeoutMs?: number } = {},
 ): Promise<{ clipId: string; cameras: string[]; relatedClipId?: string }> {
-  const file = localAdminFile(config.dataDir);
-  let password: string;
-  try {
-    password = (await readFile(file, 'utf8')).trim();
-  } catch (error) {
-    throw new OutpostError('CONFIG_UNREADABLE', `cannot read the local-admin password ${file}`, {
-      hint: 'run this as the user the daemon runs as (sudo -u outpost outpost clip), with the same --config',
-      cause: error,
-    });
-  }
-  const { host, port } = config.broker.tcp;
-  const client = await connectAsync(`mqtt://${host.includes(':') ? `[${host}]` : host}:${port}`, {
-    username: LOCAL_ADMIN,
-    password,
-    clientId: `${LOCAL_ADMIN}.clip-${randomUUID().slice(0, 8)}`,
-    reconnectPeriod: 0,
-    connectTimeout: 5000,
-    protocolVersion: 4,
-  }).catch((error: Error) => {
-    throw new OutpostError('START_FAILED', `no daemon answering on ${host}:${port}: ${error.message}`, {
-      hint: 'is outpost running (systemctl status outpost)? pass the same --config as the daemon',
-    });
-  });
+  const client = await connectLocal(config);
   try {
     const id = randomUUID();
     const replyTopic = topics.reply(config.site, config.device, 'clip');

@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { DEFAULT_CONFIG_PATH, embeddedDefaults, loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
 import { OutpostError } from '../errors.js';
 import { LOCAL_ADMIN, localAdminFile } from './broker.js';
 
@@ -30,18 +31,22 @@ export async function connectTool(options: ToolOptions): Promise<ToolConnection>
   const config = options.defaults
     ? embeddedDefaults()
     : await loadConfig(options.config ?? DEFAULT_CONFIG_PATH);
-  const file = localAdminFile(config.dataDir);
+  const client = await connectLocal(config);
+  return { client, site: options.site ?? config.site, username: LOCAL_ADMIN };
+}
+
+/** The daemon's own broker on loopback, as local-admin (password file in its data dir). */
+export async function connectLocal(config: Pick<Config, 'dataDir' | 'broker'>): Promise<MqttClient> {
   const password = await readText(
-    file,
+    localAdminFile(config.dataDir),
     'the local-admin password',
-    'run this as root or the outpost user, on the box, while the daemon runs',
+    'run this as root or the user the daemon runs as (sudo -u outpost …), on the box, with its --config',
   );
   const { host, port } = config.broker.tcp;
-  const client = await connect(`mqtt://${host.includes(':') ? `[${host}]` : host}:${port}`, {
+  return connect(`mqtt://${host.includes(':') ? `[${host}]` : host}:${port}`, {
     username: LOCAL_ADMIN,
     password,
   });
-  return { client, site: options.site ?? config.site, username: LOCAL_ADMIN };
 }
 
 async function connectRemote(options: ToolOptions, url: string): Promise<ToolConnection> {
