@@ -337,7 +337,7 @@ export const configSchema = z
               .default(256 * 1024),
             maxConnections: z.int().min(1).max(100_000).default(1000),
             /** Publishes per second a client may send (sustained; bursts up to 2× are allowed). */
-            maxPublishRate: z.int().min(1).max(100_000).default(500),
+            maxPublishRate: z.int().min(1).max(1_000_000).default(500),
             /** Longest keep-alive a client may ask for, seconds; 0 (never) is refused too. */
             keepAliveMaxSeconds: z.int().min(1).max(65535).default(300),
           })
