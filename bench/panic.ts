@@ -11,7 +11,6 @@
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { mkdtemp } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +22,7 @@ import { FakePin } from '../daemon/src/gpio/fake-pin.js';
 import { LOCAL_ADMIN, localAdminFile } from '../daemon/src/mqtt/broker.js';
 import { alertPayload } from '../daemon/src/mqtt/contract.js';
 import { topics } from '../daemon/src/mqtt/topics.js';
+import { freePort } from './proc.js';
 
 const arg = (name: string, fallback: number) => {
   const at = process.argv.indexOf(name);
@@ -30,15 +30,6 @@ const arg = (name: string, fallback: number) => {
 };
 const presses = arg('--presses', 50);
 const gapMs = arg('--gap-ms', 400);
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (!address || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);

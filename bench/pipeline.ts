@@ -6,14 +6,14 @@
 //
 //   npm run bench:pipeline -- [--seconds 60]
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cameraChain, renderPipeline } from '../daemon/src/camera/pipeline.js';
 import { configSchema, type Config } from '../daemon/src/config/schema.js';
+import { cpuTicks, freePort, processTree as tree } from './proc.js';
 
 const seconds = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 60;
 const CLI = fileURLToPath(new URL('../daemon/src/cli.js', import.meta.url));
@@ -35,33 +35,6 @@ function configWith(cameras: number, brokerPort: number): Config {
       rtp: { port: 25_004 + 2 * i },
     })),
   });
-}
-
-/** Every pid in the tree under `root`, root included. */
-function tree(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-    } catch {
-      // exited while we looked
-    }
-  }
-  const all = [root];
-  for (let i = 0; i < all.length; i++) all.push(...(children.get(all[i]!) ?? []));
-  return all;
-}
-
-function cpuTicks(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return Number(fields[11]) + Number(fields[12]); // utime + stime
-  } catch {
-    return 0;
-  }
 }
 
 function rssKb(pid: number): number {
@@ -177,14 +150,6 @@ function round(value: number, digits = 2): number {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return typeof address === 'object' && address ? address.port : 0;
 }
 
 const figures: Record<string, number> = { seconds };

@@ -15,7 +15,6 @@
 //
 //   npm run bench:latency -- [--frames 1000] [--out bench/latency/last-run] [--no-cost]
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
@@ -23,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { janusServer, type TestJanus } from '../../test/support/janus.js';
 import { freePort, freeUdpPortPair, tempDir } from '../../test/support/processes.js';
+import { cpuTicks, processTree } from '../proc.js';
 
 const REPO = fileURLToPath(new URL('../../..', import.meta.url));
 const CLI = join(REPO, 'dist/daemon/src/cli.js');
@@ -131,34 +131,8 @@ async function until(
 
 // ---------------------------------------------------------------- CPU of a process tree (/proc)
 
-function tree(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-    } catch {
-      // exited while we looked
-    }
-  }
-  const all = [root];
-  for (let i = 0; i < all.length; i++) all.push(...(children.get(all[i]!) ?? []));
-  return all;
-}
-
 function treeTicks(root: number): number {
-  let ticks = 0;
-  for (const pid of tree(root)) {
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]); // utime + stime, USER_HZ = 100
-    } catch {
-      // exited
-    }
-  }
-  return ticks;
+  return processTree(root).reduce((sum, pid) => sum + cpuTicks(pid), 0);
 }
 
 function cpuMeter(pid: number): () => number {
