@@ -26,6 +26,7 @@ import { FramingError, GuardedConnection, packetSizeGuard, RateLimiter } from '.
 import { ChatHistory } from './chat-history.js';
 import { chatChannel } from './topics.js';
 import { catchRetainedStreamErrors, skipCleanSessionClears } from './persistence.js';
+import { LEVEL_MEMORY } from './level-store.js';
 
 export type BrokerConfig = Pick<Config, 'broker' | 'site' | 'device' | 'dataDir'>;
 
@@ -142,7 +143,7 @@ export class Broker implements Service {
     await this.prepareLocalCredentials();
 
     const tls = settings.tls ? await readTlsMaterial(settings.tls) : undefined;
-    this.db = new Level<string, unknown>(join(dataDir, 'broker'), { valueEncoding: 'view' });
+    this.db = new Level<string, unknown>(join(dataDir, 'broker'), { valueEncoding: 'view', ...LEVEL_MEMORY });
     try {
       await this.db.open();
     } catch (error) {
