@@ -376,18 +376,28 @@ async function siteLoad(broker: Broker, pki: Pki, devices: MqttClient[], names: 
   };
 }
 
+/** A measured phase's figures, whole numbers for CPU and memory. */
+function rounded<T extends object>(m: {
+  result: T;
+  cpuPercent: number;
+  rssMaxMb: number;
+  anonMaxMb: number;
+}) {
+  return {
+    ...m.result,
+    cpuPercent: Math.round(m.cpuPercent),
+    rssMaxMb: Math.round(m.rssMaxMb),
+    anonMaxMb: Math.round(m.anonMaxMb),
+  };
+}
+
 async function benchOne(broker: Broker, pki: Pki, deviceNames: string[]) {
   const figures: Record<string, unknown> = {};
   // The site load first, on the fresh broker: its memory is what a box carries every day, and a heap
   // grown by the throughput floods below would not shrink back for it.
   const devices = await clients(broker, pki, deviceNames);
   const site = await measured(broker, () => siteLoad(broker, pki, devices, deviceNames));
-  figures.site = {
-    ...site.result,
-    cpuPercent: Math.round(site.cpuPercent),
-    rssMaxMb: Math.round(site.rssMaxMb),
-    anonMaxMb: Math.round(site.anonMaxMb),
-  };
+  figures.site = rounded(site);
   await Promise.all(devices.map((c) => c.endAsync(true)));
   const one = await clients(broker, pki, deviceNames.slice(0, 1));
   const hundred = await clients(broker, pki, deviceNames.slice(0, 100));
@@ -395,21 +405,11 @@ async function benchOne(broker: Broker, pki: Pki, deviceNames: string[]) {
     const single = await measured(broker, () =>
       throughput(broker, pki, one, deviceNames.slice(0, 1), qos, `qos${qos}-1to1`),
     );
-    figures[`qos${qos}_1to1`] = {
-      ...single.result,
-      cpuPercent: Math.round(single.cpuPercent),
-      rssMaxMb: Math.round(single.rssMaxMb),
-      anonMaxMb: Math.round(single.anonMaxMb),
-    };
+    figures[`qos${qos}_1to1`] = rounded(single);
     const many = await measured(broker, () =>
       throughput(broker, pki, hundred, deviceNames.slice(0, 100), qos, `qos${qos}-100to1`),
     );
-    figures[`qos${qos}_100to1`] = {
-      ...many.result,
-      cpuPercent: Math.round(many.cpuPercent),
-      rssMaxMb: Math.round(many.rssMaxMb),
-      anonMaxMb: Math.round(many.anonMaxMb),
-    };
+    figures[`qos${qos}_100to1`] = rounded(many);
   }
   await Promise.all([...one, ...hundred].map((c) => c.endAsync(true)));
   return figures;
