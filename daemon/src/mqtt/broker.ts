@@ -25,6 +25,8 @@ import { IdentityTable, loadIdentities, type Identity } from './identities.js';
 import { FramingError, GuardedConnection, packetSizeGuard, RateLimiter } from './limits.js';
 import { ChatHistory } from './chat-history.js';
 import { chatChannel } from './topics.js';
+import { catchRetainedStreamErrors, skipCleanSessionClears } from './persistence.js';
+import { LEVEL_MEMORY } from './level-store.js';
 
 export type BrokerConfig = Pick<Config, 'broker' | 'site' | 'device' | 'dataDir'>;
 
@@ -52,6 +54,8 @@ export function localAdminFile(dataDir: string): string {
  * publishers instead (what Mosquitto does).
  */
 const BUS_BACKLOG = 2000;
+/** Topics remembered per identity by publishRefusal; past it the cache starts again. */
+const REFUSAL_CACHE_TOPICS = 256;
 
 const CHANNEL_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
@@ -99,6 +103,12 @@ export class Broker implements Service {
   private readonly connections = new WeakMap<object, Connection>();
   private readonly identityOf = new WeakMap<Client, Identity>();
   private readonly limiterOf = new WeakMap<Client, RateLimiter>();
+  /**
+   * publishRefusal's answers per identity and topic ('' = allowed): a client publishes on a handful of
+   * topics, over and over. Keyed by the Identity object, which a reload replaces, so a changed role is
+   * never answered from the cache. Bounded by REFUSAL_CACHE_TOPICS per identity.
+   */
+  private readonly refusalCache = new WeakMap<Identity, Map<string, string>>();
   private readonly identities = new IdentityTable();
   private chatHistory: ChatHistory | undefined;
   /** The daemon's own credentials, kept in memory: its uplink uses them in hub role. */
@@ -133,7 +143,7 @@ export class Broker implements Service {
     await this.prepareLocalCredentials();
 
     const tls = settings.tls ? await readTlsMaterial(settings.tls) : undefined;
-    this.db = new Level<string, unknown>(join(dataDir, 'broker'), { valueEncoding: 'view' });
+    this.db = new Level<string, unknown>(join(dataDir, 'broker'), { valueEncoding: 'view', ...LEVEL_MEMORY });
     try {
       await this.db.open();
     } catch (error) {
@@ -147,7 +157,10 @@ export class Broker implements Service {
     // overwrote those queued before it (alerts lost for a console that was away across a hub restart)
     // and were delivered ahead of them. A per-run id that sorts by run keeps both, in order.
     const run = await nextRun(this.db);
-    const persistence = aedesPersistenceLevel(this.db);
+    const persistence = catchRetainedStreamErrors(
+      skipCleanSessionClears(aedesPersistenceLevel(this.db)),
+      (error) => this.log.warn({ err: error }, 'retained messages could not be read for a subscription'),
+    );
     this.persistence = persistence;
     const aedes = await Aedes.createBroker({
       id: `outpost-${this.config.device}-${String(run).padStart(10, '0')}`,
@@ -518,6 +531,17 @@ export class Broker implements Service {
 
   /** Why `identity` may not publish on `topic`, or undefined when it may. */
   private publishRefusal(identity: Identity, topic: string): string | undefined {
+    let known = this.refusalCache.get(identity);
+    if (!known) this.refusalCache.set(identity, (known = new Map<string, string>()));
+    const cached = known.get(topic);
+    if (cached !== undefined) return cached === '' ? undefined : cached;
+    const refusal = this.decidePublish(identity, topic);
+    if (known.size >= REFUSAL_CACHE_TOPICS) known.clear();
+    known.set(topic, refusal ?? '');
+    return refusal;
+  }
+
+  private decidePublish(identity: Identity, topic: string): string | undefined {
     if (!mayPublish(identity, this.config.site, topic)) return 'not allowed by the ACL';
     if (identity.role === 'admin') return undefined;
     // `+` matches an empty level: `…/chat/` would pass `P/chat/+` yet name no channel (and so escape

@@ -19,6 +19,13 @@ interface Row {
   payload?: string;
 }
 
+/**
+ * LevelDB's defaults (an 8 MB block cache and a 4 MB memtable per database) are sized for servers. The
+ * broker's and the uplink's stores hold kilobytes to a few megabytes of small records, read mostly at
+ * start: 1 MB each keeps up (bench:broker, QoS 1 with persistent sessions) and takes ~10 MB less RSS.
+ */
+export const LEVEL_MEMORY = { cacheSize: 1 << 20, writeBufferSize: 1 << 20 } as const;
+
 export class LevelStore implements IStore {
   private readonly db: Level<string, string>;
   private nextSeq = 0;
@@ -42,7 +49,7 @@ export class LevelStore implements IStore {
     /** fsync each write: alerts must survive a power cut, not just a crash. */
     private readonly sync = true,
   ) {
-    this.db = new Level<string, string>(directory, { valueEncoding: 'utf8' });
+    this.db = new Level<string, string>(directory, { valueEncoding: 'utf8', ...LEVEL_MEMORY });
   }
 
   /** Open and index the store; call before handing it to MQTT.js. */
