@@ -2,8 +2,12 @@
 // through the uplink's on-disk store. (A bug, found benchmarking panic clips: the broker's connection
 // wrapper, Node's Duplex.from around the packet guard, sometimes lost the last chunk under Aedes's
 // reading, so one PUBLISH never got its PUBACK. Fixed by GuardedConnection in mqtt/limits.ts.)
+// And no PUBACK before the message is stored: Aedes 1.x acknowledged first and stored after, so a
+// kill -9 in between lost an acknowledged message.
+import { Duplex, PassThrough } from 'node:stream';
 import { expect, it } from 'vitest';
 import { LevelStore } from '../../daemon/src/mqtt/level-store.js';
+import { GuardedConnection } from '../../daemon/src/mqtt/limits.js';
 import { connectAs, SITE, startTestBroker } from '../support/broker.js';
 import { tempDir } from '../support/processes.js';
 
@@ -29,4 +33,70 @@ it('QoS 1 publishes through the on-disk store, binary and JSON interleaved, are 
   device.end(true);
   await hub.stop();
   expect(stalled).toBe(-1);
+});
+
+it('the PUBACK of a retained QoS 1 message leaves only once the message is in the store', async () => {
+  const hub = await startTestBroker();
+  try {
+    // A slow disk: the store takes 300 ms to write a retained message.
+    const persistence = (
+      hub.broker as unknown as {
+        persistence: {
+          storeRetained(packet: unknown): Promise<void>;
+          createRetainedStream(pattern: string): AsyncIterable<{ payload: Buffer }>;
+        };
+      }
+    ).persistence;
+    const store = persistence.storeRetained.bind(persistence);
+    persistence.storeRetained = async (packet) => {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await store(packet);
+    };
+    const device = await connectAs(hub, 'cam-a');
+    const topic = `outpost/v1/${SITE}/cam-a/status`;
+    const began = performance.now();
+    await device.publishAsync(topic, 'online', { qos: 1, retain: true });
+    const ackedAfterMs = performance.now() - began;
+    const stored: string[] = [];
+    for await (const packet of persistence.createRetainedStream(topic))
+      stored.push(packet.payload.toString());
+    device.end(true);
+    expect(stored).toEqual(['online']);
+    expect(ackedAfterMs).toBeGreaterThanOrEqual(290);
+  } finally {
+    await hub.stop();
+  }
+});
+
+it('GuardedConnection holds each PUBACK until its message is released, and sends them in order', () => {
+  const sent: Buffer[] = [];
+  const socket = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, done) {
+      sent.push(chunk);
+      done();
+    },
+  });
+  const conn = new GuardedConnection(socket, new PassThrough());
+  const out = (): number[] => [...Buffer.concat(sent)];
+  // A PUBLISH whose payload holds PUBACK-looking bytes passes straight through.
+  const publish = [0x30, 0x08, 0x00, 0x02, 0x61, 0x2f, 0x40, 0x02, 0x00, 0x01];
+  conn.write(Buffer.from(publish));
+  // PUBACK 1, written in pieces as mqtt-packet does (header, length, id), then PUBACK 2 whole.
+  conn.write(Buffer.from([0x40]));
+  conn.write(Buffer.from([0x02]));
+  conn.write(Buffer.from([0x00, 0x01]));
+  conn.write(Buffer.from([0x40, 0x02, 0x00, 0x02, 0xd0, 0x00])); // PUBACK 2, then a PINGRESP
+  expect(out()).toEqual([...publish, 0xd0, 0x00]);
+  expect(conn.heldAcks).toBe(2);
+  conn.released(2); // stored first, but acknowledged after 1 (MQTT 3.1.1 §4.6)
+  expect(out()).toEqual([...publish, 0xd0, 0x00]);
+  conn.released(1);
+  expect(out()).toEqual([...publish, 0xd0, 0x00, 0x40, 0x02, 0x00, 0x01, 0x40, 0x02, 0x00, 0x02]);
+  // Released before the PUBACK reached the connection (still buffered): it goes at once.
+  conn.released(3);
+  conn.write(Buffer.from([0x40, 0x02, 0x00, 0x03]));
+  expect(out().slice(-4)).toEqual([0x40, 0x02, 0x00, 0x03]);
+  expect(conn.heldAcks).toBe(0);
+  conn.destroy();
 });

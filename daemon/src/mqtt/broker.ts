@@ -201,6 +201,14 @@ export class Broker implements Service {
         done(null, null); // SUBACK 0x80 for this filter; the client stays connected
       },
       authorizeForward: (_client, packet) => (packet.topic === REFUSED_TOPIC ? null : packet),
+      // The message is stored and handed on: its PUBACK, held by the connection, may go (limits.ts).
+      published: (packet, client, done) => {
+        const conn = (client as (Client & { conn?: unknown }) | null)?.conn;
+        if (packet.qos === 1 && packet.messageId !== undefined && conn instanceof GuardedConnection) {
+          conn.released(packet.messageId);
+        }
+        done(null);
+      },
     });
     keepDeliveryAsynchronous(aedes);
     // Aedes emits 'error' for persistence failures and stale-will publishing; without a listener that

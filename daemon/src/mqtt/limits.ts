@@ -68,13 +68,43 @@ export function packetSizeGuard(limit: number, admit: () => boolean = () => true
   });
 }
 
+/** MQTT 3.1.1 PUBACK: fixed header 0x40, remaining length 2, then the message id (§3.4). */
+const PUBACK = 0x40;
+const PUBACK_BYTES = 4;
+
+interface HeldAck {
+  messageId: number;
+  bytes: Buffer;
+  /** The broker has finished publishing (stored) the message this PUBACK acknowledges. */
+  released: boolean;
+}
+
 /**
  * The stream Aedes reads and writes for one client: bytes from the socket pass through `guard` before
- * Aedes's parser sees them; Aedes's replies go straight to the socket. (Node's `Duplex.from` pairing
- * lost the last chunk now and then under Aedes's `read(null)`-on-'readable' reading: a QoS 1 publish
- * that never got its PUBACK.)
+ * Aedes's parser sees them; Aedes's replies go to the socket. (Node's `Duplex.from` pairing lost the
+ * last chunk now and then under Aedes's `read(null)`-on-'readable' reading: a QoS 1 publish that never
+ * got its PUBACK.)
+ *
+ * **PUBACK after the message is stored.** Aedes 1.x writes a QoS 1 PUBACK *before* it stores the
+ * message (retained, queued for offline persistent sessions): a `kill -9` or a power cut in between
+ * lost a message the client had been told was safe (a console away during an alert never got it). The
+ * connection follows MQTT framing on the way out and holds each PUBACK until the broker's `published`
+ * hook says that message is through (`released(messageId)`), then sends the PUBACKs in the order Aedes
+ * wrote them (§4.6: in the order the PUBLISHes arrived). Other packets pass straight through. A
+ * publish that fails (the store cannot write) disconnects the client with its PUBACK unsent.
  */
 export class GuardedConnection extends Duplex {
+  // Framing of the outgoing bytes.
+  private outState: 'type' | 'length' | 'body' = 'type';
+  private outLength = 0;
+  private outMultiplier = 1;
+  private outLeft = 0;
+  /** The bytes of a PUBACK being written, until all four are in. */
+  private ack: number[] | undefined;
+  private readonly held: HeldAck[] = [];
+  /** Released before Aedes's PUBACK reached this stream (it was still buffered): id → count. */
+  private readonly releasedEarly = new Map<number, number>();
+
   constructor(
     private readonly socket: Duplex,
     private readonly guard: Transform,
@@ -96,13 +126,92 @@ export class GuardedConnection extends Duplex {
     this.guard.resume();
   }
 
+  /** The broker has stored (and handed on) the QoS 1 message `messageId` this client published. */
+  released(messageId: number): void {
+    const waiting = this.held.find((ack) => ack.messageId === messageId && !ack.released);
+    if (waiting) {
+      waiting.released = true;
+      this.sendReleasedAcks();
+    } else {
+      this.releasedEarly.set(messageId, (this.releasedEarly.get(messageId) ?? 0) + 1);
+    }
+  }
+
+  /** PUBACKs awaiting their message's storage (for tests and diagnostics). */
+  get heldAcks(): number {
+    return this.held.length;
+  }
+
   override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
     if (this.socket.destroyed) {
       done(new Error('connection closed'));
       return;
     }
-    if (this.socket.write(chunk)) done();
+    let flowing = true;
+    const send = (bytes: Buffer): void => {
+      if (bytes.length > 0 && !this.socket.write(bytes)) flowing = false;
+    };
+    let start = 0;
+    let i = 0;
+    while (i < chunk.length) {
+      const byte = chunk[i] ?? 0;
+      if (this.ack) {
+        this.ack.push(byte);
+        i += 1;
+        start = i;
+        if (this.ack.length === PUBACK_BYTES) {
+          this.holdAck(Buffer.from(this.ack));
+          this.ack = undefined;
+          flowing = this.sendReleasedAcks() && flowing;
+        }
+      } else if (this.outState === 'type') {
+        if (byte === PUBACK) {
+          send(chunk.subarray(start, i));
+          this.ack = [byte];
+          i += 1;
+          start = i;
+        } else {
+          this.outState = 'length';
+          this.outLength = 0;
+          this.outMultiplier = 1;
+          i += 1;
+        }
+      } else if (this.outState === 'length') {
+        this.outLength += (byte & 0x7f) * this.outMultiplier;
+        this.outMultiplier *= 128;
+        i += 1;
+        if ((byte & 0x80) === 0) {
+          this.outLeft = this.outLength;
+          this.outState = this.outLeft === 0 ? 'type' : 'body';
+        }
+      } else {
+        const take = Math.min(this.outLeft, chunk.length - i);
+        this.outLeft -= take;
+        i += take;
+        if (this.outLeft === 0) this.outState = 'type';
+      }
+    }
+    send(start === 0 ? chunk : chunk.subarray(start));
+    if (flowing) done();
     else this.socket.once('drain', () => done());
+  }
+
+  private holdAck(bytes: Buffer): void {
+    const messageId = ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0);
+    const early = this.releasedEarly.get(messageId) ?? 0;
+    if (early > 1) this.releasedEarly.set(messageId, early - 1);
+    else this.releasedEarly.delete(messageId);
+    this.held.push({ messageId, bytes, released: early > 0 });
+  }
+
+  /** Send the PUBACKs at the head of the queue whose messages are stored; false when the socket is full. */
+  private sendReleasedAcks(): boolean {
+    let flowing = true;
+    while (this.held[0]?.released === true) {
+      const ack = this.held.shift();
+      if (ack && !this.socket.destroyed && !this.socket.write(ack.bytes)) flowing = false;
+    }
+    return flowing;
   }
 
   override _final(done: (error?: Error | null) => void): void {
