@@ -96,12 +96,12 @@ describe('image recipe', () => {
     expect(lines(dropIn)).toContain('Storage=volatile');
   });
 
-  it('serves and takes time on the LAN only: chrony without public NTP', () => {
+  it('bakes in chrony without public NTP; the role’s time settings are left to first boot', () => {
     const chrony = readFileSync(`${root}/etc/chrony/conf.d/outpost.conf`, 'utf8');
-    expect(chrony).toMatch(/^allow 192\.168\.0\.0\/16$/m);
-    expect(chrony).toMatch(/^local stratum 10/m);
-    expect(chrony).not.toMatch(/^(pool|server) /m);
-    expect(existsSync(`${root}/usr/share/doc/outpost/outpost-hub.sources.example`)).toBe(true);
+    expect(chrony).toMatch(/^makestep 1 3$/m);
+    // Serving (hub) and following (camera) come from the bundle: provisioning/src/chrony.ts.
+    expect(chrony).not.toMatch(/^(pool|server|peer|allow|local) /m);
+    expect(existsSync(`${root}/etc/chrony/conf.d/outpost-role.conf`)).toBe(false);
   });
 
   it('mounts the boot partition where bundles go, and the data dir on its own partition', () => {
@@ -121,6 +121,22 @@ describe('image recipe', () => {
     expect(statSync(`${root}/var/lib/outpost`).isDirectory()).toBe(true);
     expect(statSync(`${root}/boot/firmware`).isDirectory()).toBe(true);
     expect(readFileSync(`${root}/etc/hostname`, 'utf8')).toBe('outpost\n');
+  });
+
+  it('grows the data partition to the card at every boot, before the daemon, with the tools in the image', () => {
+    const unit = readFileSync(`${root}/usr/lib/systemd/system/outpost-grow-data.service`, 'utf8');
+    expect(unit).toMatch(/^RequiresMountsFor=\/var\/lib\/outpost$/m);
+    expect(unit).toMatch(/^Before=outpost\.service$/m);
+    expect(unit).toMatch(/^ExecStart=\/usr\/lib\/outpost\/grow-data \/var\/lib\/outpost$/m);
+    expect(readlinkSync(`${root}/etc/systemd/system/multi-user.target.wants/outpost-grow-data.service`)).toBe(
+      '/usr/lib/systemd/system/outpost-grow-data.service',
+    );
+    expect(mode(`${root}/usr/lib/outpost/grow-data`)).toBe(0o755);
+    const syntax = spawnSync('bash', ['-n', `${root}/usr/lib/outpost/grow-data`], { encoding: 'utf8' });
+    expect(syntax.status, syntax.stderr).toBe(0);
+    // sfdisk is in the fdisk package, which the rootfs stage must install (partx, findmnt: util-linux).
+    const build = readFileSync(`${REPO}/image-build/build.sh`, 'utf8');
+    expect(build).toMatch(/^ {2}fdisk$/m);
   });
 
   it('with --read-only-root: / is remounted read-only after first boot, before the daemon starts', () => {
