@@ -10,6 +10,8 @@
 # .manifest (package versions), and for amd64 the kernel + initrd that test-image.sh boots directly.
 # The root is remounted read-only after first boot unless --read-write-root (README.md, "Read-only root").
 # Re-runs reuse the package caches in WORK/cache (apt .debs, the Node tarball, npm's cache).
+# --from-raspios IMAGE hands over to stages/from-raspios.sh, a skeleton: run once on a stand-in image,
+# never on a real Raspberry Pi OS image, never booted (README.md, "--from-raspios IMAGE").
 # --reuse-root skips compile and rootfs and carries on from the root folder an earlier run left in
 # WORK/build-ARCH/root (after a failure in a later stage, or a root finished by hand).
 set -euo pipefail

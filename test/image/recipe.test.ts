@@ -139,6 +139,30 @@ describe('image recipe', () => {
     expect(build).toMatch(/^ {2}fdisk$/m);
   });
 
+  it('grows the data partition from a sandboxed unit: exposure 2.0 or lower', () => {
+    const unit = `${root}/usr/lib/systemd/system/outpost-grow-data.service`;
+    const result = spawnSync('systemd-analyze', ['security', '--offline=true', '--no-pager', unit], {
+      encoding: 'utf8',
+    });
+    const match = /Overall exposure level for outpost-grow-data\.service: ([\d.]+) (\w+)/.exec(result.stdout);
+    expect(match, result.stdout + result.stderr).not.toBeNull();
+    process.stdout.write(`systemd-analyze security outpost-grow-data.service: ${match![1]} ${match![2]}\n`);
+    expect(Number(match![1])).toBeLessThanOrEqual(2.0);
+    // Its two capabilities: BLKPG (partx) and ext4's online resize; nothing else.
+    expect(readFileSync(unit, 'utf8')).toMatch(/^CapabilityBoundingSet=CAP_SYS_ADMIN CAP_SYS_RESOURCE$/m);
+  });
+
+  it('the grow script refuses a folder that is not a mount point, changing nothing', () => {
+    const folder = mkdtempSync(join(tmpdir(), 'outpost-not-mounted-'));
+    try {
+      const result = spawnSync('bash', [`${root}/usr/lib/outpost/grow-data`, folder], { encoding: 'utf8' });
+      expect(result.status).toBe(1);
+      expect(result.stdout).toMatch(/nothing mounted on .* from a block device: not growing/);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
   it('with --read-only-root: / is remounted read-only after first boot, before the daemon starts', () => {
     const fstab = lines(`${readOnlyRoot}/etc/fstab`);
     expect(fstab.some((line) => /\s\/var\/tmp\s+tmpfs\s/.test(line))).toBe(true);
