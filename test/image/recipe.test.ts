@@ -1,13 +1,25 @@
 // The SD-card image's recipe, checked without building or booting it: the stage list, and the
 // "outpost-files" stage (image-build/stages/install-outpost.sh) run against an empty folder: the units
 // enabled, the outpost user and its groups, file modes, the journald drop-in, time without public NTP,
-// and the partitions in fstab. The full build and a qemu boot are `npm run test:image`.
+// the partitions in fstab and the unit that grows the data partition; then first boot applied to such a
+// root (modes for the image's outpost group, chrony's role settings where the image's chrony reads
+// them). The full build and a qemu boot (where the data partition really grows) are `npm run test:image`.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, existsSync } from 'node:fs';
+import {
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  existsSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { firstboot } from '../../provisioning/src/firstboot.js';
 import { REPO } from '../support/processes.js';
+import { provisionedSite } from '../support/provisioning.js';
 
 const installer = `${REPO}/image-build/stages/install-outpost.sh`;
 
@@ -102,6 +114,30 @@ describe('image recipe', () => {
     // Serving (hub) and following (camera) come from the bundle: provisioning/src/chrony.ts.
     expect(chrony).not.toMatch(/^(pool|server|peer|allow|local) /m);
     expect(existsSync(`${root}/etc/chrony/conf.d/outpost-role.conf`)).toBe(false);
+  });
+
+  it('first boot on the image’s root: the outpost group reads /etc/outpost, chrony follows the hub', async () => {
+    const provisioned = mkdtempSync(join(tmpdir(), 'outpost-image-provisioned-'));
+    try {
+      install(provisioned);
+      const site = await provisionedSite();
+      writeFileSync(`${provisioned}/boot/firmware/outpost-bundle.json`, site.cameraBundle);
+      const quiet = { info: () => undefined, warn: () => undefined };
+      expect(await firstboot({ root: provisioned, log: quiet, hostname: false })).toBe('applied');
+      // The file lands where the image's chrony reads it (confdir), beside the baked settings.
+      const role = readFileSync(`${provisioned}/etc/chrony/conf.d/outpost-role.conf`, 'utf8');
+      expect(role).toMatch(/^server 192\.168\.10\.2 iburst$/m);
+      expect(readFileSync(`${provisioned}/etc/chrony/conf.d/outpost.conf`, 'utf8')).toMatch(/^makestep /m);
+      const dir = statSync(`${provisioned}/etc/outpost`);
+      expect((dir.mode & 0o7777).toString(8)).toBe('750');
+      if (process.getuid?.() === 0) {
+        // Owned by the image's own outpost group (systemd-sysusers made it in that root).
+        const group = lines(`${provisioned}/etc/group`).find((line) => line.startsWith('outpost:'));
+        expect([dir.uid, dir.gid]).toEqual([0, Number(group?.split(':')[2])]);
+      }
+    } finally {
+      rmSync(provisioned, { recursive: true, force: true });
+    }
   });
 
   it('mounts the boot partition where bundles go, and the data dir on its own partition', () => {
