@@ -6,9 +6,10 @@
 # way build.sh does it (mkfs.ext4 -d, sfdisk, dd). The chroot steps (apt, npm ci) run in a private
 # mount namespace (unshare), so their /proc, /sys, /dev mounts vanish with the process.
 #
-# STATUS: a skeleton. It ran end to end once with build.sh's own arm64 image standing in for Raspberry
-# Pi OS (same shape: MBR, FAT p1, ext4 p2); never on a real Raspberry Pi OS image (none can be fetched
-# on the build machine). No read-only root yet; see image-build/README.md.
+# STATUS: a skeleton. It ran end to end once (commit 18e9464) with build.sh's own arm64 image standing
+# in for Raspberry Pi OS (same shape: MBR, FAT p1, ext4 p2); its output was never booted; never run on
+# a real Raspberry Pi OS image (none can be fetched on the build machine). Not re-run since the fdisk
+# install and the data mkfs options were added. No read-only root yet. See image-build/README.md.
 #
 #   from-raspios.sh IMAGE --out DIR --work DIR
 set -euo pipefail
