@@ -10,6 +10,8 @@
 # .manifest (package versions), and for amd64 the kernel + initrd that test-image.sh boots directly.
 # The root is remounted read-only after first boot unless --read-write-root (README.md, "Read-only root").
 # Re-runs reuse the package caches in WORK/cache (apt .debs, the Node tarball, npm's cache).
+# --from-raspios IMAGE hands over to stages/from-raspios.sh, a skeleton: run once on a stand-in image,
+# never on a real Raspberry Pi OS image, never booted (README.md, "--from-raspios IMAGE").
 # --reuse-root skips compile and rootfs and carries on from the root folder an earlier run left in
 # WORK/build-ARCH/root (after a failure in a later stage, or a root finished by hand).
 set -euo pipefail
@@ -68,6 +70,8 @@ stage_compile() { (cd "$repo" && npm run --silent build); }
 # --- rootfs: Debian 12 with mmdebstrap, Outpost installed into it by the customize hooks
 packages_common=(
   systemd-sysv udev dbus kmod iproute2 procps less ca-certificates dosfstools e2fsprogs
+  # sfdisk: outpost-grow-data grows the data partition to the card at boot (resize2fs: e2fsprogs)
+  fdisk
   initramfs-tools
   # GStreamer runtime and the plugins the daemon's pipelines use (videotestsrc, x264enc, rtp, srtp, mp4mux)
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
@@ -178,7 +182,10 @@ stage_disk() {
   root_mib=$(((used_kib * 13 / 10) / 1024 + 256)) # 30% + 256 MiB for inodes, journal, apt, logs
   mkfs.ext4 -q -F -L rootfs -O ^metadata_csum_seed -E lazy_itable_init=0 -d "$rootdir" "$build/root.ext4" "${root_mib}M"
   mkdir -p "$build/data-empty"
-  mkfs.ext4 -q -F -L outpost-data -d "$build/data-empty" "$build/data.ext4" "${data_mib}M"
+  # 4 KiB blocks and an inode per 64 KiB (clips, LevelDB tables: few, large files), not mke2fs's
+  # "small" type (1 KiB blocks, an inode per 4 KiB) that a 128 MiB filesystem would get and keep when
+  # it grows to the card at boot; GDT reserved for online growth up to 2 TiB (MBR's limit).
+  mkfs.ext4 -q -F -L outpost-data -b 4096 -i 65536 -E resize=536870912 -d "$build/data-empty" "$build/data.ext4" "${data_mib}M"
   local boot_start=2048 boot_size=$((boot_mib * 2048))
   local root_start=$((boot_start + boot_size)) root_size=$((root_mib * 2048))
   local data_start=$((root_start + root_size)) data_size=$((data_mib * 2048))

@@ -4,7 +4,12 @@
 #   1. first boot applied the bundle (its `installed` event) and wiped it (event, and gone from the FAT),
 #   2. the daemon reached READY (systemd prints "Started Outpost…" for a Type=notify unit only then),
 #   3. its retained status is online, read with mosquitto_sub over TLS with the site CA and a console
-#      account, through a hostfwd of the hub's MQTT TLS port (8883) to 127.0.0.1 only.
+#      account, through a hostfwd of the hub's MQTT TLS port (8883) to 127.0.0.1 only,
+#   4. the hub serves time (first boot wrote chrony's hub settings): an NTP query through a hostfwd of
+#      UDP 123 is answered at stratum 10, synchronised,
+#   5. the data partition grew to the end of the disk: the disk is 1 GiB larger than the image when it
+#      boots, and after power-off partition 3 ends at the disk's end and its ext4 superblock (read from
+#      the host) counts the grown size.
 # Every wait is bounded; on failure the serial log is printed. Root is needed for the build.
 #
 #   image-build/test-image.sh [--no-build]   (--no-build: reuse OUT/outpost-amd64.img from a build)
@@ -66,12 +71,19 @@ provision bundle hub --out "$test_dir/outpost-bundle.json" -d "$site" >/dev/null
 step "copying the image and putting the bundle on its boot partition (mtools, partition 1 at 1 MiB)"
 disk=$test_dir/disk.img
 cp --sparse=always "$image" "$disk"
+# A card larger than the image: outpost-grow-data.service must grow partition 3 and its ext4 into it.
+grow_mib=1024
+truncate -s +${grow_mib}M "$disk"
+read -r data_start data_size < <(sfdisk --dump "$disk" | awk '$1 ~ /img3$/ { gsub(/[,=]/, " "); for (i = 1; i <= NF; i++) { if ($i == "start") s = $(i+1); if ($i == "size") z = $(i+1) } print s, z }')
+[[ -n $data_start && -n $data_size ]] || fail "no partition 3 in $image"
+echo "test-image: data partition $((data_size / 2048)) MiB in the image; disk enlarged by $grow_mib MiB"
 fat="$disk@@1M"
 mcopy -i "$fat" "$test_dir/outpost-bundle.json" ::/outpost-bundle.json
 mdir -i "$fat" ::/ | grep -qi 'outpost-bundle' || fail "bundle not on the boot partition"
 
 port=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
-step "booting under qemu-system-x86_64 (TCG), hub MQTT TLS forwarded to 127.0.0.1:$port"
+ntp_port=$(node -e 'const s = require("dgram").createSocket("udp4"); s.bind(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
+step "booting under qemu-system-x86_64 (TCG), hub MQTT TLS forwarded to 127.0.0.1:$port, NTP to udp 127.0.0.1:$ntp_port"
 # Direct kernel boot: the kernel and initrd are the ones in the image's boot partition (build.sh copies
 # them beside the image). journald forwards to the serial console so the host can read events.
 append="$(cat "$out/outpost-amd64.cmdline") systemd.journald.forward_to_console=1 systemd.show_status=1"
@@ -79,7 +91,8 @@ boot_started=$SECONDS
 nice -n 10 qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m 1024 -nographic -no-reboot \
   -kernel "$out/outpost-amd64.vmlinuz" -initrd "$out/outpost-amd64.initrd.img" -append "$append" \
   -drive file="$disk",format=raw,if=virtio \
-  -netdev user,id=net0,hostfwd=tcp:127.0.0.1:$port-:8883 -device virtio-net-pci,netdev=net0 \
+  -netdev user,id=net0,hostfwd=tcp:127.0.0.1:$port-:8883,hostfwd=udp:127.0.0.1:$ntp_port-:123 \
+  -device virtio-net-pci,netdev=net0 \
   -monitor unix:"$test_dir/monitor.sock",server,nowait </dev/null >"$serial" 2>&1 &
 qemu_pid=$!
 
@@ -97,9 +110,15 @@ wait_for '"event":"installed"' "$boot_timeout"
 echo "test-image: first boot installed the bundle after $((SECONDS - boot_started)) s"
 wait_for '"event":"wiped"' 120
 echo "test-image: first boot wiped the bundle"
+grep -F '"event":"time"' "$serial" | grep -qF '"serves":true' || fail "first boot did not write the hub's chrony settings"
+echo "test-image: first boot wrote chrony's hub settings"
 wait_for 'Started outpost.service' "$boot_timeout"
 ready=$((SECONDS - boot_started))
 echo "test-image: daemon READY $ready s after qemu started"
+# outpost-grow-data.service is ordered before the daemon: its last line is there by now.
+grown=$(grep -o '{"event":"data-size"[^}]*}' "$serial" | tail -n 1 || true)
+[[ -n $grown ]] || fail "outpost-grow-data reported no data size before the daemon started"
+echo "test-image: outpost-grow-data: $grown"
 if [[ ${OUTPOST_IMAGE_READ_WRITE:-0} != 1 ]]; then
   grep -qF 'Finished outpost-read-only-root.service' "$serial" || fail "/ was not remounted read-only"
   echo "test-image: / remounted read-only before the daemon started"
@@ -118,6 +137,25 @@ done
 echo "test-image: status = $status_payload"
 grep -q '"online"' <<<"$status_payload" || fail "the hub's retained status is not online: $status_payload"
 
+step "asking the hub for the time (NTP client packet to udp 127.0.0.1:$ntp_port)"
+# An NTP v4 client request (48 bytes, mode 3); the answer's stratum is byte 1, its leap indicator the
+# top two bits of byte 0 (3: not synchronised). Bounded: 3 s per try, 90 s in all.
+ntp_answer=''
+deadline=$((SECONDS + 90))
+while ((SECONDS < deadline)); do
+  ntp_answer=$(timeout 10 node -e '
+    const socket = require("dgram").createSocket("udp4");
+    const request = Buffer.alloc(48); request[0] = 0x23;
+    setTimeout(() => { console.log("no answer"); process.exit(1); }, 3000);
+    socket.on("message", (m) => { console.log(`stratum ${m[1]} leap ${m[0] >> 6}`); process.exit(0); });
+    socket.send(request, Number(process.argv[1]), "127.0.0.1");
+  ' "$ntp_port" 2>&1) || true
+  [[ $ntp_answer =~ ^stratum\ 10\ leap\ [012]$ ]] && break
+  sleep 3
+done
+echo "test-image: NTP answer from the hub: $ntp_answer"
+[[ $ntp_answer =~ ^stratum\ 10\ leap\ [012]$ ]] || fail "the hub does not serve time at stratum 10: $ntp_answer"
+
 step "shutting the box down (ACPI power button) to read its boot partition back"
 printf 'system_powerdown\n' | timeout 5 node -e '
   const s = require("net").connect(process.argv[1]); process.stdin.pipe(s); setTimeout(() => process.exit(0), 2000);
@@ -132,5 +170,19 @@ wait "$qemu_pid" 2>/dev/null || true
 qemu_pid=''
 if mdir -i "$fat" ::/ | grep -qi 'outpost-bundle'; then fail "the bundle is still on the boot partition"; fi
 echo "test-image: the bundle is gone from the boot partition"
+
+step "reading the grown data partition back from the disk (sfdisk, ext4 superblock)"
+disk_sectors=$(($(stat -c %s "$disk") / 512))
+read -r new_start new_size < <(sfdisk --dump "$disk" | awk '$1 ~ /img3$/ { gsub(/[,=]/, " "); for (i = 1; i <= NF; i++) { if ($i == "start") s = $(i+1); if ($i == "size") z = $(i+1) } print s, z }')
+((new_start == data_start)) || fail "partition 3 moved: start $new_start, was $data_start"
+((new_start + new_size >= disk_sectors - 2048)) ||
+  fail "partition 3 ends at sector $((new_start + new_size)), not at the disk's end ($disk_sectors): not grown"
+# ext4 superblock at 1024 bytes into the partition: s_blocks_count_lo at +4, s_log_block_size at +24.
+sb=$((new_start * 512 + 1024))
+blocks=$(od -An -tu4 -j $((sb + 4)) -N 4 "$disk" | tr -d ' ')
+block_size=$((1024 << $(od -An -tu4 -j $((sb + 24)) -N 4 "$disk" | tr -d ' ')))
+fs_mib=$((blocks * block_size / 1048576))
+echo "test-image: data partition $((data_size / 2048)) MiB -> $((new_size / 2048)) MiB, ext4 $fs_mib MiB"
+((fs_mib >= data_size / 2048 + grow_mib - 4)) || fail "the data filesystem is $fs_mib MiB: not grown to the partition"
 
 echo "test-image: PASSED in $((SECONDS - started)) s (boot to READY $ready s)"

@@ -6,9 +6,10 @@
 # way build.sh does it (mkfs.ext4 -d, sfdisk, dd). The chroot steps (apt, npm ci) run in a private
 # mount namespace (unshare), so their /proc, /sys, /dev mounts vanish with the process.
 #
-# STATUS: a skeleton. It ran end to end once with build.sh's own arm64 image standing in for Raspberry
-# Pi OS (same shape: MBR, FAT p1, ext4 p2); never on a real Raspberry Pi OS image (none can be fetched
-# on the build machine). No read-only root yet; see image-build/README.md.
+# STATUS: a skeleton. It ran end to end once (commit 18e9464) with build.sh's own arm64 image standing
+# in for Raspberry Pi OS (same shape: MBR, FAT p1, ext4 p2); its output was never booted; never run on
+# a real Raspberry Pi OS image (none can be fetched on the build machine). Not re-run since the fdisk
+# install and the data mkfs options were added. No read-only root yet. See image-build/README.md.
 #
 #   from-raspios.sh IMAGE --out DIR --work DIR
 set -euo pipefail
@@ -83,6 +84,8 @@ stage_outpost() {
     mkdir -p "$root/etc/apt/sources.list.d.off"
     mv "$root"/etc/apt/sources.list.d/*.list "$root/etc/apt/sources.list.d.off/" 2>/dev/null || true
     chroot "$root" apt-get update -q
+    # sfdisk for outpost-grow-data (Raspberry Pi OS Lite is expected to have it already: unverified)
+    chroot "$root" apt-get install -y -q --no-install-recommends fdisk
     "$2/stages/node-modules.sh" "$root" arm64 "$3"
     mv "$root"/etc/apt/sources.list.d.off/* "$root/etc/apt/sources.list.d/" 2>/dev/null || true
     rmdir "$root/etc/apt/sources.list.d.off"
@@ -101,7 +104,7 @@ stage_disk() {
   root_mib=$(((used_kib * 13 / 10) / 1024 + 256))
   mkfs.ext4 -q -F -L rootfs -d "$build/root" "$build/root.ext4" "${root_mib}M"
   mkdir -p "$build/data-empty"
-  mkfs.ext4 -q -F -L outpost-data -d "$build/data-empty" "$build/data.ext4" "${data_mib}M"
+  mkfs.ext4 -q -F -L outpost-data -b 4096 -i 65536 -E resize=536870912 -d "$build/data-empty" "$build/data.ext4" "${data_mib}M"
   local root_start=$((boot_start + boot_size)) root_size=$((root_mib * 2048))
   local data_start=$((root_start + root_size)) data_size=$((data_mib * 2048))
   local target=$out/$name.img

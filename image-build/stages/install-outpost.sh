@@ -9,7 +9,8 @@
 # node_modules come later, built inside the target: stages/node-modules.sh), the units from systemd/
 # enabled, the journald drop-in, the outpost user and gpio group (systemd-sysusers), a udev rule for
 # /dev/gpiochip*, chrony without public NTP, systemd-networkd DHCP, the fstab of the image's three
-# partitions (boot FAT, root, data on /var/lib/outpost), hostname `outpost` until first boot; with
+# partitions (boot FAT, root, data on /var/lib/outpost), the unit that grows the data partition to the
+# card at boot, hostname `outpost` until first boot; with
 # --read-only-root, a unit that remounts / read-only after first boot, before the daemon.
 set -euo pipefail
 
@@ -71,14 +72,18 @@ if [[ -f $units/systemd-networkd.service ]]; then
   # Nothing waits for "online": an isolated site has no internet to be online to (systemd/README.md).
   systemctl --root="$root" --quiet disable systemd-networkd-wait-online.service 2>/dev/null || true
 fi
+# The data partition grows to the end of the card at boot (files/outpost-grow-data), before the daemon.
+install -m 0755 "$here/files/outpost-grow-data" "$lib/grow-data"
+install -m 0644 "$here/files/outpost-grow-data.service" "$units/"
+systemctl --root="$root" --quiet enable outpost-grow-data.service
 # The data dir is a mount point (partition 3): keep it empty and root's until systemd's StateDirectory=
 # hands it to outpost at the daemon's first start.
 install -d -m 0755 "$root/var/lib/outpost" "$root/boot/firmware"
 
-# --- time: chrony without public NTP (files/chrony-outpost.conf)
-install -d -m 0755 "$root/etc/chrony/conf.d" "$root/etc/chrony/sources.d" "$root/usr/share/doc/outpost"
+# --- time: chrony without public NTP (files/chrony-outpost.conf); first boot adds the role's settings
+# (the hub serves, a camera follows the hub) as /etc/chrony/conf.d/outpost-role.conf.
+install -d -m 0755 "$root/etc/chrony/conf.d"
 install -m 0644 "$here/files/chrony-outpost.conf" "$root/etc/chrony/conf.d/outpost.conf"
-install -m 0644 "$here/files/outpost-hub.sources.example" "$root/usr/share/doc/outpost/"
 if [[ -f $root/etc/chrony/chrony.conf ]]; then
   sed -i -E 's/^(pool|server) /# no public NTP on an isolated site (etc\/chrony\/conf.d\/outpost.conf): &/' \
     "$root/etc/chrony/chrony.conf"

@@ -4,15 +4,22 @@
 // and swapped in by rename; only then is the hostname set and the bundle wiped. A bad bundle changes
 // nothing, stays on the card for inspection, and ends with a distinct exit status (FirstbootExit).
 //
+// First boot also owns what follows from the bundle outside /etc/outpost: the hostname, and chrony's
+// role settings (chrony.ts: the hub serves time, a camera follows the hub). It sets the modes and
+// owners of /etc/outpost itself (directories root:outpost 0750, files outpost:outpost 0640/0600) on
+// every run, whatever the umask or the daemon unit's ConfigurationDirectoryMode.
+//
 // Trust (docs/provisioning.md, "Trust model"): once /etc/outpost/tls/ca.crt exists, a bundle must be
 // signed by that CA. Before that, a CA fingerprint file (on the boot partition or baked into the image)
 // pins the CA; without one, the bundle's own CA is trusted on first use.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chown, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { OutpostError, type ErrorCode } from '../../daemon/src/errors.js';
+import type { Config } from '../../daemon/src/config/schema.js';
 import { INSTALLED, openBundle, sameFiles, type BundleFile, type Trust } from './bundle.js';
+import { CHRONY_ROLE_FILE, chronyRoleConfig } from './chrony.js';
 import { fsyncDirectory, readIfExists, writeFileAtomic } from './files.js';
 
 /** Exit statuses of `outpost-provision firstboot` (and of `bundle verify` for 10–13). */
@@ -131,6 +138,67 @@ async function chooseTrust(
   return { firstUse: true };
 }
 
+/** /etc/outpost and its subdirectories: root:outpost, the daemon's group may enter and read. */
+export const CONFIG_DIR_MODE = 0o750;
+
+/** /etc/outpost and the directories that hold the bundle's files, deepest last. */
+function configDirs(root: string, files: readonly BundleFile[]): string[] {
+  const dirs = new Set([join(root, 'etc/outpost')]);
+  for (const file of files) dirs.add(join(root, dirname(file.path)));
+  return [...dirs].sort();
+}
+
+/**
+ * Give the installed tree its intended modes and owners (directories root:outpost 0750, files
+ * outpost:outpost with their bundle mode; owners only as root with an outpost user). Returns what it
+ * had to change: nothing after a clean install, the drift when something (a hand edit, a unit's
+ * ConfigurationDirectoryMode, a restore) changed them since.
+ */
+async function enforceModes(
+  root: string,
+  files: readonly BundleFile[],
+  owner: Owner | undefined,
+): Promise<string[]> {
+  const changed: string[] = [];
+  const enforce = async (path: string, mode: number, uid: number, gid: number): Promise<void> => {
+    const info = await stat(path);
+    if ((info.mode & 0o7777) !== mode) {
+      await chmod(path, mode);
+      changed.push(`/${relative(root, path)} mode ${(info.mode & 0o7777).toString(8)}`);
+    }
+    if (owner && (info.uid !== uid || info.gid !== gid)) {
+      await chown(path, uid, gid);
+      changed.push(`/${relative(root, path)} owner ${info.uid}:${info.gid}`);
+    }
+  };
+  for (const dir of configDirs(root, files)) await enforce(dir, CONFIG_DIR_MODE, 0, owner?.gid ?? 0);
+  for (const file of files) {
+    await enforce(join(root, file.path), file.mode, owner?.uid ?? 0, owner?.gid ?? 0);
+  }
+  return changed;
+}
+
+/** Write chrony's role settings when chrony is installed (ROOT/etc/chrony/conf.d) and they differ. */
+async function configureTime(root: string, config: Config, log: FirstbootLog): Promise<void> {
+  const file = join(root, CHRONY_ROLE_FILE);
+  const isDir = await stat(dirname(file)).then(
+    (info) => info.isDirectory(),
+    () => false,
+  );
+  if (!isDir) {
+    log.warn({ event: 'time-skipped', file }, 'chrony is not installed: time settings not written');
+    return;
+  }
+  const wanted = chronyRoleConfig(config);
+  if ((await readIfExists(file)) === wanted) return;
+  await writeFileAtomic(file, wanted, 0o644);
+  const server = /^server (\S+)/m.exec(wanted)?.[1];
+  log.info(
+    { event: 'time', file, role: config.role, ...(server ? { server } : { serves: true }) },
+    server ? `chrony follows the hub at ${server}` : 'chrony serves time to the site',
+  );
+}
+
 /** Write every file into a fresh staging directory beside /etc/outpost, fsynced, owned and moded. */
 async function stage(root: string, files: readonly BundleFile[], owner: Owner | undefined): Promise<string> {
   const etc = join(root, 'etc');
@@ -138,7 +206,9 @@ async function stage(root: string, files: readonly BundleFile[], owner: Owner | 
   const dirs = new Set([staging]);
   for (const file of files) dirs.add(join(staging, dirname(relative('/etc/outpost', file.path))));
   for (const dir of [...dirs].sort()) {
-    await mkdir(dir, { recursive: true, mode: 0o750 });
+    await mkdir(dir, { recursive: true, mode: CONFIG_DIR_MODE });
+    // mkdir's mode is cut by the umask (0077 would leave 0700, unreadable by the daemon): set it.
+    await chmod(dir, CONFIG_DIR_MODE);
     if (owner) await chown(dir, 0, owner.gid);
   }
   for (const file of files) {
@@ -227,6 +297,22 @@ export async function wipeFile(file: string): Promise<void> {
   await fsyncDirectory(dirname(file));
 }
 
+/** Putting modes and owners back failed: the files are those of the bundle, their modes may not be. */
+async function installing<T>(change: () => Promise<T>): Promise<T> {
+  try {
+    return await change();
+  } catch (error) {
+    throw new OutpostError(
+      'INSTALL_FAILED',
+      `could not set the modes of the installed configuration: ${(error as Error).message}`,
+      {
+        hint: 'first boot runs as root with CAP_CHOWN (outpost-firstboot.service); check /etc is writable',
+        cause: error,
+      },
+    );
+  }
+}
+
 /** Reading what is installed (the CA, the files to compare) failed: nothing was changed. */
 async function readingInstalled<T>(read: () => Promise<T>): Promise<T> {
   try {
@@ -275,11 +361,15 @@ export async function firstboot(options: FirstbootOptions): Promise<FirstbootOut
   if ('firstUse' in trust) log.warn({ event: 'trust', ...about }, 'site CA trusted on first use');
 
   let outcome: FirstbootOutcome;
+  const owner = await serviceOwner(root);
   if (sameFiles(bundle.files, await readingInstalled(() => readInstalled(root)))) {
     outcome = 'unchanged';
+    const repaired = await installing(() => enforceModes(root, bundle.files, owner));
+    if (repaired.length > 0) {
+      log.warn({ event: 'modes-repaired', ...about, repaired }, 'modes or owners of /etc/outpost put back');
+    }
     log.info({ event: 'unchanged', ...about }, 'bundle already applied: nothing changed');
   } else {
-    const owner = await serviceOwner(root);
     let staging: string | undefined;
     try {
       staging = await stage(root, bundle.files, owner);
@@ -295,10 +385,20 @@ export async function firstboot(options: FirstbootOptions): Promise<FirstbootOut
         },
       );
     }
+    // Staged with these modes already; this checks the tree in place (and is what `unchanged` runs).
+    await installing(() => enforceModes(root, bundle.files, owner));
     log.info(
       { event: 'installed', ...about, files: bundle.files.length, owner: owner ? 'outpost' : 'unchanged' },
       'bundle installed',
     );
+    outcome = 'applied';
+  }
+  try {
+    await configureTime(root, bundle.config, log);
+  } catch (error) {
+    log.warn({ event: 'time-failed', error: (error as Error).message }, 'chrony settings not written');
+  }
+  if (outcome === 'applied') {
     if (options.hostname !== false) {
       try {
         await setHostname(root, bundle.envelope.device, log);
@@ -306,7 +406,6 @@ export async function firstboot(options: FirstbootOptions): Promise<FirstbootOut
         log.warn({ event: 'hostname-failed', error: (error as Error).message }, 'hostname not set');
       }
     }
-    outcome = 'applied';
   }
   try {
     await wipeFile(bundlePath);

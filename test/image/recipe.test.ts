@@ -1,13 +1,25 @@
 // The SD-card image's recipe, checked without building or booting it: the stage list, and the
 // "outpost-files" stage (image-build/stages/install-outpost.sh) run against an empty folder: the units
 // enabled, the outpost user and its groups, file modes, the journald drop-in, time without public NTP,
-// and the partitions in fstab. The full build and a qemu boot are `npm run test:image`.
+// the partitions in fstab and the unit that grows the data partition; then first boot applied to such a
+// root (modes for the image's outpost group, chrony's role settings where the image's chrony reads
+// them). The full build and a qemu boot (where the data partition really grows) are `npm run test:image`.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, existsSync } from 'node:fs';
+import {
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  existsSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { firstboot } from '../../provisioning/src/firstboot.js';
 import { REPO } from '../support/processes.js';
+import { provisionedSite } from '../support/provisioning.js';
 
 const installer = `${REPO}/image-build/stages/install-outpost.sh`;
 
@@ -96,12 +108,36 @@ describe('image recipe', () => {
     expect(lines(dropIn)).toContain('Storage=volatile');
   });
 
-  it('serves and takes time on the LAN only: chrony without public NTP', () => {
+  it('bakes in chrony without public NTP; the role’s time settings are left to first boot', () => {
     const chrony = readFileSync(`${root}/etc/chrony/conf.d/outpost.conf`, 'utf8');
-    expect(chrony).toMatch(/^allow 192\.168\.0\.0\/16$/m);
-    expect(chrony).toMatch(/^local stratum 10/m);
-    expect(chrony).not.toMatch(/^(pool|server) /m);
-    expect(existsSync(`${root}/usr/share/doc/outpost/outpost-hub.sources.example`)).toBe(true);
+    expect(chrony).toMatch(/^makestep 1 3$/m);
+    // Serving (hub) and following (camera) come from the bundle: provisioning/src/chrony.ts.
+    expect(chrony).not.toMatch(/^(pool|server|peer|allow|local) /m);
+    expect(existsSync(`${root}/etc/chrony/conf.d/outpost-role.conf`)).toBe(false);
+  });
+
+  it('first boot on the image’s root: the outpost group reads /etc/outpost, chrony follows the hub', async () => {
+    const provisioned = mkdtempSync(join(tmpdir(), 'outpost-image-provisioned-'));
+    try {
+      install(provisioned);
+      const site = await provisionedSite();
+      writeFileSync(`${provisioned}/boot/firmware/outpost-bundle.json`, site.cameraBundle);
+      const quiet = { info: () => undefined, warn: () => undefined };
+      expect(await firstboot({ root: provisioned, log: quiet, hostname: false })).toBe('applied');
+      // The file lands where the image's chrony reads it (confdir), beside the baked settings.
+      const role = readFileSync(`${provisioned}/etc/chrony/conf.d/outpost-role.conf`, 'utf8');
+      expect(role).toMatch(/^server 192\.168\.10\.2 iburst$/m);
+      expect(readFileSync(`${provisioned}/etc/chrony/conf.d/outpost.conf`, 'utf8')).toMatch(/^makestep /m);
+      const dir = statSync(`${provisioned}/etc/outpost`);
+      expect((dir.mode & 0o7777).toString(8)).toBe('750');
+      if (process.getuid?.() === 0) {
+        // Owned by the image's own outpost group (systemd-sysusers made it in that root).
+        const group = lines(`${provisioned}/etc/group`).find((line) => line.startsWith('outpost:'));
+        expect([dir.uid, dir.gid]).toEqual([0, Number(group?.split(':')[2])]);
+      }
+    } finally {
+      rmSync(provisioned, { recursive: true, force: true });
+    }
   });
 
   it('mounts the boot partition where bundles go, and the data dir on its own partition', () => {
@@ -121,6 +157,46 @@ describe('image recipe', () => {
     expect(statSync(`${root}/var/lib/outpost`).isDirectory()).toBe(true);
     expect(statSync(`${root}/boot/firmware`).isDirectory()).toBe(true);
     expect(readFileSync(`${root}/etc/hostname`, 'utf8')).toBe('outpost\n');
+  });
+
+  it('grows the data partition to the card at every boot, before the daemon, with the tools in the image', () => {
+    const unit = readFileSync(`${root}/usr/lib/systemd/system/outpost-grow-data.service`, 'utf8');
+    expect(unit).toMatch(/^RequiresMountsFor=\/var\/lib\/outpost$/m);
+    expect(unit).toMatch(/^Before=outpost\.service$/m);
+    expect(unit).toMatch(/^ExecStart=\/usr\/lib\/outpost\/grow-data \/var\/lib\/outpost$/m);
+    expect(readlinkSync(`${root}/etc/systemd/system/multi-user.target.wants/outpost-grow-data.service`)).toBe(
+      '/usr/lib/systemd/system/outpost-grow-data.service',
+    );
+    expect(mode(`${root}/usr/lib/outpost/grow-data`)).toBe(0o755);
+    const syntax = spawnSync('bash', ['-n', `${root}/usr/lib/outpost/grow-data`], { encoding: 'utf8' });
+    expect(syntax.status, syntax.stderr).toBe(0);
+    // sfdisk is in the fdisk package, which the rootfs stage must install (partx, findmnt: util-linux).
+    const build = readFileSync(`${REPO}/image-build/build.sh`, 'utf8');
+    expect(build).toMatch(/^ {2}fdisk$/m);
+  });
+
+  it('grows the data partition from a sandboxed unit: exposure 2.0 or lower', () => {
+    const unit = `${root}/usr/lib/systemd/system/outpost-grow-data.service`;
+    const result = spawnSync('systemd-analyze', ['security', '--offline=true', '--no-pager', unit], {
+      encoding: 'utf8',
+    });
+    const match = /Overall exposure level for outpost-grow-data\.service: ([\d.]+) (\w+)/.exec(result.stdout);
+    expect(match, result.stdout + result.stderr).not.toBeNull();
+    process.stdout.write(`systemd-analyze security outpost-grow-data.service: ${match![1]} ${match![2]}\n`);
+    expect(Number(match![1])).toBeLessThanOrEqual(2.0);
+    // Its two capabilities: BLKPG (partx) and ext4's online resize; nothing else.
+    expect(readFileSync(unit, 'utf8')).toMatch(/^CapabilityBoundingSet=CAP_SYS_ADMIN CAP_SYS_RESOURCE$/m);
+  });
+
+  it('the grow script refuses a folder that is not a mount point, changing nothing', () => {
+    const folder = mkdtempSync(join(tmpdir(), 'outpost-not-mounted-'));
+    try {
+      const result = spawnSync('bash', [`${root}/usr/lib/outpost/grow-data`, folder], { encoding: 'utf8' });
+      expect(result.status).toBe(1);
+      expect(result.stdout).toMatch(/nothing mounted on .* from a block device: not growing/);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
   });
 
   it('with --read-only-root: / is remounted read-only after first boot, before the daemon starts', () => {

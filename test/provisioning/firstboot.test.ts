@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OutpostError } from '../../daemon/src/errors.js';
@@ -28,7 +28,7 @@ function recorder(): FirstbootLog & { events: string[] } {
 async function newRoot(): Promise<{ root: string; bundle: string }> {
   const root = await tempDir('outpost-root-');
   await mkdir(join(root, 'boot/firmware'), { recursive: true });
-  await mkdir(join(root, 'etc'), { recursive: true });
+  await mkdir(join(root, 'etc/chrony/conf.d'), { recursive: true }); // chrony is in the image
   await writeFile(join(root, 'etc/hosts'), '127.0.0.1\tlocalhost\n127.0.1.1\traspberrypi\n');
   await writeFile(join(root, 'etc/hostname'), 'raspberrypi\n');
   return { root, bundle: join(root, 'boot/firmware/outpost-bundle.json') };
@@ -99,7 +99,7 @@ describe('first boot', () => {
     expect(await readFile(join(root, 'etc/hosts'), 'utf8')).toBe('127.0.0.1\tlocalhost\n127.0.1.1\thub\n');
     expect(await readdir(join(root, 'boot/firmware'))).toEqual([]);
     expect((await readdir(join(root, 'etc'))).filter((e) => e.startsWith('.outpost'))).toEqual([]);
-    expect(log.events).toEqual(['trust', 'installed', 'hostname', 'wiped']);
+    expect(log.events).toEqual(['trust', 'installed', 'time', 'hostname', 'wiped']);
   });
 
   it('re-applying the same bundle changes nothing and still wipes it', async () => {
@@ -196,8 +196,82 @@ describe('first boot', () => {
       expect([key.uid, key.gid, (key.mode & 0o777).toString(8)]).toEqual([4242, 4343, '600']);
       const dir = await stat(join(root, 'etc/outpost'));
       expect([dir.uid, dir.gid, (dir.mode & 0o777).toString(8)]).toEqual([0, 4343, '750']);
+      // Owners that drifted (a restore as root, a hand edit) are put back by the next run.
+      await chown(join(root, 'etc/outpost/tls'), 0, 0);
+      await chown(join(root, 'etc/outpost/tls/server.key'), 0, 0);
+      await writeFile(bundle, site.hubBundle);
+      const log = recorder();
+      expect(await firstboot({ root, log })).toBe('unchanged');
+      expect(log.events).toEqual(['modes-repaired', 'unchanged', 'wiped']);
+      const tls = await stat(join(root, 'etc/outpost/tls'));
+      expect([tls.uid, tls.gid]).toEqual([0, 4343]);
+      const again = await stat(join(root, 'etc/outpost/tls/server.key'));
+      expect([again.uid, again.gid, (again.mode & 0o777).toString(8)]).toEqual([4242, 4343, '600']);
     },
   );
+
+  it('makes /etc/outpost 0750 and its files 0640/0600 itself, even under a umask of 0077', async () => {
+    const site = await provisionedSite();
+    const { root, bundle } = await newRoot();
+    await writeFile(bundle, site.hubBundle);
+    const umask = process.umask(0o077);
+    try {
+      expect(await firstboot({ root, log: recorder() })).toBe('applied');
+    } finally {
+      process.umask(umask);
+    }
+    const modeOf = async (path: string) => ((await stat(join(root, path))).mode & 0o7777).toString(8);
+    expect(await modeOf('etc/outpost')).toBe('750');
+    expect(await modeOf('etc/outpost/tls')).toBe('750');
+    expect(await modeOf('etc/outpost/outpost.yaml')).toBe('640');
+    expect(await modeOf('etc/outpost/tls/server.key')).toBe('600');
+  });
+
+  it('puts drifted directory modes back when the same bundle is applied again', async () => {
+    const site = await provisionedSite();
+    const { root, bundle } = await newRoot();
+    await writeFile(bundle, site.hubBundle);
+    await firstboot({ root, log: recorder() });
+    await chmod(join(root, 'etc/outpost'), 0o755);
+    await chmod(join(root, 'etc/outpost/tls'), 0o700);
+    await writeFile(bundle, site.hubBundle);
+    const log = recorder();
+    expect(await firstboot({ root, log })).toBe('unchanged');
+    expect(log.events).toEqual(['modes-repaired', 'unchanged', 'wiped']);
+    for (const dir of ['etc/outpost', 'etc/outpost/tls']) {
+      expect(((await stat(join(root, dir))).mode & 0o777).toString(8), dir).toBe('750');
+    }
+  });
+
+  it('writes chrony’s role settings: a camera follows the hub, the hub serves the site', async () => {
+    const site = await provisionedSite();
+    const { root, bundle } = await newRoot();
+    const chrony = join(root, 'etc/chrony/conf.d/outpost-role.conf');
+    const directives = async () =>
+      (await readFile(chrony, 'utf8')).split('\n').filter((line) => line && !line.startsWith('#'));
+    await writeFile(bundle, site.cameraBundle);
+    await firstboot({ root, log: recorder() });
+    // The site's hub IP (provisionedSite: --hub-ip 192.168.10.2), taken from the bundle's config.
+    expect(await directives()).toEqual(['server 192.168.10.2 iburst']);
+    expect(((await stat(chrony)).mode & 0o777).toString(8)).toBe('644');
+    await writeFile(bundle, site.hubBundle);
+    await firstboot({ root, log: recorder() });
+    const hub = await directives();
+    expect(hub).toContain('allow 192.168.0.0/16');
+    expect(hub).toContain('local stratum 10');
+    expect(hub.filter((line) => /^(server|pool|peer) /.test(line))).toEqual([]);
+  });
+
+  it('without chrony in the root, the bundle still applies and the time settings are skipped', async () => {
+    const site = await provisionedSite();
+    const { root, bundle } = await newRoot();
+    await rm(join(root, 'etc/chrony'), { recursive: true });
+    await writeFile(bundle, site.cameraBundle);
+    const log = recorder();
+    expect(await firstboot({ root, log })).toBe('applied');
+    expect(log.events).toEqual(['trust', 'installed', 'time-skipped', 'hostname', 'wiped']);
+    expect(existsSync(join(root, 'etc/chrony'))).toBe(false);
+  });
 
   it('an install cut short between its two renames is repaired at the next run', async () => {
     const site = await provisionedSite();

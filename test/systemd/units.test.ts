@@ -64,7 +64,8 @@ describe('outpost-firstboot.service', () => {
   it('is a oneshot before the daemon, runs only with a bundle present, and runs the firstboot verb', () => {
     const text = readFileSync(firstboot, 'utf8');
     expect(text).toMatch(/^Type=oneshot$/m);
-    expect(text).toMatch(/^Before=outpost\.service$/m);
+    // chronyd reads the role's time settings (written by first boot) only when it starts.
+    expect(text).toMatch(/^Before=outpost\.service chrony\.service$/m);
     expect(text).toMatch(/^ConditionPathExists=\/boot\/firmware\/outpost-bundle\.json$/m);
     expect(text).toMatch(
       /^ExecStart=\/usr\/bin\/node \/usr\/lib\/outpost\/dist\/provisioning\/src\/cli\.js firstboot$/m,
