@@ -102,6 +102,7 @@ export class GuardedConnection extends Duplex {
   /** The bytes of a PUBACK being written, until all four are in. */
   private ack: number[] | undefined;
   private readonly held: HeldAck[] = [];
+  private corked = false;
   /** Released before Aedes's PUBACK reached this stream (it was still buffered): id → count. */
   private readonly releasedEarly = new Map<number, number>();
 
@@ -146,6 +147,16 @@ export class GuardedConnection extends Duplex {
     if (this.socket.destroyed) {
       done(new Error('connection closed'));
       return;
+    }
+    // mqtt-packet writes a packet in several pieces (header, length, topic, payload): corked until the
+    // end of this tick, they leave as one write (one TLS record, one syscall) instead of many.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
     }
     let flowing = true;
     const send = (bytes: Buffer): void => {
