@@ -2,7 +2,7 @@
 // and mosquitto_sub, and MQTT.js, over TLS, secure WebSocket and loopback TCP.
 import { readFile, stat } from 'node:fs/promises';
 import { connect as tlsConnect } from 'node:tls';
-import { connectAsync, type MqttClient } from 'mqtt';
+import { connect, connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LOCAL_ADMIN } from '../../daemon/src/mqtt/broker.js';
 import {
@@ -51,6 +51,32 @@ async function grants(mqtt: MqttClient, filters: string[]): Promise<number[]> {
     if (!packet?.granted) throw error;
     return packet.granted;
   }
+}
+
+/**
+ * Connect with the inbox attached before CONNACK: a persistent session's queued messages follow the
+ * CONNACK at once, before connectAsync's promise would let a handler be attached.
+ */
+async function connectWithInbox(
+  name: string,
+  extra: IClientOptions,
+): Promise<{ client: MqttClient; seen: string[]; sessionPresent: boolean }> {
+  if (!hub) throw new Error('no broker');
+  const made = connect(`mqtts://127.0.0.1:${hub.mqttsPort}`, {
+    ca: [readPem(testPki().ca)],
+    username: name,
+    password: PEOPLE[name]?.password,
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+    ...extra,
+  });
+  clients.push(made);
+  const seen = inbox(made);
+  const connack = await new Promise<{ sessionPresent: boolean }>((resolve, reject) => {
+    made.once('connect', resolve);
+    made.once('error', reject);
+  });
+  return { client: made, seen, sessionPresent: connack.sessionPresent };
 }
 
 function closed(mqtt: MqttClient): Promise<void> {
@@ -475,6 +501,61 @@ describe('embedded broker: identities reload', () => {
     await gone;
     expect(camA.connected).toBe(true);
     await expect(client('cam-b')).rejects.toThrow(/Not authorized/i);
+  });
+
+  it("a demoted console's persistent session receives nothing it may no longer read, queued or new", async () => {
+    hub = await startTestBroker();
+    const first = await client('console', { clientId: 'console', clean: false });
+    await first.subscribeAsync(`${P}/#`, { qos: 1 });
+    await first.endAsync();
+    const camA = await client('cam-a');
+    await camA.publishAsync(`${P}/cam-a/alert`, 'queued before the reload', { qos: 1 });
+    await hub.writeIdentities({ ...PEOPLE, console: { role: 'staff', password: 'pw-console' } });
+    await hub.broker.reloadIdentities();
+    await camA.publishAsync(`${P}/cam-a/alert`, 'published after the reload', { qos: 1 });
+    const alice = await client('alice');
+    await alice.publishAsync(`${P}/chat/ops`, 'chat after the reload', { qos: 1 });
+
+    const { client: again, seen } = await connectWithInbox('console', { clientId: 'console', clean: false });
+    await again.subscribeAsync(`${P}/chat/+`, { qos: 1 });
+    await alice.publishAsync(`${P}/chat/ops`, 'marker', { qos: 1 });
+    await until(() => seen.some((line) => line.includes('marker')), 5000, 'the marker chat message');
+    // Only the marker: the alerts are not the staff's to read, and `P/#` is no longer its subscription.
+    expect(seen.map((line) => line.split(' ')[0])).toEqual([`${P}/chat/ops`]);
+    // The queued alert was dropped at delivery; the later ones were never queued.
+    expect(hub.broker.counters.refusedDeliveries).toBe(1);
+  });
+
+  it("a removed identity's persisted session is forgotten: queue and subscriptions do not come back with it", async () => {
+    hub = await startTestBroker();
+    const first = await client('cam-b', { clientId: 'cam-b.session', clean: false });
+    await first.subscribeAsync(`${P}/chat/#`, { qos: 1 });
+    await first.endAsync();
+    const alice = await client('alice');
+    await alice.publishAsync(`${P}/chat/ops`, 'queued for cam-b', { qos: 1 });
+    const withoutCamB = Object.fromEntries(Object.entries(PEOPLE).filter(([name]) => name !== 'cam-b'));
+    await hub.writeIdentities(withoutCamB);
+    await hub.broker.reloadIdentities();
+    expect(hub.broker.counters.forgottenSessions).toBe(1);
+    await expect(client('cam-b', { clientId: 'cam-b.session', clean: false })).rejects.toThrow(
+      /Not authorized/i,
+    );
+    // Provisioned again under the same name: a fresh start, not the revoked one's session.
+    await hub.writeIdentities(PEOPLE);
+    await hub.broker.reloadIdentities();
+    const {
+      client: again,
+      seen,
+      sessionPresent,
+    } = await connectWithInbox('cam-b', {
+      clientId: 'cam-b.session',
+      clean: false,
+    });
+    expect(sessionPresent).toBe(false);
+    await again.subscribeAsync(`${P}/chat/+`, { qos: 1 });
+    await alice.publishAsync(`${P}/chat/ops`, 'marker', { qos: 1 });
+    await until(() => seen.some((line) => line.includes('marker')), 5000, 'the marker chat message');
+    expect(seen.filter((line) => line.includes('queued for cam-b'))).toEqual([]);
   });
 
   it('a broken identities file on reload keeps the identities in force', async () => {
