@@ -79,6 +79,41 @@ async function connectWithInbox(
   return { client: made, seen, sessionPresent: connack.sessionPresent };
 }
 
+/** A bare CONNECT with a password; resolves with the CONNACK return code (-1: closed without one). */
+async function rawLogin(port: number, username: string, password: string): Promise<number> {
+  const mqttPacket = (await import('mqtt-packet')).default;
+  const { createConnection } = await import('node:net');
+  const socket = createConnection({ host: '127.0.0.1', port });
+  const parser = mqttPacket.parser({ protocolVersion: 4 });
+  socket.on('data', (chunk: Buffer) => parser.parse(chunk));
+  socket.on('error', () => undefined);
+  socket.write(
+    mqttPacket.generate({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clean: true,
+      clientId: `flood-${Math.random().toString(16).slice(2)}`,
+      keepalive: 30,
+      username,
+      password: Buffer.from(password),
+    }),
+  );
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => socket.destroy(), 30_000);
+    parser.on('packet', (packet: { cmd: string; returnCode?: number }) => {
+      if (packet.cmd !== 'connack') return;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(packet.returnCode ?? -1);
+    });
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(-1);
+    });
+  });
+}
+
 function closed(mqtt: MqttClient): Promise<void> {
   return new Promise((resolve) => mqtt.once('close', () => resolve()));
 }
@@ -486,6 +521,65 @@ describe('embedded broker: listeners and limits', () => {
     await expect(client('cam-a', { keepalive: 0 })).rejects.toThrow();
     await expect(client('cam-a', { keepalive: 3600 })).rejects.toThrow();
     await client('cam-a', { keepalive: 30 });
+  });
+});
+
+describe('embedded broker: login floods', () => {
+  it('a flood of bad logins is shed beyond a few scrypt checks at a time; a good client still gets in', async () => {
+    hub = await startTestBroker({ limits: { loginConcurrency: 2, loginQueue: 8 } });
+    const port = hub.tcpPort;
+    const flood = Array.from({ length: 300 }, (_, i) =>
+      rawLogin(port, i % 2 ? 'cam-a' : `nobody-${i}`, 'wrong'),
+    );
+    // Let the flood's CONNECTs reach the broker first, then a good client tries, retrying when shed.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const started = Date.now();
+    let good: MqttClient | undefined;
+    let goodShed = 0;
+    while (!good) {
+      try {
+        good = await connectAsync(`mqtt://127.0.0.1:${port}`, {
+          username: 'cam-b',
+          password: PEOPLE['cam-b']?.password,
+          reconnectPeriod: 0,
+          connectTimeout: 10_000,
+        });
+      } catch (error) {
+        expect(String(error)).toMatch(/Server unavailable/i);
+        goodShed += 1;
+        if (Date.now() - started > 5000) throw new Error('the good client did not get in within 5 s');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    clients.push(good);
+    const took = Date.now() - started;
+    const codes = await Promise.all(flood);
+    // Without the gate, the good check waits behind ~300 scrypt runs (seconds on two cores).
+    expect(took).toBeLessThan(3000);
+    expect(codes.filter((code) => code === 3).length + goodShed).toBe(hub.broker.counters.loginsShed);
+    expect(hub.broker.counters.loginsShed).toBeGreaterThan(200);
+    expect(codes.filter((code) => code !== 3).every((code) => code === 5)).toBe(true);
+    expect(hub.broker.counters.loginsPeakInFlight).toBe(2);
+  });
+
+  it('an address that keeps failing on a LAN listener backs off; loopback and other addresses are not held up', async () => {
+    hub = await startTestBroker();
+    for (let i = 0; i < 5; i += 1) {
+      await expect(connectAs(hub, 'cam-a', { password: 'wrong' })).rejects.toThrow(/Not authorized/i);
+    }
+    // Even the right password is not checked while 127.0.0.1 backs off on the TLS listener.
+    await expect(connectAs(hub, 'cam-a')).rejects.toThrow(/Server unavailable/i);
+    expect(hub.broker.counters.loginsBackedOff).toBe(1);
+    clients.push(
+      await connectAsync(`mqtt://127.0.0.1:${hub.tcpPort}`, {
+        username: 'cam-a',
+        password: PEOPLE['cam-a']?.password,
+        reconnectPeriod: 0,
+      }),
+    );
+    // The first backoff lasts 1 s.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    clients.push(await connectAs(hub, 'cam-a'));
   });
 });
 

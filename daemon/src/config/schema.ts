@@ -340,6 +340,10 @@ export const configSchema = z
             maxPublishRate: z.int().min(1).max(1_000_000).default(500),
             /** Longest keep-alive a client may ask for, seconds; 0 (never) is refused too. */
             keepAliveMaxSeconds: z.int().min(1).max(65535).default(300),
+            /** Password checks (scrypt, 16 MiB each) running at once; more wait in the login queue. */
+            loginConcurrency: z.int().min(1).max(16).default(2),
+            /** Logins waiting for a password check; beyond this, CONNACK 3 (server unavailable). */
+            loginQueue: z.int().min(0).max(10_000).default(32),
           })
           .prefault({}),
       })

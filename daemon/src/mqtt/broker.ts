@@ -22,7 +22,15 @@ import type { Service } from '../lifecycle/service.js';
 import { mayPublish, maySubscribe, ReadScope } from './acl.js';
 import { stampChat } from './chat-stamp.js';
 import { IdentityTable, loadIdentities, type Identity } from './identities.js';
-import { FramingError, GuardedConnection, packetSizeGuard, RateLimiter } from './limits.js';
+import {
+  FailureBackoff,
+  FramingError,
+  GuardedConnection,
+  LoginGate,
+  packetSizeGuard,
+  RateLimiter,
+  SHED,
+} from './limits.js';
 import { ChatHistory } from './chat-history.js';
 import { chatChannel } from './topics.js';
 
@@ -55,6 +63,9 @@ const BUS_BACKLOG = 2000;
 
 const CHANNEL_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
+/** authenticate()'s answer for a login it did not check: CONNACK 3, server unavailable. */
+const UNAVAILABLE = Symbol('unavailable');
+
 /** Refused publishes are re-addressed here and dropped: nobody may subscribe to `$outpost/…`. */
 const REFUSED_TOPIC = '$outpost/refused';
 
@@ -84,6 +95,12 @@ export interface BrokerCounters {
   refusedDeliveries: number;
   /** Persisted sessions forgotten because their identity is gone (at start and on reload). */
   forgottenSessions: number;
+  /** Password logins refused with CONNACK 3 because the login queue was full. */
+  loginsShed: number;
+  /** Password logins refused with CONNACK 3 because their address is backing off after failures. */
+  loginsBackedOff: number;
+  /** Most password checks (scrypt) ever running at once: at most broker.limits.loginConcurrency. */
+  loginsPeakInFlight: number;
 }
 
 export class Broker implements Service {
@@ -95,6 +112,9 @@ export class Broker implements Service {
     limitDisconnects: 0,
     refusedDeliveries: 0,
     forgottenSessions: 0,
+    loginsShed: 0,
+    loginsBackedOff: 0,
+    loginsPeakInFlight: 0,
   };
   private aedes: Aedes | undefined;
   private db: Level<string, unknown> | undefined;
@@ -108,6 +128,11 @@ export class Broker implements Service {
   /** What each client may receive, from its identity at CONNECT; NOTHING once that identity changed. */
   private readonly scopeOf = new WeakMap<Client, ReadScope>();
   private readonly identities = new IdentityTable();
+  private readonly logins: LoginGate;
+  private readonly failures = new FailureBackoff();
+  /** Shed or backed-off logins not yet logged: a flood is logged once per 10 s, not once per login. */
+  private unavailableSinceLog = 0;
+  private lastUnavailableLog = -Infinity;
   private chatHistory: ChatHistory | undefined;
   /** The daemon's own credentials, kept in memory: its uplink uses them in hub role. */
   private selfPassword = '';
@@ -116,7 +141,9 @@ export class Broker implements Service {
   constructor(
     private readonly config: BrokerConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.logins = new LoginGate(config.broker.limits.loginConcurrency, config.broker.limits.loginQueue);
+  }
 
   /** The plain loopback listener's address (the port is known after start, even when 0 was asked). */
   address(kind: ListenerKind = 'tcp'): { host: string; port: number } | undefined {
@@ -166,7 +193,9 @@ export class Broker implements Service {
       authenticate: (client, username, password, done) => {
         this.authenticate(client, username, password).then(
           (identity) => {
-            if (identity) {
+            if (identity === UNAVAILABLE) {
+              done(Object.assign(new Error('server unavailable'), { returnCode: 3 as const }), false);
+            } else if (identity) {
               this.identityOf.set(client, identity);
               this.scopeOf.set(client, ReadScope.of(identity, this.config.site));
               this.limiterOf.set(client, new RateLimiter(settings.limits.maxPublishRate));
@@ -438,7 +467,7 @@ export class Broker implements Service {
     client: Client,
     username: string | undefined,
     password: Buffer | undefined,
-  ): Promise<Identity | undefined> {
+  ): Promise<Identity | typeof UNAVAILABLE | undefined> {
     const connection = this.connections.get(client.conn);
     const refuse = (reason: string): undefined => {
       this.counters.authFailures += 1;
@@ -463,7 +492,25 @@ export class Broker implements Service {
         identity =
           connection.kind === 'tcp' && sameSecret(given, expected) ? this.lookup(username) : undefined;
       } else {
-        identity = await this.identities.byPassword(username, given);
+        // Address backoff on the LAN listeners only: on loopback every local tool shares one address.
+        const lan = connection.kind !== 'tcp';
+        const wait = lan ? this.failures.wait(connection.remote) : 0;
+        if (wait > 0) {
+          this.counters.loginsBackedOff += 1;
+          return this.unavailable(connection, 'address backing off after failed logins', wait);
+        }
+        const checked = await this.logins.run(
+          () => this.identities.byPassword(username, given),
+          () => client.closed || (client.conn as Duplex).destroyed,
+        );
+        this.counters.loginsPeakInFlight = this.logins.peakInFlight;
+        if (checked === SHED) {
+          this.counters.loginsShed += 1;
+          return this.unavailable(connection, 'login queue full');
+        }
+        identity = checked;
+        if (lan && identity) this.failures.succeeded(connection.remote);
+        else if (lan) this.failures.failed(connection.remote);
       }
       if (!identity) return refuse('bad user name or password');
     } else if (connection.tls?.authorized) {
@@ -503,6 +550,29 @@ export class Broker implements Service {
       'mqtt client connected',
     );
     return identity;
+  }
+
+  /** CONNACK 3 for a login not checked (queue full, address backing off); logged at most every 10 s. */
+  private unavailable(connection: Connection, reason: string, waitMs?: number): typeof UNAVAILABLE {
+    this.unavailableSinceLog += 1;
+    const now = performance.now();
+    if (now - this.lastUnavailableLog >= 10_000) {
+      this.log.warn(
+        {
+          reason,
+          listener: connection.kind,
+          remote: connection.remote,
+          refused: this.unavailableSinceLog,
+          shed: this.counters.loginsShed,
+          backedOff: this.counters.loginsBackedOff,
+          ...(waitMs === undefined ? {} : { waitMs: Math.ceil(waitMs) }),
+        },
+        'mqtt logins refused as server unavailable (password checks are limited)',
+      );
+      this.lastUnavailableLog = now;
+      this.unavailableSinceLog = 0;
+    }
+    return UNAVAILABLE;
   }
 
   /** `cam-a` and `cam-a.tool` belong to identity cam-a ('.' cannot appear in a name). */
