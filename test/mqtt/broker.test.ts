@@ -354,6 +354,56 @@ describe('embedded broker: ACL', () => {
   });
 });
 
+describe('embedded broker: chat history bounds', () => {
+  it('a burst of chat rewrites the retained history at most once a second, ending with all of it', async () => {
+    hub = await startTestBroker();
+    const reader = await client('console');
+    const histories: Array<Array<{ text: string }>> = [];
+    reader.on('message', (topic, payload) => {
+      if (topic.endsWith('/history'))
+        histories.push(JSON.parse(payload.toString()) as Array<{ text: string }>);
+    });
+    await reader.subscribeAsync(`${P}/chat/ops/history`, { qos: 1 });
+    const alice = await client('alice');
+    const started = Date.now();
+    for (let i = 0; i < 30; i += 1) await alice.publishAsync(`${P}/chat/ops`, `m${i}`, { qos: 1 });
+    await until(() => histories.at(-1)?.length === 30, 5000, 'the history with all 30 messages');
+    const seconds = (Date.now() - started) / 1000;
+    // One update at once (a quiet channel), then at most one per second of the burst, plus the last.
+    expect(histories.length).toBeLessThanOrEqual(Math.ceil(seconds) + 2);
+    expect(histories.at(-1)?.map((m) => m.text)).toEqual(Array.from({ length: 30 }, (_, i) => `m${i}`));
+    // Stop publishes what is pending: the restarted broker serves the whole burst.
+    await alice.publishAsync(`${P}/chat/ops`, 'just before the restart', { qos: 1 });
+    await hub.restart();
+    clients.splice(0);
+    const late = await client('console');
+    const lateSeen = inbox(late);
+    await late.subscribeAsync(`${P}/chat/ops/history`, { qos: 1 });
+    await until(() => lateSeen.length === 1, 5000, 'the retained history');
+    expect(lateSeen[0]).toContain('just before the restart');
+  });
+
+  it('a message opening a channel beyond broker.chatChannels is refused; known channels carry on', async () => {
+    hub = await startTestBroker({ broker: { chatChannels: 2 } });
+    const reader = await client('console');
+    const seen = inbox(reader);
+    await reader.subscribeAsync(`${P}/chat/+`, { qos: 1 });
+    const alice = await client('alice');
+    for (const channel of ['one', 'two', 'three', 'one']) {
+      await alice.publishAsync(`${P}/chat/${channel}`, `on ${channel}`, { qos: 1 });
+    }
+    await until(() => seen.length === 3, 5000, 'three chat messages');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(seen.map((line) => line.split(' ')[0])).toEqual([
+      `${P}/chat/one`,
+      `${P}/chat/two`,
+      `${P}/chat/one`,
+    ]);
+    expect(hub.broker.counters.refusedPublish).toBe(1);
+    expect(alice.connected).toBe(true);
+  });
+});
+
 describe('embedded broker: review findings', () => {
   it('an empty topic level cannot smuggle unstamped chat, and chat and commands are never retained', async () => {
     hub = await startTestBroker();

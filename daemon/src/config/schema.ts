@@ -325,6 +325,8 @@ export const configSchema = z
           .optional(),
         /** Chat messages kept per channel (retained on `…/chat/{channel}/history`). */
         chatHistory: z.int().min(0).max(1000).default(50),
+        /** Chat channels the broker keeps; a message opening one more is refused. */
+        chatChannels: z.int().min(1).max(10_000).default(64),
         /** Who may connect (written by outpost-provision); reloaded on SIGHUP. */
         identitiesFile: path.optional(),
         limits: z

@@ -63,6 +63,9 @@ const BUS_BACKLOG = 2000;
 
 const CHANNEL_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
+/** A channel's retained history is rewritten at most this often (chat-history.ts). */
+const CHAT_HISTORY_INTERVAL_MS = 1000;
+
 /** authenticate()'s answer for a login it did not check: CONNACK 3, server unavailable. */
 const UNAVAILABLE = Symbol('unavailable');
 
@@ -253,7 +256,12 @@ export class Broker implements Service {
     );
     this.aedes = aedes;
     await this.forgetSessionsOfRevokedIdentities();
-    const chatHistory = new ChatHistory(this.config.site, settings.chatHistory);
+    const chatHistory = new ChatHistory(
+      this.config.site,
+      settings.chatHistory,
+      (packet) => this.publishHistory(packet),
+      { maxChannels: settings.chatChannels, intervalMs: CHAT_HISTORY_INTERVAL_MS },
+    );
     await chatHistory.load(persistence.createRetainedStream(chatHistory.pattern));
     this.chatHistory = chatHistory;
 
@@ -368,6 +376,10 @@ export class Broker implements Service {
   }
 
   async stop(): Promise<void> {
+    // Histories still waiting for their throttled update are published (and stored) first.
+    const chatHistory = this.chatHistory;
+    this.chatHistory = undefined;
+    await chatHistory?.stop();
     const { aedes, wss, persistence, db } = this;
     this.aedes = undefined;
     this.wss = undefined;
@@ -640,7 +652,13 @@ export class Broker implements Service {
     const channel = chatChannel(site, packet.topic);
     if (channel !== undefined) {
       packet.retain = false;
-      const stamped = stampChat(packet.payload, identity, Date.now());
+      const stamped =
+        this.chatHistory?.accepts(channel) === false
+          ? ({
+              ok: false,
+              reason: `a new chat channel beyond broker.chatChannels (${this.config.broker.chatChannels})`,
+            } as const)
+          : stampChat(packet.payload, identity, Date.now());
       if (!stamped.ok) {
         this.counters.refusedPublish += 1;
         this.log.warn(
@@ -650,11 +668,7 @@ export class Broker implements Service {
         refuseInPlace(packet);
       } else {
         packet.payload = stamped.payload;
-        const history = this.chatHistory?.append(channel, stamped.message);
-        if (history)
-          this.aedes?.publish({ cmd: 'publish', qos: 1, retain: true, dup: false, ...history }, (error) => {
-            if (error) this.log.warn({ err: error, channel }, 'chat history not stored');
-          });
+        this.chatHistory?.append(channel, stamped.message);
       }
     }
     done(null);
@@ -690,6 +704,21 @@ export class Broker implements Service {
       'last will of a client of an earlier broker run refused; dropped',
     );
     refuseInPlace(packet);
+  }
+
+  /** A channel's history, retained (ChatHistory throttles these); resolves once stored, never rejects. */
+  private publishHistory(packet: { topic: string; payload: Buffer }): Promise<void> {
+    return new Promise((resolve) => {
+      const aedes = this.aedes;
+      if (!aedes) {
+        resolve();
+        return;
+      }
+      aedes.publish({ cmd: 'publish', qos: 1, retain: true, dup: false, ...packet }, (error) => {
+        if (error) this.log.warn({ err: error, topic: packet.topic }, 'chat history not stored');
+        resolve();
+      });
+    });
   }
 
   /** Why `identity` may not publish on `topic`, or undefined when it may. */
