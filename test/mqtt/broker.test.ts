@@ -546,7 +546,8 @@ describe('embedded broker: listeners and limits', () => {
   });
 
   it('survives a flood queued behind a subscriber that stops reading and then leaves', async () => {
-    hub = await startTestBroker({ limits: { maxPublishRate: 100_000 } });
+    // 100 clients log in at once: all of them wait for their password check rather than being shed.
+    hub = await startTestBroker({ limits: { maxPublishRate: 100_000, loginQueue: 200 } });
     // A subscriber that never reads: its socket fills, Aedes's delivery slots fill, messages queue.
     const stuck = await client('console');
     await stuck.subscribeAsync(`${P}/+/telemetry`, { qos: 0 });

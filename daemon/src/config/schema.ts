@@ -345,7 +345,7 @@ export const configSchema = z
             /** Password checks (scrypt, 16 MiB each) running at once; more wait in the login queue. */
             loginConcurrency: z.int().min(1).max(16).default(2),
             /** Logins waiting for a password check; beyond this, CONNACK 3 (server unavailable). */
-            loginQueue: z.int().min(0).max(10_000).default(32),
+            loginQueue: z.int().min(0).max(10_000).default(128),
           })
           .prefault({}),
       })
