@@ -671,6 +671,27 @@ describe('embedded broker: identities reload', () => {
     expect(hub.broker.counters.refusedDeliveries).toBe(1);
   });
 
+  it('identities changed while the broker was down are applied to persisted sessions at start', async () => {
+    hub = await startTestBroker();
+    const first = await client('console', { clientId: 'console', clean: false });
+    await first.subscribeAsync(`${P}/#`, { qos: 1 });
+    await first.endAsync();
+    await hub.broker.stop();
+    await hub.writeIdentities({ ...PEOPLE, console: { role: 'staff', password: 'pw-console' } });
+    await hub.restart();
+    clients.splice(0);
+    const camA = await client('cam-a');
+    await camA.publishAsync(`${P}/cam-a/alert`, 'after the restart', { qos: 1 });
+    const alice = await client('alice');
+    const { client: again, seen } = await connectWithInbox('console', { clientId: 'console', clean: false });
+    await again.subscribeAsync(`${P}/chat/+`, { qos: 1 });
+    await alice.publishAsync(`${P}/chat/ops`, 'marker', { qos: 1 });
+    await until(() => seen.some((line) => line.includes('marker')), 5000, 'the marker chat message');
+    expect(seen.map((line) => line.split(' ')[0])).toEqual([`${P}/chat/ops`]);
+    // `P/#` was removed from the stored session at start: the alert was never queued for it.
+    expect(hub.broker.counters.refusedDeliveries).toBe(0);
+  });
+
   it("a removed identity's persisted session is forgotten: queue and subscriptions do not come back with it", async () => {
     hub = await startTestBroker();
     const first = await client('cam-b', { clientId: 'cam-b.session', clean: false });
