@@ -2,7 +2,7 @@
 // and mosquitto_sub, and MQTT.js, over TLS, secure WebSocket and loopback TCP.
 import { readFile, stat } from 'node:fs/promises';
 import { connect as tlsConnect } from 'node:tls';
-import { connectAsync, type MqttClient } from 'mqtt';
+import { connect, connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LOCAL_ADMIN } from '../../daemon/src/mqtt/broker.js';
 import {
@@ -51,6 +51,67 @@ async function grants(mqtt: MqttClient, filters: string[]): Promise<number[]> {
     if (!packet?.granted) throw error;
     return packet.granted;
   }
+}
+
+/**
+ * Connect with the inbox attached before CONNACK: a persistent session's queued messages follow the
+ * CONNACK at once, before connectAsync's promise would let a handler be attached.
+ */
+async function connectWithInbox(
+  name: string,
+  extra: IClientOptions,
+): Promise<{ client: MqttClient; seen: string[]; sessionPresent: boolean }> {
+  if (!hub) throw new Error('no broker');
+  const made = connect(`mqtts://127.0.0.1:${hub.mqttsPort}`, {
+    ca: [readPem(testPki().ca)],
+    username: name,
+    password: PEOPLE[name]?.password,
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+    ...extra,
+  });
+  clients.push(made);
+  const seen = inbox(made);
+  const connack = await new Promise<{ sessionPresent: boolean }>((resolve, reject) => {
+    made.once('connect', resolve);
+    made.once('error', reject);
+  });
+  return { client: made, seen, sessionPresent: connack.sessionPresent };
+}
+
+/** A bare CONNECT with a password; resolves with the CONNACK return code (-1: closed without one). */
+async function rawLogin(port: number, username: string, password: string): Promise<number> {
+  const mqttPacket = (await import('mqtt-packet')).default;
+  const { createConnection } = await import('node:net');
+  const socket = createConnection({ host: '127.0.0.1', port });
+  const parser = mqttPacket.parser({ protocolVersion: 4 });
+  socket.on('data', (chunk: Buffer) => parser.parse(chunk));
+  socket.on('error', () => undefined);
+  socket.write(
+    mqttPacket.generate({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clean: true,
+      clientId: `flood-${Math.random().toString(16).slice(2)}`,
+      keepalive: 30,
+      username,
+      password: Buffer.from(password),
+    }),
+  );
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => socket.destroy(), 30_000);
+    parser.on('packet', (packet: { cmd: string; returnCode?: number }) => {
+      if (packet.cmd !== 'connack') return;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(packet.returnCode ?? -1);
+    });
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(-1);
+    });
+  });
 }
 
 function closed(mqtt: MqttClient): Promise<void> {
@@ -293,6 +354,56 @@ describe('embedded broker: ACL', () => {
   });
 });
 
+describe('embedded broker: chat history bounds', () => {
+  it('a burst of chat rewrites the retained history at most once a second, ending with all of it', async () => {
+    hub = await startTestBroker();
+    const reader = await client('console');
+    const histories: Array<Array<{ text: string }>> = [];
+    reader.on('message', (topic, payload) => {
+      if (topic.endsWith('/history'))
+        histories.push(JSON.parse(payload.toString()) as Array<{ text: string }>);
+    });
+    await reader.subscribeAsync(`${P}/chat/ops/history`, { qos: 1 });
+    const alice = await client('alice');
+    const started = Date.now();
+    for (let i = 0; i < 30; i += 1) await alice.publishAsync(`${P}/chat/ops`, `m${i}`, { qos: 1 });
+    await until(() => histories.at(-1)?.length === 30, 5000, 'the history with all 30 messages');
+    const seconds = (Date.now() - started) / 1000;
+    // One update at once (a quiet channel), then at most one per second of the burst, plus the last.
+    expect(histories.length).toBeLessThanOrEqual(Math.ceil(seconds) + 2);
+    expect(histories.at(-1)?.map((m) => m.text)).toEqual(Array.from({ length: 30 }, (_, i) => `m${i}`));
+    // Stop publishes what is pending: the restarted broker serves the whole burst.
+    await alice.publishAsync(`${P}/chat/ops`, 'just before the restart', { qos: 1 });
+    await hub.restart();
+    clients.splice(0);
+    const late = await client('console');
+    const lateSeen = inbox(late);
+    await late.subscribeAsync(`${P}/chat/ops/history`, { qos: 1 });
+    await until(() => lateSeen.length === 1, 5000, 'the retained history');
+    expect(lateSeen[0]).toContain('just before the restart');
+  });
+
+  it('a message opening a channel beyond broker.chatChannels is refused; known channels carry on', async () => {
+    hub = await startTestBroker({ broker: { chatChannels: 2 } });
+    const reader = await client('console');
+    const seen = inbox(reader);
+    await reader.subscribeAsync(`${P}/chat/+`, { qos: 1 });
+    const alice = await client('alice');
+    for (const channel of ['one', 'two', 'three', 'one']) {
+      await alice.publishAsync(`${P}/chat/${channel}`, `on ${channel}`, { qos: 1 });
+    }
+    await until(() => seen.length === 3, 5000, 'three chat messages');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(seen.map((line) => line.split(' ')[0])).toEqual([
+      `${P}/chat/one`,
+      `${P}/chat/two`,
+      `${P}/chat/one`,
+    ]);
+    expect(hub.broker.counters.refusedPublish).toBe(1);
+    expect(alice.connected).toBe(true);
+  });
+});
+
 describe('embedded broker: review findings', () => {
   it('an empty topic level cannot smuggle unstamped chat, and chat and commands are never retained', async () => {
     hub = await startTestBroker();
@@ -435,7 +546,8 @@ describe('embedded broker: listeners and limits', () => {
   });
 
   it('survives a flood queued behind a subscriber that stops reading and then leaves', async () => {
-    hub = await startTestBroker({ limits: { maxPublishRate: 100_000 } });
+    // 100 clients log in at once: all of them wait for their password check rather than being shed.
+    hub = await startTestBroker({ limits: { maxPublishRate: 100_000, loginQueue: 200 } });
     // A subscriber that never reads: its socket fills, Aedes's delivery slots fill, messages queue.
     const stuck = await client('console');
     await stuck.subscribeAsync(`${P}/+/telemetry`, { qos: 0 });
@@ -463,6 +575,65 @@ describe('embedded broker: listeners and limits', () => {
   });
 });
 
+describe('embedded broker: login floods', () => {
+  it('a flood of bad logins is shed beyond a few scrypt checks at a time; a good client still gets in', async () => {
+    hub = await startTestBroker({ limits: { loginConcurrency: 2, loginQueue: 8 } });
+    const port = hub.tcpPort;
+    const flood = Array.from({ length: 300 }, (_, i) =>
+      rawLogin(port, i % 2 ? 'cam-a' : `nobody-${i}`, 'wrong'),
+    );
+    // Let the flood's CONNECTs reach the broker first, then a good client tries, retrying when shed.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const started = Date.now();
+    let good: MqttClient | undefined;
+    let goodShed = 0;
+    while (!good) {
+      try {
+        good = await connectAsync(`mqtt://127.0.0.1:${port}`, {
+          username: 'cam-b',
+          password: PEOPLE['cam-b']?.password,
+          reconnectPeriod: 0,
+          connectTimeout: 10_000,
+        });
+      } catch (error) {
+        expect(String(error)).toMatch(/Server unavailable/i);
+        goodShed += 1;
+        if (Date.now() - started > 5000) throw new Error('the good client did not get in within 5 s');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    clients.push(good);
+    const took = Date.now() - started;
+    const codes = await Promise.all(flood);
+    // Without the gate, the good check waits behind ~300 scrypt runs (seconds on two cores).
+    expect(took).toBeLessThan(3000);
+    expect(codes.filter((code) => code === 3).length + goodShed).toBe(hub.broker.counters.loginsShed);
+    expect(hub.broker.counters.loginsShed).toBeGreaterThan(200);
+    expect(codes.filter((code) => code !== 3).every((code) => code === 5)).toBe(true);
+    expect(hub.broker.counters.loginsPeakInFlight).toBe(2);
+  });
+
+  it('an address that keeps failing on a LAN listener backs off; loopback and other addresses are not held up', async () => {
+    hub = await startTestBroker();
+    for (let i = 0; i < 5; i += 1) {
+      await expect(connectAs(hub, 'cam-a', { password: 'wrong' })).rejects.toThrow(/Not authorized/i);
+    }
+    // Even the right password is not checked while 127.0.0.1 backs off on the TLS listener.
+    await expect(connectAs(hub, 'cam-a')).rejects.toThrow(/Server unavailable/i);
+    expect(hub.broker.counters.loginsBackedOff).toBe(1);
+    clients.push(
+      await connectAsync(`mqtt://127.0.0.1:${hub.tcpPort}`, {
+        username: 'cam-a',
+        password: PEOPLE['cam-a']?.password,
+        reconnectPeriod: 0,
+      }),
+    );
+    // The first backoff lasts 1 s.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    clients.push(await connectAs(hub, 'cam-a'));
+  });
+});
+
 describe('embedded broker: identities reload', () => {
   it('a revoked identity is disconnected on reload and refused after; other clients stay', async () => {
     hub = await startTestBroker();
@@ -475,6 +646,82 @@ describe('embedded broker: identities reload', () => {
     await gone;
     expect(camA.connected).toBe(true);
     await expect(client('cam-b')).rejects.toThrow(/Not authorized/i);
+  });
+
+  it("a demoted console's persistent session receives nothing it may no longer read, queued or new", async () => {
+    hub = await startTestBroker();
+    const first = await client('console', { clientId: 'console', clean: false });
+    await first.subscribeAsync(`${P}/#`, { qos: 1 });
+    await first.endAsync();
+    const camA = await client('cam-a');
+    await camA.publishAsync(`${P}/cam-a/alert`, 'queued before the reload', { qos: 1 });
+    await hub.writeIdentities({ ...PEOPLE, console: { role: 'staff', password: 'pw-console' } });
+    await hub.broker.reloadIdentities();
+    await camA.publishAsync(`${P}/cam-a/alert`, 'published after the reload', { qos: 1 });
+    const alice = await client('alice');
+    await alice.publishAsync(`${P}/chat/ops`, 'chat after the reload', { qos: 1 });
+
+    const { client: again, seen } = await connectWithInbox('console', { clientId: 'console', clean: false });
+    await again.subscribeAsync(`${P}/chat/+`, { qos: 1 });
+    await alice.publishAsync(`${P}/chat/ops`, 'marker', { qos: 1 });
+    await until(() => seen.some((line) => line.includes('marker')), 5000, 'the marker chat message');
+    // Only the marker: the alerts are not the staff's to read, and `P/#` is no longer its subscription.
+    expect(seen.map((line) => line.split(' ')[0])).toEqual([`${P}/chat/ops`]);
+    // The queued alert was dropped at delivery; the later ones were never queued.
+    expect(hub.broker.counters.refusedDeliveries).toBe(1);
+  });
+
+  it('identities changed while the broker was down are applied to persisted sessions at start', async () => {
+    hub = await startTestBroker();
+    const first = await client('console', { clientId: 'console', clean: false });
+    await first.subscribeAsync(`${P}/#`, { qos: 1 });
+    await first.endAsync();
+    await hub.broker.stop();
+    await hub.writeIdentities({ ...PEOPLE, console: { role: 'staff', password: 'pw-console' } });
+    await hub.restart();
+    clients.splice(0);
+    const camA = await client('cam-a');
+    await camA.publishAsync(`${P}/cam-a/alert`, 'after the restart', { qos: 1 });
+    const alice = await client('alice');
+    const { client: again, seen } = await connectWithInbox('console', { clientId: 'console', clean: false });
+    await again.subscribeAsync(`${P}/chat/+`, { qos: 1 });
+    await alice.publishAsync(`${P}/chat/ops`, 'marker', { qos: 1 });
+    await until(() => seen.some((line) => line.includes('marker')), 5000, 'the marker chat message');
+    expect(seen.map((line) => line.split(' ')[0])).toEqual([`${P}/chat/ops`]);
+    // `P/#` was removed from the stored session at start: the alert was never queued for it.
+    expect(hub.broker.counters.refusedDeliveries).toBe(0);
+  });
+
+  it("a removed identity's persisted session is forgotten: queue and subscriptions do not come back with it", async () => {
+    hub = await startTestBroker();
+    const first = await client('cam-b', { clientId: 'cam-b.session', clean: false });
+    await first.subscribeAsync(`${P}/chat/#`, { qos: 1 });
+    await first.endAsync();
+    const alice = await client('alice');
+    await alice.publishAsync(`${P}/chat/ops`, 'queued for cam-b', { qos: 1 });
+    const withoutCamB = Object.fromEntries(Object.entries(PEOPLE).filter(([name]) => name !== 'cam-b'));
+    await hub.writeIdentities(withoutCamB);
+    await hub.broker.reloadIdentities();
+    expect(hub.broker.counters.forgottenSessions).toBe(1);
+    await expect(client('cam-b', { clientId: 'cam-b.session', clean: false })).rejects.toThrow(
+      /Not authorized/i,
+    );
+    // Provisioned again under the same name: a fresh start, not the revoked one's session.
+    await hub.writeIdentities(PEOPLE);
+    await hub.broker.reloadIdentities();
+    const {
+      client: again,
+      seen,
+      sessionPresent,
+    } = await connectWithInbox('cam-b', {
+      clientId: 'cam-b.session',
+      clean: false,
+    });
+    expect(sessionPresent).toBe(false);
+    await again.subscribeAsync(`${P}/chat/+`, { qos: 1 });
+    await alice.publishAsync(`${P}/chat/ops`, 'marker', { qos: 1 });
+    await until(() => seen.some((line) => line.includes('marker')), 5000, 'the marker chat message');
+    expect(seen.filter((line) => line.includes('queued for cam-b'))).toEqual([]);
   });
 
   it('a broken identities file on reload keeps the identities in force', async () => {

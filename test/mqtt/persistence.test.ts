@@ -94,6 +94,45 @@ describe('broker persistence', () => {
     expect(viewer.connected).toBe(true);
   });
 
+  it("after kill -9, a client's last will is published only on its own identity's status, and only while that identity exists", async () => {
+    const dataDir = await tempDir('outpost-data-');
+    const identitiesFile = join(dataDir, 'identities.json');
+    await writeFile(identitiesFile, await identitiesJson(PEOPLE));
+    const port = await freePort();
+    const config = await writeTemp(
+      'outpost.yaml',
+      `site: ${SITE}\ndevice: hub\ndataDir: ${dataDir}\nbroker:\n  tcp:\n    port: ${port}\n  identitiesFile: ${identitiesFile}\ncameras: []\n`,
+    );
+    const start = async () => {
+      daemon = runCli(['run', '--config', config]);
+      await daemon.waitForLog((line) => line.msg === 'outpost running');
+    };
+    await start();
+    const will = (device: string, text: string) => ({
+      will: { topic: `${P}/${device}/status`, payload: Buffer.from(text), qos: 1 as const, retain: false },
+    });
+    // Each will is allowed at CONNECT: a device's own status, and an admin's on any topic.
+    await loopbackClient(port, 'cam-a', { clientId: 'cam-a.w', ...will('cam-a', 'cam-a will') });
+    await loopbackClient(port, 'root', { clientId: 'root.w', ...will('cam-b', 'root will for cam-b') });
+    await loopbackClient(port, 'cam-b', { clientId: 'cam-b.w', ...will('cam-b', 'cam-b will') });
+    daemon?.child.kill('SIGKILL');
+    await daemon?.exited();
+    await Promise.all(clients.splice(0).map((client) => client.endAsync(true)));
+    // cam-b is removed while the daemon is down.
+    const withoutCamB = Object.fromEntries(Object.entries(PEOPLE).filter(([name]) => name !== 'cam-b'));
+    await writeFile(identitiesFile, await identitiesJson(withoutCamB));
+    await start();
+
+    const seen: string[] = [];
+    const watcher = await loopbackClient(port, 'console');
+    watcher.on('message', (topic, payload) => seen.push(`${topic} ${payload.toString()}`));
+    await watcher.subscribeAsync([`${P}/cam-a/status`, `${P}/cam-b/status`], { qos: 1 });
+    // Wills of an earlier run are swept every 20 s (broker.ts, heartbeatInterval).
+    await until(() => seen.length > 0, 45_000, "cam-a's will from the killed run");
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(seen).toEqual([`${P}/cam-a/status cam-a will`]);
+  });
+
   it('a clean-session reconnect reusing a QoS 2 message id still gets its message delivered', async () => {
     hub = await startTestBroker();
     const watcher = await loopbackClient(hub.tcpPort, 'console');

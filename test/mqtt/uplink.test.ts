@@ -3,11 +3,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { MqttClient } from 'mqtt';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { configSchema, type Config } from '../../daemon/src/config/schema.js';
 import { alertPayload, statusPayload } from '../../daemon/src/mqtt/contract.js';
 import { topics } from '../../daemon/src/mqtt/topics.js';
+import { LevelStore } from '../../daemon/src/mqtt/level-store.js';
 import { Uplink } from '../../daemon/src/mqtt/uplink.js';
 import { connectAs, PEOPLE, run, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
 import { testPki } from '../support/pki.js';
@@ -110,6 +112,67 @@ describe('uplink', () => {
     // QoS 1 allows a duplicate after a cut; the payload id makes it visible, and order holds.
     const unique = received.filter((id, index) => received.indexOf(id) === index);
     expect(unique).toEqual(Array.from({ length: 500 }, (_, i) => `a-${i}`));
+  });
+
+  it('stop() with acknowledgements in flight ends the connection and leaves nothing acknowledged in the store', async () => {
+    hub = await startTestBroker({ limits: { maxPublishRate: 100_000 } });
+    const received: string[] = [];
+    const watcher = await connectAs(hub, 'console');
+    watcher.on('message', (_topic, payload) => {
+      received.push(alertPayload.parse(JSON.parse(payload.toString())).id);
+    });
+    await watcher.subscribeAsync(topics.alert(SITE, 'cam-a'), { qos: 1 });
+    const dataDir = await tempDir('outpost-camera-');
+    const config = await cameraConfig(hub.mqttsPort, dataDir);
+    const warnings: string[] = [];
+    const first = new Uplink(
+      config,
+      noLocalBroker,
+      pino({ level: 'warn' }, { write: (line) => warnings.push(line) }),
+    );
+    await first.start();
+    uplinks.push(first);
+    // Which alerts the hub acknowledged, as the uplink's MQTT.js client saw it.
+    const client = (first as unknown as { client: MqttClient }).client;
+    const sentAs = new Map<number, string>();
+    const acknowledged = new Set<string>();
+    client.on('packetsend', (packet) => {
+      if (packet.cmd === 'publish' && packet.messageId !== undefined && packet.topic.endsWith('/alert'))
+        sentAs.set(packet.messageId, alertPayload.parse(JSON.parse(packet.payload.toString())).id);
+    });
+    client.on('packetreceive', (packet) => {
+      const id =
+        packet.cmd === 'puback' && packet.messageId !== undefined ? sentAs.get(packet.messageId) : undefined;
+      if (id) acknowledged.add(id);
+    });
+    await until(() => first.connected(), 10_000, 'the uplink to connect');
+    for (let i = 0; i < 2000; i += 1) alert(first, i);
+    await stopUplink(first);
+    // Stopped means stopped: nothing more arrives from the first run.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const afterStop = received.length;
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect(received.length).toBe(afterStop);
+    expect(acknowledged.size).toBeGreaterThan(0);
+    // Nothing the hub acknowledged is left in the store (it would be sent twice), and nothing failed.
+    const store = new LevelStore(join(dataDir, 'uplink'));
+    await store.open();
+    const stored: string[] = [];
+    for await (const packet of store.createStream() as unknown as AsyncIterable<{
+      topic: string;
+      payload: Buffer;
+    }>) {
+      if (packet.topic.endsWith('/alert'))
+        stored.push(alertPayload.parse(JSON.parse(packet.payload.toString())).id);
+    }
+    await new Promise<void>((resolve) => store.close(() => resolve()));
+    expect(stored.filter((id) => acknowledged.has(id))).toEqual([]);
+    expect(warnings).toEqual([]);
+    // Acknowledged or stored: every alert is in one place or the other, and the next run sends the rest.
+    expect(new Set([...acknowledged, ...stored]).size).toBe(2000);
+    const second = await startUplink(config);
+    await until(() => new Set(received).size === 2000 && second.pending() === 0, 40_000, 'all 2000 alerts');
+    await watcher.endAsync();
   });
 
   it('status is retained online while connected and turns offline through the last will on kill -9', async () => {

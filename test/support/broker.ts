@@ -50,7 +50,7 @@ export async function identitiesJson(people: typeof PEOPLE): Promise<string> {
 }
 
 export async function startTestBroker(
-  options: { limits?: Record<string, number>; dataDir?: string } = {},
+  options: { limits?: Record<string, number>; dataDir?: string; broker?: Record<string, unknown> } = {},
 ): Promise<TestBroker> {
   const pki = testPki();
   const dataDir = options.dataDir ?? (await tempDir('outpost-broker-'));
@@ -70,6 +70,7 @@ export async function startTestBroker(
       tls: { ca: pki.ca, cert: pki.serverCert, key: pki.serverKey },
       identitiesFile,
       limits: options.limits ?? {},
+      ...options.broker,
     },
   });
   const log = pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' });

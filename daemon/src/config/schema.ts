@@ -325,6 +325,8 @@ export const configSchema = z
           .optional(),
         /** Chat messages kept per channel (retained on `…/chat/{channel}/history`). */
         chatHistory: z.int().min(0).max(1000).default(50),
+        /** Chat channels the broker keeps; a message opening one more is refused. */
+        chatChannels: z.int().min(1).max(10_000).default(64),
         /** Who may connect (written by outpost-provision); reloaded on SIGHUP. */
         identitiesFile: path.optional(),
         limits: z
@@ -340,6 +342,10 @@ export const configSchema = z
             maxPublishRate: z.int().min(1).max(1_000_000).default(500),
             /** Longest keep-alive a client may ask for, seconds; 0 (never) is refused too. */
             keepAliveMaxSeconds: z.int().min(1).max(65535).default(300),
+            /** Password checks (scrypt, 16 MiB each) running at once; more wait in the login queue. */
+            loginConcurrency: z.int().min(1).max(16).default(2),
+            /** Logins waiting for a password check; beyond this, CONNACK 3 (server unavailable). */
+            loginQueue: z.int().min(0).max(10_000).default(128),
           })
           .prefault({}),
       })

@@ -21,6 +21,44 @@ export function maySubscribe(identity: Identity, site: string, filter: string): 
   return subscribePatterns(identity, site).some((pattern) => filterWithin(filter, pattern));
 }
 
+/**
+ * What an identity may receive, for the broker's authorizeForward, which runs once per delivered
+ * message and so must be cheap. Every subscribe pattern above is `#` or `{base}/#` without `+`, and a
+ * concrete topic is within `{base}/#` exactly when it is `{base}` or starts with `{base}/`: two
+ * string comparisons per pattern, no split, no allocation. Built once per client at CONNECT.
+ */
+export class ReadScope {
+  private constructor(
+    /** undefined: everything (admin). */
+    private readonly bases: readonly string[] | undefined,
+  ) {}
+
+  static of(identity: Identity, site: string): ReadScope {
+    const patterns = subscribePatterns(identity, site);
+    if (patterns.includes('#')) return new ReadScope(undefined);
+    return new ReadScope(
+      patterns.map((pattern) => {
+        if (!pattern.endsWith('/#') || pattern.includes('+'))
+          throw new Error(`read scope: ${pattern} is not of the form base/#`);
+        return pattern.slice(0, -2);
+      }),
+    );
+  }
+
+  /** A scope that allows nothing: a client whose identity was revoked or changed, until it is gone. */
+  static readonly NOTHING = new ReadScope([]);
+
+  allows(topic: string): boolean {
+    const bases = this.bases;
+    if (bases === undefined) return true;
+    for (const base of bases) {
+      if (topic.startsWith(base) && (topic.length === base.length || topic.charCodeAt(base.length) === 47))
+        return true;
+    }
+    return false;
+  }
+}
+
 function publishPatterns(identity: Identity, site: string): string[] {
   const prefix = sitePrefix(site);
   switch (identity.role) {

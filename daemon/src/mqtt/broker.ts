@@ -19,12 +19,20 @@ import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Config } from '../config/schema.js';
 import { describeError, OutpostError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
-import { mayPublish, maySubscribe } from './acl.js';
+import { mayPublish, maySubscribe, ReadScope } from './acl.js';
 import { stampChat } from './chat-stamp.js';
 import { IdentityTable, loadIdentities, type Identity } from './identities.js';
-import { FramingError, GuardedConnection, packetSizeGuard, RateLimiter } from './limits.js';
+import {
+  FailureBackoff,
+  FramingError,
+  GuardedConnection,
+  LoginGate,
+  packetSizeGuard,
+  RateLimiter,
+  SHED,
+} from './limits.js';
 import { ChatHistory } from './chat-history.js';
-import { chatChannel } from './topics.js';
+import { chatChannel, topics } from './topics.js';
 import { catchRetainedStreamErrors, skipCleanSessionClears } from './persistence.js';
 import { LEVEL_MEMORY } from './level-store.js';
 
@@ -59,6 +67,12 @@ const REFUSAL_CACHE_TOPICS = 256;
 
 const CHANNEL_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
+/** A channel's retained history is rewritten at most this often (chat-history.ts). */
+const CHAT_HISTORY_INTERVAL_MS = 1000;
+
+/** authenticate()'s answer for a login it did not check: CONNACK 3, server unavailable. */
+const UNAVAILABLE = Symbol('unavailable');
+
 /** Refused publishes are re-addressed here and dropped: nobody may subscribe to `$outpost/…`. */
 const REFUSED_TOPIC = '$outpost/refused';
 
@@ -70,6 +84,9 @@ const REFUSED_TOPIC = '$outpost/refused';
  * - drainTimeout 20 s: a subscriber that stops reading is dropped instead of stalling delivery to all.
  * - queueLimit 64: packets a client may send before its CONNECT is authenticated (scrypt takes ~50 ms).
  * - connectTimeout 10 s: a socket that sends no CONNECT is closed.
+ * - heartbeatInterval 5 s: Aedes sweeps the last wills of clients of an earlier broker run (the daemon
+ *   was killed with them connected) every 4 heartbeats: 20 s after a crash instead of 4 min. A client
+ *   that reconnects before the sweep replaces its will, so a quick reconnect is not announced offline.
  */
 const AEDES_GUARDS = {
   maxInflightInbound: 100,
@@ -77,6 +94,7 @@ const AEDES_GUARDS = {
   drainTimeout: 20_000,
   queueLimit: 64,
   connectTimeout: 10_000,
+  heartbeatInterval: 5000,
 } as const;
 
 export interface BrokerCounters {
@@ -84,6 +102,16 @@ export interface BrokerCounters {
   refusedSubscribe: number;
   authFailures: number;
   limitDisconnects: number;
+  /** Messages not delivered because the receiving client's current identity may not read them. */
+  refusedDeliveries: number;
+  /** Persisted sessions forgotten because their identity is gone (at start and on reload). */
+  forgottenSessions: number;
+  /** Password logins refused with CONNACK 3 because the login queue was full. */
+  loginsShed: number;
+  /** Password logins refused with CONNACK 3 because their address is backing off after failures. */
+  loginsBackedOff: number;
+  /** Most password checks (scrypt) ever running at once: at most broker.limits.loginConcurrency. */
+  loginsPeakInFlight: number;
 }
 
 export class Broker implements Service {
@@ -93,10 +121,15 @@ export class Broker implements Service {
     refusedSubscribe: 0,
     authFailures: 0,
     limitDisconnects: 0,
+    refusedDeliveries: 0,
+    forgottenSessions: 0,
+    loginsShed: 0,
+    loginsBackedOff: 0,
+    loginsPeakInFlight: 0,
   };
   private aedes: Aedes | undefined;
   private db: Level<string, unknown> | undefined;
-  private persistence: { destroy(): Promise<void> } | undefined;
+  private persistence: SessionStore | undefined;
   private readonly servers = new Map<ListenerKind, Server | HttpsServer>();
   private wss: WebSocketServer | undefined;
   private readonly sockets = new Set<Duplex>();
@@ -109,7 +142,14 @@ export class Broker implements Service {
    * never answered from the cache. Bounded by REFUSAL_CACHE_TOPICS per identity.
    */
   private readonly refusalCache = new WeakMap<Identity, Map<string, string>>();
+  /** What each client may receive, from its identity at CONNECT; NOTHING once that identity changed. */
+  private readonly scopeOf = new WeakMap<Client, ReadScope>();
   private readonly identities = new IdentityTable();
+  private readonly logins: LoginGate;
+  private readonly failures = new FailureBackoff();
+  /** Shed or backed-off logins not yet logged: a flood is logged once per 10 s, not once per login. */
+  private unavailableSinceLog = 0;
+  private lastUnavailableLog = -Infinity;
   private chatHistory: ChatHistory | undefined;
   /** The daemon's own credentials, kept in memory: its uplink uses them in hub role. */
   private selfPassword = '';
@@ -118,7 +158,9 @@ export class Broker implements Service {
   constructor(
     private readonly config: BrokerConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.logins = new LoginGate(config.broker.limits.loginConcurrency, config.broker.limits.loginQueue);
+  }
 
   /** The plain loopback listener's address (the port is known after start, even when 0 was asked). */
   address(kind: ListenerKind = 'tcp'): { host: string; port: number } | undefined {
@@ -171,8 +213,11 @@ export class Broker implements Service {
       authenticate: (client, username, password, done) => {
         this.authenticate(client, username, password).then(
           (identity) => {
-            if (identity) {
+            if (identity === UNAVAILABLE) {
+              done(Object.assign(new Error('server unavailable'), { returnCode: 3 as const }), false);
+            } else if (identity) {
               this.identityOf.set(client, identity);
+              this.scopeOf.set(client, ReadScope.of(identity, this.config.site));
               this.limiterOf.set(client, new RateLimiter(settings.limits.maxPublishRate));
               done(null, true);
             } else {
@@ -200,7 +245,15 @@ export class Broker implements Service {
         );
         done(null, null); // SUBACK 0x80 for this filter; the client stays connected
       },
-      authorizeForward: (_client, packet) => (packet.topic === REFUSED_TOPIC ? null : packet),
+      // Runs for every message delivered to a client, live and replayed from its persisted queue: a
+      // persistent session's subscriptions and queue were made under the identity it had then, and the
+      // identity may have been demoted or removed since. Cost per delivery: one WeakMap lookup and a
+      // prefix comparison or two (acl.ts ReadScope). Aedes drops a refused message from the queue too.
+      authorizeForward: (client, packet) => {
+        if (packet.topic !== REFUSED_TOPIC && this.scopeOf.get(client)?.allows(packet.topic)) return packet;
+        if (packet.topic !== REFUSED_TOPIC) this.counters.refusedDeliveries += 1;
+        return null;
+      },
       // The message is stored and handed on: its PUBACK, held by the connection, may go (limits.ts).
       published: (packet, client, done) => {
         const conn = (client as (Client & { conn?: unknown }) | null)?.conn;
@@ -223,7 +276,13 @@ export class Broker implements Service {
       this.log.debug({ client: client.id, err: error }, 'mqtt connection error; disconnected'),
     );
     this.aedes = aedes;
-    const chatHistory = new ChatHistory(this.config.site, settings.chatHistory);
+    await this.forgetSessionsOfRevokedIdentities();
+    const chatHistory = new ChatHistory(
+      this.config.site,
+      settings.chatHistory,
+      (packet) => this.publishHistory(packet),
+      { maxChannels: settings.chatChannels, intervalMs: CHAT_HISTORY_INTERVAL_MS },
+    );
     await chatHistory.load(persistence.createRetainedStream(chatHistory.pattern));
     this.chatHistory = chatHistory;
 
@@ -280,15 +339,68 @@ export class Broker implements Service {
       const now = this.lookup(identity.name);
       if (!now || now.role !== identity.role) {
         this.log.info(
-          { identity: identity.name, client: client.id },
+          { identity: identity.name, role: identity.role, now: now?.role ?? null, client: client.id },
           'identity revoked or changed: disconnecting',
         );
+        // Until it is gone, it receives nothing; its last will is judged by what the identity is now
+        // (none for a removed identity). It may reconnect under its new role.
+        this.scopeOf.set(client, ReadScope.NOTHING);
+        if (now) this.identityOf.set(client, now);
+        else this.identityOf.delete(client);
         client.close();
       }
+    }
+    await this.forgetSessionsOfRevokedIdentities();
+  }
+
+  /**
+   * Persisted sessions outlive connections: a client with a persistent session keeps its subscriptions
+   * (and messages keep queueing for it) while it is away. For each stored session, by the identity
+   * that owns its client id now: gone → the whole session is forgotten (subscriptions, queue, in-flight
+   * QoS 2 state, will); still there but no longer allowed some of its filters (a demoted role) → those
+   * subscriptions are removed. What is already queued is judged again at delivery (authorizeForward).
+   */
+  private async forgetSessionsOfRevokedIdentities(): Promise<void> {
+    const { db, persistence } = this;
+    if (!db || !persistence) return;
+    const filtersOf = new Map<string, string[]>();
+    try {
+      for await (const key of db.keys(prefixRange(SUBSCRIPTIONS_KEY))) {
+        const rest = key.slice(SUBSCRIPTIONS_KEY.length);
+        const split = rest.indexOf(':');
+        if (split < 0) continue;
+        const clientId = decodeURIComponent(rest.slice(0, split));
+        const filters = filtersOf.get(clientId) ?? [];
+        filters.push(rest.slice(split + 1));
+        filtersOf.set(clientId, filters);
+      }
+      for (const [clientId, filters] of filtersOf) {
+        const owner = this.clientIdOwner(clientId);
+        const identity = owner === undefined ? undefined : this.lookup(owner);
+        if (!identity) {
+          await forgetSession(db, persistence, clientId);
+          this.counters.forgottenSessions += 1;
+          this.log.info({ client: clientId }, 'persisted session of a removed identity forgotten');
+          continue;
+        }
+        const refused = filters.filter((filter) => !maySubscribe(identity, this.config.site, filter));
+        if (refused.length === 0) continue;
+        await persistence.removeSubscriptions({ id: clientId }, refused);
+        this.log.info(
+          { client: clientId, identity: identity.name, role: identity.role, filters: refused },
+          'persisted subscriptions no longer allowed removed',
+        );
+      }
+    } catch (error) {
+      this.log.error({ err: error }, 'persisted sessions not checked against the identities');
     }
   }
 
   async stop(): Promise<void> {
+    // Histories still waiting for their throttled update are published (and stored) first.
+    const chatHistory = this.chatHistory;
+    this.chatHistory = undefined;
+    await chatHistory?.stop();
     const { aedes, wss, persistence, db } = this;
     this.aedes = undefined;
     this.wss = undefined;
@@ -392,7 +504,7 @@ export class Broker implements Service {
     client: Client,
     username: string | undefined,
     password: Buffer | undefined,
-  ): Promise<Identity | undefined> {
+  ): Promise<Identity | typeof UNAVAILABLE | undefined> {
     const connection = this.connections.get(client.conn);
     const refuse = (reason: string): undefined => {
       this.counters.authFailures += 1;
@@ -417,7 +529,25 @@ export class Broker implements Service {
         identity =
           connection.kind === 'tcp' && sameSecret(given, expected) ? this.lookup(username) : undefined;
       } else {
-        identity = await this.identities.byPassword(username, given);
+        // Address backoff on the LAN listeners only: on loopback every local tool shares one address.
+        const lan = connection.kind !== 'tcp';
+        const wait = lan ? this.failures.wait(connection.remote) : 0;
+        if (wait > 0) {
+          this.counters.loginsBackedOff += 1;
+          return this.unavailable(connection, 'address backing off after failed logins', wait);
+        }
+        const checked = await this.logins.run(
+          () => this.identities.byPassword(username, given),
+          () => client.closed || (client.conn as Duplex).destroyed,
+        );
+        this.counters.loginsPeakInFlight = this.logins.peakInFlight;
+        if (checked === SHED) {
+          this.counters.loginsShed += 1;
+          return this.unavailable(connection, 'login queue full');
+        }
+        identity = checked;
+        if (lan && identity) this.failures.succeeded(connection.remote);
+        else if (lan) this.failures.failed(connection.remote);
       }
       if (!identity) return refuse('bad user name or password');
     } else if (connection.tls?.authorized) {
@@ -435,10 +565,13 @@ export class Broker implements Service {
     }
     // Aedes stores the will at CONNECT without asking authorizePublish: check it now, or a client could
     // leave a will on a topic it may not publish to (another device's status).
-    const will = (client as unknown as { _will?: { topic?: string } })._will;
+    const will = (client as unknown as { _will?: StoredWill })._will;
     if (will?.topic !== undefined && this.publishRefusal(identity, will.topic)) {
       return refuse(`last-will topic ${will.topic} is not one this identity may publish to`);
     }
+    // Stored with the will (aedes-persistence-level keeps the whole packet), so that a will left behind
+    // by a crash is judged by who left it, not by its client id (authorizeStaleWill).
+    if (will) will.outpostIdentity = identity.name;
     // A client id that belongs to another identity's namespace would let one client take over another's
     // session (and its queued messages): ids are bound to their identity.
     const owner = this.clientIdOwner(client.id);
@@ -459,6 +592,29 @@ export class Broker implements Service {
     return identity;
   }
 
+  /** CONNACK 3 for a login not checked (queue full, address backing off); logged at most every 10 s. */
+  private unavailable(connection: Connection, reason: string, waitMs?: number): typeof UNAVAILABLE {
+    this.unavailableSinceLog += 1;
+    const now = performance.now();
+    if (now - this.lastUnavailableLog >= 10_000) {
+      this.log.warn(
+        {
+          reason,
+          listener: connection.kind,
+          remote: connection.remote,
+          refused: this.unavailableSinceLog,
+          shed: this.counters.loginsShed,
+          backedOff: this.counters.loginsBackedOff,
+          ...(waitMs === undefined ? {} : { waitMs: Math.ceil(waitMs) }),
+        },
+        'mqtt logins refused as server unavailable (password checks are limited)',
+      );
+      this.lastUnavailableLog = now;
+      this.unavailableSinceLog = 0;
+    }
+    return UNAVAILABLE;
+  }
+
   /** `cam-a` and `cam-a.tool` belong to identity cam-a ('.' cannot appear in a name). */
   private clientIdOwner(clientId: string): string | undefined {
     const name = clientId.split('.')[0] ?? clientId;
@@ -471,9 +627,9 @@ export class Broker implements Service {
     done: (error?: Error | null) => void,
   ): void {
     const site = this.config.site;
-    if (!client) {
-      // A will left by a client of an earlier broker run: only status wills are honoured.
-      if (!/^outpost\/v1\/[^/]+\/[^/]+\/status$/.test(packet.topic)) refuseInPlace(packet);
+    const brokerId = (packet as StoredWill).brokerId;
+    if (!client || (brokerId !== undefined && brokerId !== this.aedes?.id)) {
+      this.authorizeStaleWill(packet);
       done(null);
       return;
     }
@@ -517,7 +673,13 @@ export class Broker implements Service {
     const channel = chatChannel(site, packet.topic);
     if (channel !== undefined) {
       packet.retain = false;
-      const stamped = stampChat(packet.payload, identity, Date.now());
+      const stamped =
+        this.chatHistory?.accepts(channel) === false
+          ? ({
+              ok: false,
+              reason: `a new chat channel beyond broker.chatChannels (${this.config.broker.chatChannels})`,
+            } as const)
+          : stampChat(packet.payload, identity, Date.now());
       if (!stamped.ok) {
         this.counters.refusedPublish += 1;
         this.log.warn(
@@ -527,14 +689,57 @@ export class Broker implements Service {
         refuseInPlace(packet);
       } else {
         packet.payload = stamped.payload;
-        const history = this.chatHistory?.append(channel, stamped.message);
-        if (history)
-          this.aedes?.publish({ cmd: 'publish', qos: 1, retain: true, dup: false, ...history }, (error) => {
-            if (error) this.log.warn({ err: error, channel }, 'chat history not stored');
-          });
+        this.chatHistory?.append(channel, stamped.message);
       }
     }
     done(null);
+  }
+
+  /**
+   * A will left by a client of an earlier broker run (the daemon was killed with it connected), which
+   * Aedes publishes with no client. It was checked at CONNECT, but the identity may be gone or changed
+   * since, and an admin may leave a will anywhere: after a crash the broker speaks only for the identity
+   * that left it, on its own status, and only if that identity still exists and may publish there.
+   */
+  private authorizeStaleWill(packet: PublishPacket): void {
+    const will = packet as PublishPacket & StoredWill;
+    // Wills stored before the identity was recorded: the client id's owner (ids are bound to identities).
+    const name = will.outpostIdentity ?? this.clientIdOwner(will.clientId ?? '');
+    const identity = name === undefined ? undefined : this.lookup(name);
+    const ownStatus = identity && topics.status(this.config.site, identity.name) === packet.topic;
+    if (identity && ownStatus && !this.publishRefusal(identity, packet.topic)) {
+      this.log.info(
+        { identity: identity.name, client: will.clientId, topic: packet.topic },
+        'last will of a client of an earlier broker run published',
+      );
+      return;
+    }
+    this.counters.refusedPublish += 1;
+    this.log.warn(
+      {
+        identity: name ?? null,
+        client: will.clientId,
+        topic: packet.topic,
+        reason: identity ? "not the identity's own status" : 'identity gone',
+      },
+      'last will of a client of an earlier broker run refused; dropped',
+    );
+    refuseInPlace(packet);
+  }
+
+  /** A channel's history, retained (ChatHistory throttles these); resolves once stored, never rejects. */
+  private publishHistory(packet: { topic: string; payload: Buffer }): Promise<void> {
+    return new Promise((resolve) => {
+      const aedes = this.aedes;
+      if (!aedes) {
+        resolve();
+        return;
+      }
+      aedes.publish({ cmd: 'publish', qos: 1, retain: true, dup: false, ...packet }, (error) => {
+        if (error) this.log.warn({ err: error, topic: packet.topic }, 'chat history not stored');
+        resolve();
+      });
+    });
   }
 
   /** Why `identity` may not publish on `topic`, or undefined when it may. */
@@ -659,6 +864,44 @@ function keepDeliveryAsynchronous(aedes: Aedes): void {
     if (thisTurn < 500) done();
     else setImmediate(done);
   });
+}
+
+type SessionStore = ReturnType<typeof aedesPersistenceLevel>;
+
+/** A last will as aedes-persistence-level stores it (the CONNECT's will plus these fields). */
+interface StoredWill {
+  topic?: string;
+  clientId?: string;
+  /** The id of the broker run the client was connected to. */
+  brokerId?: string;
+  /** Set by authenticate(): the identity that left this will. */
+  outpostIdentity?: string;
+}
+
+/**
+ * aedes-persistence-level's key layout (asyncPersistence.js): `subscriptions:{id}:{filter}`,
+ * `outgoing:{id}:…`, `outgoing-id:{id}:…`, with the client id URI-encoded (so it holds no ':').
+ * The persistence has no call to empty one client's queue; test/mqtt/broker.test.ts checks this still
+ * holds ("a removed identity's persisted session is forgotten").
+ */
+const SUBSCRIPTIONS_KEY = 'subscriptions:';
+
+/** Every key under `prefix` (which ends in ':'; ';' is the next byte). */
+function prefixRange(prefix: string): { gte: string; lt: string } {
+  return { gte: prefix, lt: `${prefix.slice(0, -1)};` };
+}
+
+async function forgetSession(
+  db: Level<string, unknown>,
+  persistence: SessionStore,
+  clientId: string,
+): Promise<void> {
+  const id = encodeURIComponent(clientId);
+  await persistence.cleanSubscriptions({ id: clientId });
+  await db.clear(prefixRange(`outgoing:${id}:`));
+  await db.clear(prefixRange(`outgoing-id:${id}:`));
+  await persistence.cleanIncoming({ id: clientId });
+  await persistence.delWill({ id: clientId });
 }
 
 /** Aedes keeps its connected clients by id; its type declarations leave the map out. */

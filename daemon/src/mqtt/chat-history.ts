@@ -1,18 +1,38 @@
 // The last N chat messages per channel, kept by the broker that stamps them and published, retained,
 // on `outpost/v1/{site}/chat/{channel}/history`: a reader that subscribes gets the recent history at
 // once, and since it is a retained message it lives in the broker's on-disk store across restarts.
+//
+// Each history publish rewrites the whole list (up to N stamped messages of up to 2 KiB of text) in
+// the store and sends it to every history reader, so it is throttled per channel: a message on a
+// quiet channel updates the history at once, a burst at most once per `intervalMs` (the last update
+// carries the burst's end). At most `maxChannels` channels are kept; `accepts()` refuses new ones
+// beyond that. Bound: maxChannels × one history per interval, whatever the message rate.
 import { z } from 'zod';
 import { chatPayload, type ChatPayload } from './contract.js';
 import { topics } from './topics.js';
 
 const historyPayload = z.array(chatPayload);
 
+export type PublishHistory = (packet: { topic: string; payload: Buffer }) => Promise<void>;
+
+interface Channel {
+  messages: ChatPayload[];
+  /** When its history was last published (performance.now()), -Infinity if never. */
+  publishedAt: number;
+  /** A trailing publish is scheduled. */
+  timer: NodeJS.Timeout | undefined;
+}
+
 export class ChatHistory {
-  private readonly recent = new Map<string, ChatPayload[]>();
+  private readonly channels = new Map<string, Channel>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private stopped = false;
 
   constructor(
     private readonly site: string,
     private readonly limit: number,
+    private readonly publish: PublishHistory,
+    private readonly options: { maxChannels: number; intervalMs: number },
   ) {}
 
   /** Take back what the retained history topics held before a restart. */
@@ -26,7 +46,13 @@ export class ChatHistory {
         continue; // not ours (an admin's junk): start that channel's history afresh
       }
       const parsed = historyPayload.safeParse(raw);
-      if (channel && parsed.success) this.recent.set(channel, parsed.data.slice(-this.limit));
+      if (channel && parsed.success && this.channels.size < this.options.maxChannels) {
+        this.channels.set(channel, {
+          messages: parsed.data.slice(-this.limit),
+          publishedAt: -Infinity,
+          timer: undefined,
+        });
+      }
     }
   }
 
@@ -35,12 +61,50 @@ export class ChatHistory {
     return topics.chatHistory(this.site, '+');
   }
 
-  /** Add a stamped message; returns the retained publish that carries the channel's new history. */
-  append(channel: string, message: ChatPayload): { topic: string; payload: Buffer } {
-    const list = this.recent.get(channel) ?? [];
+  get size(): number {
+    return this.channels.size;
+  }
+
+  /** False for a channel that would be one too many. */
+  accepts(channel: string): boolean {
+    return this.channels.has(channel) || this.channels.size < this.options.maxChannels;
+  }
+
+  /** Add a stamped message (to a channel `accepts()`); its history is published now or soon. */
+  append(channel: string, message: ChatPayload): void {
+    let entry = this.channels.get(channel);
+    if (!entry) {
+      entry = { messages: [], publishedAt: -Infinity, timer: undefined };
+      this.channels.set(channel, entry);
+    }
+    const list = entry.messages;
     list.push(message);
     if (list.length > this.limit) list.splice(0, list.length - this.limit);
-    this.recent.set(channel, list);
-    return { topic: topics.chatHistory(this.site, channel), payload: Buffer.from(JSON.stringify(list)) };
+    if (this.stopped || entry.timer) return;
+    const wait = entry.publishedAt + this.options.intervalMs - performance.now();
+    if (wait <= 0) this.publishNow(channel, entry);
+    else entry.timer = setTimeout(() => this.publishNow(channel, entry), wait);
+  }
+
+  /** Publish what is still pending and wait for every history publish to be stored. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const [channel, entry] of this.channels) {
+      if (entry.timer) this.publishNow(channel, entry);
+    }
+    await Promise.all(this.inFlight);
+  }
+
+  private publishNow(channel: string, entry: Channel): void {
+    clearTimeout(entry.timer);
+    entry.timer = undefined;
+    entry.publishedAt = performance.now();
+    const sent = this.publish({
+      topic: topics.chatHistory(this.site, channel),
+      payload: Buffer.from(JSON.stringify(entry.messages)),
+    })
+      .catch(() => undefined)
+      .finally(() => this.inFlight.delete(sent));
+    this.inFlight.add(sent);
   }
 }

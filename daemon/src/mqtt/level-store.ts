@@ -37,11 +37,24 @@ export class LevelStore implements IStore {
    * snapshot holds every packet put before it.
    */
   private writes: Promise<unknown> = Promise.resolve();
+  private pendingWrites = 0;
+  private closing: Promise<void> | undefined;
 
   private queue<T>(write: () => Promise<T>): Promise<T> {
-    const next = this.writes.then(write, write);
+    this.pendingWrites += 1;
+    const next = this.writes.then(write, write).finally(() => (this.pendingWrites -= 1));
     this.writes = next.catch(() => undefined);
     return next;
+  }
+
+  /** Puts and deletes not yet on disk. */
+  get busy(): boolean {
+    return this.pendingWrites > 0;
+  }
+
+  /** Resolves once every write queued so far is done. */
+  flushed(): Promise<void> {
+    return this.writes.then(() => undefined);
   }
 
   constructor(
@@ -146,12 +159,16 @@ export class LevelStore implements IStore {
     return Readable.from(packets(), { objectMode: true }) as unknown as ReturnType<IStore['createStream']>;
   }
 
+  /**
+   * Close after the writes already queued: a delete queued by a PUBACK that arrived just before close
+   * would otherwise fail, and the acknowledged packet would be sent again by the next run. Both
+   * MQTT.js (at the end of client.end) and the uplink call this; the second call waits for the first.
+   */
   close(cb: (error?: Error) => void): void {
-    if (this.db.status === 'closed' || this.db.status === 'closing') {
-      cb();
-      return;
-    }
-    this.db.close().then(
+    this.closing ??= this.flushed().then(async () => {
+      if (this.db.status !== 'closed' && this.db.status !== 'closing') await this.db.close();
+    });
+    this.closing.then(
       () => cb(),
       (error: Error) => cb(error),
     );

@@ -264,3 +264,94 @@ export class RateLimiter {
     return true;
   }
 }
+
+/**
+ * Password checks cost scrypt (16 MiB, tens of milliseconds on libuv's small thread pool, which the
+ * broker's store and every file read share). At most `concurrency` run at once and at most `queue`
+ * wait; a login beyond that is shed at once (the broker answers CONNACK 3, server unavailable), so a
+ * flood of logins costs a bounded amount of memory and thread time and cannot push a good client's
+ * check behind thousands of bad ones.
+ */
+export class LoginGate {
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+  /** Most checks ever in flight at once (what the memory bound rests on). */
+  peakInFlight = 0;
+
+  constructor(
+    private readonly concurrency: number,
+    private readonly queue: number,
+  ) {}
+
+  get inFlight(): number {
+    return this.running;
+  }
+
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  /**
+   * Run `check` when a slot is free; `SHED` when the queue is full, or when `gone()` says the client
+   * left while it waited (its check would be wasted).
+   */
+  async run<T>(check: () => Promise<T>, gone: () => boolean): Promise<T | typeof SHED> {
+    if (this.running >= this.concurrency) {
+      if (this.waiting.length >= this.queue) return SHED;
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+      // The slot was handed over by the finishing check (running stays counted).
+    } else {
+      this.running += 1;
+    }
+    this.peakInFlight = Math.max(this.peakInFlight, this.running);
+    try {
+      if (gone()) return SHED;
+      return await check();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running -= 1;
+    }
+  }
+}
+
+export const SHED = Symbol('shed');
+
+/**
+ * Repeated bad passwords from one address: after `FAILURES_BEFORE_BACKOFF` in a row, password logins
+ * from it are refused without a check for a backoff that doubles from 1 s to 60 s; a good login clears
+ * it. The broker applies it on its LAN listeners only: on loopback every local tool shares one address.
+ * At most 10,000 addresses are remembered (the oldest forgotten first).
+ */
+export class FailureBackoff {
+  private readonly byAddress = new Map<string, { failures: number; until: number }>();
+
+  constructor(private readonly now: () => number = () => performance.now()) {}
+
+  /** Milliseconds left before `address` may try a password again (0: go ahead). */
+  wait(address: string): number {
+    const entry = this.byAddress.get(address);
+    return entry ? Math.max(0, entry.until - this.now()) : 0;
+  }
+
+  failed(address: string): void {
+    const entry = this.byAddress.get(address) ?? { failures: 0, until: 0 };
+    this.byAddress.delete(address); // re-inserted last: Map order is age order
+    entry.failures += 1;
+    if (entry.failures >= FAILURES_BEFORE_BACKOFF) {
+      const doublings = Math.min(entry.failures - FAILURES_BEFORE_BACKOFF, 6);
+      entry.until = this.now() + Math.min(1000 * 2 ** doublings, 60_000);
+    }
+    this.byAddress.set(address, entry);
+    if (this.byAddress.size > 10_000) {
+      const oldest = this.byAddress.keys().next().value;
+      if (oldest !== undefined) this.byAddress.delete(oldest);
+    }
+  }
+
+  succeeded(address: string): void {
+    this.byAddress.delete(address);
+  }
+}
+
+export const FAILURES_BEFORE_BACKOFF = 5;

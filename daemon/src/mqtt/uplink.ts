@@ -172,10 +172,12 @@ export class Uplink implements Service, Publisher {
           setTimeout(resolve, 1000).unref();
         });
       }
-      await new Promise<void>((resolve) => {
-        client.end(false, {}, () => resolve());
-        setTimeout(() => client.end(true, {}, () => resolve()), 1500).unref();
-      });
+      if (store) await settle(client, store, SETTLE_MS);
+      // Forced: the socket goes at once, then MQTT.js closes the stores (ours after its queued writes)
+      // and only then calls back. (end(false) waits for every acknowledgement without a bound, and a
+      // second end() during that wait returns at once without ending anything: the store was closed
+      // under a live client and acknowledged packets stayed in it, to be sent twice.)
+      await new Promise<void>((resolve) => client.end(true, {}, () => resolve()));
     }
     if (store) await new Promise<void>((resolve) => store.close(() => resolve()));
   }
@@ -239,6 +241,49 @@ export class Uplink implements Service, Publisher {
       ...(cert && key ? { cert, key } : {}),
     };
   }
+}
+
+/** How long stop() waits for acknowledgements in flight (shutdown.timeoutMs bounds the whole stop). */
+const SETTLE_MS = 1500;
+
+/**
+ * Wait, at most `ms`, until every packet sent has been acknowledged and its removal from the store is
+ * on disk, so that nothing the hub acknowledged is left in the store to be sent again by the next run.
+ * Packets still waiting in the store when time is up stay there and are sent by the next run.
+ */
+async function settle(client: MqttClient, store: LevelStore, ms: number): Promise<void> {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    const left = deadline - performance.now();
+    if (left <= 0 || !client.connected) return;
+    if (Object.keys(client.outgoing).length > 0) await nextPacket(client, left);
+    else if (store.busy) await Promise.race([store.flushed(), delay(left)]);
+    else return;
+  }
+}
+
+/**
+ * The next packet from the hub has been handled (or the connection closed, or `ms` passed). MQTT.js
+ * emits 'outgoingEmpty' only once end() has begun, so settle() checks again after each packet.
+ */
+function nextPacket(client: MqttClient, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      client.off('packetreceive', handled);
+      client.off('close', done);
+      resolve();
+    };
+    // 'packetreceive' comes before MQTT.js handles the packet: look after it.
+    const handled = (): void => void setImmediate(done);
+    const timer = setTimeout(done, ms);
+    client.on('packetreceive', handled);
+    client.on('close', done);
+  });
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 async function readSecret(file: string, key: string): Promise<string> {

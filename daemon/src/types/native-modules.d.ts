@@ -36,5 +36,10 @@ declare module 'aedes-persistence-level' {
   export default function aedesPersistenceLevel(db: unknown): {
     destroy(): Promise<void>;
     createRetainedStream(pattern: string): AsyncIterable<{ topic: string; payload: Buffer }>;
+    /** Drops persisted subscriptions (database and in-memory trie) of the client with this id. */
+    removeSubscriptions(client: { id: string }, filters: string[]): Promise<void>;
+    cleanSubscriptions(client: { id: string }): Promise<void>;
+    cleanIncoming(client: { id: string }): Promise<void>;
+    delWill(client: { id: string }): Promise<unknown>;
   };
 }
