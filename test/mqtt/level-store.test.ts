@@ -41,6 +41,38 @@ describe('LevelStore', () => {
     await new Promise<void>((resolve) => again.close(() => resolve()));
   });
 
+  it('answers a put before its write reaches the disk, keeps the order, and reports a failed write', async () => {
+    const dir = await tempDir('outpost-store-');
+    const failures: number[] = [];
+    const store = new LevelStore(dir, true, (_error, messageId) => failures.push(messageId));
+    await store.open();
+    // A slow disk: every batch takes 300 ms; the third one fails.
+    const db = (store as unknown as { db: { batch: (...args: unknown[]) => Promise<void> } }).db;
+    const batch = db.batch.bind(db);
+    let batches = 0;
+    db.batch = async (...args: unknown[]) => {
+      batches += 1;
+      const failing = batches === 3;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      if (failing) throw new Error('disk full');
+      return batch(...args);
+    };
+    const began = performance.now();
+    await put(store, publish(7, 'alert 1'));
+    await put(store, publish(8, 'alert 2'));
+    await put(store, publish(9, 'alert 3'));
+    const answeredMs = performance.now() - began;
+    expect(answeredMs).toBeLessThan(250);
+    const texts: string[] = [];
+    for await (const packet of store.createStream() as unknown as AsyncIterable<{ payload: Buffer }>) {
+      texts.push(packet.payload.toString());
+    }
+    // The replay waited for the writes: both that landed, in order; the failed one was reported.
+    expect(texts).toEqual(['alert 1', 'alert 2']);
+    expect(failures).toEqual([9]);
+    await new Promise<void>((resolve) => store.close(() => resolve()));
+  });
+
   it("keeps the store's message ids reserved across the provider's clear() until they are replayed", () => {
     const held = [1, 2, 3];
     const ids = new StoreMessageIds({ messageIds: () => held });

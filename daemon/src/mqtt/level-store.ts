@@ -6,6 +6,14 @@
 // Keys: `p!{seq}` (zero-padded, so level's byte order is insertion order) → the packet;
 // `m!{messageId}` → its seq, so put/get/del by message id find the packet. A second put with the same
 // message id (QoS 2 PUBLISH replaced by its PUBREL) keeps the original position.
+//
+// **Write-behind.** `put` answers at once and the write (fsynced) follows in the background, in order:
+// MQTT.js sends a packet only after the store's callback, so waiting for the disk put an fsync (and
+// every clip chunk queued before it) between a panic press and its alert on the wire, which issue 7
+// forbids. Durability is unchanged where it matters: until the write lands the packet exists only in
+// memory either way, and a delete (PUBACK) is queued behind its put; a replay after a reconnect or a
+// restart reads the disk only after the writes in flight. A write that fails is reported to
+// `onWriteError`; the packet still goes out.
 import { Readable } from 'node:stream';
 import { Level } from 'level';
 import { UniqueMessageIdProvider, type IClientOptions, type IStore, type Packet } from 'mqtt';
@@ -61,6 +69,8 @@ export class LevelStore implements IStore {
     directory: string,
     /** fsync each write: alerts must survive a power cut, not just a crash. */
     private readonly sync = true,
+    /** A background write failed (disk full, I/O error): the packet is not on disk. */
+    private readonly onWriteError: (error: Error, messageId: number) => void = () => undefined,
   ) {
     this.db = new Level<string, string>(directory, { valueEncoding: 'utf8', ...LEVEL_MEMORY });
   }
@@ -103,10 +113,8 @@ export class LevelStore implements IStore {
         ],
         { sync: this.sync },
       ),
-    ).then(
-      () => cb(),
-      (error: Error) => cb(error),
-    );
+    ).catch((error: Error) => this.onWriteError(error, messageId));
+    process.nextTick(cb);
     return this;
   }
 
@@ -116,10 +124,13 @@ export class LevelStore implements IStore {
       cb(new Error('missing packet'));
       return this;
     }
-    this.db.get(packetKey(seq)).then(
-      (value) => (value === undefined ? cb(new Error('missing packet')) : cb(undefined, decode(value))),
-      (error: Error) => cb(error),
-    );
+    // After the writes in flight (write-behind): the packet may not have reached the disk yet.
+    this.writes
+      .then(() => this.db.get(packetKey(seq)))
+      .then(
+        (value) => (value === undefined ? cb(new Error('missing packet')) : cb(undefined, decode(value))),
+        (error: Error) => cb(error),
+      );
     return this;
   }
 

@@ -60,7 +60,12 @@ export class Uplink implements Service, Publisher {
 
   async start(): Promise<void> {
     const options = await this.clientOptions();
-    const store = new LevelStore(join(this.config.dataDir, 'uplink'));
+    const store = new LevelStore(join(this.config.dataDir, 'uplink'), true, (error, messageId) =>
+      this.log.error(
+        { err: error, messageId },
+        'uplink store: a message could not be written to disk (sent anyway; lost if the daemon stops before the hub acknowledges it)',
+      ),
+    );
     try {
       await store.open();
     } catch (error) {
