@@ -61,6 +61,11 @@ export type Link = ElementLink | CapsLink | PadLink;
 export type Graph = readonly Link[] | readonly (readonly Link[])[];
 
 const IDENTIFIER = /^[a-z][a-z0-9_-]*$/i;
+/**
+ * A property name, or `child::property` on a bin that is a GstChildProxy (rtpsink's own udpsink):
+ * gst-launch sets it on the named child. Both parts are plain identifiers, so nothing can break out.
+ */
+const PROPERTY = /^([a-z][a-z0-9_]*::)?[a-z][a-z0-9_-]*$/i;
 const MEDIA_TYPE = /^[a-z]+\/[a-z0-9.+-]+$/i;
 /** Caps string values are short tokens (NV12, constrained-baseline); anything else is refused. */
 const CAPS_TOKEN = /^[A-Za-z0-9_.+-]+$/;
@@ -117,7 +122,7 @@ function renderElement(link: ElementLink, options: RenderOptions): string {
   if (link.name !== undefined) parts.push(`name=${quote(link.name)}`);
   for (const [key, value] of Object.entries(link.props ?? {})) {
     if (value === undefined) continue;
-    if (!IDENTIFIER.test(key)) throw invalid(`bad property name ${JSON.stringify(key)} on ${link.factory}`);
+    if (!PROPERTY.test(key)) throw invalid(`bad property name ${JSON.stringify(key)} on ${link.factory}`);
     parts.push(`${key}=${renderValue(value, `${link.factory}.${key}`, options)}`);
   }
   return parts.join(' ');
@@ -249,9 +254,12 @@ export function cameraChain(
   ];
   const rtpSink = element('udpsink', { host: sfu.host, port: camera.rtp.port, sync: false, async: false });
   if (!camera.rtp.rtcp) return [...capture, ...(srtp ? [srtpEncoder(srtp)] : []), rtpSink];
+  if (!srtp) return [...capture, rtcpSession(sfu.host, camera.rtp.port)];
 
-  // RTCP sender reports (RFC 3550 §6.4.1: NTP ↔ RTP timestamp, packet and octet counts) come from
-  // rtpbin's session, on rtp.port + 1. With SRTP, one srtpenc protects both (SRTCP, same master key).
+  // With SRTP: sender reports only. rtpbin's session sends them to rtp.port + 1 and one srtpenc protects
+  // RTP and RTCP (SRTCP, same master key). Feedback from the SFU is not received here: a launch
+  // description cannot make a udpsrc share srtpenc's RTCP udpsink socket (see rtcpSession), and Janus
+  // 1.1.2 sends its keyframe requests as plain RTCP, which srtpdec would refuse anyway.
   const rtcpSink = element('udpsink', {
     host: sfu.host,
     port: camera.rtp.port + 1,
@@ -262,13 +270,6 @@ export function cameraChain(
     [element('rtpbin', {}, 'rtpbin')],
     [...capture, pad('rtpbin', 'send_rtp_sink_0')],
   ];
-  if (!srtp) {
-    return [
-      ...session,
-      [pad('rtpbin', 'send_rtp_src_0'), rtpSink],
-      [pad('rtpbin', 'send_rtcp_src_0'), rtcpSink],
-    ];
-  }
   return [
     ...session,
     [{ ...srtpEncoder(srtp), name: 'srtp' }],
@@ -277,6 +278,33 @@ export function cameraChain(
     [pad('rtpbin', 'send_rtcp_src_0'), pad('srtp', 'rtcp_sink_0')],
     [pad('srtp', 'rtcp_src_0'), rtcpSink],
   ];
+}
+
+/** rtpsink's own children (gst-plugins-bad gstrtpsink.c), for properties set through the bin. */
+const RTPSINK_RTP_UDPSINK = 'rtp_rtp_udpsink0';
+
+/**
+ * RTP and RTCP both ways (RFC 3550 §6, symmetric RTCP as in RFC 4961): `rtpsink` holds an rtpbin whose
+ * session sends sender reports (NTP ↔ RTP timestamp, packet and octet counts) to `rtp.port + 1`, and a
+ * udpsrc that feeds the SFU's RTCP back into the session. rtpsink makes that udpsrc and the RTCP udpsink
+ * share one socket (an ephemeral local port), which a launch description cannot express with separate
+ * elements: Janus latches onto the address its RTCP port hears from and sends its keyframe requests
+ * there. The session turns a PLI or FIR for our SSRC into an upstream GstForceKeyUnit event, which
+ * the encoder answers with an IDR frame (x264enc, openh264enc and v4l2h264enc all handle it).
+ * rtpsink's RTP udpsink syncs to the clock by default; like the plain udpsink it must not (measured:
+ * +26 ms from PLI to keyframe at 30 fps with sync on).
+ */
+function rtcpSession(host: string, port: number): ElementLink {
+  return element(
+    'rtpsink',
+    {
+      address: host,
+      port,
+      [`${RTPSINK_RTP_UDPSINK}::sync`]: false,
+      [`${RTPSINK_RTP_UDPSINK}::async`]: false,
+    },
+    'rtp',
+  );
 }
 
 /**
