@@ -144,7 +144,7 @@ describe('RTCP sender reports (rtp.rtcp)', () => {
       const rtp = await listen(port);
       const rtcp = await listen(port + 1);
       // A keyframe every 10 s: the first comes at the start, the next only on request.
-      await startCamera(port, {}, { keyframeIntervalSeconds: 10, encoder });
+      const camera = await startCamera(port, {}, { keyframeIntervalSeconds: 10, encoder });
       await until(() => senderReports(rtcp.packets).length >= 1, 10_000, 'a sender report');
       await until(() => keyframes(rtp).size >= 1, 5000, 'the first keyframe');
       const sfu = rtcp.from!;
@@ -154,21 +154,33 @@ describe('RTCP sender reports (rtp.rtcp)', () => {
         );
 
       // Control: a PLI for another SSRC, then a quiet second: no keyframe.
+      // A restarted worker would start with a keyframe of its own and a new RTCP socket: say so.
+      const firstAt = [...keyframes(rtp).values()][0]!;
+      const why = (): string => {
+        const { state, restarts, lastError } = camera.status();
+        const times = [...keyframes(rtp).values()].map((at) => Math.round(at - firstAt));
+        return `keyframes at ${times.join(', ')} ms; camera ${JSON.stringify({ state, restarts, lastError })}`;
+      };
       const before = keyframes(rtp).size;
       await send(pli((ssrcFor('gate') + 1) >>> 0));
       await sleep(1000);
-      expect(keyframes(rtp).size).toBe(before);
+      expect(keyframes(rtp).size, why()).toBe(before);
 
       // A PLI for the camera's SSRC, from the SFU's RTCP port to the address the reports come from.
       const sentAt = performance.now();
       await send(pli(ssrcFor('gate')));
-      await until(() => keyframes(rtp).size > before, 2000, 'a keyframe after the PLI');
+      await until(() => keyframes(rtp).size > before, 2000, 'a keyframe after the PLI').catch(
+        (error: Error) => {
+          throw new Error(`${error.message}: ${why()}`);
+        },
+      );
       const after = [...keyframes(rtp).values()].find((at) => at >= sentAt)!;
       const latencyMs = after - sentAt;
       process.stdout.write(
         `${encoder}: PLI → first IDR packet ${latencyMs.toFixed(1)} ms (keyframe interval 10 s)\n`,
       );
-      expect(latencyMs).toBeLessThan(500);
+      expect(latencyMs, why()).toBeLessThan(500);
+      expect(camera.status().restarts, why()).toBe(0);
     },
   );
 
