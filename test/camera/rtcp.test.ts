@@ -2,6 +2,7 @@
 // SSRC, beside the RTP it always sent; with SRTP they leave as SRTCP. Without SRTP the session also
 // hears the SFU's RTCP on the socket its reports leave from, so a keyframe request (PLI) sent back to
 // that address brings an IDR frame at once instead of at the next keyframe interval.
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import pino from 'pino';
@@ -9,7 +10,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Camera } from '../../daemon/src/camera/camera.js';
 import { Encoders } from '../../daemon/src/camera/encoders.js';
 import { ssrcFor } from '../../daemon/src/camera/pipeline.js';
-import { configSchema } from '../../daemon/src/config/schema.js';
+import { configSchema, SRTP_SUITES } from '../../daemon/src/config/schema.js';
 import { freeUdpPortPair, until } from '../support/processes.js';
 
 const log = pino({ level: 'silent' });
@@ -99,6 +100,43 @@ function pli(mediaSsrc: number): Buffer {
   return packet;
 }
 
+/**
+ * `udpsrc ! srtpdec ! udpsink`: decrypts the camera's SRTP (AES_CM_128_HMAC_SHA1_80) from `port` and
+ * sends the plain RTP on to `to`, where keyframes can be told apart again.
+ */
+async function srtpDecryptor(port: number, to: number, key: Buffer, ssrc: number): Promise<void> {
+  const { cipher, auth } = SRTP_SUITES.AES_CM_128_HMAC_SHA1_80;
+  const caps =
+    `application/x-srtp,media=video,clock-rate=90000,encoding-name=H264,payload=96,ssrc=(uint)${ssrc},` +
+    `srtp-key=(buffer)${key.toString('hex')},srtp-cipher=(string)${cipher},srtp-auth=(string)${auth},` +
+    `srtcp-cipher=(string)${cipher},srtcp-auth=(string)${auth}`;
+  const child = spawn(
+    'gst-launch-1.0',
+    [
+      '-q',
+      'udpsrc',
+      `port=${port}`,
+      'address=127.0.0.1',
+      `caps=${caps}`,
+      '!',
+      'srtpdec',
+      '!',
+      'udpsink',
+      'host=127.0.0.1',
+      `port=${to}`,
+      'sync=false',
+    ],
+    { stdio: 'ignore' },
+  );
+  cleanups.push(async () => {
+    if (child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  });
+  await sleep(300); // udpsrc binds as the pipeline starts; the camera's first packets may come before
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -183,6 +221,49 @@ describe('RTCP sender reports (rtp.rtcp)', () => {
       expect(camera.status().restarts, why()).toBe(0);
     },
   );
+
+  it('with SRTP the worker relays RTCP: a plain PLI from the SFU (as Janus sends it) brings a keyframe', async () => {
+    const key = randomBytes(30);
+    const port = await freeUdpPortPair();
+    const plainPort = await freeUdpPortPair();
+    const rtp = await listen(plainPort);
+    const rtcp = await listen(port + 1);
+    await srtpDecryptor(port, plainPort, key, ssrcFor('gate'));
+    const camera = await startCamera(
+      port,
+      { srtp: { key: key.toString('base64') } },
+      { keyframeIntervalSeconds: 10 },
+    );
+    await until(() => senderReports(rtcp.packets).length >= 1, 10_000, 'a sender report');
+    await until(() => keyframes(rtp).size >= 1, 5000, 'the first keyframe, decrypted');
+    // Still SRTCP (E flag), and it comes from the relay's socket, which is where the SFU answers.
+    const report = senderReports(rtcp.packets)[0]!;
+    expect(report.readUInt32BE(report.length - 14) >>> 31).toBe(1);
+    const sfu = rtcp.from!;
+    const send = (packet: Buffer, from: Socket = rtcp.socket): Promise<void> =>
+      new Promise((resolve, reject) =>
+        from.send(packet, sfu.port, sfu.address, (error) => (error ? reject(error) : resolve())),
+      );
+
+    // Control: the camera's own SSRC, but not from the SFU's RTCP port: the relay drops it.
+    const stranger = createSocket('udp4');
+    await new Promise<void>((resolve) => stranger.bind(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => stranger.close(resolve)));
+    const before = keyframes(rtp).size;
+    await send(pli(ssrcFor('gate')), stranger);
+    await sleep(1000);
+    expect(keyframes(rtp).size).toBe(before);
+
+    const sentAt = performance.now();
+    await send(pli(ssrcFor('gate')));
+    await until(() => keyframes(rtp).size > before, 2000, 'a keyframe after the PLI');
+    const latencyMs = [...keyframes(rtp).values()].find((at) => at >= sentAt)! - sentAt;
+    process.stdout.write(
+      `SRTP: PLI → first IDR packet ${latencyMs.toFixed(1)} ms (keyframe interval 10 s)\n`,
+    );
+    expect(latencyMs).toBeLessThan(500);
+    expect(camera.status().restarts).toBe(0);
+  });
 
   it('config: RTCP on rtp.port + 1 must not land on another camera', () => {
     const result = configSchema.safeParse({

@@ -6,6 +6,7 @@ import { SRTP_SUITES, ssrcFor, type CameraConfig, type Config, type SrtpSuite } 
 import { OutpostError } from '../errors.js';
 import type { EncoderName } from './encoders.js';
 import type { CameraSource } from './sources.js';
+import { RTCP_RELAY, type RtcpRelayPlan } from './rtcp-relay.js';
 import { stampedSourceLinks } from './stamped-source.js';
 
 export { ssrcFor } from '../config/schema.js';
@@ -256,28 +257,39 @@ export function cameraChain(
   if (!camera.rtp.rtcp) return [...capture, ...(srtp ? [srtpEncoder(srtp)] : []), rtpSink];
   if (!srtp) return [...capture, rtcpSession(sfu.host, camera.rtp.port)];
 
-  // With SRTP: sender reports only. rtpbin's session sends them to rtp.port + 1 and one srtpenc protects
-  // RTP and RTCP (SRTCP, same master key). Feedback from the SFU is not received here: a launch
-  // description cannot make a udpsrc share srtpenc's RTCP udpsink socket (see rtcpSession), and Janus
-  // 1.1.2 sends its keyframe requests as plain RTCP, which srtpdec would refuse anyway.
-  const rtcpSink = element('udpsink', {
-    host: sfu.host,
-    port: camera.rtp.port + 1,
-    sync: false,
-    async: false,
-  });
-  const session: Link[][] = [
+  // With SRTP: rtpbin's session, one srtpenc for RTP and RTCP (SRTCP, same master key). rtpsink has no
+  // place for srtpenc, so the SRTCP leaves through the worker's RTCP relay (rtcp-relay.ts), which sends
+  // it on to rtp.port + 1 from a socket of its own and hands what the SFU answers on that socket to
+  // the session's udpsrc. Janus 1.1.2 sends its keyframe requests as plain RTCP (its streaming plugin
+  // never protects RTCP), so they go to the session as they are, without srtpdec.
+  return [
     [element('rtpbin', {}, 'rtpbin')],
     [...capture, pad('rtpbin', 'send_rtp_sink_0')],
-  ];
-  return [
-    ...session,
     [{ ...srtpEncoder(srtp), name: 'srtp' }],
     [pad('rtpbin', 'send_rtp_src_0'), pad('srtp', 'rtp_sink_0')],
     [pad('srtp', 'rtp_src_0'), rtpSink],
     [pad('rtpbin', 'send_rtcp_src_0'), pad('srtp', 'rtcp_sink_0')],
-    [pad('srtp', 'rtcp_src_0'), rtcpSink],
+    [
+      pad('srtp', 'rtcp_src_0'),
+      // The worker sets `port` to its relay socket before the pipeline plays; 9 (discard) until then.
+      element('udpsink', { host: '127.0.0.1', port: 9, sync: false, async: false }, RTCP_RELAY.out),
+    ],
+    [
+      // port 0: the kernel picks one; the worker reads it back once the pipeline plays.
+      element('udpsrc', { address: '127.0.0.1', port: 0 }, RTCP_RELAY.in),
+      caps('application/x-rtcp', {}),
+      pad('rtpbin', 'recv_rtcp_sink_0'),
+    ],
   ];
+}
+
+/** What the worker's RTCP relay needs for this camera; undefined when its pipeline has no relay. */
+export function rtcpRelayPlan(
+  camera: CameraConfig,
+  sfu: Config['sfu'],
+  srtp: SrtpKey | undefined,
+): RtcpRelayPlan | undefined {
+  return camera.rtp.rtcp && srtp ? { sfuHost: sfu.host, sfuPort: camera.rtp.port + 1 } : undefined;
 }
 
 /** rtpsink's own children (gst-plugins-bad gstrtpsink.c), for properties set through the bin. */
