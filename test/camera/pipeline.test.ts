@@ -28,19 +28,21 @@ function parseAndRun(description: string, lookFor: string[] = [], playMs = 0) {
     const gst = createRequire(process.cwd() + '/')('gstreamer-superficial');
     const [description, playMs, ...names] = process.argv.slice(1);
     const pipeline = new gst.Pipeline(description);
-    for (const name of names) {
-      // \`element.property\` prints a property's value (findChild looks inside bins too).
-      const [element, property] = name.split('.');
-      const found = pipeline.findChild(element);
-      if (found) console.log(property ? name + '=' + found[property] : 'found ' + name);
-    }
+    for (const name of names.filter((n) => !n.includes('.'))) if (pipeline.findChild(name)) console.log('found ' + name);
+    // \`element.property\`: the value once the pipeline has played for playMs.
+    const values = () => {
+      for (const name of names.filter((n) => n.includes('.'))) {
+        const [element, property] = name.split('.');
+        console.log(name + '=' + pipeline.findChild(element)?.[property]);
+      }
+    };
     pipeline.pollBus((m) => {
       if (m.type === 'eos') { pipeline.stop(); process.exit(0); }
       if (m.type === 'error') { console.error(m.message); process.exit(1); }
     });
     pipeline.play();
     // A live pipeline without an end: playing this long without an error is the pass.
-    if (Number(playMs) > 0) setTimeout(() => { pipeline.stop(); process.exit(0); }, Number(playMs));`;
+    if (Number(playMs) > 0) setTimeout(() => { values(); pipeline.stop(); process.exit(0); }, Number(playMs));`;
   return spawnSync(
     process.execPath,
     ['--input-type=module', '-e', script, description, String(playMs), ...lookFor],
@@ -125,16 +127,7 @@ describe('pipeline descriptions', () => {
     );
   });
 
-  it('sets a property of a bin child as child::property, both parts plain names', () => {
-    expect(renderPipeline([element('rtpsink', { port: 5004, 'rtp_rtp_udpsink0::sync': false })])).toBe(
-      'rtpsink port=5004 rtp_rtp_udpsink0::sync=false',
-    );
-    for (const key of ['a::b::c', 'a:: b', '::sync', 'a:b', 'a::b ! fakesink']) {
-      expect(() => renderPipeline([element('rtpsink', { [key]: 1 })])).toThrow(/bad property name/);
-    }
-  });
-
-  it('with rtp.rtcp and no SRTP the camera ends in rtpsink, whose RTP udpsink does not wait for the clock', () => {
+  it('with rtp.rtcp the RTCP ends of the session are on loopback, for the relay of the worker, and it plays', () => {
     const config = embeddedDefaults();
     const camera = {
       ...config.cameras[0]!,
@@ -143,24 +136,17 @@ describe('pipeline descriptions', () => {
       rtp: { ...config.cameras[0]!.rtp, rtcp: true },
     };
     const description = renderPipeline(cameraChain(camera, config.sfu, 'x264enc'));
-    expect(description).toMatch(
-      /! rtpsink name="rtp" address="[^"]+" port=5004 rtp_rtp_udpsink0::sync=false rtp_rtp_udpsink0::async=false$/,
+    expect(description).toContain(
+      'rtpbin.send_rtcp_src_0 ! udpsink name="rtcpout" host="127.0.0.1" port=9 sync=false async=false',
     );
-    // GStreamer resolves the child names (a wrong one fails the parse) and the pipeline plays. rtpsink's
-    // RTCP udpsrc never ends, so this runs for a while instead of to EOS.
-    const result = parseAndRun(
-      description,
-      ['rtp', 'rtp_rtp_udpsink0.sync', 'rtp_rtp_udpsink0.async', 'rtp_rtcp_udpsink0.port'],
-      1500,
+    expect(description).toContain(
+      'udpsrc name="rtcpin" address="127.0.0.1" port=0 ! application/x-rtcp ! rtpbin.recv_rtcp_sink_0',
     );
+    // A live pipeline without an end (the RTCP udpsrc never ends): playing without an error is the
+    // pass. udpsrc reports the port the kernel gave it, which is what the worker's relay reads.
+    const result = parseAndRun(description, ['rtcpin.port'], 1500);
     expect(result.status, result.stderr).toBe(0);
-    // gst_parse_launch only warns about a child property it cannot find: read the values back.
-    expect(result.stdout.trim().split('\n')).toEqual([
-      'found rtp',
-      'rtp_rtp_udpsink0.sync=false',
-      'rtp_rtp_udpsink0.async=false',
-      'rtp_rtcp_udpsink0.port=5005',
-    ]);
+    expect(Number(/rtcpin\.port=(\d+)/.exec(result.stdout)?.[1])).toBeGreaterThan(0);
   });
 
   it('refuses unsafe names and caps values instead of escaping them', () => {

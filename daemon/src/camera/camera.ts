@@ -60,7 +60,7 @@ export class Camera implements Service {
   private failures = 0;
   private packets = 0;
   private restarts = 0;
-  /** SRTP with rtp.rtcp: the worker relays RTCP (rtcp-relay.ts); from cameraChain's settings. */
+  /** With rtp.rtcp the worker relays the camera's RTCP to and from the SFU (rtcp-relay.ts). */
   private rtcpRelay: RtcpRelayPlan | undefined;
   private lastError: string | undefined;
   /** The current worker's counters, newest last; cleared when a worker starts. */
@@ -140,7 +140,7 @@ export class Camera implements Service {
           : []),
       ];
       const chain = cameraChain(this.camera, this.sfu, this.encoder, srtp);
-      this.rtcpRelay = rtcpRelayPlan(this.camera, this.sfu, srtp);
+      this.rtcpRelay = rtcpRelayPlan(this.camera, this.sfu);
       this.description = renderPipeline(chain);
       this.logDescription = renderPipeline(chain, { redact: true });
     } catch (error) {

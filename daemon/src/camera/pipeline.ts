@@ -62,11 +62,6 @@ export type Link = ElementLink | CapsLink | PadLink;
 export type Graph = readonly Link[] | readonly (readonly Link[])[];
 
 const IDENTIFIER = /^[a-z][a-z0-9_-]*$/i;
-/**
- * A property name, or `child::property` on a bin that is a GstChildProxy (rtpsink's own udpsink):
- * gst-launch sets it on the named child. Both parts are plain identifiers, so nothing can break out.
- */
-const PROPERTY = /^([a-z][a-z0-9_]*::)?[a-z][a-z0-9_-]*$/i;
 const MEDIA_TYPE = /^[a-z]+\/[a-z0-9.+-]+$/i;
 /** Caps string values are short tokens (NV12, constrained-baseline); anything else is refused. */
 const CAPS_TOKEN = /^[A-Za-z0-9_.+-]+$/;
@@ -123,7 +118,7 @@ function renderElement(link: ElementLink, options: RenderOptions): string {
   if (link.name !== undefined) parts.push(`name=${quote(link.name)}`);
   for (const [key, value] of Object.entries(link.props ?? {})) {
     if (value === undefined) continue;
-    if (!PROPERTY.test(key)) throw invalid(`bad property name ${JSON.stringify(key)} on ${link.factory}`);
+    if (!IDENTIFIER.test(key)) throw invalid(`bad property name ${JSON.stringify(key)} on ${link.factory}`);
     parts.push(`${key}=${renderValue(value, `${link.factory}.${key}`, options)}`);
   }
   return parts.join(' ');
@@ -255,25 +250,19 @@ export function cameraChain(
   ];
   const rtpSink = element('udpsink', { host: sfu.host, port: camera.rtp.port, sync: false, async: false });
   if (!camera.rtp.rtcp) return [...capture, ...(srtp ? [srtpEncoder(srtp)] : []), rtpSink];
-  if (!srtp) return [...capture, rtcpSession(sfu.host, camera.rtp.port)];
 
-  // With SRTP: rtpbin's session, one srtpenc for RTP and RTCP (SRTCP, same master key). rtpsink has no
-  // place for srtpenc, so the SRTCP leaves through the worker's RTCP relay (rtcp-relay.ts), which sends
-  // it on to rtp.port + 1 from a socket of its own and hands what the SFU answers on that socket to
-  // the session's udpsrc. Janus 1.1.2 sends its keyframe requests as plain RTCP (its streaming plugin
-  // never protects RTCP), so they go to the session as they are, without srtpdec.
-  return [
+  // RTCP both ways (RFC 3550 §6): rtpbin's session sends sender reports (NTP ↔ RTP timestamp, packet and
+  // octet counts) and takes the SFU's RTCP back; a PLI or FIR for our SSRC becomes an upstream
+  // GstForceKeyUnit event, which the encoder answers with an IDR frame. Janus latches onto the address
+  // its RTCP port hears from and sends its keyframe requests there, so the reports must leave from the
+  // socket that listens: a launch description cannot give a udpsrc and a udpsink one socket, so both
+  // ends stay on loopback and the worker's RTCP relay (rtcp-relay.ts) joins them to the SFU through one
+  // socket of its own. With SRTP one srtpenc protects RTP and RTCP (SRTCP, same master key); Janus
+  // 1.1.2 sends its keyframe requests as plain RTCP (its streaming plugin never protects RTCP), so
+  // they reach the session as they are, without srtpdec.
+  const session: Link[][] = [
     [element('rtpbin', {}, 'rtpbin')],
     [...capture, pad('rtpbin', 'send_rtp_sink_0')],
-    [{ ...srtpEncoder(srtp), name: 'srtp' }],
-    [pad('rtpbin', 'send_rtp_src_0'), pad('srtp', 'rtp_sink_0')],
-    [pad('srtp', 'rtp_src_0'), rtpSink],
-    [pad('rtpbin', 'send_rtcp_src_0'), pad('srtp', 'rtcp_sink_0')],
-    [
-      pad('srtp', 'rtcp_src_0'),
-      // The worker sets `port` to its relay socket before the pipeline plays; 9 (discard) until then.
-      element('udpsink', { host: '127.0.0.1', port: 9, sync: false, async: false }, RTCP_RELAY.out),
-    ],
     [
       // port 0: the kernel picks one; the worker reads it back once the pipeline plays.
       element('udpsrc', { address: '127.0.0.1', port: 0 }, RTCP_RELAY.in),
@@ -281,42 +270,32 @@ export function cameraChain(
       pad('rtpbin', 'recv_rtcp_sink_0'),
     ],
   ];
-}
-
-/** What the worker's RTCP relay needs for this camera; undefined when its pipeline has no relay. */
-export function rtcpRelayPlan(
-  camera: CameraConfig,
-  sfu: Config['sfu'],
-  srtp: SrtpKey | undefined,
-): RtcpRelayPlan | undefined {
-  return camera.rtp.rtcp && srtp ? { sfuHost: sfu.host, sfuPort: camera.rtp.port + 1 } : undefined;
-}
-
-/** rtpsink's own children (gst-plugins-bad gstrtpsink.c), for properties set through the bin. */
-const RTPSINK_RTP_UDPSINK = 'rtp_rtp_udpsink0';
-
-/**
- * RTP and RTCP both ways (RFC 3550 §6, symmetric RTCP as in RFC 4961): `rtpsink` holds an rtpbin whose
- * session sends sender reports (NTP ↔ RTP timestamp, packet and octet counts) to `rtp.port + 1`, and a
- * udpsrc that feeds the SFU's RTCP back into the session. rtpsink makes that udpsrc and the RTCP udpsink
- * share one socket (an ephemeral local port), which a launch description cannot express with separate
- * elements: Janus latches onto the address its RTCP port hears from and sends its keyframe requests
- * there. The session turns a PLI or FIR for our SSRC into an upstream GstForceKeyUnit event, which
- * the encoder answers with an IDR frame (x264enc, openh264enc and v4l2h264enc all handle it).
- * rtpsink's RTP udpsink syncs to the clock by default; like the plain udpsink it must not (measured:
- * +26 ms from PLI to keyframe at 30 fps with sync on).
- */
-function rtcpSession(host: string, port: number): ElementLink {
-  return element(
-    'rtpsink',
-    {
-      address: host,
-      port,
-      [`${RTPSINK_RTP_UDPSINK}::sync`]: false,
-      [`${RTPSINK_RTP_UDPSINK}::async`]: false,
-    },
-    'rtp',
+  // The worker sets `port` to its relay socket before the pipeline plays; 9 (discard) until then.
+  const rtcpSink = element(
+    'udpsink',
+    { host: '127.0.0.1', port: 9, sync: false, async: false },
+    RTCP_RELAY.out,
   );
+  if (!srtp) {
+    return [
+      ...session,
+      [pad('rtpbin', 'send_rtp_src_0'), rtpSink],
+      [pad('rtpbin', 'send_rtcp_src_0'), rtcpSink],
+    ];
+  }
+  return [
+    ...session,
+    [{ ...srtpEncoder(srtp), name: 'srtp' }],
+    [pad('rtpbin', 'send_rtp_src_0'), pad('srtp', 'rtp_sink_0')],
+    [pad('srtp', 'rtp_src_0'), rtpSink],
+    [pad('rtpbin', 'send_rtcp_src_0'), pad('srtp', 'rtcp_sink_0')],
+    [pad('srtp', 'rtcp_src_0'), rtcpSink],
+  ];
+}
+
+/** What the worker's RTCP relay needs for this camera; undefined when its pipeline has no RTCP. */
+export function rtcpRelayPlan(camera: CameraConfig, sfu: Config['sfu']): RtcpRelayPlan | undefined {
+  return camera.rtp.rtcp ? { sfuHost: sfu.host, sfuPort: camera.rtp.port + 1 } : undefined;
 }
 
 /**

@@ -1,8 +1,9 @@
-// The SRTP camera's RTCP, both ways, through one socket of the worker's (see pipeline.ts, cameraChain).
+// The camera's RTCP, both ways, through one socket of the worker's (see pipeline.ts, cameraChain).
 // Janus latches onto the address its RTCP port hears from and sends keyframe requests there, so the
-// socket that sends our reports must also be the one that listens. Without SRTP, rtpsink shares its own
-// socket; with SRTP the SRTCP comes out of srtpenc into a loopback udpsink, and this relay sends it on
-// to the SFU from its socket and hands back what the SFU sends to that socket (only from the SFU's RTCP
+// socket that sends our reports must also be the one that listens, and a launch description cannot
+// give a udpsink and a udpsrc one socket (gstreamer-superficial cannot hand a GSocket over either).
+// The pipeline's RTCP (SRTCP with SRTP) comes out of a loopback udpsink; this relay sends it on to
+// the SFU from its socket and hands back what the SFU sends to that socket (only from the SFU's RTCP
 // address, and only RTCP) to the session's loopback udpsrc. A few packets a second, never per frame.
 import { createSocket, type Socket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';

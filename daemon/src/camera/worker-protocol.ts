@@ -25,7 +25,7 @@ export type ToWorker =
       description: string;
       payloader: string;
       meter: string;
-      /** SRTP with rtp.rtcp: the worker relays the camera's RTCP to and from the SFU (rtcp-relay.ts). */
+      /** With rtp.rtcp: the worker relays the camera's RTCP to and from the SFU (rtcp-relay.ts). */
       rtcpRelay: RtcpRelayPlan | undefined;
     }
   | { type: 'probe'; candidates: ProbeCandidate[]; trialTimeoutMs: number }
