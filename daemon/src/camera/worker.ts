@@ -75,9 +75,15 @@ async function run(
     const relay = rtcpRelay;
     const out = current.findChild(RTCP_RELAY.out);
     const into = current.findChild(RTCP_RELAY.in);
-    if (out) out.port = relay.localPort;
+    if (!out || !into) {
+      const message = `RTCP relay: no ${RTCP_RELAY.out} or ${RTCP_RELAY.in} element in the pipeline`;
+      send({ type: 'error', message, element: undefined, debug: description }, () => process.exit(3));
+      return;
+    }
+    // gstreamer-superficial hands a number over as a float; GObject converts it to udpsink's int port.
+    out.port = relay.localPort;
     // udpsrc `port=0` binds when the pipeline starts and then reports the port it got.
-    relay.deliverTo(() => Number(into?.port ?? 0));
+    relay.deliverTo(() => Number(into.port));
   }
   current.pollBus((message) => {
     if (message.type === 'error') {
