@@ -8,7 +8,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 
-/** Names of the two loopback ends of the SRTP camera's RTCP in its pipeline (pipeline.ts renders them). */
+/** Names of the two loopback ends of the camera's RTCP in its pipeline (pipeline.ts renders them). */
 export const RTCP_RELAY = { out: 'rtcpout', in: 'rtcpin' } as const;
 
 /** The SFU's RTCP address for one camera (rtp.port + 1 at sfu.host). */
