@@ -22,23 +22,36 @@ import { REPO, tempDir } from '../support/processes.js';
  * gstreamer-superficial; gst-launch-1.0 would re-quote its arguments), until EOS. Prints the names of
  * the pipeline's elements that the caller asks about and can find.
  */
-function parseAndRun(description: string, lookFor: string[] = []) {
+function parseAndRun(description: string, lookFor: string[] = [], playMs = 0) {
   const script = `
     const { createRequire } = await import('node:module');
     const gst = createRequire(process.cwd() + '/')('gstreamer-superficial');
-    const [description, ...names] = process.argv.slice(1);
+    const [description, playMs, ...names] = process.argv.slice(1);
     const pipeline = new gst.Pipeline(description);
-    for (const name of names) if (pipeline.findChild(name)) console.log('found ' + name);
+    for (const name of names.filter((n) => !n.includes('.'))) if (pipeline.findChild(name)) console.log('found ' + name);
+    // \`element.property\`: the value once the pipeline has played for playMs.
+    const values = () => {
+      for (const name of names.filter((n) => n.includes('.'))) {
+        const [element, property] = name.split('.');
+        console.log(name + '=' + pipeline.findChild(element)?.[property]);
+      }
+    };
     pipeline.pollBus((m) => {
       if (m.type === 'eos') { pipeline.stop(); process.exit(0); }
       if (m.type === 'error') { console.error(m.message); process.exit(1); }
     });
-    pipeline.play();`;
-  return spawnSync(process.execPath, ['--input-type=module', '-e', script, description, ...lookFor], {
-    encoding: 'utf8',
-    timeout: 20_000,
-    cwd: REPO,
-  });
+    pipeline.play();
+    // A live pipeline without an end: playing this long without an error is the pass.
+    if (Number(playMs) > 0) setTimeout(() => { values(); pipeline.stop(); process.exit(0); }, Number(playMs));`;
+  return spawnSync(
+    process.execPath,
+    ['--input-type=module', '-e', script, description, String(playMs), ...lookFor],
+    {
+      encoding: 'utf8',
+      timeout: 20_000,
+      cwd: REPO,
+    },
+  );
 }
 
 describe('pipeline descriptions', () => {
@@ -112,6 +125,28 @@ describe('pipeline descriptions', () => {
     expect(() => renderPipeline([element('rtspsrc', { 'user-pw': { secret: 'hunter2\\' } })])).toThrow(
       /^pipeline: rtspsrc.user-pw contains a control character or ends with a backslash; change it$/,
     );
+  });
+
+  it('with rtp.rtcp the RTCP ends of the session are on loopback, for the relay of the worker, and it plays', () => {
+    const config = embeddedDefaults();
+    const camera = {
+      ...config.cameras[0]!,
+      width: 320,
+      height: 240,
+      rtp: { ...config.cameras[0]!.rtp, rtcp: true },
+    };
+    const description = renderPipeline(cameraChain(camera, config.sfu, 'x264enc'));
+    expect(description).toContain(
+      'rtpbin.send_rtcp_src_0 ! udpsink name="rtcpout" host="127.0.0.1" port=9 sync=false async=false',
+    );
+    expect(description).toContain(
+      'udpsrc name="rtcpin" address="127.0.0.1" port=0 ! application/x-rtcp ! rtpbin.recv_rtcp_sink_0',
+    );
+    // A live pipeline without an end (the RTCP udpsrc never ends): playing without an error is the
+    // pass. udpsrc reports the port the kernel gave it, which is what the worker's relay reads.
+    const result = parseAndRun(description, ['rtcpin.port'], 1500);
+    expect(result.status, result.stderr).toBe(0);
+    expect(Number(/rtcpin\.port=(\d+)/.exec(result.stdout)?.[1])).toBeGreaterThan(0);
   });
 
   it('refuses unsafe names and caps values instead of escaping them', () => {

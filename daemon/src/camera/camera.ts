@@ -8,7 +8,8 @@ import { describeError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import type { EncoderChoice, EncoderName } from './encoders.js';
 import type { MountpointStatus } from './janus.js';
-import { cameraChain, METER_NAME, PAYLOADER_NAME, renderPipeline } from './pipeline.js';
+import { cameraChain, METER_NAME, PAYLOADER_NAME, renderPipeline, rtcpRelayPlan } from './pipeline.js';
+import type { RtcpRelayPlan } from './rtcp-relay.js';
 import { checkDevice } from './sources.js';
 import { loadSrtpKey } from './srtp.js';
 import { forkWorker } from './worker-process.js';
@@ -59,6 +60,8 @@ export class Camera implements Service {
   private failures = 0;
   private packets = 0;
   private restarts = 0;
+  /** With rtp.rtcp the worker relays the camera's RTCP to and from the SFU (rtcp-relay.ts). */
+  private rtcpRelay: RtcpRelayPlan | undefined;
   private lastError: string | undefined;
   /** The current worker's counters, newest last; cleared when a worker starts. */
   private meterSamples: MeterSample[] = [];
@@ -137,6 +140,7 @@ export class Camera implements Service {
           : []),
       ];
       const chain = cameraChain(this.camera, this.sfu, this.encoder, srtp);
+      this.rtcpRelay = rtcpRelayPlan(this.camera, this.sfu);
       this.description = renderPipeline(chain);
       this.logDescription = renderPipeline(chain, { redact: true });
     } catch (error) {
@@ -233,6 +237,7 @@ export class Camera implements Service {
         description,
         payloader: PAYLOADER_NAME,
         meter: METER_NAME,
+        rtcpRelay: this.rtcpRelay,
       } satisfies ToWorker);
       clearInterval(this.stallTimer);
       this.stallTimer = setInterval(

@@ -177,7 +177,11 @@ interface WantedMountpoint {
   camera: string;
   id: number;
   port: number;
-  /** Where Janus takes RTCP from this camera (rtp.port + 1), when it sends any. */
+  /**
+   * Where Janus takes RTCP from this camera (rtp.port + 1), when it sends any. Janus latches onto the
+   * address those reports come from and sends its keyframe requests (PLI) there: when a viewer's
+   * media starts, and when a viewer asks (janus_streaming_setup_media / _incoming_rtcp, 1.1.2).
+   */
   rtcpPort: number | undefined;
   pt: number;
   fmtp: string;

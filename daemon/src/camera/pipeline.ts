@@ -6,6 +6,7 @@ import { SRTP_SUITES, ssrcFor, type CameraConfig, type Config, type SrtpSuite } 
 import { OutpostError } from '../errors.js';
 import type { EncoderName } from './encoders.js';
 import type { CameraSource } from './sources.js';
+import { RTCP_RELAY, type RtcpRelayPlan } from './rtcp-relay.js';
 import { stampedSourceLinks } from './stamped-source.js';
 
 export { ssrcFor } from '../config/schema.js';
@@ -250,18 +251,31 @@ export function cameraChain(
   const rtpSink = element('udpsink', { host: sfu.host, port: camera.rtp.port, sync: false, async: false });
   if (!camera.rtp.rtcp) return [...capture, ...(srtp ? [srtpEncoder(srtp)] : []), rtpSink];
 
-  // RTCP sender reports (RFC 3550 §6.4.1: NTP ↔ RTP timestamp, packet and octet counts) come from
-  // rtpbin's session, on rtp.port + 1. With SRTP, one srtpenc protects both (SRTCP, same master key).
-  const rtcpSink = element('udpsink', {
-    host: sfu.host,
-    port: camera.rtp.port + 1,
-    sync: false,
-    async: false,
-  });
+  // RTCP both ways (RFC 3550 §6): rtpbin's session sends sender reports (NTP ↔ RTP timestamp, packet and
+  // octet counts) and takes the SFU's RTCP back; a PLI or FIR for our SSRC becomes an upstream
+  // GstForceKeyUnit event, which the encoder answers with an IDR frame. Janus latches onto the address
+  // its RTCP port hears from and sends its keyframe requests there, so the reports must leave from the
+  // socket that listens: a launch description cannot give a udpsrc and a udpsink one socket, so both
+  // ends stay on loopback and the worker's RTCP relay (rtcp-relay.ts) joins them to the SFU through one
+  // socket of its own. With SRTP one srtpenc protects RTP and RTCP (SRTCP, same master key); Janus
+  // 1.1.2 sends its keyframe requests as plain RTCP (its streaming plugin never protects RTCP), so
+  // they reach the session as they are, without srtpdec.
   const session: Link[][] = [
     [element('rtpbin', {}, 'rtpbin')],
     [...capture, pad('rtpbin', 'send_rtp_sink_0')],
+    [
+      // port 0: the kernel picks one; the worker reads it back once the pipeline plays.
+      element('udpsrc', { address: '127.0.0.1', port: 0 }, RTCP_RELAY.in),
+      caps('application/x-rtcp', {}),
+      pad('rtpbin', 'recv_rtcp_sink_0'),
+    ],
   ];
+  // The worker sets `port` to its relay socket before the pipeline plays; 9 (discard) until then.
+  const rtcpSink = element(
+    'udpsink',
+    { host: '127.0.0.1', port: 9, sync: false, async: false },
+    RTCP_RELAY.out,
+  );
   if (!srtp) {
     return [
       ...session,
@@ -277,6 +291,11 @@ export function cameraChain(
     [pad('rtpbin', 'send_rtcp_src_0'), pad('srtp', 'rtcp_sink_0')],
     [pad('srtp', 'rtcp_src_0'), rtcpSink],
   ];
+}
+
+/** What the worker's RTCP relay needs for this camera; undefined when its pipeline has no RTCP. */
+export function rtcpRelayPlan(camera: CameraConfig, sfu: Config['sfu']): RtcpRelayPlan | undefined {
+  return camera.rtp.rtcp ? { sfuHost: sfu.host, sfuPort: camera.rtp.port + 1 } : undefined;
 }
 
 /**

@@ -1,5 +1,6 @@
 // Messages between the daemon and a GStreamer worker process (Node IPC). Kept in one small module so
 // both sides agree on the shape; the parent validates nothing here because it spawned the child itself.
+import type { RtcpRelayPlan } from './rtcp-relay.js';
 
 /** One element to look for in the registry, with an optional trial pipeline that must reach EOS. */
 export interface ProbeCandidate {
@@ -19,7 +20,14 @@ export interface ProbeResult {
 
 export type ToWorker =
   /** `payloader` and `meter` name the elements whose counters the worker reads once a second. */
-  | { type: 'run'; description: string; payloader: string; meter: string }
+  | {
+      type: 'run';
+      description: string;
+      payloader: string;
+      meter: string;
+      /** With rtp.rtcp: the worker relays the camera's RTCP to and from the SFU (rtcp-relay.ts). */
+      rtcpRelay: RtcpRelayPlan | undefined;
+    }
   | { type: 'probe'; candidates: ProbeCandidate[]; trialTimeoutMs: number }
   | { type: 'stop' };
 

@@ -4,6 +4,7 @@
 // leaks across restarts, and a crash in native code takes down one camera, not the daemon.
 import { createRequire } from 'node:module';
 import type { Pipeline } from 'gstreamer-superficial';
+import { RTCP_RELAY, startRtcpRelay, type RtcpRelay, type RtcpRelayPlan } from './rtcp-relay.js';
 import { startStampedSource, type StampedSource } from './stamped-source.js';
 import type { FromWorker, ProbeCandidate, ProbeResult, ToWorker } from './worker-protocol.js';
 
@@ -22,6 +23,7 @@ let pipeline: Pipeline | undefined;
 let statsTimer: NodeJS.Timeout | undefined;
 /** Only for `source: { type: test, stamp: true }` (bench:latency): the worker feeds its appsrc. */
 let stampedSource: StampedSource | undefined;
+let rtcpRelay: RtcpRelay | undefined;
 
 /**
  * identity's `stats` (GStreamer ≥ 1.18) is a GstStructure; gstreamer-superficial hands boxed values
@@ -35,7 +37,28 @@ function meterCounters(stats: unknown): { frames: number; bytes: number } | unde
   return { frames: Number(frames), bytes: Number(bytes) };
 }
 
-function run(description: string, payloaderName: string, meterName: string): void {
+async function run(
+  description: string,
+  payloaderName: string,
+  meterName: string,
+  relayPlan: RtcpRelayPlan | undefined,
+): Promise<void> {
+  if (relayPlan) {
+    try {
+      rtcpRelay = await startRtcpRelay(relayPlan, (error) =>
+        send({
+          type: 'error',
+          message: `RTCP relay: ${error.message}`,
+          element: undefined,
+          debug: undefined,
+        }),
+      );
+    } catch (error) {
+      const message = `RTCP relay to ${relayPlan.sfuHost}:${relayPlan.sfuPort}: ${(error as Error).message}`;
+      send({ type: 'error', message, element: undefined, debug: undefined }, () => process.exit(3));
+      return;
+    }
+  }
   let created: Pipeline;
   try {
     created = new gstreamer.Pipeline(description);
@@ -48,6 +71,20 @@ function run(description: string, payloaderName: string, meterName: string): voi
   }
   pipeline = created;
   const current = created;
+  if (rtcpRelay) {
+    const relay = rtcpRelay;
+    const out = current.findChild(RTCP_RELAY.out);
+    const into = current.findChild(RTCP_RELAY.in);
+    if (!out || !into) {
+      const message = `RTCP relay: no ${RTCP_RELAY.out} or ${RTCP_RELAY.in} element in the pipeline`;
+      send({ type: 'error', message, element: undefined, debug: description }, () => process.exit(3));
+      return;
+    }
+    // gstreamer-superficial hands a number over as a float; GObject converts it to udpsink's int port.
+    out.port = relay.localPort;
+    // udpsrc `port=0` binds when the pipeline starts and then reports the port it got.
+    relay.deliverTo(() => Number(into.port));
+  }
   current.pollBus((message) => {
     if (message.type === 'error') {
       send({
@@ -85,6 +122,7 @@ function run(description: string, payloaderName: string, meterName: string): voi
 function stop(code: number): never {
   if (statsTimer) clearInterval(statsTimer);
   stampedSource?.stop();
+  rtcpRelay?.stop();
   pipeline?.stop();
   process.exit(code);
 }
@@ -141,7 +179,7 @@ function runToEnd(description: string, timeoutMs: number): Promise<string | unde
 process.on('message', (message: ToWorker) => {
   switch (message.type) {
     case 'run':
-      run(message.description, message.payloader, message.meter);
+      void run(message.description, message.payloader, message.meter, message.rtcpRelay);
       break;
     case 'probe':
       void probe(message.candidates, message.trialTimeoutMs).then((results) => {
