@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type Client, type PublishPacket } from 'aedes';
+import mqttPacket from 'mqtt-packet';
 import aedesPersistenceLevel from 'aedes-persistence-level';
 import { Level } from 'level';
 import type { Logger } from 'pino';
@@ -35,6 +36,11 @@ import { ChatHistory } from './chat-history.js';
 import { chatChannel, topics } from './topics.js';
 import { catchRetainedStreamErrors, skipCleanSessionClears } from './persistence.js';
 import { LEVEL_MEMORY } from './level-store.js';
+
+// mqtt-packet (Aedes's and MQTT.js's writer) otherwise builds, at its first write, a cache of 65,536
+// two-byte Buffers for message ids: ~6.4 MB of heap and 65k objects for every garbage collection to
+// walk, in a daemon that has a few hundred ids in flight. It then allocates the two bytes per write.
+mqttPacket.writeToStream.cacheNumbers = false;
 
 export type BrokerConfig = Pick<Config, 'broker' | 'site' | 'device' | 'dataDir'>;
 
