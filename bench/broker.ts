@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { hashPassword } from '../daemon/src/mqtt/identities.js';
 import { initSite, sitePaths } from '../provisioning/src/site.js';
-import { cpuTicks, freePort } from './proc.js';
+import { cpuTicks, freePort, unitEnvironment } from './proc.js';
 
 const arg = (name: string, fallback: number): number => {
   const index = process.argv.indexOf(name);
@@ -119,18 +119,6 @@ function stopChild(child: ChildProcess): Promise<void> {
     });
     child.kill('SIGTERM');
   });
-}
-
-/** `Environment=` of systemd/outpost.service, so the bench runs the daemon as the box does. */
-function unitEnvironment(): Record<string, string> {
-  const unit = readFileSync(fileURLToPath(new URL('../../systemd/outpost.service', import.meta.url)), 'utf8');
-  const pairs = unit
-    .split('\n')
-    .filter((line) => line.startsWith('Environment='))
-    .flatMap((line) => line.slice('Environment='.length).trim().split(/\s+/));
-  return Object.fromEntries(
-    pairs.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
-  );
 }
 
 async function startOutpost(dir: string, pki: Pki, names: string[]): Promise<Broker> {

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cameraChain, renderPipeline } from '../daemon/src/camera/pipeline.js';
 import { configSchema, type Config } from '../daemon/src/config/schema.js';
-import { cpuTicks, freePort, processTree as tree } from './proc.js';
+import { cpuTicks, freePort, processTree as tree, unitEnvironment } from './proc.js';
 
 const seconds = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 60;
 const CLI = fileURLToPath(new URL('../daemon/src/cli.js', import.meta.url));
@@ -90,8 +90,10 @@ async function daemonRun(cameras: number): Promise<Sample> {
   const file = join(tmpdir(), `outpost-bench-${process.pid}.yaml`);
   const config = configWith(cameras, await freePort());
   await writeFile(file, JSON.stringify(config)); // JSON is YAML
+  // The daemon runs with the environment its systemd unit gives it (malloc and V8 settings).
   const daemon = spawn(process.execPath, [CLI, 'run', '--config', file], {
     stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, ...unitEnvironment() },
   });
   try {
     return await measure([daemon.pid!]);

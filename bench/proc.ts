@@ -1,7 +1,9 @@
-// What the benchmarks read about processes: a free loopback port, a process tree, and CPU ticks from
-// /proc (utime + stime, USER_HZ = 100 on Linux). Shared so each bench does not keep its own copy.
+// What the benchmarks read about processes: a free loopback port, a process tree, CPU ticks from
+// /proc (utime + stime, USER_HZ = 100 on Linux), and the daemon's environment under systemd. Shared so
+// each bench does not keep its own copy.
 import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
 
 /** A TCP port that was free on 127.0.0.1 a moment ago. */
 export async function freePort(): Promise<number> {
@@ -39,4 +41,16 @@ export function cpuTicks(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** `Environment=` of systemd/outpost.service, so the bench runs the daemon as the box does. */
+export function unitEnvironment(): Record<string, string> {
+  const unit = readFileSync(fileURLToPath(new URL('../../systemd/outpost.service', import.meta.url)), 'utf8');
+  const pairs = unit
+    .split('\n')
+    .filter((line) => line.startsWith('Environment='))
+    .flatMap((line) => line.slice('Environment='.length).trim().split(/\s+/));
+  return Object.fromEntries(
+    pairs.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+  );
 }
