@@ -8,7 +8,14 @@ import { describeError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import type { EncoderChoice, EncoderName } from './encoders.js';
 import type { MountpointStatus } from './janus.js';
-import { cameraChain, METER_NAME, PAYLOADER_NAME, renderPipeline } from './pipeline.js';
+import {
+  cameraChain,
+  METER_NAME,
+  PAYLOADER_NAME,
+  PREROLL_SINK_NAME,
+  renderPipeline,
+  type PreRollBranch,
+} from './pipeline.js';
 import { checkDevice } from './sources.js';
 import { loadSrtpKey } from './srtp.js';
 import { forkWorker } from './worker-process.js';
@@ -40,6 +47,20 @@ export const DEFAULT_TIMINGS: CameraTimings = {
   backoffMaxMs: 30_000,
   exitGraceMs: 1500,
 };
+
+/**
+ * The narrow hook between a camera and its clip pre-roll (clips/preroll.ts): the camera's pipeline
+ * writes keyframe-aligned segments where the hook says and reports each finished one; the clip side
+ * owns the folder, prunes it and reads it. No frame passes through JavaScript.
+ */
+export interface PreRollHook {
+  /** Segment length (splitmuxsink cuts at the first keyframe after it). */
+  readonly segmentSeconds: number;
+  /** A new worker is about to start: forget the last one's segments; where this one writes (`%d` pattern). */
+  launch(): string;
+  /** A finished segment file, with the wall-clock range it covers. */
+  segment(segment: { path: string; startAt: number; endAt: number }): void;
+}
 
 /** Rates are measured over the last few stats messages (one a second): a keyframe is not a spike. */
 const RATE_WINDOW_SAMPLES = 5;
@@ -78,6 +99,8 @@ export class Camera implements Service {
    */
   private secrets: string[] = [];
   private logDescription = '';
+  /** The pipeline without the pre-roll's location, which changes at each launch. */
+  private chainFor: ((preroll: PreRollBranch | undefined) => ReturnType<typeof cameraChain>) | undefined;
 
   constructor(
     private readonly camera: CameraConfig,
@@ -87,6 +110,8 @@ export class Camera implements Service {
     private readonly timings: CameraTimings = DEFAULT_TIMINGS,
     /** sfu.mode janus: the mountpoint that receives this camera, shown in its status. */
     private readonly mountpoint?: { status(): MountpointStatus },
+    /** Where the pre-roll branch writes; undefined: no pre-roll branch (no clips from this camera). */
+    private readonly preroll?: PreRollHook,
   ) {
     this.name = `camera ${camera.name}`;
   }
@@ -136,7 +161,13 @@ export class Camera implements Service {
           ? [this.camera.source.password]
           : []),
       ];
-      const chain = cameraChain(this.camera, this.sfu, this.encoder, srtp);
+      const encoder = this.encoder;
+      this.chainFor = (preroll) => cameraChain(this.camera, this.sfu, encoder, srtp, preroll);
+      const chain = this.chainFor(
+        this.preroll
+          ? { location: 'preroll-%08d.ts', segmentSeconds: this.preroll.segmentSeconds }
+          : undefined,
+      );
       this.description = renderPipeline(chain);
       this.logDescription = renderPipeline(chain, { redact: true });
     } catch (error) {
@@ -169,7 +200,8 @@ export class Camera implements Service {
   }
 
   /** Fork the worker; resolves once the pipeline is playing or the attempt has failed (and is rescheduled). */
-  private launch(description: string): Promise<void> {
+  private launch(rendered: string): Promise<void> {
+    let description = rendered;
     this.setState(this.restarts === 0 && this.failures === 0 ? 'starting' : 'restarting');
     try {
       // An unplugged USB camera: no worker, retry with backoff, so it starts when plugged back in.
@@ -177,6 +209,18 @@ export class Camera implements Service {
     } catch (error) {
       this.scheduleRestart(describeError(error), undefined);
       return Promise.resolve();
+    }
+    if (this.preroll && this.chainFor) {
+      // Each worker writes its own segment files: a clip still reading the last one's keeps them.
+      try {
+        const location = this.preroll.launch();
+        description = renderPipeline(
+          this.chainFor({ location, segmentSeconds: this.preroll.segmentSeconds }),
+        );
+      } catch (error) {
+        this.scheduleRestart(describeError(error), undefined);
+        return Promise.resolve();
+      }
     }
     const worker = forkWorker();
     this.worker = worker;
@@ -213,7 +257,15 @@ export class Camera implements Service {
             this.fail(worker, 'pipeline ended (end of stream)', undefined);
             settle();
             break;
+          case 'segment':
+            this.preroll?.segment({
+              path: message.location,
+              startAt: message.startWallMs,
+              endAt: message.endWallMs,
+            });
+            break;
           case 'probed':
+          case 'ran':
             break;
         }
       });
@@ -233,6 +285,7 @@ export class Camera implements Service {
         description,
         payloader: PAYLOADER_NAME,
         meter: METER_NAME,
+        preroll: this.preroll ? PREROLL_SINK_NAME : undefined,
       } satisfies ToWorker);
       clearInterval(this.stallTimer);
       this.stallTimer = setInterval(

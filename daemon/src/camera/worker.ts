@@ -35,7 +35,18 @@ function meterCounters(stats: unknown): { frames: number; bytes: number } | unde
   return { frames: Number(frames), bytes: Number(bytes) };
 }
 
-function run(description: string, payloaderName: string, meterName: string): void {
+/** A splitmuxsink fragment message's running time (a guint64: a number, or its string form). */
+function runningNs(value: unknown): number | undefined {
+  const ns = typeof value === 'number' || typeof value === 'string' ? Number(value) : NaN;
+  return Number.isFinite(ns) && ns >= 0 ? ns : undefined;
+}
+
+function run(
+  description: string,
+  payloaderName: string,
+  meterName: string,
+  preRollName: string | undefined,
+): void {
   let created: Pipeline;
   try {
     created = new gstreamer.Pipeline(description);
@@ -48,7 +59,37 @@ function run(description: string, payloaderName: string, meterName: string): voi
   }
   pipeline = created;
   const current = created;
+  // Running time 0 is (within the few ms the state change takes) the moment play() is called: the
+  // pipeline's base time is taken from its clock as it goes to PLAYING. Segment times are mapped to
+  // wall-clock time through it once, in the pipeline's own clock, not by when a message arrives here
+  // (splitmuxsink holds a whole GOP before it writes it, so its messages come one GOP late).
+  let playWallMs = Date.now();
+  const opened = new Map<string, number>();
   current.pollBus((message) => {
+    if (
+      message.type === 'element' &&
+      preRollName !== undefined &&
+      message._src_element_name === preRollName
+    ) {
+      const location = typeof message.location === 'string' ? message.location : undefined;
+      const ns = runningNs(message['running-time']);
+      if (location === undefined || ns === undefined) return;
+      if (message.name === 'splitmuxsink-fragment-opened') opened.set(location, ns);
+      else if (message.name === 'splitmuxsink-fragment-closed') {
+        const startNs = opened.get(location);
+        opened.delete(location);
+        if (startNs === undefined) return;
+        send({
+          type: 'segment',
+          location,
+          startNs,
+          endNs: ns,
+          startWallMs: Math.round(playWallMs + startNs / 1e6),
+          endWallMs: Math.round(playWallMs + ns / 1e6),
+        });
+      }
+      return;
+    }
     if (message.type === 'error') {
       send({
         type: 'error',
@@ -60,6 +101,7 @@ function run(description: string, payloaderName: string, meterName: string): voi
       send({ type: 'eos' });
     }
   });
+  playWallMs = Date.now();
   current.play();
   stampedSource = startStampedSource(current);
   send({ type: 'started' });
@@ -141,11 +183,16 @@ function runToEnd(description: string, timeoutMs: number): Promise<string | unde
 process.on('message', (message: ToWorker) => {
   switch (message.type) {
     case 'run':
-      run(message.description, message.payloader, message.meter);
+      run(message.description, message.payloader, message.meter, message.preroll);
       break;
     case 'probe':
       void probe(message.candidates, message.trialTimeoutMs).then((results) => {
         send({ type: 'probed', results }, () => stop(0));
+      });
+      break;
+    case 'run-to-end':
+      void runToEnd(message.description, message.timeoutMs).then((error) => {
+        send({ type: 'ran', error }, () => stop(0));
       });
       break;
     case 'stop':
