@@ -165,7 +165,14 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
         uptimeSeconds: process.uptime(),
       }),
     status: () =>
-      Promise.resolve({ cameras: cameras.map(({ name, camera }) => ({ name, ...camera.status() })) }),
+      Promise.resolve({
+        cameras: cameras.map(({ name, camera }) => ({
+          name,
+          ...camera.status(),
+          // The pre-roll ring's finished segments (tmpfs): what the clip buffer costs in RAM.
+          preRoll: { bytes: preroll.ring(name)?.bytes() ?? 0, files: preroll.ring(name)?.files() ?? 0 },
+        })),
+      }),
     'restart-camera': async (args) => {
       const { camera: name } = argsOf(z.strictObject({ camera: z.string() }), args);
       const camera = byName.get(name);
