@@ -3,7 +3,7 @@
 // re-encoding. The cameras are stamped test sources (each frame carries its capture time as a block
 // code, camera/stamp.ts), so decoding the clip shows exactly when its first and last frames were taken.
 import { execFile } from 'node:child_process';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pino from 'pino';
@@ -225,6 +225,25 @@ describe('camera pre-roll', () => {
     expect(status.packets - at4s).toBeGreaterThan(4 * 15 * 0.7);
     expect(ring.files()).toBe(2);
   }, 60_000);
+
+  it('start and stop delete only segment files: a clips.preRollDir shared with other files keeps them', async () => {
+    const root = await tempDir('outpost-preroll-shared-');
+    await mkdir(join(root, 'cam0'));
+    await writeFile(join(root, 'keep.txt'), 'not ours');
+    await writeFile(join(root, 'cam0', 'notes.txt'), 'not ours either');
+    await writeFile(join(root, 'cam0', '3-00000007.ts'), 'a stale segment');
+    const preroll = new PreRoll(
+      [{ name: 'cam0', keyframeIntervalSeconds: 1, framerate: 15 }],
+      { root, preRollSeconds: 2 },
+      log,
+    );
+    await preroll.start();
+    expect((await readdir(join(root, 'cam0'))).sort()).toEqual(['notes.txt']);
+    await writeFile(join(root, 'cam0', '1-00000000.ts'), 'a segment');
+    await preroll.stop();
+    expect((await readdir(root)).sort()).toEqual(['cam0', 'keep.txt']);
+    expect(await readdir(join(root, 'cam0'))).toEqual(['notes.txt']);
+  });
 
   it('with a camera not streaming, the clip is made from the others, one track each, and names them', async () => {
     const box = await startBox({ preRollSeconds: 1, postRollSeconds: 1, broken: ['cam2'] });

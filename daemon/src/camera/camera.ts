@@ -163,6 +163,8 @@ export class Camera implements Service {
       ];
       const encoder = this.encoder;
       this.chainFor = (preroll) => cameraChain(this.camera, this.sfu, encoder, srtp, preroll);
+      // Rendered here to refuse bad settings before any worker starts, and for the log line; with a
+      // pre-roll, each launch renders it again with its own segment location (this one is a placeholder).
       const chain = this.chainFor(
         this.preroll
           ? { location: 'preroll-%08d.ts', segmentSeconds: this.preroll.segmentSeconds }

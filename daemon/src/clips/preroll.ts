@@ -6,7 +6,7 @@
 // ones a clip still needs (pins) until the clip is muxed. No frame passes through JavaScript: one
 // message and one stat per segment (a second of video), one unlink per pruned segment.
 import { createHash } from 'node:crypto';
-import { mkdirSync, rmSync, statfsSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmdirSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
@@ -171,10 +171,21 @@ export class PreRollRing implements PreRollHook {
     return { segments: best, startAt: first.startAt, endAt: Math.min(to, last.endAt) };
   }
 
-  /** Forget and delete everything (the camera stopped for good, or the daemon stops). */
+  /**
+   * Forget and delete every segment file in the folder, then the folder if that left it empty (the
+   * daemon starts or stops). Only files named like segments are touched: `clips.preRollDir` may point
+   * at a folder that holds other things.
+   */
   clear(): void {
     this.segments = [];
-    rmSync(this.dir, { recursive: true, force: true });
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return; // not there: nothing to clear
+    }
+    for (const name of names) if (SEGMENT_NAME.test(name)) rmSync(join(this.dir, name), { force: true });
+    removeIfEmpty(this.dir);
   }
 
   /**
@@ -195,6 +206,14 @@ export class PreRollRing implements PreRollHook {
         this.log.warn({ err: error, path: segment.path }, 'could not delete a pre-roll segment'),
       );
     }
+  }
+}
+
+function removeIfEmpty(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // Not empty (something else lives there) or already gone: leave it.
   }
 }
 
@@ -253,7 +272,7 @@ export class PreRoll implements Service {
 
   start(): Promise<void> {
     // Left over from a daemon that was killed: the segments' times meant nothing to this one.
-    rmSync(this.settings.root, { recursive: true, force: true });
+    for (const ring of this.rings.values()) ring.clear();
     mkdirSync(this.settings.root, { recursive: true, mode: 0o750 });
     try {
       if (statfsSync(this.settings.root).type !== TMPFS_MAGIC)
@@ -269,7 +288,7 @@ export class PreRoll implements Service {
 
   stop(): Promise<void> {
     for (const ring of this.rings.values()) ring.clear();
-    rmSync(this.settings.root, { recursive: true, force: true });
+    removeIfEmpty(this.settings.root);
     return Promise.resolve();
   }
 
