@@ -3,7 +3,7 @@
 // re-encoding. The cameras are stamped test sources (each frame carries its capture time as a block
 // code, camera/stamp.ts), so decoding the clip shows exactly when its first and last frames were taken.
 import { execFile } from 'node:child_process';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pino from 'pino';
@@ -224,6 +224,37 @@ describe('camera pre-roll', () => {
     // 4 s at 15 fps, at least one RTP packet a frame; allow for a busy machine.
     expect(status.packets - at4s).toBeGreaterThan(4 * 15 * 0.7);
     expect(ring.files()).toBe(2);
+  }, 60_000);
+
+  it('a pre-roll branch that cannot write costs one camera restart: then RTP runs without it, not in a loop', async () => {
+    // The first segment file is a link to /dev/full: every write fails with ENOSPC, as on a full /run.
+    const box = await startBox({
+      preRollSeconds: 1,
+      postRollSeconds: 1,
+      beforeCameras: async (preroll) => {
+        const dir = preroll.ring('cam0')!.dir;
+        await mkdir(dir, { recursive: true });
+        await symlink('/dev/full', join(dir, '1-00000000.ts'));
+      },
+    });
+    const camera = box.cameras[0]!;
+    await until(
+      () => camera.status().preRollOff !== undefined && camera.status().state === 'streaming',
+      30_000,
+      'the camera streaming again without its pre-roll',
+    );
+    const { restarts, packets } = camera.status();
+    expect(restarts).toBe(1);
+    expect(camera.status().preRollOff).toMatch(/space/i);
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const after = camera.status();
+    expect(after.restarts).toBe(1);
+    expect(after.state).toBe('streaming');
+    expect(after.packets - packets).toBeGreaterThan(3 * 15 * 0.7);
+    expect(box.preroll.ring('cam0')!.files()).toBe(0);
+    // The other camera's pre-roll is untouched.
+    expect(box.cameras[1]!.status().preRollOff).toBeUndefined();
+    expect(box.preroll.ring('cam1')!.files()).toBeGreaterThan(0);
   }, 60_000);
 
   it('start and stop delete only segment files: a clips.preRollDir shared with other files keeps them', async () => {

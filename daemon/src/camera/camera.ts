@@ -62,6 +62,13 @@ export interface PreRollHook {
   segment(segment: { path: string; startAt: number; endAt: number }): void;
 }
 
+/**
+ * After the pre-roll branch failed (a full /run, a read-only folder), the camera runs without it for
+ * this long, then tries it again. A GStreamer flow error in a tee branch stops the whole pipeline, RTP
+ * included, so a branch that keeps failing would otherwise keep the camera restarting.
+ */
+export const PREROLL_RETRY_MS = 60_000;
+
 /** Rates are measured over the last few stats messages (one a second): a keyframe is not a spike. */
 const RATE_WINDOW_SAMPLES = 5;
 
@@ -69,6 +76,11 @@ interface MeterSample {
   atMs: number;
   frames: number;
   bytes: number;
+}
+
+/** Whether an element path is inside the pre-roll branch's splitmuxsink (its muxer or file sink). */
+function isPreRollElement(path: string | undefined): boolean {
+  return path !== undefined && new RegExp(`:${PREROLL_SINK_NAME}(/|$)`).test(path);
 }
 
 export class Camera implements Service {
@@ -99,6 +111,8 @@ export class Camera implements Service {
    */
   private secrets: string[] = [];
   private logDescription = '';
+  /** Until when the pre-roll branch is left out after it failed (wall clock), and why. */
+  private preRollOff: { until: number; reason: string } | undefined;
   /** The pipeline without the pre-roll's location, which changes at each launch. */
   private chainFor: ((preroll: PreRollBranch | undefined) => ReturnType<typeof cameraChain>) | undefined;
 
@@ -129,8 +143,11 @@ export class Camera implements Service {
     bitrateKbps: number | undefined;
     /** Janus mode only: whether the SFU has a mountpoint for this camera, and why not. */
     mountpoint: MountpointStatus | undefined;
+    /** Why the pre-roll branch is left out now (it failed), or undefined. */
+    preRollOff: string | undefined;
   } {
     return {
+      preRollOff: this.preRollOff?.reason,
       mountpoint: this.mountpoint?.status(),
       encoder: this.encoder,
       fps: this.fps,
@@ -212,7 +229,14 @@ export class Camera implements Service {
       this.scheduleRestart(describeError(error), undefined);
       return Promise.resolve();
     }
-    if (this.preroll && this.chainFor) {
+    if (this.preRollOff && Date.now() >= this.preRollOff.until) {
+      this.log.info({ after: this.preRollOff.reason }, 'camera pre-roll: trying the branch again');
+      this.preRollOff = undefined;
+    }
+    if (this.preroll && this.chainFor && this.preRollOff) {
+      // Streaming without the pre-roll: clips leave this camera out until the branch is back.
+      description = renderPipeline(this.chainFor(undefined));
+    } else if (this.preroll && this.chainFor) {
       // Each worker writes its own segment files: a clip still reading the last one's keeps them.
       try {
         const location = this.preroll.launch();
@@ -252,6 +276,18 @@ export class Camera implements Service {
             }
             break;
           case 'error':
+            if (
+              this.preroll &&
+              isPreRollElement(message.path) &&
+              !this.preRollOff &&
+              this.worker === worker
+            ) {
+              this.preRollOff = { until: Date.now() + PREROLL_RETRY_MS, reason: message.message };
+              this.log.error(
+                { reason: message.message, path: message.path, retryInMs: PREROLL_RETRY_MS },
+                'camera pre-roll branch failed: restarting the camera without it (no clips from it meanwhile); check the free space of the pre-roll folder (clips.preRollDir)',
+              );
+            }
             this.fail(worker, `${message.element ?? 'pipeline'}: ${message.message}`, message.debug);
             settle();
             break;

@@ -38,7 +38,14 @@ export type FromWorker =
    * do not depend on IPC delay.
    */
   | { type: 'stats'; packets: number; frames: number; bytes: number; atMs: number }
-  | { type: 'error'; message: string; element: string | undefined; debug: string | undefined }
+  /** `path`: the element's path in the pipeline (`/GstPipeline:pipeline0/GstSplitMuxSink:preroll/GstFileSink:sink`). */
+  | {
+      type: 'error';
+      message: string;
+      element: string | undefined;
+      path?: string | undefined;
+      debug: string | undefined;
+    }
   | { type: 'eos' }
   /**
    * The pre-roll branch (splitmuxsink) closed a segment file. Times are the pipeline's running time

@@ -95,6 +95,7 @@ function run(
         type: 'error',
         message: typeof message.message === 'string' ? message.message : 'GStreamer error',
         element: message._src_element_name,
+        path: typeof message.name === 'string' ? message.name : undefined,
         debug: typeof message.debug === 'string' ? message.debug : undefined,
       });
     } else if (message.type === 'eos') {
