@@ -18,7 +18,13 @@ import { freeUdpPortPair, tempDir, until } from '../support/processes.js';
 
 const run = promisify(execFile);
 const log = pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' });
-const fast = { stallMs: 5000, backoffMinMs: 300, backoffMaxMs: 1000, exitGraceMs: 1000 };
+const fast = {
+  stallMs: 5000,
+  backoffMinMs: 300,
+  backoffMaxMs: 1000,
+  exitGraceMs: 1000,
+  preRollRetryMs: 6000,
+};
 const WIDTH = 320;
 const HEIGHT = 240;
 const KEYFRAME_MS = 1000;
@@ -226,7 +232,7 @@ describe('camera pre-roll', () => {
     expect(ring.files()).toBe(2);
   }, 60_000);
 
-  it('a pre-roll branch that cannot write costs one camera restart: then RTP runs without it, not in a loop', async () => {
+  it('a pre-roll branch that cannot write costs one camera restart: RTP runs without it, not in a loop, and it is tried again later', async () => {
     // The first segment file is a link to /dev/full: every write fails with ENOSPC, as on a full /run.
     const box = await startBox({
       preRollSeconds: 1,
@@ -255,6 +261,14 @@ describe('camera pre-roll', () => {
     // The other camera's pre-roll is untouched.
     expect(box.cameras[1]!.status().preRollOff).toBeUndefined();
     expect(box.preroll.ring('cam1')!.files()).toBeGreaterThan(0);
+    // preRollRetryMs later the camera restarts with the branch; this worker's files are writable.
+    await until(
+      () => box.preroll.ring('cam0')!.files() > 0,
+      30_000,
+      'the pre-roll back after preRollRetryMs',
+    );
+    expect(camera.status().preRollOff).toBeUndefined();
+    expect(camera.status().restarts).toBe(2);
   }, 60_000);
 
   it('start and stop delete only segment files: a clips.preRollDir shared with other files keeps them', async () => {

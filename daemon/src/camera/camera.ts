@@ -39,6 +39,13 @@ export interface CameraTimings {
   backoffMaxMs: number;
   /** How long a worker gets to exit after `stop` before SIGTERM, then SIGKILL. */
   exitGraceMs: number;
+  /**
+   * After the pre-roll branch failed (a full /run, a read-only folder), the camera runs without it for
+   * this long, then restarts with it to try again. A GStreamer flow error in a tee branch stops the
+   * whole pipeline, RTP included, so a branch that keeps failing would otherwise keep the camera
+   * restarting: this way it costs at most two short RTP gaps per period. Default PREROLL_RETRY_MS.
+   */
+  preRollRetryMs?: number;
 }
 
 export const DEFAULT_TIMINGS: CameraTimings = {
@@ -62,11 +69,7 @@ export interface PreRollHook {
   segment(segment: { path: string; startAt: number; endAt: number }): void;
 }
 
-/**
- * After the pre-roll branch failed (a full /run, a read-only folder), the camera runs without it for
- * this long, then tries it again. A GStreamer flow error in a tee branch stops the whole pipeline, RTP
- * included, so a branch that keeps failing would otherwise keep the camera restarting.
- */
+/** CameraTimings.preRollRetryMs by default. */
 export const PREROLL_RETRY_MS = 60_000;
 
 /** Rates are measured over the last few stats messages (one a second): a keyframe is not a spike. */
@@ -113,6 +116,8 @@ export class Camera implements Service {
   private logDescription = '';
   /** Until when the pre-roll branch is left out after it failed (wall clock), and why. */
   private preRollOff: { until: number; reason: string } | undefined;
+  /** Restarts a camera running without its pre-roll once preRollOff.until has passed. */
+  private preRollRetryTimer: NodeJS.Timeout | undefined;
   /** The pipeline without the pre-roll's location, which changes at each launch. */
   private chainFor: ((preroll: PreRollBranch | undefined) => ReturnType<typeof cameraChain>) | undefined;
 
@@ -203,8 +208,10 @@ export class Camera implements Service {
     this.stopping = true;
     clearTimeout(this.restartTimer);
     clearInterval(this.stallTimer);
+    clearTimeout(this.preRollRetryTimer);
     this.restartTimer = undefined;
     this.stallTimer = undefined;
+    this.preRollRetryTimer = undefined;
     await this.endWorker();
     if (this.fps !== undefined) this.fps = 0;
     if (this.bitrateKbps !== undefined) this.bitrateKbps = 0;
@@ -250,6 +257,23 @@ export class Camera implements Service {
     }
     const worker = forkWorker();
     this.worker = worker;
+    clearTimeout(this.preRollRetryTimer);
+    this.preRollRetryTimer = undefined;
+    if (this.preroll && this.preRollOff) {
+      // Running without the pre-roll: when its time is up, restart with it (not a failure: no backoff).
+      this.preRollRetryTimer = setTimeout(
+        () => {
+          this.preRollRetryTimer = undefined;
+          if (this.stopping || this.restartTimer || this.worker !== worker) return;
+          void this.endWorker().then(() => {
+            if (this.stopping || this.restartTimer || this.worker !== undefined) return;
+            this.restarts += 1;
+            return this.launch(this.description);
+          });
+        },
+        Math.max(0, this.preRollOff.until - Date.now()),
+      );
+    }
     this.lastStatsAt = Date.now();
     this.lastProgressAt = Date.now();
     this.meterSamples = [];
@@ -263,6 +287,9 @@ export class Camera implements Service {
             settle();
             break;
           case 'stats':
+            // A worker being ended after a failure may still report: its packets do not make the
+            // camera `streaming` again.
+            if (this.worker !== worker) break;
             this.lastStatsAt = Date.now();
             this.measure(message);
             if (message.packets > lastPackets) {
@@ -282,9 +309,16 @@ export class Camera implements Service {
               !this.preRollOff &&
               this.worker === worker
             ) {
-              this.preRollOff = { until: Date.now() + PREROLL_RETRY_MS, reason: message.message };
+              this.preRollOff = {
+                until: Date.now() + (this.timings.preRollRetryMs ?? PREROLL_RETRY_MS),
+                reason: message.message,
+              };
               this.log.error(
-                { reason: message.message, path: message.path, retryInMs: PREROLL_RETRY_MS },
+                {
+                  reason: message.message,
+                  path: message.path,
+                  retryInMs: this.timings.preRollRetryMs ?? PREROLL_RETRY_MS,
+                },
                 'camera pre-roll branch failed: restarting the camera without it (no clips from it meanwhile); check the free space of the pre-roll folder (clips.preRollDir)',
               );
             }
