@@ -7,8 +7,9 @@
 // Where the clip starts and ends: the start cannot be cut inside a GOP without re-encoding, so each
 // camera's track starts at its keyframe at or before press − pre (up to one keyframe interval early);
 // the end can be cut at any frame (constrained baseline has no B-frames), so each track stops after
-// the frames up to press + post (identity eos-after). Tracks are placed on the clip's time line by
-// their wall-clock start (identity ts-offset), so two cameras' views of one moment line up.
+// the frames up to press + post (identity eos-after). Each track starts at 0 in the file: mp4mux
+// writes no empty edit for a later start, and no stock element shifts timestamps, so two cameras'
+// tracks can be up to one keyframe interval apart; the log line gives each camera's pre-roll.
 import type { Logger } from 'pino';
 import { runPipelineToEnd } from '../camera/worker-process.js';
 import { caps, element, pad, renderPipeline, type Link } from '../camera/pipeline.js';
@@ -24,8 +25,6 @@ export interface ClipTrack {
   stopIndex: number;
   /** Stop after this many frames (undefined: at the last segment's end). */
   frames: number | undefined;
-  /** Where the track starts on the clip's time line. */
-  offsetNs: number;
 }
 
 /** How long the mux may take: seconds of video are muxed in milliseconds; this bounds a wedged one. */
@@ -48,10 +47,7 @@ export function clipMuxGraph(tracks: readonly ClipTrack[], outPath: string): Lin
       element('tsdemux'),
       // Cut before h264parse: h264parse holds one frame back, and cutting after it (answering its push
       // with EOS) loses the frame before the last one. tsdemux hands out whole access units.
-      element('identity', {
-        'eos-after': track.frames,
-        'ts-offset': track.offsetNs > 0 ? track.offsetNs : undefined,
-      }),
+      element('identity', { 'eos-after': track.frames }),
       element('h264parse'),
       caps('video/x-h264', { 'stream-format': 'avc', alignment: 'au' }),
       pad('mux', `video_${index}`),
@@ -119,7 +115,6 @@ export class PreRollClipSource implements ClipSource {
             last.endAt > pick.endAt
               ? Math.max(1, Math.round(((pick.endAt - pick.startAt) / 1000) * ring.framerate))
               : undefined,
-          offsetNs: Math.round((pick.startAt - startAt) * 1e6),
         };
       });
       const error = await runPipelineToEnd(
@@ -135,7 +130,7 @@ export class PreRollClipSource implements ClipSource {
           clipId: request.clipId,
           cameras,
           missing,
-          preRollMs: request.at - startAt,
+          preRollMs: Object.fromEntries(picked.map((p) => [p.ring.camera, request.at - p.pick.startAt])),
           postRollMs: endAt - request.at,
           segments: picked.map((p) => p.pick.segments.length),
         },
