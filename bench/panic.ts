@@ -2,12 +2,14 @@
 // (app.ts with its broker, uplink, panic service and button, the button on a fake pin) while two test
 // cameras stream. The press time is the first edge of the press; the figure includes the button's
 // debounce (gpio.button.debounceMs, 20 ms), because the daemon cannot know it is a press before that.
-// Also press → verified clip at a console receiver (`outpost clips pull`, its own process), which with today's
-// STAND-IN clip source (clips/test-source.ts: records pre + post seconds from the press) is mostly the
-// recording itself; the real pre-roll figure comes with the pre-roll buffer.
+// Also press → verified clip at a console receiver (`outpost clips pull`, its own process): the clip is
+// cut from the cameras' pre-roll (clips/preroll.ts, clips/mux.ts), so it is ready the post-roll plus up
+// to two keyframe intervals (splitmuxsink writes a GOP once the next one starts) plus the mux after the
+// press. And the pre-roll's memory: bytes and files in each camera's ring once it has run for more than
+// twice the pre-roll (steady state), and the most seen while clips pin segments during the presses.
 // Prints a table, and as its last line one JSON object of the figures.
 //
-//   npm run bench:panic -- [--presses 50] [--gap-ms 400]
+//   npm run bench:panic -- [--presses 50] [--gap-ms 400] [--pre-roll 2] [--post-roll 1]
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { mkdtemp } from 'node:fs/promises';
@@ -30,6 +32,8 @@ const arg = (name: string, fallback: number) => {
 };
 const presses = arg('--presses', 50);
 const gapMs = arg('--gap-ms', 400);
+const preRollSeconds = arg('--pre-roll', 2);
+const postRollSeconds = arg('--post-roll', 1);
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -47,7 +51,7 @@ const config = configSchema.parse({
   log: { level: 'warn' },
   broker: { tcp: { port } },
   gpio: { button: { pin: 17 } },
-  clips: { preRollSeconds: 0.5, postRollSeconds: 1 },
+  clips: { preRollSeconds, postRollSeconds },
   cameras: [0, 1].map((i) => ({
     name: `cam${i}`,
     width: 640,
@@ -97,7 +101,16 @@ receiver.stdout.on('data', (chunk: Buffer) => {
     if (done?.[1]) clipAt.set(done[1], Date.now());
   }
 });
-await sleep(1000); // cameras streaming, receiver subscribed
+// Cameras streaming and their pre-roll in steady state (more than twice the pre-roll), receiver subscribed.
+await sleep(2 * preRollSeconds * 1000 + 3000);
+const steadyPreRoll = app.preroll.usage();
+const mostPreRoll = new Map(steadyPreRoll.map((u) => [u.camera, { ...u }]));
+const sampler = setInterval(() => {
+  for (const u of app.preroll.usage()) {
+    const most = mostPreRoll.get(u.camera);
+    if (most && u.bytes > most.bytes) mostPreRoll.set(u.camera, { ...u });
+  }
+}, 250);
 
 const pressedAt: Array<{ at: number; clipId?: string }> = [];
 for (let i = 0; i < presses; i += 1) {
@@ -121,6 +134,7 @@ for (let i = 0; i < presses; i += 1) {
 }
 const waitUntil = Date.now() + 60_000;
 while (Date.now() < waitUntil && pressedAt.some((p) => p.clipId && !clipAt.has(p.clipId))) await sleep(100);
+clearInterval(sampler);
 receiver.kill('SIGINT');
 await new Promise((resolve) => receiver.once('exit', resolve));
 await console1.endAsync();
@@ -138,16 +152,26 @@ const figures = {
   debounceMs: config.gpio?.button?.debounceMs,
   clipsVerified: toClip.length,
   pressToVerifiedClipMs: { p50: percentile(toClip, 50), p95: percentile(toClip, 95) },
-  clipSource: 'stand-in videotestsrc, pre+post recorded from the press',
-  preAndPostMs: (config.clips.preRollSeconds + config.clips.postRollSeconds) * 1000,
+  clipSource: 'camera pre-roll + post-roll, muxed without re-encoding',
+  preRollMs: preRollSeconds * 1000,
+  postRollMs: postRollSeconds * 1000,
   cameras: config.cameras.length,
+  camera: `${config.cameras[0]?.width}x${config.cameras[0]?.height}@${config.cameras[0]?.framerate} ${config.cameras[0]?.bitrateKbps} kbit/s, keyframe every ${config.cameras[0]?.keyframeIntervalSeconds} s`,
+  preRollSteady: steadyPreRoll,
+  preRollMostDuringPresses: [...mostPreRoll.values()],
 };
 console.log(`presses ${presses}, alerts at the console ${toAlert.length}`);
 console.log(
   `press → alert (incl. ${figures.debounceMs} ms debounce): p50 ${figures.pressToAlertMs.p50} ms, p95 ${figures.pressToAlertMs.p95} ms, max ${figures.pressToAlertMs.max} ms`,
 );
 console.log(
-  `press → verified clip (stand-in source, ${figures.preAndPostMs} ms recorded): p50 ${figures.pressToVerifiedClipMs.p50} ms, p95 ${figures.pressToVerifiedClipMs.p95} ms (${toClip.length} clips)`,
+  `press → verified clip (${figures.preRollMs} ms pre-roll + ${figures.postRollMs} ms post-roll): p50 ${figures.pressToVerifiedClipMs.p50} ms, p95 ${figures.pressToVerifiedClipMs.p95} ms (${toClip.length} clips)`,
 );
+for (const steady of steadyPreRoll) {
+  const most = mostPreRoll.get(steady.camera);
+  console.log(
+    `pre-roll ${steady.camera} (${figures.camera}): steady ${Math.round(steady.bytes / 1024)} KiB in ${steady.files} segments; most during the presses ${Math.round((most?.bytes ?? 0) / 1024)} KiB in ${most?.files} (clips pin what they need)`,
+  );
+}
 console.log(JSON.stringify(figures));
 process.exit(0);

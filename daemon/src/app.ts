@@ -16,7 +16,8 @@ import { Telemetry } from './telemetry/sampler.js';
 import { ClipDelivery } from './clips/delivery.js';
 import { Panic } from './clips/panic.js';
 import { ClipStore } from './clips/store.js';
-import { TestClipSource } from './clips/test-source.js';
+import { PreRollClipSource } from './clips/mux.js';
+import { PreRoll, preRollRoot } from './clips/preroll.js';
 import { Button } from './gpio/button.js';
 import { Led, type LedBase } from './gpio/led.js';
 import { pinOpener, type PinOpener } from './gpio/open-pin.js';
@@ -26,6 +27,8 @@ export interface App extends Lifecycle {
   readonly services: readonly Service[];
   /** Panic triggers not on MQTT (tests, benchmarks). */
   readonly panic: Panic;
+  /** The cameras' pre-roll buffers (bench:panic reports their size). */
+  readonly preroll: PreRoll;
   /** One line for systemd's STATUS= and the log: what is running. */
   summary(): string;
   /** SIGHUP: re-read what can change without a restart (the broker's identities). */
@@ -45,6 +48,12 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
   // sfu.mode janus: mountpoints on the site's Janus; its start() returns at once, Janus up or not.
   const janus =
     config.sfu.mode === 'janus' ? new JanusMountpoints(config, log.child({ service: 'janus' })) : undefined;
+  // Each camera's pipeline keeps its last clips.preRollSeconds of H.264 in a folder this owns (tmpfs).
+  const preroll = new PreRoll(
+    config.cameras,
+    { root: preRollRoot(config), preRollSeconds: config.clips.preRollSeconds },
+    log.child({ service: 'preroll' }),
+  );
   const cameras = config.cameras.map((camera) => ({
     name: camera.name,
     camera: new Camera(
@@ -54,6 +63,7 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
       log.child({ service: 'camera', camera: camera.name }),
       undefined,
       janus?.mountpoint(camera.name),
+      preroll.ring(camera.name),
     ),
   }));
   const cameraStates = new CameraStateReport(
@@ -113,8 +123,7 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     log.child({ service: 'clip-delivery' }),
     { delivered: () => led.show('clip-delivered') },
   );
-  // STAND-IN until the camera pre-roll lands: see clips/test-source.ts.
-  const clipSource = new TestClipSource(config.cameras, log.child({ service: 'clip-source' }));
+  const clipSource = new PreRollClipSource(preroll, log.child({ service: 'clip-source' }));
   const panic = new Panic(
     {
       site: config.site,
@@ -156,7 +165,14 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
         uptimeSeconds: process.uptime(),
       }),
     status: () =>
-      Promise.resolve({ cameras: cameras.map(({ name, camera }) => ({ name, ...camera.status() })) }),
+      Promise.resolve({
+        cameras: cameras.map(({ name, camera }) => ({
+          name,
+          ...camera.status(),
+          // The pre-roll ring's finished segments (tmpfs): what the clip buffer costs in RAM.
+          preRoll: { bytes: preroll.ring(name)?.bytes() ?? 0, files: preroll.ring(name)?.files() ?? 0 },
+        })),
+      }),
     'restart-camera': async (args) => {
       const { camera: name } = argsOf(z.strictObject({ camera: z.string() }), args);
       const camera = byName.get(name);
@@ -233,6 +249,8 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     uplink,
     encoders,
     ...(janus ? [janus] : []),
+    // Before the cameras that write into it, so it is removed only after they stopped.
+    preroll,
     ...cameras.map(({ camera }) => camera),
     cameraStates,
     telemetry,
@@ -249,6 +267,7 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     ...life,
     services,
     panic,
+    preroll,
     reload: () => broker.reloadIdentities(),
     summary() {
       const address = broker.address();

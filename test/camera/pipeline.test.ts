@@ -68,6 +68,43 @@ describe('pipeline descriptions', () => {
     expect(result.status, result.stderr).toBe(0);
   });
 
+  it('with a pre-roll branch, a tee feeds RTP and a leaky queue to splitmuxsink; plain, RTCP and SRTP graphs run and write segments', async () => {
+    const config = embeddedDefaults();
+    const dir = await tempDir('outpost-preroll-graph-');
+    const camera = { ...config.cameras[0]!, width: 320, height: 240, framerate: 15 };
+    const variants = {
+      plain: cameraChain(camera, config.sfu, 'x264enc', undefined, {
+        location: join(dir, 'plain-%08d.ts'),
+        segmentSeconds: 1,
+      }),
+      rtcp: cameraChain({ ...camera, rtp: { ...camera.rtp, rtcp: true } }, config.sfu, 'x264enc', undefined, {
+        location: join(dir, 'rtcp-%08d.ts'),
+        segmentSeconds: 1,
+      }),
+      srtp: cameraChain(
+        { ...camera, rtp: { ...camera.rtp, rtcp: true } },
+        config.sfu,
+        'x264enc',
+        { suite: 'AES_CM_128_HMAC_SHA1_80', masterKey: new Uint8Array(30).fill(7) },
+        { location: join(dir, 'srtp-%08d.ts'), segmentSeconds: 1 },
+      ),
+    };
+    for (const [name, chain] of Object.entries(variants)) {
+      const description = renderPipeline(chain);
+      expect(description).toContain('identity name="meter" silent=true ! tee name="split" ! rtph264pay');
+      expect(description).toContain(
+        'split.src_1 ! queue leaky="downstream" max-size-time=2000000000 max-size-buffers=0 max-size-bytes=0 ! h264parse config-interval=-1',
+      );
+      expect(description).toContain(
+        `splitmuxsink name="preroll" muxer="mpegtsmux" max-size-time=1000000000 location="${dir}/${name}-%08d.ts"`,
+      );
+      // 40 frames at 15 fps, a keyframe a second: three segments (the last closed by EOS).
+      const result = parseAndRun(description.replace('videotestsrc ', 'videotestsrc num-buffers=40 '));
+      expect(result.status, `${name}: ${result.stderr}`).toBe(0);
+      expect(existsSync(join(dir, `${name}-00000002.ts`)), name).toBe(true);
+    }
+  });
+
   it('renders the Pi hardware encoder with its controls and a level that fits the stream', () => {
     const config = embeddedDefaults();
     const description = renderPipeline(

@@ -8,7 +8,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { hashFile } from '../../daemon/src/clips/store.js';
 import { connectAs, PEOPLE, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
 import { testPki } from '../support/pki.js';
-import { freePort, runCli, runCliToEnd, tempDir, until, writeTemp, type Run } from '../support/processes.js';
+import {
+  freePort,
+  freeUdpPortPair,
+  runCli,
+  runCliToEnd,
+  tempDir,
+  until,
+  writeTemp,
+  type Run,
+} from '../support/processes.js';
 
 const runs: Run[] = [];
 let hub: TestBroker | undefined;
@@ -21,6 +30,12 @@ afterEach(async () => {
   await hub?.stop();
   hub = undefined;
 });
+
+/** One test camera (videotestsrc → x264enc): a clip is cut from its pre-roll. RTP goes to a free port. */
+async function testCamera(): Promise<string> {
+  const port = await freeUdpPortPair();
+  return `cameras:\n  - name: cam0\n    width: 320\n    height: 240\n    framerate: 15\n    encoder: x264enc\n    rtp:\n      port: ${port}`;
+}
 
 function start(args: string[]): Run {
   const run = runCli(args);
@@ -39,7 +54,7 @@ describe('outpost clip and outpost clips pull', () => {
         'device: box1',
         `dataDir: ${dataDir}`,
         `broker:\n  tcp:\n    port: ${port}`,
-        'cameras: []',
+        await testCamera(),
         'clips:\n  preRollSeconds: 1\n  postRollSeconds: 1',
       ].join('\n'),
     );
@@ -55,7 +70,7 @@ describe('outpost clip and outpost clips pull', () => {
     const asked = await runCliToEnd(['clip', '--config', file]);
     expect(asked.code, asked.stderr).toBe(0);
     const clipId = /clip (\S+) /.exec(asked.stdout)?.[1] ?? '';
-    expect(asked.stdout).toMatch(/^alert sent; clip \S+ \(\) is being recorded/);
+    expect(asked.stdout).toMatch(/^alert sent; clip \S+ \(cam0\) is being recorded/);
     await daemon.waitForLog((line) => line.msg === 'panic: alert published' && line.trigger === 'cli');
 
     const { code } = await pull.exited(45_000);
@@ -80,7 +95,7 @@ describe('outpost clip and outpost clips pull', () => {
         'role: camera',
         `dataDir: ${dataDir}`,
         `broker:\n  tcp:\n    port: ${await freePort()}`,
-        'cameras: []',
+        await testCamera(),
         'clips:\n  preRollSeconds: 1\n  postRollSeconds: 1\n  chunkBytes: 1024\n  inFlightChunks: 1',
         `uplink:\n  url: mqtts://127.0.0.1:${hub.mqttsPort}\n  ca: ${testPki().ca}\n  username: cam-a\n  passwordFile: ${passwordFile}`,
       ].join('\n'),

@@ -1,17 +1,21 @@
 // A panic clip end to end against the test hub broker: the button (fake pin) or a command raises the
-// alert at once, the stand-in source records the clip, the store keeps it, delivery sends manifest and
-// chunks through the uplink, and the reference receiver reassembles and verifies it, including when the
-// console was away, and when the box is stopped mid-delivery and started again on the same data dir.
+// alert at once, the clip is cut from a real camera pipeline's pre-roll and post-roll, the store keeps
+// it, delivery sends manifest and chunks through the uplink, and the reference receiver reassembles and
+// verifies it, including when the console was away, and when the box is stopped mid-delivery and
+// started again on the same data dir.
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ClipDelivery } from '../../daemon/src/clips/delivery.js';
 import { Panic } from '../../daemon/src/clips/panic.js';
 import { pullClips, type PullOptions } from '../../daemon/src/clips/pull.js';
 import { ClipStore, hashFile } from '../../daemon/src/clips/store.js';
-import { TestClipSource } from '../../daemon/src/clips/test-source.js';
+import { PreRollClipSource } from '../../daemon/src/clips/mux.js';
+import { PreRoll, preRollRoot } from '../../daemon/src/clips/preroll.js';
+import { Camera } from '../../daemon/src/camera/camera.js';
+import { Encoders } from '../../daemon/src/camera/encoders.js';
 import { configSchema, type Config } from '../../daemon/src/config/schema.js';
 import { Button } from '../../daemon/src/gpio/button.js';
 import { FakePin } from '../../daemon/src/gpio/fake-pin.js';
@@ -19,7 +23,7 @@ import { Commands } from '../../daemon/src/mqtt/commands.js';
 import { Uplink } from '../../daemon/src/mqtt/uplink.js';
 import { connectAs, PEOPLE, readPem, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
 import { testPki } from '../support/pki.js';
-import { tempDir, until } from '../support/processes.js';
+import { freeUdpPortPair, tempDir, until } from '../support/processes.js';
 
 const log = pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' });
 let hub: TestBroker | undefined;
@@ -30,6 +34,10 @@ afterEach(async () => {
   await hub?.stop();
   hub = undefined;
 });
+
+// The clips come from a real camera pipeline's pre-roll (videotestsrc → x264enc), as in the daemon.
+const encoders = new Encoders(log);
+beforeAll(() => encoders.start(), 60_000);
 
 const noLocalBroker = { address: () => undefined, selfCredential: () => ({ username: '', password: '' }) };
 
@@ -45,14 +53,32 @@ async function boxConfig(
     device: 'cam-a',
     role: 'camera',
     dataDir,
-    cameras: [{ name: 'cam0', width: 320, height: 240, framerate: 15 }],
+    cameras: [
+      {
+        name: 'cam0',
+        width: 320,
+        height: 240,
+        framerate: 15,
+        encoder: 'x264enc',
+        rtp: { port: await freeUdpPortPair() },
+      },
+    ],
     clips: { preRollSeconds: 1, postRollSeconds: 1, chunkBytes: 4096, ...clips },
     uplink: { url: `mqtts://127.0.0.1:${hubPort}`, ca: testPki().ca, username: 'cam-a', passwordFile },
   });
 }
 
-/** The box's clip path, built the way app.ts builds it. */
+/** The box's camera and clip path, built the way app.ts builds them. */
 async function startBox(config: Config) {
+  const preroll = new PreRoll(
+    config.cameras,
+    { root: preRollRoot(config), preRollSeconds: config.clips.preRollSeconds },
+    log,
+  );
+  const cameras = config.cameras.map(
+    (camera) =>
+      new Camera(camera, config.sfu, encoders, log, undefined, undefined, preroll.ring(camera.name)),
+  );
   const uplink = new Uplink(config, noLocalBroker, log);
   const store = new ClipStore(config.dataDir, config.clips, log);
   const delivery = new ClipDelivery(
@@ -70,7 +96,7 @@ async function startBox(config: Config) {
       cameras: ['cam0'],
     },
     uplink,
-    new TestClipSource(config.cameras, log),
+    new PreRollClipSource(preroll, log),
     store,
     delivery,
     log,
@@ -93,8 +119,13 @@ async function startBox(config: Config) {
     },
     log,
   );
-  const services = [uplink, store, delivery, panic, button, commands];
-  for (const service of services) await service.start();
+  const services = [preroll, ...cameras, uplink, store, delivery, panic, button, commands];
+  const clipPath = services.indexOf(uplink);
+  for (const service of services.slice(0, clipPath)) await service.start();
+  // A press gets its pre-roll once the camera has written a second or more.
+  const ring = preroll.ring('cam0');
+  await until(() => (ring?.files() ?? 0) >= 2, 20_000, 'the camera pre-roll to fill');
+  for (const service of services.slice(clipPath)) await service.start();
   let stopped = false;
   const stop = async () => {
     if (stopped) return;

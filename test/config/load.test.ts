@@ -75,6 +75,12 @@ describe('configuration', () => {
     expect(problem?.message).toMatch(/loopback only/);
   });
 
+  it('refuses a pre-roll folder with "%" in it (segment names are printf patterns)', () => {
+    const [problem] = problemsOf('clips:\n  preRollDir: /run/100%\n');
+    expect(problem).toMatchObject({ path: 'clips.preRollDir' });
+    expect(problem?.message).toMatch(/cannot contain "%"/);
+  });
+
   it('refuses two cameras with the same name or RTP port', () => {
     const problems = problemsOf('cameras:\n  - name: a\n  - name: a\n    rtp:\n      port: 5004\n');
     expect(problems.map((p) => p.path).sort()).toEqual(['cameras[1].name', 'cameras[1].rtp.port']);

@@ -35,6 +35,7 @@ describe('daemon process', () => {
       'broker',
       'uplink',
       'encoders',
+      'preroll',
       'camera cam0',
       'camera state',
       'telemetry',

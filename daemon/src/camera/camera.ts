@@ -8,7 +8,15 @@ import { describeError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import type { EncoderChoice, EncoderName } from './encoders.js';
 import type { MountpointStatus } from './janus.js';
-import { cameraChain, METER_NAME, PAYLOADER_NAME, renderPipeline, rtcpRelayPlan } from './pipeline.js';
+import {
+  cameraChain,
+  METER_NAME,
+  PAYLOADER_NAME,
+  PREROLL_SINK_NAME,
+  renderPipeline,
+  rtcpRelayPlan,
+  type PreRollBranch,
+} from './pipeline.js';
 import type { RtcpRelayPlan } from './rtcp-relay.js';
 import { checkDevice } from './sources.js';
 import { loadSrtpKey } from './srtp.js';
@@ -33,6 +41,13 @@ export interface CameraTimings {
   backoffMaxMs: number;
   /** How long a worker gets to exit after `stop` before SIGTERM, then SIGKILL. */
   exitGraceMs: number;
+  /**
+   * After the pre-roll branch failed (a full /run, a read-only folder), the camera runs without it for
+   * this long, then restarts with it to try again. A GStreamer flow error in a tee branch stops the
+   * whole pipeline, RTP included, so a branch that keeps failing would otherwise keep the camera
+   * restarting: this way it costs at most two short RTP gaps per period. Default PREROLL_RETRY_MS.
+   */
+  preRollRetryMs?: number;
 }
 
 export const DEFAULT_TIMINGS: CameraTimings = {
@@ -42,6 +57,23 @@ export const DEFAULT_TIMINGS: CameraTimings = {
   exitGraceMs: 1500,
 };
 
+/**
+ * The narrow hook between a camera and its clip pre-roll (clips/preroll.ts): the camera's pipeline
+ * writes keyframe-aligned segments where the hook says and reports each finished one; the clip side
+ * owns the folder, prunes it and reads it. No frame passes through JavaScript.
+ */
+export interface PreRollHook {
+  /** Segment length (splitmuxsink cuts at the first keyframe after it). */
+  readonly segmentSeconds: number;
+  /** A new worker is about to start: forget the last one's segments; where this one writes (`%d` pattern). */
+  launch(): string;
+  /** A finished segment file, with the wall-clock range it covers. */
+  segment(segment: { path: string; startAt: number; endAt: number }): void;
+}
+
+/** CameraTimings.preRollRetryMs by default. */
+export const PREROLL_RETRY_MS = 60_000;
+
 /** Rates are measured over the last few stats messages (one a second): a keyframe is not a spike. */
 const RATE_WINDOW_SAMPLES = 5;
 
@@ -49,6 +81,11 @@ interface MeterSample {
   atMs: number;
   frames: number;
   bytes: number;
+}
+
+/** Whether an element path is inside the pre-roll branch's splitmuxsink (its muxer or file sink). */
+function isPreRollElement(path: string | undefined): boolean {
+  return path !== undefined && new RegExp(`:${PREROLL_SINK_NAME}(/|$)`).test(path);
 }
 
 export class Camera implements Service {
@@ -81,6 +118,12 @@ export class Camera implements Service {
    */
   private secrets: string[] = [];
   private logDescription = '';
+  /** Until when the pre-roll branch is left out after it failed (wall clock), and why. */
+  private preRollOff: { until: number; reason: string } | undefined;
+  /** Restarts a camera running without its pre-roll once preRollOff.until has passed. */
+  private preRollRetryTimer: NodeJS.Timeout | undefined;
+  /** The pipeline without the pre-roll's location, which changes at each launch. */
+  private chainFor: ((preroll: PreRollBranch | undefined) => ReturnType<typeof cameraChain>) | undefined;
 
   constructor(
     private readonly camera: CameraConfig,
@@ -90,6 +133,8 @@ export class Camera implements Service {
     private readonly timings: CameraTimings = DEFAULT_TIMINGS,
     /** sfu.mode janus: the mountpoint that receives this camera, shown in its status. */
     private readonly mountpoint?: { status(): MountpointStatus },
+    /** Where the pre-roll branch writes; undefined: no pre-roll branch (no clips from this camera). */
+    private readonly preroll?: PreRollHook,
   ) {
     this.name = `camera ${camera.name}`;
   }
@@ -107,8 +152,11 @@ export class Camera implements Service {
     bitrateKbps: number | undefined;
     /** Janus mode only: whether the SFU has a mountpoint for this camera, and why not. */
     mountpoint: MountpointStatus | undefined;
+    /** Why the pre-roll branch is left out now (it failed), or undefined. */
+    preRollOff: string | undefined;
   } {
     return {
+      preRollOff: this.preRollOff?.reason,
       mountpoint: this.mountpoint?.status(),
       encoder: this.encoder,
       fps: this.fps,
@@ -139,7 +187,15 @@ export class Camera implements Service {
           ? [this.camera.source.password]
           : []),
       ];
-      const chain = cameraChain(this.camera, this.sfu, this.encoder, srtp);
+      const encoder = this.encoder;
+      this.chainFor = (preroll) => cameraChain(this.camera, this.sfu, encoder, srtp, preroll);
+      // Rendered here to refuse bad settings before any worker starts, and for the log line; with a
+      // pre-roll, each launch renders it again with its own segment location (this one is a placeholder).
+      const chain = this.chainFor(
+        this.preroll
+          ? { location: 'preroll-%08d.ts', segmentSeconds: this.preroll.segmentSeconds }
+          : undefined,
+      );
       this.rtcpRelay = rtcpRelayPlan(this.camera, this.sfu);
       this.description = renderPipeline(chain);
       this.logDescription = renderPipeline(chain, { redact: true });
@@ -157,8 +213,10 @@ export class Camera implements Service {
     this.stopping = true;
     clearTimeout(this.restartTimer);
     clearInterval(this.stallTimer);
+    clearTimeout(this.preRollRetryTimer);
     this.restartTimer = undefined;
     this.stallTimer = undefined;
+    this.preRollRetryTimer = undefined;
     await this.endWorker();
     if (this.fps !== undefined) this.fps = 0;
     if (this.bitrateKbps !== undefined) this.bitrateKbps = 0;
@@ -173,7 +231,8 @@ export class Camera implements Service {
   }
 
   /** Fork the worker; resolves once the pipeline is playing or the attempt has failed (and is rescheduled). */
-  private launch(description: string): Promise<void> {
+  private launch(rendered: string): Promise<void> {
+    let description = rendered;
     this.setState(this.restarts === 0 && this.failures === 0 ? 'starting' : 'restarting');
     try {
       // An unplugged USB camera: no worker, retry with backoff, so it starts when plugged back in.
@@ -182,8 +241,44 @@ export class Camera implements Service {
       this.scheduleRestart(describeError(error), undefined);
       return Promise.resolve();
     }
+    if (this.preRollOff && Date.now() >= this.preRollOff.until) {
+      this.log.info({ after: this.preRollOff.reason }, 'camera pre-roll: trying the branch again');
+      this.preRollOff = undefined;
+    }
+    if (this.preroll && this.chainFor && this.preRollOff) {
+      // Streaming without the pre-roll: clips leave this camera out until the branch is back.
+      description = renderPipeline(this.chainFor(undefined));
+    } else if (this.preroll && this.chainFor) {
+      // Each worker writes its own segment files: a clip still reading the last one's keeps them.
+      try {
+        const location = this.preroll.launch();
+        description = renderPipeline(
+          this.chainFor({ location, segmentSeconds: this.preroll.segmentSeconds }),
+        );
+      } catch (error) {
+        this.scheduleRestart(describeError(error), undefined);
+        return Promise.resolve();
+      }
+    }
     const worker = forkWorker();
     this.worker = worker;
+    clearTimeout(this.preRollRetryTimer);
+    this.preRollRetryTimer = undefined;
+    if (this.preroll && this.preRollOff) {
+      // Running without the pre-roll: when its time is up, restart with it (not a failure: no backoff).
+      this.preRollRetryTimer = setTimeout(
+        () => {
+          this.preRollRetryTimer = undefined;
+          if (this.stopping || this.restartTimer || this.worker !== worker) return;
+          void this.endWorker().then(() => {
+            if (this.stopping || this.restartTimer || this.worker !== undefined) return;
+            this.restarts += 1;
+            return this.launch(this.description);
+          });
+        },
+        Math.max(0, this.preRollOff.until - Date.now()),
+      );
+    }
     this.lastStatsAt = Date.now();
     this.lastProgressAt = Date.now();
     this.meterSamples = [];
@@ -197,6 +292,9 @@ export class Camera implements Service {
             settle();
             break;
           case 'stats':
+            // A worker being ended after a failure may still report: its packets do not make the
+            // camera `streaming` again.
+            if (this.worker !== worker) break;
             this.lastStatsAt = Date.now();
             this.measure(message);
             if (message.packets > lastPackets) {
@@ -210,6 +308,25 @@ export class Camera implements Service {
             }
             break;
           case 'error':
+            if (
+              this.preroll &&
+              isPreRollElement(message.path) &&
+              !this.preRollOff &&
+              this.worker === worker
+            ) {
+              this.preRollOff = {
+                until: Date.now() + (this.timings.preRollRetryMs ?? PREROLL_RETRY_MS),
+                reason: message.message,
+              };
+              this.log.error(
+                {
+                  reason: message.message,
+                  path: message.path,
+                  retryInMs: this.timings.preRollRetryMs ?? PREROLL_RETRY_MS,
+                },
+                'camera pre-roll branch failed: restarting the camera without it (no clips from it meanwhile); check the free space of the pre-roll folder (clips.preRollDir)',
+              );
+            }
             this.fail(worker, `${message.element ?? 'pipeline'}: ${message.message}`, message.debug);
             settle();
             break;
@@ -217,7 +334,15 @@ export class Camera implements Service {
             this.fail(worker, 'pipeline ended (end of stream)', undefined);
             settle();
             break;
+          case 'segment':
+            this.preroll?.segment({
+              path: message.location,
+              startAt: message.startWallMs,
+              endAt: message.endWallMs,
+            });
+            break;
           case 'probed':
+          case 'ran':
             break;
         }
       });
@@ -238,6 +363,7 @@ export class Camera implements Service {
         payloader: PAYLOADER_NAME,
         meter: METER_NAME,
         rtcpRelay: this.rtcpRelay,
+        preroll: this.preroll ? PREROLL_SINK_NAME : undefined,
       } satisfies ToWorker);
       clearInterval(this.stallTimer);
       this.stallTimer = setInterval(

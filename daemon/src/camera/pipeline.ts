@@ -205,6 +205,49 @@ function meter(): ElementLink {
   return element('identity', { silent: true }, METER_NAME);
 }
 
+/** The tee that splits the encoded H.264 between RTP and the pre-roll branch. */
+export const TEE_NAME = 'split';
+/** The pre-roll branch's splitmuxsink: its fragment messages say where each segment is and when. */
+export const PREROLL_SINK_NAME = 'preroll';
+
+/** Where a camera's pre-roll segments go (clips/preroll.ts owns the folder and prunes it). */
+export interface PreRollBranch {
+  /** A printf pattern with one `%d` for the segment index, e.g. `/run/outpost/preroll/cam0/3-%08d.ts`. */
+  location: string;
+  /**
+   * Segment length in seconds. splitmuxsink starts a new file at the first keyframe after this much, so
+   * every segment starts with a keyframe; the camera's keyframe interval makes one GOP a segment.
+   */
+  segmentSeconds: number;
+}
+
+/**
+ * The pre-roll branch: the tee's second pad → a leaky queue → h264parse (SPS/PPS before every IDR, so
+ * every segment decodes alone) → MPEG-TS segments (a segment is readable even if the process dies while
+ * writing it, and segments concatenate). The queue drops the oldest buffers instead of blocking when
+ * the branch falls behind (a full disk, a stalled filesystem): the tee then never waits on it, and the
+ * RTP branch, which runs in the encoder's own thread, never stalls because of it.
+ */
+function preRollLinks(branch: PreRollBranch): Link[] {
+  const segmentNs = Math.round(branch.segmentSeconds * 1e9);
+  return [
+    pad(TEE_NAME, 'src_1'),
+    element('queue', {
+      leaky: 'downstream',
+      'max-size-time': Math.max(2e9, 2 * segmentNs),
+      'max-size-buffers': 0,
+      'max-size-bytes': 0,
+    }),
+    element('h264parse', { 'config-interval': -1 }),
+    caps('video/x-h264', { 'stream-format': 'byte-stream', alignment: 'au' }),
+    element(
+      'splitmuxsink',
+      { muxer: 'mpegtsmux', 'max-size-time': segmentNs, location: branch.location },
+      PREROLL_SINK_NAME,
+    ),
+  ];
+}
+
 /** An SRTP master key (key + salt) ready for srtpenc, and the suite it is for. */
 export interface SrtpKey {
   suite: SrtpSuite;
@@ -222,6 +265,7 @@ export function cameraChain(
   sfu: Config['sfu'],
   encoder: EncoderName | undefined,
   srtp?: SrtpKey,
+  preroll?: PreRollBranch,
 ): Link[] | Link[][] {
   let h264: Link[];
   if (camera.source.type === 'rtsp') {
@@ -237,6 +281,8 @@ export function cameraChain(
   const capture: Link[] = [
     ...h264,
     meter(),
+    // The tee's first pad feeds the payloader in the encoder's thread, as without a tee.
+    ...(preroll ? [element('tee', {}, TEE_NAME)] : []),
     element(
       'rtph264pay',
       {
@@ -249,7 +295,11 @@ export function cameraChain(
     ),
   ];
   const rtpSink = element('udpsink', { host: sfu.host, port: camera.rtp.port, sync: false, async: false });
-  if (!camera.rtp.rtcp) return [...capture, ...(srtp ? [srtpEncoder(srtp)] : []), rtpSink];
+  const branches: Link[][] = preroll ? [preRollLinks(preroll)] : [];
+  if (!camera.rtp.rtcp) {
+    const rtp = [...capture, ...(srtp ? [srtpEncoder(srtp)] : []), rtpSink];
+    return preroll ? [rtp, ...branches] : rtp;
+  }
 
   // RTCP both ways (RFC 3550 §6): rtpbin's session sends sender reports (NTP ↔ RTP timestamp, packet and
   // octet counts) and takes the SFU's RTCP back; a PLI or FIR for our SSRC becomes an upstream
@@ -281,10 +331,12 @@ export function cameraChain(
       ...session,
       [pad('rtpbin', 'send_rtp_src_0'), rtpSink],
       [pad('rtpbin', 'send_rtcp_src_0'), rtcpSink],
+      ...branches,
     ];
   }
   return [
     ...session,
+    ...branches,
     [{ ...srtpEncoder(srtp), name: 'srtp' }],
     [pad('rtpbin', 'send_rtp_src_0'), pad('srtp', 'rtp_sink_0')],
     [pad('srtp', 'rtp_src_0'), rtpSink],

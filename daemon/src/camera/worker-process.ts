@@ -3,6 +3,7 @@
 // child_process.
 import { execFile, fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { FromWorker, ToWorker } from './worker-protocol.js';
 
 export function forkWorker(): ChildProcess {
   const { path, execArgv } = workerEntry();
@@ -11,6 +12,31 @@ export function forkWorker(): ChildProcess {
     // pollBus and each pending pull() hold a libuv worker thread; the default pool of 4 runs out.
     env: { ...process.env, UV_THREADPOOL_SIZE: '8' },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+}
+
+/**
+ * Run a finite pipeline (a clip's mux) in a worker process of its own, to its end of stream. Resolves
+ * undefined when it got there, or the reason it did not; never rejects. Bounded: the worker is killed
+ * when it has not answered within `timeoutMs` plus a second.
+ */
+export function runPipelineToEnd(description: string, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const worker = forkWorker();
+    let outcome: string | undefined = 'the worker exited without an answer';
+    const timer = setTimeout(() => {
+      outcome = `no answer within ${timeoutMs + 1000} ms`;
+      worker.kill('SIGKILL');
+    }, timeoutMs + 1000);
+    worker.on('message', (message: FromWorker) => {
+      if (message.type === 'ran') outcome = message.error;
+    });
+    worker.on('error', (error) => (outcome = `worker process: ${error.message}`));
+    worker.on('exit', () => {
+      clearTimeout(timer);
+      resolve(outcome);
+    });
+    worker.send({ type: 'run-to-end', description, timeoutMs } satisfies ToWorker);
   });
 }
 

@@ -19,16 +19,22 @@ export interface ProbeResult {
 }
 
 export type ToWorker =
-  /** `payloader` and `meter` name the elements whose counters the worker reads once a second. */
+  /**
+   * `payloader` and `meter` name the elements whose counters the worker reads once a second; `preroll`
+   * the splitmuxsink whose finished segments it reports (undefined: no pre-roll branch).
+   */
   | {
       type: 'run';
       description: string;
       payloader: string;
       meter: string;
+      preroll: string | undefined;
       /** With rtp.rtcp: the worker relays the camera's RTCP to and from the SFU (rtcp-relay.ts). */
       rtcpRelay: RtcpRelayPlan | undefined;
     }
   | { type: 'probe'; candidates: ProbeCandidate[]; trialTimeoutMs: number }
+  /** Run a finite pipeline (a clip's mux) to its end of stream, answer `ran`, and exit. */
+  | { type: 'run-to-end'; description: string; timeoutMs: number }
   | { type: 'stop' };
 
 export type FromWorker =
@@ -41,6 +47,28 @@ export type FromWorker =
    * do not depend on IPC delay.
    */
   | { type: 'stats'; packets: number; frames: number; bytes: number; atMs: number }
-  | { type: 'error'; message: string; element: string | undefined; debug: string | undefined }
+  /** `path`: the element's path in the pipeline (`/GstPipeline:pipeline0/GstSplitMuxSink:preroll/GstFileSink:sink`). */
+  | {
+      type: 'error';
+      message: string;
+      element: string | undefined;
+      path?: string | undefined;
+      debug: string | undefined;
+    }
   | { type: 'eos' }
+  /**
+   * The pre-roll branch (splitmuxsink) closed a segment file. Times are the pipeline's running time
+   * of its first buffer and of the next segment's first buffer, and the same as wall-clock ms (the
+   * worker's wall clock when the pipeline started playing, plus the running time).
+   */
+  | {
+      type: 'segment';
+      location: string;
+      startNs: number;
+      endNs: number;
+      startWallMs: number;
+      endWallMs: number;
+    }
+  /** The answer to run-to-end: undefined when it reached its end of stream. */
+  | { type: 'ran'; error: string | undefined }
   | { type: 'probed'; results: ProbeResult[] };

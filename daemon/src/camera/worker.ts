@@ -37,10 +37,17 @@ function meterCounters(stats: unknown): { frames: number; bytes: number } | unde
   return { frames: Number(frames), bytes: Number(bytes) };
 }
 
+/** A splitmuxsink fragment message's running time (a guint64: a number, or its string form). */
+function runningNs(value: unknown): number | undefined {
+  const ns = typeof value === 'number' || typeof value === 'string' ? Number(value) : NaN;
+  return Number.isFinite(ns) && ns >= 0 ? ns : undefined;
+}
+
 async function run(
   description: string,
   payloaderName: string,
   meterName: string,
+  preRollName: string | undefined,
   relayPlan: RtcpRelayPlan | undefined,
 ): Promise<void> {
   if (relayPlan) {
@@ -85,18 +92,50 @@ async function run(
     // udpsrc `port=0` binds when the pipeline starts and then reports the port it got.
     relay.deliverTo(() => Number(into.port));
   }
+  // Running time 0 is (within the few ms the state change takes) the moment play() is called: the
+  // pipeline's base time is taken from its clock as it goes to PLAYING. Segment times are mapped to
+  // wall-clock time through it once, in the pipeline's own clock, not by when a message arrives here
+  // (splitmuxsink holds a whole GOP before it writes it, so its messages come one GOP late).
+  let playWallMs = Date.now();
+  const opened = new Map<string, number>();
   current.pollBus((message) => {
+    if (
+      message.type === 'element' &&
+      preRollName !== undefined &&
+      message._src_element_name === preRollName
+    ) {
+      const location = typeof message.location === 'string' ? message.location : undefined;
+      const ns = runningNs(message['running-time']);
+      if (location === undefined || ns === undefined) return;
+      if (message.name === 'splitmuxsink-fragment-opened') opened.set(location, ns);
+      else if (message.name === 'splitmuxsink-fragment-closed') {
+        const startNs = opened.get(location);
+        opened.delete(location);
+        if (startNs === undefined) return;
+        send({
+          type: 'segment',
+          location,
+          startNs,
+          endNs: ns,
+          startWallMs: Math.round(playWallMs + startNs / 1e6),
+          endWallMs: Math.round(playWallMs + ns / 1e6),
+        });
+      }
+      return;
+    }
     if (message.type === 'error') {
       send({
         type: 'error',
         message: typeof message.message === 'string' ? message.message : 'GStreamer error',
         element: message._src_element_name,
+        path: typeof message.name === 'string' ? message.name : undefined,
         debug: typeof message.debug === 'string' ? message.debug : undefined,
       });
     } else if (message.type === 'eos') {
       send({ type: 'eos' });
     }
   });
+  playWallMs = Date.now();
   current.play();
   stampedSource = startStampedSource(current);
   send({ type: 'started' });
@@ -179,11 +218,16 @@ function runToEnd(description: string, timeoutMs: number): Promise<string | unde
 process.on('message', (message: ToWorker) => {
   switch (message.type) {
     case 'run':
-      void run(message.description, message.payloader, message.meter, message.rtcpRelay);
+      void run(message.description, message.payloader, message.meter, message.preroll, message.rtcpRelay);
       break;
     case 'probe':
       void probe(message.candidates, message.trialTimeoutMs).then((results) => {
         send({ type: 'probed', results }, () => stop(0));
+      });
+      break;
+    case 'run-to-end':
+      void runToEnd(message.description, message.timeoutMs).then((error) => {
+        send({ type: 'ran', error }, () => stop(0));
       });
       break;
     case 'stop':

@@ -123,7 +123,7 @@ export class Panic implements Service {
 
   async stop(): Promise<void> {
     this.running = false;
-    // The stand-in source finishes its file at once on abort; what was recorded is kept and delivered.
+    // The source cuts the post-roll short on abort and muxes what it has; that clip is kept and delivered.
     this.abort.abort();
     await Promise.all(this.recording.values());
   }
@@ -152,7 +152,7 @@ export class Panic implements Service {
       await this.store.keep({
         id: clipId,
         path: captured.path,
-        cameras,
+        cameras: captured.cameras ?? cameras,
         trigger,
         relatedClipId,
         durationMs: captured.durationMs,

@@ -1,7 +1,6 @@
-// Where a clip's video comes from. The real source is each camera's pre-roll buffer (the last
-// preRollSeconds of encoded H.264, kept by the camera pipeline) plus the post-roll, muxed without
-// re-encoding; until that lands, test-source.ts stands in. The panic path never waits on a source
-// before its alert is out.
+// Where a clip's video comes from: the interface the panic path captures through. The daemon's source
+// is mux.ts (each camera's pre-roll buffer, preroll.ts, plus the post-roll, muxed without re-encoding).
+// The panic path never waits on a source before its alert is out.
 
 export interface ClipRequest {
   clipId: string;
@@ -24,6 +23,8 @@ export interface CapturedClip {
   /** Wall-clock range the video covers. */
   startAt: number;
   endAt: number;
+  /** The cameras whose video is in the clip (a camera that had none is left out); default: the requested ones. */
+  cameras?: string[];
 }
 
 export interface ClipSource {

@@ -168,8 +168,9 @@ export class ClipStore implements Service {
       sizeBytes,
       sha256,
       durationMs: Math.round(clip.durationMs),
-      startAt: clip.startAt,
-      endAt: clip.endAt,
+      // Whole ms, as the manifest's schema wants them (a source may compute fractions).
+      startAt: Math.round(clip.startAt),
+      endAt: Math.round(clip.endAt),
       keptAt: Date.now(),
       chunkBytes: this.limits.chunkBytes,
       chunks: Math.ceil(sizeBytes / this.limits.chunkBytes),

@@ -251,6 +251,18 @@ const clips = z.strictObject({
   postRollSeconds: z.number().min(0.5).max(120).default(10),
   /** Cameras in a clip; default: every camera. */
   cameras: z.array(name).optional(),
+  /**
+   * Where the cameras' pre-roll segments are kept (rewritten every second: a tmpfs, never the SD card).
+   * Default: `$RUNTIME_DIRECTORY/preroll` under systemd (/run/outpost), else a folder in the temp dir.
+   */
+  preRollDir: z
+    .string()
+    .min(1)
+    // Segment names are printf patterns (`…/%08d.ts`) for splitmuxsink and multifilesrc.
+    .refine((dir) => !dir.includes('%'), {
+      error: 'clips.preRollDir cannot contain "%"; choose another folder',
+    })
+    .optional(),
   /** Bytes of clips kept under dataDir/clips; the oldest delivered clips go first. */
   quotaBytes: z
     .int()
