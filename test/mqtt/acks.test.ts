@@ -104,3 +104,41 @@ it('GuardedConnection holds each PUBACK until its message is released, and sends
   expect(conn.heldAcks).toBe(0);
   conn.destroy();
 });
+
+it('a QoS 1 message whose queueing for a persistent session is slow is still delivered when a later message overtakes it', async () => {
+  const hub = await startTestBroker();
+  try {
+    // A slow disk for the first message queued for the console's persistent session.
+    const persistence = (
+      hub.broker as unknown as {
+        persistence: { outgoingEnqueueCombi(subs: unknown, packet: unknown): Promise<unknown> };
+      }
+    ).persistence;
+    const enqueue = persistence.outgoingEnqueueCombi.bind(persistence);
+    let calls = 0;
+    persistence.outgoingEnqueueCombi = async (subs, packet) => {
+      calls += 1;
+      if (calls === 1) await new Promise((resolve) => setTimeout(resolve, 300));
+      return enqueue(subs, packet);
+    };
+    const console1 = await connectAs(hub, 'console', { clientId: 'console', clean: false });
+    const seen: string[] = [];
+    console1.on('message', (topic) => seen.push(topic.split('/').at(-1) ?? topic));
+    await console1.subscribeAsync(`outpost/v1/${SITE}/#`, { qos: 1 });
+    const device = await connectAs(hub, 'cam-a');
+    const other = await connectAs(hub, 'cam-b');
+    // cam-a's alert (QoS 1) waits 300 ms on the disk; cam-b's telemetry (QoS 0, not queued) overtakes it.
+    const alert = device.publishAsync(`outpost/v1/${SITE}/cam-a/alert`, '{}', { qos: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await other.publishAsync(`outpost/v1/${SITE}/cam-b/telemetry`, '{}', { qos: 0 });
+    await alert;
+    const deadline = Date.now() + 5000;
+    while (seen.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    device.end(true);
+    other.end(true);
+    console1.end(true);
+    expect(seen.sort()).toEqual(['alert', 'telemetry']);
+  } finally {
+    await hub.stop();
+  }
+});

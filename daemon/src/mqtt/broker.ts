@@ -73,6 +73,19 @@ const REFUSAL_CACHE_TOPICS = 256;
 
 const CHANNEL_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
+/**
+ * Aedes drops, per client, every message whose broker counter is not above the highest it has already
+ * delivered to that client (`dedupe` in aedes/lib/client.js, meant for a message both queued and
+ * delivered live while a persistent session reconnects). With a persistence that answers
+ * asynchronously the counters do not reach delivery in order: a QoS 1 message whose queueing for a
+ * persistent subscriber took longer than a later message's was dropped as a "duplicate" and never
+ * delivered live (clip chunks missing until the receiver asked again; an alert overtaken by QoS 0
+ * telemetry was lost). Each client gets this instead, which never calls a message a duplicate:
+ * delivery is at least once, and a message published while a persistent session reconnects can
+ * arrive twice, which QoS 1 allows (consumers dedupe by the id in the payload).
+ */
+const NO_DEDUPE: object = new Proxy(Object.create(null) as object, { get: () => 0, set: () => true });
+
 /** A channel's retained history is rewritten at most this often (chat-history.ts). */
 const CHAT_HISTORY_INTERVAL_MS = 1000;
 
@@ -223,6 +236,7 @@ export class Broker implements Service {
               done(Object.assign(new Error('server unavailable'), { returnCode: 3 as const }), false);
             } else if (identity) {
               this.identityOf.set(client, identity);
+              (client as unknown as { duplicates: object }).duplicates = NO_DEDUPE;
               this.scopeOf.set(client, ReadScope.of(identity, this.config.site));
               this.limiterOf.set(client, new RateLimiter(settings.limits.maxPublishRate));
               done(null, true);
