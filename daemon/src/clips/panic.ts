@@ -7,6 +7,7 @@
 // press therefore reaches the console as an alert of its own, and no video is dropped (the clips may
 // overlap). Extending the first clip instead would fold a second alarm into the first.
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Service } from '../lifecycle/service.js';
@@ -70,6 +71,9 @@ export class Panic implements Service {
   start(): Promise<void> {
     this.running = true;
     this.abort = new AbortController();
+    // Every clip being cut listens on this one signal (per camera, while it waits for the post-roll):
+    // more than Node's default of 10 at once is normal during a burst of presses, not a leak.
+    setMaxListeners(0, this.abort.signal);
     return Promise.resolve();
   }
 
