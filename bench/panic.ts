@@ -9,7 +9,7 @@
 // twice the pre-roll (steady state), and the most seen while clips pin segments during the presses.
 // Prints a table, and as its last line one JSON object of the figures.
 //
-//   npm run bench:panic -- [--presses 50] [--gap-ms 400] [--pre-roll 2] [--post-roll 1]
+//   npm run bench:panic -- [--presses 50] [--gap-ms 400] [--pre-roll 2] [--post-roll 1] [--size 640x360]
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { mkdtemp } from 'node:fs/promises';
@@ -34,6 +34,13 @@ const presses = arg('--presses', 50);
 const gapMs = arg('--gap-ms', 400);
 const preRollSeconds = arg('--pre-roll', 2);
 const postRollSeconds = arg('--post-roll', 1);
+// 640x360 by default so two x264 encoders leave the 2-core machine room; `--size 1280x720` for the
+// issue's 720p figure (the ring's bytes follow the bitrate, 2 Mbit/s either way).
+const [cameraWidth, cameraHeight] = (() => {
+  const at = process.argv.indexOf('--size');
+  const match = at >= 0 ? /^(\d+)x(\d+)$/.exec(process.argv[at + 1] ?? '') : null;
+  return match ? [Number(match[1]), Number(match[2])] : [640, 360];
+})();
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -54,8 +61,8 @@ const config = configSchema.parse({
   clips: { preRollSeconds, postRollSeconds },
   cameras: [0, 1].map((i) => ({
     name: `cam${i}`,
-    width: 640,
-    height: 360,
+    width: cameraWidth,
+    height: cameraHeight,
     framerate: 30,
     encoder: 'x264enc',
     rtp: { port: 26_004 + 2 * i },
