@@ -7,7 +7,7 @@
 //   npm run bench:pipeline -- [--seconds 60]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -102,9 +102,28 @@ async function daemonRun(cameras: number): Promise<Sample> {
   }
 }
 
-function descriptions(cameras: number): string[] {
+/**
+ * The daemon's own pipelines, pre-roll branch included when `preRollDir` is given (the daemon runs
+ * with the default pre-roll: tee → leaky queue → splitmuxsink, one segment per keyframe interval).
+ */
+function descriptions(cameras: number, preRollDir?: string): string[] {
   const config = configWith(cameras, 1883);
-  return config.cameras.map((camera) => renderPipeline(cameraChain(camera, config.sfu, 'x264enc')));
+  return config.cameras.map((camera) =>
+    renderPipeline(
+      cameraChain(
+        camera,
+        config.sfu,
+        'x264enc',
+        undefined,
+        preRollDir === undefined
+          ? undefined
+          : {
+              location: join(preRollDir, `${camera.name}-%08d.ts`),
+              segmentSeconds: camera.keyframeIntervalSeconds,
+            },
+      ),
+    ),
+  );
 }
 
 /** gst-launch-1.0 re-quotes each argument, so hand it the description's own tokens. */
@@ -113,13 +132,16 @@ function gstArgs(description: string): string[] {
 }
 
 async function bareRun(cameras: number): Promise<Sample> {
-  const children = descriptions(cameras).map((description) =>
+  // The same pre-roll branch as the daemon's, into a folder of its own (not pruned: 60 s is ~15 MB).
+  const preRollDir = await mkdtemp(join(tmpdir(), 'outpost-bench-preroll-'));
+  const children = descriptions(cameras, preRollDir).map((description) =>
     spawn('gst-launch-1.0', ['-q', ...gstArgs(description)], { stdio: ['ignore', 'ignore', 'inherit'] }),
   );
   try {
     return await measure(children.map((child) => child.pid!));
   } finally {
     await stopAll(children);
+    await rm(preRollDir, { recursive: true, force: true });
   }
 }
 
