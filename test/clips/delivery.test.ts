@@ -203,6 +203,28 @@ describe('panic clip delivery', () => {
     expect(text).toMatch(/H\.264/);
   });
 
+  it('a clip that cannot be made is announced to the console, which stops waiting for it', async () => {
+    hub = await startTestBroker();
+    const box = await startBox(await boxConfig(hub.mqttsPort, await tempDir('outpost-box-')));
+    await until(() => box.uplink.connected(), 10_000, 'the box to connect to the hub');
+    const out = await tempDir('outpost-console-');
+    const received = pullClips(console(out, { timeoutMs: 6000 }));
+    await new Promise((resolve) => setTimeout(resolve, 300)); // let the receiver subscribe
+    // A camera this box does not have: the alert goes out, the clip cannot be cut.
+    const { clipId } = box.panic.trigger('cli', { cameras: ['cam9'] });
+    const result = await received;
+    expect(result.alerts.map((a) => [a.kind, a.clipId])).toEqual([
+      ['panic', clipId],
+      ['clip-failed', clipId],
+    ]);
+    expect(result.alerts[1]).toMatchObject({ severity: 'warning', state: 'raised', cameras: ['cam9'] });
+    expect(result.failed).toEqual([
+      { device: 'cam-a', clipId, message: expect.stringMatching(/no camera to record/) as string },
+    ]);
+    expect(result.incomplete).toEqual([]);
+    expect(result.clips).toEqual([]);
+  });
+
   it('with the console away during the press, it gets the alert and the whole clip when it comes back', async () => {
     hub = await startTestBroker();
     const out = await tempDir('outpost-console-');

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { describeError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import type { AlertPayload } from '../mqtt/contract.js';
 import { topics } from '../mqtt/topics.js';
@@ -116,6 +117,7 @@ export class Panic implements Service {
       this.recording.set(clipId, done);
     } else {
       this.log.error({ clipId }, 'panic while the clip service is stopped: alert sent, no clip');
+      this.clipFailed(clipId, trigger, cameras, 'the clip service is stopping');
     }
     return { clipId, alertAt, cameras, ...(relatedClipId ? { relatedClipId } : {}) };
   }
@@ -166,6 +168,24 @@ export class Panic implements Service {
       this.delivery.enqueue(clipId);
     } catch (error) {
       this.log.error({ err: error, clipId }, 'panic clip could not be made (the alert was sent)');
+      this.clipFailed(clipId, trigger, cameras, describeError(error));
     }
+  }
+
+  /** Tell the console that no clip will follow panic `clipId`, and why, so it stops waiting for one. */
+  private clipFailed(clipId: string, trigger: ClipTrigger, cameras: string[], reason: string): void {
+    const alert: AlertPayload = {
+      ...this.publisher.stamp(),
+      id: `${clipId}-failed`,
+      device: this.settings.device,
+      kind: 'clip-failed',
+      severity: 'warning',
+      state: 'raised',
+      message: `no clip for panic ${clipId}: ${reason}`.slice(0, 500),
+      clipId,
+      cameras,
+      trigger,
+    };
+    this.publisher.publish(topics.alert(this.settings.site, this.settings.device), alert, { qos: 1 });
   }
 }

@@ -54,6 +54,8 @@ export interface PullResult {
   alerts: AlertPayload[];
   /** Clips seen but not complete when the receiver ended. */
   incomplete: Array<{ device: string; clipId: string; have: number; of: number | undefined }>;
+  /** Clips the box said it could not make (a `clip-failed` alert): not waited for. */
+  failed: Array<{ device: string; clipId: string; message: string }>;
 }
 
 interface Partial {
@@ -72,7 +74,7 @@ export async function pullClips(options: PullOptions): Promise<PullResult> {
   const partialRoot = join(options.out, '.partial');
   await mkdir(partialRoot, { recursive: true });
   const partials = new Map<string, Partial>();
-  const result: PullResult = { clips: [], alerts: [], incomplete: [] };
+  const result: PullResult = { clips: [], alerts: [], incomplete: [], failed: [] };
   const prefix = `outpost/v1/${options.site}/`;
 
   const partialDir = (p: Pick<Partial, 'device' | 'clipId'>) => join(partialRoot, p.device, p.clipId);
@@ -182,7 +184,17 @@ export async function pullClips(options: PullOptions): Promise<PullResult> {
       say(
         `alert ${device}: ${parsed.data.kind} ${parsed.data.state} ${parsed.data.message}${parsed.data.clipId ? ` (clip ${parsed.data.clipId})` : ''}`,
       );
-      if (parsed.data.clipId && SEGMENT.test(parsed.data.clipId)) partialFor(device, parsed.data.clipId);
+      const clipId = parsed.data.clipId;
+      if (!clipId || !SEGMENT.test(clipId)) return;
+      if (parsed.data.kind === 'clip-failed') {
+        // No manifest will come: stop waiting (and asking) for this clip.
+        const p = partials.get(`${device}/${clipId}`);
+        if (p) await rm(partialDir(p), { recursive: true, force: true });
+        partials.delete(`${device}/${clipId}`);
+        result.failed.push({ device, clipId, message: parsed.data.message });
+        return;
+      }
+      partialFor(device, clipId);
       return;
     }
     if (kind !== 'clip' || !clipId || !SEGMENT.test(clipId)) return;
@@ -274,6 +286,7 @@ export async function pullClips(options: PullOptions): Promise<PullResult> {
     have: p.have.size,
     of: p.manifest?.chunks,
   }));
+  for (const f of result.failed) say(`not made on the box: ${f.device}/${f.clipId}: ${f.message}`);
   for (const p of result.incomplete)
     say(`incomplete: ${p.device}/${p.clipId} ${p.have}/${p.of ?? '?'} chunks`);
   return result;

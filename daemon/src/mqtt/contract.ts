@@ -75,7 +75,8 @@ export const alertPayload = z.strictObject({
   /** Unique per alert; a clip alert's id is its clip id. */
   id: z.string().min(1).max(64),
   device: name,
-  kind: z.enum(['panic', 'camera-failed', 'temperature', 'disk', 'memory', 'clip-store']),
+  /** `clip-failed`: the clip of panic `clipId` could not be made; no manifest will follow. */
+  kind: z.enum(['panic', 'clip-failed', 'camera-failed', 'temperature', 'disk', 'memory', 'clip-store']),
   severity: z.enum(['info', 'warning', 'critical']),
   /** Threshold alerts are raised once and cleared once (hysteresis); events are just `raised`. */
   state: z.enum(['raised', 'cleared']),
