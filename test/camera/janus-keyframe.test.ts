@@ -18,6 +18,7 @@ import { JanusMountpoints } from '../../daemon/src/camera/janus.js';
 import { configSchema, mountpointIdFor } from '../../daemon/src/config/schema.js';
 import { janusServer } from '../support/janus.js';
 import { freeUdpPortPair, REPO, requireBuilt, tempDir, until } from '../support/processes.js';
+import { startsIdr } from '../support/rtp.js';
 
 const log = pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' });
 const fastCamera = { stallMs: 3000, backoffMinMs: 200, backoffMaxMs: 1000, exitGraceMs: 1000 };
@@ -41,21 +42,6 @@ async function bind(port: number): Promise<Socket> {
   await new Promise<void>((resolve) => socket.bind(port, '127.0.0.1', resolve));
   cleanups.push(() => new Promise<void>((resolve) => socket.close(resolve)));
   return socket;
-}
-
-/** True when an RTP packet starts an IDR slice (NAL 5 whole, in a STAP-A, or an FU-A start; RFC 6184). */
-function startsIdr(packet: Buffer): boolean {
-  let offset = 12 + (packet[0]! & 0x0f) * 4;
-  if (packet[0]! & 0x10) offset += 4 + packet.readUInt16BE(offset + 2) * 4;
-  const type = packet[offset]! & 0x1f;
-  if (type === 5) return true;
-  if (type === 28) return (packet[offset + 1]! & 0x80) !== 0 && (packet[offset + 1]! & 0x1f) === 5;
-  if (type === 24) {
-    for (let at = offset + 1; at + 2 < packet.length; at += 2 + packet.readUInt16BE(at)) {
-      if ((packet[at + 2]! & 0x1f) === 5) return true;
-    }
-  }
-  return false;
 }
 
 interface Relay {

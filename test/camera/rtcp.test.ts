@@ -12,6 +12,7 @@ import { Encoders } from '../../daemon/src/camera/encoders.js';
 import { ssrcFor } from '../../daemon/src/camera/pipeline.js';
 import { configSchema, SRTP_SUITES } from '../../daemon/src/config/schema.js';
 import { freeUdpPortPair, until } from '../support/processes.js';
+import { startsIdr } from '../support/rtp.js';
 
 const log = pino({ level: 'silent' });
 const fast = { stallMs: 3000, backoffMinMs: 200, backoffMaxMs: 1000, exitGraceMs: 1000 };
@@ -68,25 +69,11 @@ async function startCamera(
 function keyframes(rtp: Listener): Map<number, number> {
   const found = new Map<number, number>();
   rtp.packets.forEach((packet, index) => {
-    if (packet.length < 14 || !isIdr(packet)) return;
+    if (packet.length < 14 || !startsIdr(packet)) return;
     const timestamp = packet.readUInt32BE(4);
     if (!found.has(timestamp)) found.set(timestamp, rtp.at[index]!);
   });
   return found;
-}
-
-function isIdr(packet: Buffer): boolean {
-  let offset = 12 + (packet[0]! & 0x0f) * 4;
-  if (packet[0]! & 0x10) offset += 4 + packet.readUInt16BE(offset + 2) * 4;
-  const type = packet[offset]! & 0x1f;
-  if (type === 5) return true;
-  if (type === 28) return (packet[offset + 1]! & 0x80) !== 0 && (packet[offset + 1]! & 0x1f) === 5;
-  if (type === 24) {
-    for (let at = offset + 1; at + 2 < packet.length; at += 2 + packet.readUInt16BE(at)) {
-      if ((packet[at + 2]! & 0x1f) === 5) return true;
-    }
-  }
-  return false;
 }
 
 /** RTCP PLI (RFC 4585 §6.3.1): V=2, FMT=1, PT=206 (PSFB), length 2, sender SSRC, media SSRC. */
