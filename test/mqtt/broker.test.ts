@@ -404,6 +404,38 @@ describe('embedded broker: chat history bounds', () => {
     expect(hub.broker.counters.refusedPublish).toBe(1);
     expect(alice.connected).toBe(true);
   });
+
+  it('a new channel takes the place of one quiet for broker.chatChannelIdleSeconds, and its history goes', async () => {
+    hub = await startTestBroker({ broker: { chatChannels: 2, chatChannelIdleSeconds: 2 } });
+    const reader = await client('console');
+    const seen = inbox(reader);
+    await reader.subscribeAsync(`${P}/chat/+`, { qos: 1 });
+    const alice = await client('alice');
+    await alice.publishAsync(`${P}/chat/one`, 'on one', { qos: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 2300));
+    // `one` has been quiet for 2.3 s: `three` takes its place; `four` finds `two` and `three` active.
+    for (const channel of ['two', 'three', 'four']) {
+      await alice.publishAsync(`${P}/chat/${channel}`, `on ${channel}`, { qos: 1 });
+    }
+    await until(() => seen.length === 3, 5000, 'three chat messages');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(seen.map((line) => line.split(' ')[0])).toEqual([
+      `${P}/chat/one`,
+      `${P}/chat/two`,
+      `${P}/chat/three`,
+    ]);
+    expect(hub.broker.counters.refusedPublish).toBe(1);
+    // The retained history of `one` is gone with it; the others keep theirs.
+    const late = await client('console');
+    const lateSeen = inbox(late);
+    await late.subscribeAsync(`${P}/chat/+/history`, { qos: 1 });
+    await until(() => lateSeen.length === 2, 5000, 'two retained histories');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(lateSeen.map((line) => line.split(' ')[0]).sort()).toEqual([
+      `${P}/chat/three/history`,
+      `${P}/chat/two/history`,
+    ]);
+  });
 });
 
 describe('embedded broker: review findings', () => {

@@ -337,8 +337,17 @@ export const configSchema = z
           .optional(),
         /** Chat messages kept per channel (retained on `…/chat/{channel}/history`). */
         chatHistory: z.int().min(0).max(1000).default(50),
-        /** Chat channels the broker keeps; a message opening one more is refused. */
+        /** Chat channels the broker keeps (see chatChannelIdleSeconds for a message opening one more). */
         chatChannels: z.int().min(1).max(10_000).default(64),
+        /**
+         * When all chatChannels are in use, a message opening a new channel takes the place of the one
+         * quiet for longest if it has been quiet this long (its history goes with it); else it is refused.
+         */
+        chatChannelIdleSeconds: z
+          .int()
+          .min(1)
+          .max(10 * 365 * 86_400)
+          .default(7 * 86_400),
         /** Who may connect (written by outpost-provision); reloaded on SIGHUP. */
         identitiesFile: path.optional(),
         limits: z

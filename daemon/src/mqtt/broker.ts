@@ -301,7 +301,11 @@ export class Broker implements Service {
       this.config.site,
       settings.chatHistory,
       (packet) => this.publishHistory(packet),
-      { maxChannels: settings.chatChannels, intervalMs: CHAT_HISTORY_INTERVAL_MS },
+      {
+        maxChannels: settings.chatChannels,
+        intervalMs: CHAT_HISTORY_INTERVAL_MS,
+        idleMs: settings.chatChannelIdleSeconds * 1000,
+      },
     );
     await chatHistory.load(persistence.createRetainedStream(chatHistory.pattern));
     this.chatHistory = chatHistory;
@@ -693,13 +697,16 @@ export class Broker implements Service {
     const channel = chatChannel(site, packet.topic);
     if (channel !== undefined) {
       packet.retain = false;
-      const stamped =
-        this.chatHistory?.accepts(channel) === false
-          ? ({
-              ok: false,
-              reason: `a new chat channel beyond broker.chatChannels (${this.config.broker.chatChannels})`,
-            } as const)
-          : stampChat(packet.payload, identity, Date.now());
+      let stamped = stampChat(packet.payload, identity, Date.now());
+      if (stamped.ok && this.chatHistory) {
+        const room = this.chatHistory.admit(channel);
+        if (!room.ok) stamped = room;
+        else if (room.evicted !== undefined)
+          this.log.info(
+            { channel, evicted: room.evicted },
+            'chat channel opened in the place of the quietest one; its history removed',
+          );
+      }
       if (!stamped.ok) {
         this.counters.refusedPublish += 1;
         this.log.warn(

@@ -5,8 +5,10 @@
 // Each history publish rewrites the whole list (up to N stamped messages of up to 2 KiB of text) in
 // the store and sends it to every history reader, so it is throttled per channel: a message on a
 // quiet channel updates the history at once, a burst at most once per `intervalMs` (the last update
-// carries the burst's end). At most `maxChannels` channels are kept; `accepts()` refuses new ones
-// beyond that. Bound: maxChannels × one history per interval, whatever the message rate.
+// carries the burst's end). At most `maxChannels` channels are kept. A message opening one more takes
+// the place of the channel quiet for longest, if that one has been quiet for `idleMs` (its retained
+// history is removed with it); otherwise it is refused. Bound: maxChannels × one history per
+// interval, whatever the message rate.
 import { z } from 'zod';
 import { chatPayload, type ChatPayload } from './contract.js';
 import { topics } from './topics.js';
@@ -17,6 +19,8 @@ export type PublishHistory = (packet: { topic: string; payload: Buffer }) => Pro
 
 interface Channel {
   messages: ChatPayload[];
+  /** Wall-clock time (ms) of its last message: the broker's stamp, so it survives a restart. */
+  activeAt: number;
   /** When its history was last published (performance.now()), -Infinity if never. */
   publishedAt: number;
   /** A trailing publish is scheduled. */
@@ -32,8 +36,18 @@ export class ChatHistory {
     private readonly site: string,
     private readonly limit: number,
     private readonly publish: PublishHistory,
-    private readonly options: { maxChannels: number; intervalMs: number },
+    private readonly options: {
+      maxChannels: number;
+      intervalMs: number;
+      /** How long a channel must have been quiet before a new channel may take its place. */
+      idleMs: number;
+      now?: () => number;
+    },
   ) {}
+
+  private now(): number {
+    return this.options.now?.() ?? Date.now();
+  }
 
   /** Take back what the retained history topics held before a restart. */
   async load(retained: AsyncIterable<{ topic: string; payload: Buffer | string }>): Promise<void> {
@@ -47,8 +61,10 @@ export class ChatHistory {
       }
       const parsed = historyPayload.safeParse(raw);
       if (channel && parsed.success && this.channels.size < this.options.maxChannels) {
+        const messages = parsed.data.slice(-this.limit);
         this.channels.set(channel, {
-          messages: parsed.data.slice(-this.limit),
+          messages,
+          activeAt: messages.at(-1)?.at ?? 0,
           publishedAt: -Infinity,
           timer: undefined,
         });
@@ -65,18 +81,40 @@ export class ChatHistory {
     return this.channels.size;
   }
 
-  /** False for a channel that would be one too many. */
-  accepts(channel: string): boolean {
-    return this.channels.has(channel) || this.channels.size < this.options.maxChannels;
+  /**
+   * Make room for a message on `channel`: a known channel, a free place, or the place of the channel
+   * quiet for longest if it has been quiet for `idleMs` (`evicted` names it; its retained history is
+   * removed). Otherwise `ok` is false and `reason` says why.
+   */
+  admit(channel: string): { ok: true; evicted?: string } | { ok: false; reason: string } {
+    if (this.channels.has(channel) || this.channels.size < this.options.maxChannels) return { ok: true };
+    let quietest: [string, Channel] | undefined;
+    for (const candidate of this.channels) {
+      if (!quietest || candidate[1].activeAt < quietest[1].activeAt) quietest = candidate;
+    }
+    const [name, entry] = quietest!;
+    const quietMs = this.now() - entry.activeAt;
+    if (quietMs < this.options.idleMs) {
+      return {
+        ok: false,
+        reason: `a new chat channel beyond broker.chatChannels (${this.options.maxChannels}), and the quietest one (${name}) had a message ${Math.round(quietMs / 1000)} s ago, less than broker.chatChannelIdleSeconds (${this.options.idleMs / 1000})`,
+      };
+    }
+    clearTimeout(entry.timer);
+    this.channels.delete(name);
+    // An empty retained payload removes the retained history (MQTT 3.1.1 §3.3.1.3).
+    this.send(topics.chatHistory(this.site, name), Buffer.alloc(0));
+    return { ok: true, evicted: name };
   }
 
-  /** Add a stamped message (to a channel `accepts()`); its history is published now or soon. */
+  /** Add a stamped message (to a channel `admit()` let in); its history is published now or soon. */
   append(channel: string, message: ChatPayload): void {
     let entry = this.channels.get(channel);
     if (!entry) {
-      entry = { messages: [], publishedAt: -Infinity, timer: undefined };
+      entry = { messages: [], activeAt: message.at, publishedAt: -Infinity, timer: undefined };
       this.channels.set(channel, entry);
     }
+    entry.activeAt = message.at;
     const list = entry.messages;
     list.push(message);
     if (list.length > this.limit) list.splice(0, list.length - this.limit);
@@ -99,10 +137,11 @@ export class ChatHistory {
     clearTimeout(entry.timer);
     entry.timer = undefined;
     entry.publishedAt = performance.now();
-    const sent = this.publish({
-      topic: topics.chatHistory(this.site, channel),
-      payload: Buffer.from(JSON.stringify(entry.messages)),
-    })
+    this.send(topics.chatHistory(this.site, channel), Buffer.from(JSON.stringify(entry.messages)));
+  }
+
+  private send(topic: string, payload: Buffer): void {
+    const sent = this.publish({ topic, payload })
       .catch(() => undefined)
       .finally(() => this.inFlight.delete(sent));
     this.inFlight.add(sent);
