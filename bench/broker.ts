@@ -14,6 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -403,6 +404,60 @@ async function benchOne(broker: Broker, pki: Pki, deviceNames: string[]) {
   return figures;
 }
 
+/**
+ * The floor under any broker written in Node: a bare Node TLS server (the daemon's Node, its
+ * environment from outpost.service, the same certificate) that only reads, holding the site load's
+ * connections, each sending 64 bytes a second. Its RSS is what Node and OpenSSL spend before any MQTT.
+ */
+async function tlsFloor(pki: Pki, connections: number): Promise<{ idleRssMb: number; rssMaxMb: number }> {
+  const port = await freePort();
+  const server = [
+    "import { createServer } from 'node:tls';",
+    "import { readFileSync } from 'node:fs';",
+    `createServer({ cert: readFileSync(${JSON.stringify(pki.certFile)}), key: readFileSync(${JSON.stringify(pki.keyFile)}) },`,
+    "  (socket) => { socket.on('data', () => {}); socket.on('error', () => {}); }).listen(" +
+      String(port) +
+      ", '127.0.0.1');",
+  ].join('\n');
+  const child = spawn(process.execPath, ['--input-type=module', '-e', server], {
+    env: { ...process.env, ...unitEnvironment() },
+    stdio: 'inherit',
+  });
+  const sockets: TLSSocket[] = [];
+  try {
+    await waitForPort(port, child, 'bare TLS server');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const idleRssMb = rssMb(child.pid ?? 0);
+    const fake = { process: child } as Broker;
+    const run = await measured(fake, async () => {
+      for (let i = 0; i < connections; i += 20) {
+        await Promise.all(
+          Array.from(
+            { length: Math.min(20, connections - i) },
+            () =>
+              new Promise<void>((resolve, reject) => {
+                const socket = tlsConnect(
+                  { port, host: '127.0.0.1', ca: [pki.ca], servername: 'localhost' },
+                  () => resolve(),
+                );
+                socket.once('error', reject);
+                sockets.push(socket);
+              }),
+          ),
+        );
+      }
+      const data = Buffer.alloc(PAYLOAD_BYTES + 30, 0x20);
+      const timer = setInterval(() => sockets.forEach((socket) => socket.write(data)), 1000);
+      await new Promise((resolve) => setTimeout(resolve, 10_000));
+      clearInterval(timer);
+    });
+    return { idleRssMb: Math.round(idleRssMb), rssMaxMb: Math.round(run.rssMaxMb) };
+  } finally {
+    sockets.forEach((socket) => socket.destroy());
+    await stopChild(child);
+  }
+}
+
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'outpost-bench-broker-'));
   const siteDir = join(dir, 'site');
@@ -437,6 +492,9 @@ async function main(): Promise<void> {
     console.log(`${broker.name}: ${JSON.stringify(results[broker.name])}`);
   }
 
+  const floor = await tlsFloor(pki, DEVICES + 1);
+  console.log(`bare Node TLS server: ${JSON.stringify(floor)}`);
+
   const ours = results.outpost ?? {};
   const theirs = results.mosquitto ?? {};
   const rate = (r: Record<string, unknown>, key: string): number =>
@@ -465,6 +523,9 @@ async function main(): Promise<void> {
     `targets: throughput ≥ 0.8× mosquitto; site p99 ≤ 20 ms (outpost ${siteOf(ours).p99Ms}); RSS ≤ 80 MB (outpost idle ${String(ours.idleRssMb)}, at site load ${siteOf(ours).rssMaxMb}, private ${siteOf(ours).anonMaxMb}); zero QoS 1 loss`,
   );
   console.log(
+    `floor: a bare Node TLS server holding the site load's ${DEVICES + 1} connections, no MQTT: RSS idle ${floor.idleRssMb} MB, loaded ${floor.rssMaxMb} MB`,
+  );
+  console.log(
     JSON.stringify({
       bench: 'broker',
       seconds: SECONDS,
@@ -472,6 +533,7 @@ async function main(): Promise<void> {
       devices: DEVICES,
       outpost: ours,
       mosquitto: theirs,
+      nodeTlsFloor: floor,
       ratios,
     }),
   );
