@@ -35,6 +35,8 @@ const P = `outpost/v1/${SITE}`;
 const CLI = fileURLToPath(new URL('../daemon/src/cli.js', import.meta.url));
 const TICKS_PER_SECOND = 100;
 const PAYLOAD_BYTES = 64;
+/** Messages sent and not yet received beyond which the throughput phases' publishers wait. */
+const IN_TRANSIT = 5000;
 
 interface Broker {
   name: 'outpost' | 'mosquitto';
@@ -250,7 +252,13 @@ interface Throughput {
   perSecond: number;
 }
 
-/** Publishers send as fast as their window allows for SECONDS; the console counts what arrives. */
+/**
+ * Publishers send as fast as their window allows for SECONDS; the console counts what arrives. A
+ * sustained rate is one the broker delivers, not one it queues: publishing also pauses while more than
+ * IN_TRANSIT messages are sent and not yet received (end-to-end flow control). Without it a QoS 0 flood
+ * measured how fast each broker could queue without bound (both grew past 100 MB) and how long the
+ * queue then took to drain, with the load generator's CPU split between sending and receiving.
+ */
 async function throughput(
   broker: Broker,
   pki: Pki,
@@ -263,10 +271,12 @@ async function throughput(
   let received = 0;
   let lastAt = 0;
   // Each phase has its own topic, so nothing left over from an earlier phase is counted.
+  const waiting: Array<() => void> = [];
   sink.on('message', (topic) => {
     if (!topic.endsWith(`/${phase}`)) return;
     received += 1;
     lastAt = performance.now();
+    if (waiting.length > 0 && sent - received <= IN_TRANSIT / 2) waiting.splice(0).forEach(setImmediate);
   });
   await sink.subscribeAsync(`${P}/+/bench/${phase}`, { qos });
   const window =
@@ -289,6 +299,10 @@ async function throughput(
               if (performance.now() >= stopAt) {
                 ended = true;
                 break;
+              }
+              if (sent - received >= IN_TRANSIT) {
+                if (outstanding === 0) waiting.push(pump);
+                return;
               }
               outstanding += 1;
               sent += 1;
