@@ -1,8 +1,15 @@
 // The embedded broker as a provisioned hub runs it, with real foreign clients: Debian's mosquitto_pub
 // and mosquitto_sub, and MQTT.js, over TLS, secure WebSocket and loopback TCP.
 import { readFile, stat } from 'node:fs/promises';
+import { createConnection } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { connect, connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
+import {
+  connect,
+  connectAsync,
+  MqttClient as MqttClientClass,
+  type IClientOptions,
+  type MqttClient,
+} from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LOCAL_ADMIN } from '../../daemon/src/mqtt/broker.js';
 import {
@@ -645,6 +652,44 @@ describe('embedded broker: login floods', () => {
     expect(hub.broker.counters.loginsShed).toBeGreaterThan(200);
     expect(codes.filter((code) => code !== 3).every((code) => code === 5)).toBe(true);
     expect(hub.broker.counters.loginsPeakInFlight).toBe(2);
+  });
+
+  it('logins are checked in turn by address: a client beside a flood from another address is not shed or held up', async () => {
+    hub = await startTestBroker({ limits: { loginConcurrency: 2, loginQueue: 16 } });
+    const port = hub.tcpPort;
+    const flood = Array.from({ length: 300 }, (_, i) => rawLogin(port, `nobody-${i}`, 'wrong'));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // 127.0.0.2 is loopback too: the good client comes from another address than the flood's.
+    const tries: number[] = [];
+    for (let i = 0; i < 5; i += 1) {
+      const started = Date.now();
+      const good = new MqttClientClass(
+        () => createConnection({ host: '127.0.0.1', port, localAddress: '127.0.0.2' }),
+        {
+          username: 'cam-b',
+          password: PEOPLE['cam-b']?.password,
+          reconnectPeriod: 0,
+          connectTimeout: 10_000,
+          protocolVersion: 4,
+        },
+      );
+      clients.push(good);
+      await new Promise<void>((resolve, reject) => {
+        good.once('connect', () => resolve());
+        good.once('error', reject);
+      });
+      tries.push(Date.now() - started);
+      // More of the flood, so that the queue is full of it again for the next try.
+      flood.push(...Array.from({ length: 50 }, (_, j) => rawLogin(port, `nobody-x${i}-${j}`, 'wrong')));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const codes = await Promise.all(flood);
+    expect(codes.filter((code) => code === 3).length).toBe(hub.broker.counters.loginsShed);
+    // 127.0.0.1 holds at most 2 of the 16 places: the rest of its flood is shed.
+    expect(hub.broker.counters.loginsShed).toBeGreaterThan(300);
+    // Each good login waits for at most a running check and the flood's two queued ones, never its
+    // whole queue (a check is ~50 ms of scrypt, more on a loaded machine).
+    expect(Math.max(...tries)).toBeLessThan(1500);
   });
 
   it('an address that keeps failing on a LAN listener backs off; loopback and other addresses are not held up', async () => {

@@ -561,6 +561,7 @@ export class Broker implements Service {
           return this.unavailable(connection, 'address backing off after failed logins', wait);
         }
         const checked = await this.logins.run(
+          connection.remote,
           () => this.identities.byPassword(username, given),
           () => client.closed || (client.conn as Duplex).destroyed,
         );

@@ -270,17 +270,22 @@ export class RateLimiter {
  * broker's store and every file read share). At most `concurrency` run at once and at most `queue`
  * wait; a login beyond that is shed at once (the broker answers CONNACK 3, server unavailable), so a
  * flood of logins costs a bounded amount of memory and thread time and cannot push a good client's
- * check behind thousands of bad ones.
+ * check behind thousands of bad ones. Waiting checks are served in turn by key (the client's address),
+ * and one key may hold at most `perKey` places in the queue: a flood from one address waits behind
+ * itself, and a client from another address is checked next.
  */
 export class LoginGate {
   private running = 0;
-  private readonly waiting: Array<() => void> = [];
+  /** Waiting checks by key; Map order is the turn (a served key goes to the back). */
+  private readonly waiting = new Map<string, Array<() => void>>();
+  private waitingCount = 0;
   /** Most checks ever in flight at once (what the memory bound rests on). */
   peakInFlight = 0;
 
   constructor(
     private readonly concurrency: number,
     private readonly queue: number,
+    private readonly perKey: number = Math.max(1, Math.ceil(queue / 8)),
   ) {}
 
   get inFlight(): number {
@@ -288,17 +293,22 @@ export class LoginGate {
   }
 
   get queued(): number {
-    return this.waiting.length;
+    return this.waitingCount;
   }
 
   /**
-   * Run `check` when a slot is free; `SHED` when the queue is full, or when `gone()` says the client
-   * left while it waited (its check would be wasted).
+   * Run `check` when a slot is free; `SHED` when the queue (or `key`'s share of it) is full, or when
+   * `gone()` says the client left while it waited (its check would be wasted).
    */
-  async run<T>(check: () => Promise<T>, gone: () => boolean): Promise<T | typeof SHED> {
+  async run<T>(key: string, check: () => Promise<T>, gone: () => boolean): Promise<T | typeof SHED> {
     if (this.running >= this.concurrency) {
-      if (this.waiting.length >= this.queue) return SHED;
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
+      const mine = this.waiting.get(key);
+      if (this.waitingCount >= this.queue || (mine?.length ?? 0) >= this.perKey) return SHED;
+      await new Promise<void>((resolve) => {
+        if (mine) mine.push(resolve);
+        else this.waiting.set(key, [resolve]);
+        this.waitingCount += 1;
+      });
       // The slot was handed over by the finishing check (running stays counted).
     } else {
       this.running += 1;
@@ -308,10 +318,22 @@ export class LoginGate {
       if (gone()) return SHED;
       return await check();
     } finally {
-      const next = this.waiting.shift();
+      const next = this.nextInTurn();
       if (next) next();
       else this.running -= 1;
     }
+  }
+
+  /** The first waiter of the key whose turn it is; that key goes to the back of the turn. */
+  private nextInTurn(): (() => void) | undefined {
+    const first = this.waiting.entries().next();
+    if (first.done) return undefined;
+    const [key, list] = first.value;
+    const next = list.shift();
+    this.waiting.delete(key);
+    if (list.length > 0) this.waiting.set(key, list);
+    this.waitingCount -= 1;
+    return next;
   }
 }
 
