@@ -1,8 +1,9 @@
 // Clips in progress survive the daemon: a camera box kill -9ed while a panic clip waits for its
 // post-roll tells the console, once it runs again, that the clip was lost (`clip-failed`, same clipId),
-// and a box kill -9ed after the clip was kept delivers the clip and sends no clip-failed. The console
-// is a subscriber at the test hub, connected throughout; the daemon is the built CLI.
-import { existsSync } from 'node:fs';
+// and a box kill -9ed after the clip was kept delivers the clip and sends no clip-failed; a clip-failed
+// the hub had not acknowledged is sent again with its own reason. The console is a subscriber at the
+// test hub; the daemon is the built CLI, `outpost clip` the press.
+import { existsSync, readFileSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
@@ -41,8 +42,11 @@ function start(args: string[]): Run {
   return run;
 }
 
-/** A camera box (one test camera) with its uplink at the test hub. */
-async function cameraBox(hubPort: number, postRollSeconds: number) {
+const ONE_CAMERA = async () =>
+  `cameras:\n  - name: cam0\n    width: 320\n    height: 240\n    framerate: 15\n    encoder: x264enc\n    rtp:\n      port: ${await freeUdpPortPair()}`;
+
+/** A camera box (one test camera, or none) with its uplink at the test hub. */
+async function cameraBox(hubPort: number, postRollSeconds: number, cameras = ONE_CAMERA) {
   const dataDir = await tempDir('outpost-data-');
   const passwordFile = join(dataDir, 'uplink.password');
   await writeFile(passwordFile, `${PEOPLE['cam-a']?.password}\n`, { mode: 0o600 });
@@ -54,7 +58,7 @@ async function cameraBox(hubPort: number, postRollSeconds: number) {
       'role: camera',
       `dataDir: ${dataDir}`,
       `broker:\n  tcp:\n    port: ${await freePort()}`,
-      `cameras:\n  - name: cam0\n    width: 320\n    height: 240\n    framerate: 15\n    encoder: x264enc\n    rtp:\n      port: ${await freeUdpPortPair()}`,
+      await cameras(),
       `clips:\n  preRollSeconds: 1\n  postRollSeconds: ${postRollSeconds}\n  chunkBytes: 16384`,
       `uplink:\n  url: mqtts://127.0.0.1:${hubPort}\n  ca: ${testPki().ca}\n  username: cam-a\n  passwordFile: ${passwordFile}`,
     ].join('\n'),
@@ -63,10 +67,10 @@ async function cameraBox(hubPort: number, postRollSeconds: number) {
 }
 
 /** The console at the hub: every alert and manifest of cam-a, as they come. */
-async function consoleAtHub(broker: TestBroker) {
+async function consoleAtHub(broker: TestBroker, options: { clientId?: string; clean?: boolean } = {}) {
   const alerts: { kind: string; clipId?: string; message: string }[] = [];
   const manifests: string[] = [];
-  const client = await connectAs(broker, 'console');
+  const client = await connectAs(broker, 'console', options);
   clients.push(client);
   client.on('message', (topic, payload) => {
     if (topic.endsWith('/alert'))
@@ -160,5 +164,49 @@ describe('clips in progress when the daemon is killed', () => {
     expect(second.stdout()).not.toContain('panic clip lost');
     expect(alerts.filter((a) => a.kind === 'clip-failed')).toEqual([]);
     expect(await readdir(box.inProgress)).toEqual([]);
+  });
+
+  it('a clip-failed the hub had not acknowledged when the daemon was killed is sent again, with its reason', async () => {
+    hub = await startTestBroker();
+    // The console's persistent session at the hub; then the hub goes away.
+    const persistent = { clientId: 'console.journal', clean: false };
+    const away = await connectAs(hub, 'console', persistent);
+    await away.subscribeAsync(`outpost/v1/${SITE}/cam-a/alert`, { qos: 1 });
+    await away.endAsync();
+    await hub.broker.stop();
+    // No camera: the clip cannot be cut, and the clip-failed waits in the uplink's store for the hub.
+    const box = await cameraBox(hub.mqttsPort, 1, () => Promise.resolve('cameras: []'));
+    const first = start(['run', '--config', box.file]);
+    await first.waitForLog((line) => line.msg === 'started' && line.subsystem === 'panic');
+    const clipId = await press(box.file);
+    await first.waitForLog(
+      (line) => line.msg === 'panic clip could not be made (the alert was sent)' && line.clipId === clipId,
+    );
+    const entry = join(box.inProgress, `${clipId}.json`);
+    await until(
+      () => existsSync(entry) && readFileSync(entry, 'utf8').includes('"failed"'),
+      10_000,
+      'the reason kept with the in-progress entry',
+    );
+    first.child.kill('SIGKILL');
+    await first.exited();
+
+    await hub.restart();
+    const second = start(['run', '--config', box.file]);
+    await second.waitForLog(
+      (line) =>
+        line.msg === 'clip-failed alert not acknowledged in the last run; sent again' &&
+        line.clipId === clipId,
+    );
+    await until(() => !existsSync(entry), 20_000, 'the in-progress entry removed once the hub acknowledged');
+    const { alerts } = await consoleAtHub(hub, persistent);
+    await until(
+      () => alerts.some((a) => a.kind === 'clip-failed' && a.clipId === clipId),
+      10_000,
+      'the clip-failed alert at the console',
+    );
+    for (const failed of alerts.filter((a) => a.kind === 'clip-failed'))
+      expect(failed.message).toMatch(new RegExp(`^no clip for panic ${clipId}: .*no camera to record`));
+    expect(second.stdout()).not.toContain('panic clip lost');
   });
 });

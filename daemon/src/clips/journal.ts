@@ -21,6 +21,8 @@ const inProgressClip = z.strictObject({
   trigger: z.enum(['button', 'mqtt', 'cli']),
   cameras: z.array(z.string()),
   relatedClipId: z.string().min(1).max(64).optional(),
+  /** Why the clip could not be made, once a clip-failed alert was sent for it (not yet acknowledged). */
+  failed: z.string().max(500).optional(),
 });
 
 export type InProgressClip = z.infer<typeof inProgressClip>;
@@ -89,14 +91,30 @@ export class ClipJournal implements Service {
 
   /** Write the clip down as in progress, durably. Never rejects: a failure is logged. */
   begin(clip: InProgressClip): Promise<void> {
-    const write = writeDurably(this.path(clip.clipId), `${JSON.stringify(clip)}\n`).catch(
-      (error: unknown) => {
+    return this.write(clip);
+  }
+
+  /**
+   * The clip cannot be made and its clip-failed alert is on its way: keep the reason with the entry, so
+   * that a daemon stopped before the hub acknowledged the alert sends the same one again. Only for a
+   * clip written down with begin(); never rejects.
+   */
+  failed(clip: InProgressClip, reason: string): Promise<void> {
+    if (!this.writes.has(clip.clipId)) return Promise.resolve();
+    return this.write({ ...clip, failed: reason });
+  }
+
+  /** Writes of one clip's entry go in order (each after the one before). */
+  private write(clip: InProgressClip): Promise<void> {
+    const before = this.writes.get(clip.clipId) ?? Promise.resolve();
+    const write = before
+      .then(() => writeDurably(this.path(clip.clipId), `${JSON.stringify(clip)}\n`))
+      .catch((error: unknown) => {
         this.log.error(
           { err: error, clipId: clip.clipId, dir: this.dir },
           'clip in progress could not be written down: a daemon stopped now would leave the console without an answer for it',
         );
-      },
-    );
+      });
     this.writes.set(clip.clipId, write);
     return write;
   }

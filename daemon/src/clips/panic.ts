@@ -21,7 +21,7 @@ import type { AlertPayload } from '../mqtt/contract.js';
 import { topics } from '../mqtt/topics.js';
 import type { Publisher, Stamper } from '../mqtt/publisher.js';
 import type { ClipDelivery } from './delivery.js';
-import { ClipJournal } from './journal.js';
+import { ClipJournal, type InProgressClip } from './journal.js';
 import type { ClipSource } from './source.js';
 import type { ClipStore, ClipTrigger } from './store.js';
 
@@ -126,16 +126,21 @@ export class Panic implements Service {
     const alertAt = Date.now();
     this.log.warn({ clipId, trigger, cameras, relatedClipId, ms: alertAt - at }, 'panic: alert published');
     this.events.alertSent?.(clipId);
+    const clip: InProgressClip = {
+      clipId,
+      at,
+      trigger,
+      cameras,
+      ...(relatedClipId ? { relatedClipId } : {}),
+    };
     if (this.running) {
       // Right after the alert's bytes, not before: the fsyncs run on the thread pool meanwhile.
-      void this.journal.begin({ clipId, at, trigger, cameras, ...(relatedClipId ? { relatedClipId } : {}) });
-      const done = headStart
-        .then(() => this.record(clipId, trigger, cameras, at, relatedClipId))
-        .finally(() => this.recording.delete(clipId));
+      void this.journal.begin(clip);
+      const done = headStart.then(() => this.record(clip)).finally(() => this.recording.delete(clipId));
       this.recording.set(clipId, done);
     } else {
       this.log.error({ clipId }, 'panic while the clip service is stopped: alert sent, no clip');
-      this.clipFailed(clipId, trigger, cameras, 'the clip service is stopping');
+      this.clipFailed(clip, 'the clip service is stopping');
     }
     return { clipId, alertAt, cameras, ...(relatedClipId ? { relatedClipId } : {}) };
   }
@@ -157,13 +162,8 @@ export class Panic implements Service {
     return this.running;
   }
 
-  private async record(
-    clipId: string,
-    trigger: ClipTrigger,
-    cameras: string[],
-    at: number,
-    relatedClipId: string | undefined,
-  ): Promise<void> {
+  private async record(clip: InProgressClip): Promise<void> {
+    const { clipId, trigger, cameras, at, relatedClipId } = clip;
     try {
       const captured = await this.source.capture({
         clipId,
@@ -188,7 +188,7 @@ export class Panic implements Service {
       this.delivery.enqueue(clipId);
     } catch (error) {
       this.log.error({ err: error, clipId }, 'panic clip could not be made (the alert was sent)');
-      this.clipFailed(clipId, trigger, cameras, describeError(error));
+      this.clipFailed(clip, describeError(error));
     }
   }
 
@@ -207,20 +207,32 @@ export class Panic implements Service {
         void this.journal.finish(clip.clipId);
         continue;
       }
+      if (clip.failed !== undefined) {
+        // Its clip-failed went out in the last run but was not acknowledged: send the same one again.
+        this.log.warn(
+          { clipId: clip.clipId },
+          'clip-failed alert not acknowledged in the last run; sent again',
+        );
+        this.clipFailed(clip, clip.failed);
+        continue;
+      }
       this.log.error(
         { clipId: clip.clipId, at: clip.at, cameras: clip.cameras },
         'panic clip lost: the daemon stopped while it was being cut; telling the console (clip-failed)',
       );
-      this.clipFailed(clip.clipId, clip.trigger, clip.cameras, STOPPED_DURING_CLIP);
+      this.clipFailed(clip, STOPPED_DURING_CLIP);
     }
   }
 
   /**
-   * Tell the console that no clip will follow panic `clipId`, and why, so it stops waiting for one. The
-   * clip's in-progress entry is removed once the hub acknowledged this alert: a daemon stopped before
-   * then sends it again at its next start (the same alert id; QoS 1 is at least once anyway).
+   * Tell the console that no clip will follow the panic, and why, so it stops waiting for one. The
+   * clip's in-progress entry keeps the reason and is removed once the hub acknowledged this alert: a
+   * daemon stopped before then sends it again at its next start (the same alert; QoS 1 is at least once
+   * anyway).
    */
-  private clipFailed(clipId: string, trigger: ClipTrigger, cameras: string[], reason: string): void {
+  private clipFailed(clip: InProgressClip, reason: string): void {
+    const { clipId, trigger, cameras } = clip;
+    void this.journal.failed(clip, reason.slice(0, 500));
     const alert: AlertPayload = {
       ...this.publisher.stamp(),
       id: `${clipId}-failed`,
