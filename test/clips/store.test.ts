@@ -1,8 +1,9 @@
 // The clip store's limits: the quota removes the oldest delivered clips only, undelivered clips stay
-// until the disk itself is in danger (then a clip-store alert says so), and records survive a restart.
+// until the disk itself is in danger (then a clip-store alert says so), and records survive a restart;
+// a clip whose keep was cut short by a kill is either whole in the store or not there at all.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
@@ -108,6 +109,21 @@ describe('clip store', () => {
       sha256: record.sha256,
     });
     expect(existsSync(join(second.tempDir, 'half.mp4'))).toBe(false);
+    await second.stop();
+  });
+
+  it('a kill between a clip record and its video leaves no clip: the record is dropped at start', async () => {
+    const dataDir = await tempDir('outpost-clips-');
+    const first = new ClipStore(dataDir, limits, log);
+    await first.start();
+    await keepClip(first, 'y', 1000);
+    await first.stop();
+    // keep() writes the record, then renames the video in: undo the rename, as a kill before it would.
+    await rename(first.filePath('y'), join(first.tempDir, 'y.mp4'));
+    const second = new ClipStore(dataDir, limits, log);
+    await second.start();
+    expect(second.get('y')).toBeUndefined();
+    expect((await readdir(second.dir)).filter((name) => name.startsWith('y'))).toEqual([]);
     await second.stop();
   });
 });

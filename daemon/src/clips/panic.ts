@@ -6,6 +6,11 @@
 // its own clip, and both its alert and its manifest name the clip in progress as `relatedClipId`. Every
 // press therefore reaches the console as an alert of its own, and no video is dropped (the clips may
 // overlap). Extending the first clip instead would fold a second alarm into the first.
+//
+// Every clip is written down as in progress (journal.ts) as its alert goes out, and forgotten once it is
+// kept or its `clip-failed` alert was acknowledged. At start, a clip the last run left in progress is
+// settled: kept in the store already (a kill after the keep) → delivered as usual; otherwise it is lost
+// with the daemon's memory, and a `clip-failed` alert says so. The console always gets an answer.
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { join } from 'node:path';
@@ -16,6 +21,7 @@ import type { AlertPayload } from '../mqtt/contract.js';
 import { topics } from '../mqtt/topics.js';
 import type { Publisher, Stamper } from '../mqtt/publisher.js';
 import type { ClipDelivery } from './delivery.js';
+import { ClipJournal, type InProgressClip } from './journal.js';
 import type { ClipSource } from './source.js';
 import type { ClipStore, ClipTrigger } from './store.js';
 
@@ -36,6 +42,10 @@ export interface PanicResult {
   relatedClipId?: string;
 }
 
+/** The `clip-failed` reason for a clip the daemon was making when it stopped (docs/clips.md). */
+export const STOPPED_DURING_CLIP =
+  'the daemon stopped while the clip was being cut (killed, crashed or lost power); the video it was cutting from was in memory and is gone';
+
 /** How long the clip capture waits for the hub to acknowledge the alert before it starts anyway. */
 const ALERT_HEAD_START_MS = 50;
 
@@ -55,6 +65,7 @@ export class Panic implements Service {
   private readonly recording = new Map<string, Promise<void>>();
   private abort = new AbortController();
   private running = false;
+  private readonly journal: ClipJournal;
 
   constructor(
     private readonly settings: PanicSettings,
@@ -67,15 +78,20 @@ export class Panic implements Service {
     private readonly delivery: ClipDelivery,
     private readonly log: Logger,
     private readonly events: { alertSent?(clipId: string): void } = {},
-  ) {}
+  ) {
+    // Beside the clips it speaks for, so that one data dir holds both.
+    this.journal = new ClipJournal(store.dir, log);
+  }
 
-  start(): Promise<void> {
-    this.running = true;
+  /** Start after the store (settling asks it which clips were kept) and the uplink. */
+  async start(): Promise<void> {
     this.abort = new AbortController();
     // Every clip being cut listens on this one signal (per camera, while it waits for the post-roll):
     // more than Node's default of 10 at once is normal during a burst of presses, not a leak.
     setMaxListeners(0, this.abort.signal);
-    return Promise.resolve();
+    await this.journal.start();
+    this.settleLeftovers();
+    this.running = true;
   }
 
   /** Raise the alert now and record the clip in the background. `at` is the press time. */
@@ -110,14 +126,21 @@ export class Panic implements Service {
     const alertAt = Date.now();
     this.log.warn({ clipId, trigger, cameras, relatedClipId, ms: alertAt - at }, 'panic: alert published');
     this.events.alertSent?.(clipId);
+    const clip: InProgressClip = {
+      clipId,
+      at,
+      trigger,
+      cameras,
+      ...(relatedClipId ? { relatedClipId } : {}),
+    };
     if (this.running) {
-      const done = headStart
-        .then(() => this.record(clipId, trigger, cameras, at, relatedClipId))
-        .finally(() => this.recording.delete(clipId));
+      // Right after the alert's bytes, not before: the fsyncs run on the thread pool meanwhile.
+      void this.journal.begin(clip);
+      const done = headStart.then(() => this.record(clip)).finally(() => this.recording.delete(clipId));
       this.recording.set(clipId, done);
     } else {
       this.log.error({ clipId }, 'panic while the clip service is stopped: alert sent, no clip');
-      this.clipFailed(clipId, trigger, cameras, 'the clip service is stopping');
+      this.clipFailed(clip, 'the clip service is stopping');
     }
     return { clipId, alertAt, cameras, ...(relatedClipId ? { relatedClipId } : {}) };
   }
@@ -132,19 +155,15 @@ export class Panic implements Service {
     // The source cuts the post-roll short on abort and muxes what it has; that clip is kept and delivered.
     this.abort.abort();
     await Promise.all(this.recording.values());
+    await this.journal.stop();
   }
 
   healthy(): boolean {
     return this.running;
   }
 
-  private async record(
-    clipId: string,
-    trigger: ClipTrigger,
-    cameras: string[],
-    at: number,
-    relatedClipId: string | undefined,
-  ): Promise<void> {
+  private async record(clip: InProgressClip): Promise<void> {
+    const { clipId, trigger, cameras, at, relatedClipId } = clip;
     try {
       const captured = await this.source.capture({
         clipId,
@@ -165,15 +184,55 @@ export class Panic implements Service {
         startAt: captured.startAt,
         endAt: captured.endAt,
       });
+      await this.journal.finish(clipId);
       this.delivery.enqueue(clipId);
     } catch (error) {
       this.log.error({ err: error, clipId }, 'panic clip could not be made (the alert was sent)');
-      this.clipFailed(clipId, trigger, cameras, describeError(error));
+      this.clipFailed(clip, describeError(error));
     }
   }
 
-  /** Tell the console that no clip will follow panic `clipId`, and why, so it stops waiting for one. */
-  private clipFailed(clipId: string, trigger: ClipTrigger, cameras: string[], reason: string): void {
+  /**
+   * The clips the last run was making when it stopped. One kept in the store was finished (the kill came
+   * after its keep, before its entry was removed): delivery has it already. Any other is gone: its video
+   * was in the pre-roll and the mux, in memory (a tmpfs that a power cut empties), so say so.
+   */
+  private settleLeftovers(): void {
+    for (const clip of this.journal.leftovers()) {
+      if (this.store.get(clip.clipId)) {
+        this.log.info(
+          { clipId: clip.clipId },
+          'clip in progress when the daemon stopped had been kept; it is delivered as usual',
+        );
+        void this.journal.finish(clip.clipId);
+        continue;
+      }
+      if (clip.failed !== undefined) {
+        // Its clip-failed went out in the last run but was not acknowledged: send the same one again.
+        this.log.warn(
+          { clipId: clip.clipId },
+          'clip-failed alert not acknowledged in the last run; sent again',
+        );
+        this.clipFailed(clip, clip.failed);
+        continue;
+      }
+      this.log.error(
+        { clipId: clip.clipId, at: clip.at, cameras: clip.cameras },
+        'panic clip lost: the daemon stopped while it was being cut; telling the console (clip-failed)',
+      );
+      this.clipFailed(clip, STOPPED_DURING_CLIP);
+    }
+  }
+
+  /**
+   * Tell the console that no clip will follow the panic, and why, so it stops waiting for one. The
+   * clip's in-progress entry keeps the reason and is removed once the hub acknowledged this alert: a
+   * daemon stopped before then sends it again at its next start (the same alert; QoS 1 is at least once
+   * anyway).
+   */
+  private clipFailed(clip: InProgressClip, reason: string): void {
+    const { clipId, trigger, cameras } = clip;
+    void this.journal.failed(clip, reason.slice(0, 500));
     const alert: AlertPayload = {
       ...this.publisher.stamp(),
       id: `${clipId}-failed`,
@@ -186,6 +245,20 @@ export class Panic implements Service {
       cameras,
       trigger,
     };
-    this.publisher.publish(topics.alert(this.settings.site, this.settings.device), alert, { qos: 1 });
+    const topic = topics.alert(this.settings.site, this.settings.device);
+    if (!this.publisher.publishAcked) {
+      this.publisher.publish(topic, alert, { qos: 1 });
+      void this.journal.finish(clipId);
+      return;
+    }
+    // Not awaited: with the hub away the acknowledgement may not come in this run at all.
+    void this.publisher.publishAcked(topic, alert).then(
+      () => this.journal.finish(clipId),
+      (error: unknown) =>
+        this.log.warn(
+          { err: error, clipId },
+          'clip-failed alert not acknowledged; it is sent again at the next start',
+        ),
+    );
   }
 }

@@ -103,13 +103,18 @@ export class ClipStore implements Service {
       if (!entry.endsWith('.json')) continue;
       try {
         const record = JSON.parse(await readFile(join(this.dir, entry), 'utf8')) as ClipRecord;
-        await stat(this.filePath(record.id));
+        if (!(await exists(this.filePath(record.id)))) {
+          // keep() writes the record before it renames the video in: a kill in between leaves this.
+          await rm(join(this.dir, entry), { force: true });
+          this.log.warn(
+            { clipId: record.id },
+            'clip record without its video (the daemon stopped while keeping it); removed',
+          );
+          continue;
+        }
         this.records.set(record.id, record);
       } catch (error) {
-        this.log.warn(
-          { file: join(this.dir, entry), err: error },
-          'clip record unreadable or its video is gone; skipped',
-        );
+        this.log.warn({ file: join(this.dir, entry), err: error }, 'clip record unreadable; skipped');
       }
     }
     this.opened = true;
@@ -149,7 +154,12 @@ export class ClipStore implements Service {
     return total;
   }
 
-  /** Take a finished MP4 into the store: fsync, hash, rename, then its record. */
+  /**
+   * Take a finished MP4 into the store: fsync and hash it, write its record, then rename the video into
+   * place. The record goes first so that a video in place always has its record: a kill between the two
+   * leaves a record without a video, which start() drops (the clip was not finished, and the journal of
+   * clips in progress, journal.ts, says so to the console), never a finished video nobody delivers.
+   */
   async keep(clip: NewClip): Promise<ClipRecord> {
     const { sizeBytes, sha256 } = await hashFile(clip.path);
     const handle = await open(clip.path, 'r+');
@@ -158,8 +168,6 @@ export class ClipStore implements Service {
     } finally {
       await handle.close();
     }
-    await rename(clip.path, this.filePath(clip.id));
-    await syncDir(this.dir);
     const record: ClipRecord = {
       id: clip.id,
       cameras: clip.cameras,
@@ -179,6 +187,8 @@ export class ClipStore implements Service {
       delivered: false,
     };
     await this.writeRecord(record);
+    await rename(clip.path, this.filePath(clip.id));
+    await syncDir(this.dir);
     this.records.set(record.id, record);
     this.log.info({ clipId: record.id, sizeBytes, sha256, chunks: record.chunks }, 'clip stored');
     await this.enforce();
@@ -295,7 +305,8 @@ export async function writeDurably(path: string, data: string | Buffer): Promise
   await syncDir(join(path, '..'));
 }
 
-async function syncDir(dir: string): Promise<void> {
+/** fsync a folder: makes a rename or an unlink in it durable. */
+export async function syncDir(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
   try {
     await handle.sync();
@@ -312,6 +323,16 @@ export async function hashFile(path: string): Promise<{ sizeBytes: number; sha25
     sizeBytes += (chunk as Buffer).length;
   }
   return { sizeBytes, sha256: hash.digest('hex') };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
 }
 
 async function freeBytesOf(dir: string): Promise<number> {
