@@ -271,13 +271,14 @@ export class RateLimiter {
  * wait; a login beyond that is shed at once (the broker answers CONNACK 3, server unavailable), so a
  * flood of logins costs a bounded amount of memory and thread time and cannot push a good client's
  * check behind thousands of bad ones. Waiting checks are served in turn by key (the client's address),
- * and one key may hold at most `perKey` places in the queue: a flood from one address waits behind
- * itself, and a client from another address is checked next.
+ * and when the queue is full a newcomer takes the last place of the key holding the most places, if
+ * that is another key with more than its own: a flood from one address waits behind itself and gives
+ * way, and a client from another address finds a place and is checked next.
  */
 export class LoginGate {
   private running = 0;
-  /** Waiting checks by key; Map order is the turn (a served key goes to the back). */
-  private readonly waiting = new Map<string, Array<() => void>>();
+  /** Waiting checks by key, each told whether it got its slot; Map order is the turn. */
+  private readonly waiting = new Map<string, Array<(admitted: boolean) => void>>();
   private waitingCount = 0;
   /** Most checks ever in flight at once (what the memory bound rests on). */
   peakInFlight = 0;
@@ -285,7 +286,6 @@ export class LoginGate {
   constructor(
     private readonly concurrency: number,
     private readonly queue: number,
-    private readonly perKey: number = Math.max(1, Math.ceil(queue / 8)),
   ) {}
 
   get inFlight(): number {
@@ -297,18 +297,19 @@ export class LoginGate {
   }
 
   /**
-   * Run `check` when a slot is free; `SHED` when the queue (or `key`'s share of it) is full, or when
-   * `gone()` says the client left while it waited (its check would be wasted).
+   * Run `check` when a slot is free; `SHED` when the queue is full (or this check gave its place to
+   * another key's), or when `gone()` says the client left while it waited (its check would be wasted).
    */
   async run<T>(key: string, check: () => Promise<T>, gone: () => boolean): Promise<T | typeof SHED> {
     if (this.running >= this.concurrency) {
-      const mine = this.waiting.get(key);
-      if (this.waitingCount >= this.queue || (mine?.length ?? 0) >= this.perKey) return SHED;
-      await new Promise<void>((resolve) => {
+      if (this.waitingCount >= this.queue && !this.makeRoomFor(key)) return SHED;
+      const admitted = await new Promise<boolean>((resolve) => {
+        const mine = this.waiting.get(key);
         if (mine) mine.push(resolve);
         else this.waiting.set(key, [resolve]);
         this.waitingCount += 1;
       });
+      if (!admitted) return SHED;
       // The slot was handed over by the finishing check (running stays counted).
     } else {
       this.running += 1;
@@ -318,22 +319,38 @@ export class LoginGate {
       if (gone()) return SHED;
       return await check();
     } finally {
-      const next = this.nextInTurn();
-      if (next) next();
+      const next = this.take(this.waiting.keys().next().value);
+      if (next) next(true);
       else this.running -= 1;
     }
   }
 
-  /** The first waiter of the key whose turn it is; that key goes to the back of the turn. */
-  private nextInTurn(): (() => void) | undefined {
-    const first = this.waiting.entries().next();
-    if (first.done) return undefined;
-    const [key, list] = first.value;
-    const next = list.shift();
-    this.waiting.delete(key);
-    if (list.length > 0) this.waiting.set(key, list);
+  /** Shed the newest waiter of the key holding the most places, if that is not `key` and holds more. */
+  private makeRoomFor(key: string): boolean {
+    let most: string | undefined;
+    for (const [other, list] of this.waiting) {
+      if (most === undefined || list.length > (this.waiting.get(most)?.length ?? 0)) most = other;
+    }
+    const own = this.waiting.get(key)?.length ?? 0;
+    if (most === undefined || most === key || (this.waiting.get(most)?.length ?? 0) <= own + 1) return false;
+    this.take(most, 'newest')?.(false);
+    return true;
+  }
+
+  /** Take a waiter of `key` (the oldest: its turn, and the key goes to the back; or the newest). */
+  private take(
+    key: string | undefined,
+    which: 'oldest' | 'newest' = 'oldest',
+  ): ((admitted: boolean) => void) | undefined {
+    const list = key === undefined ? undefined : this.waiting.get(key);
+    if (key === undefined || !list) return undefined;
+    const waiter = which === 'oldest' ? list.shift() : list.pop();
+    if (which === 'oldest') this.waiting.delete(key);
+    if (list.length > 0) {
+      if (which === 'oldest') this.waiting.set(key, list);
+    } else this.waiting.delete(key);
     this.waitingCount -= 1;
-    return next;
+    return waiter;
   }
 }
 
