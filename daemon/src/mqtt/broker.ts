@@ -34,7 +34,14 @@ import {
 } from './limits.js';
 import { ChatHistory } from './chat-history.js';
 import { chatChannel, topics } from './topics.js';
-import { catchRetainedStreamErrors, skipCleanSessionClears } from './persistence.js';
+import {
+  catchRetainedStreamErrors,
+  forgetSession,
+  nextRun,
+  persistedSubscriptions,
+  skipCleanSessionClears,
+  type SessionStore,
+} from './persistence.js';
 import { LEVEL_MEMORY } from './level-store.js';
 
 // mqtt-packet (Aedes's and MQTT.js's writer) otherwise builds, at its first write, a cache of 65,536
@@ -387,18 +394,8 @@ export class Broker implements Service {
   private async forgetSessionsOfRevokedIdentities(): Promise<void> {
     const { db, persistence } = this;
     if (!db || !persistence) return;
-    const filtersOf = new Map<string, string[]>();
     try {
-      for await (const key of db.keys(prefixRange(SUBSCRIPTIONS_KEY))) {
-        const rest = key.slice(SUBSCRIPTIONS_KEY.length);
-        const split = rest.indexOf(':');
-        if (split < 0) continue;
-        const clientId = decodeURIComponent(rest.slice(0, split));
-        const filters = filtersOf.get(clientId) ?? [];
-        filters.push(rest.slice(split + 1));
-        filtersOf.set(clientId, filters);
-      }
-      for (const [clientId, filters] of filtersOf) {
+      for (const [clientId, filters] of await persistedSubscriptions(db)) {
         const owner = this.clientIdOwner(clientId);
         const identity = owner === undefined ? undefined : this.lookup(owner);
         if (!identity) {
@@ -894,8 +891,6 @@ function keepDeliveryAsynchronous(aedes: Aedes): void {
   });
 }
 
-type SessionStore = ReturnType<typeof aedesPersistenceLevel>;
-
 /** A last will as aedes-persistence-level stores it (the CONNECT's will plus these fields). */
 interface StoredWill {
   topic?: string;
@@ -904,32 +899,6 @@ interface StoredWill {
   brokerId?: string;
   /** Set by authenticate(): the identity that left this will. */
   outpostIdentity?: string;
-}
-
-/**
- * aedes-persistence-level's key layout (asyncPersistence.js): `subscriptions:{id}:{filter}`,
- * `outgoing:{id}:…`, `outgoing-id:{id}:…`, with the client id URI-encoded (so it holds no ':').
- * The persistence has no call to empty one client's queue; test/mqtt/broker.test.ts checks this still
- * holds ("a removed identity's persisted session is forgotten").
- */
-const SUBSCRIPTIONS_KEY = 'subscriptions:';
-
-/** Every key under `prefix` (which ends in ':'; ';' is the next byte). */
-function prefixRange(prefix: string): { gte: string; lt: string } {
-  return { gte: prefix, lt: `${prefix.slice(0, -1)};` };
-}
-
-async function forgetSession(
-  db: Level<string, unknown>,
-  persistence: SessionStore,
-  clientId: string,
-): Promise<void> {
-  const id = encodeURIComponent(clientId);
-  await persistence.cleanSubscriptions({ id: clientId });
-  await db.clear(prefixRange(`outgoing:${id}:`));
-  await db.clear(prefixRange(`outgoing-id:${id}:`));
-  await persistence.cleanIncoming({ id: clientId });
-  await persistence.delWill({ id: clientId });
 }
 
 /** Aedes keeps its connected clients by id; its type declarations leave the map out. */
@@ -965,13 +934,4 @@ async function readTlsMaterial(files: {
     }
   };
   return { ca: await read('ca'), cert: await read('cert'), key: await read('key') };
-}
-
-/** The broker's run number in its store: 1 on the first start, +1 on each start after it. */
-async function nextRun(db: Level<string, unknown>): Promise<number> {
-  const key = 'outpost:broker-runs';
-  const stored = (await db.get(key)) as Uint8Array | undefined;
-  const run = (stored ? Number(Buffer.from(stored).toString('utf8')) || 0 : 0) + 1;
-  await db.put(key, Buffer.from(String(run)), { sync: true });
-  return run;
 }
