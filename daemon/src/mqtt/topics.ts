@@ -34,9 +34,13 @@ export const topics = {
   chatHistory: (site: string, channel: string) => `${sitePrefix(site)}/chat/${channel}/history`,
 } as const;
 
+const chatPrefixes = new Map<string, string>();
+
 /** The chat channel a topic names, when it is exactly `outpost/v1/{site}/chat/{channel}`. */
 export function chatChannel(site: string, topic: string): string | undefined {
-  const prefix = `${sitePrefix(site)}/chat/`;
+  // Asked for every publish the broker authorizes: the prefix is built once per site.
+  let prefix = chatPrefixes.get(site);
+  if (prefix === undefined) chatPrefixes.set(site, (prefix = `${sitePrefix(site)}/chat/`));
   if (!topic.startsWith(prefix)) return undefined;
   const channel = topic.slice(prefix.length);
   return channel.length > 0 && !channel.includes('/') ? channel : undefined;
