@@ -1,6 +1,5 @@
 // A camera supervisor with the real worker process and real GStreamer: RTP arrives at the configured
 // UDP port on loopback, and a worker that dies is replaced with backoff until packets flow again.
-import { spawn } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import pino from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +9,7 @@ import { ssrcFor } from '../../daemon/src/camera/pipeline.js';
 import { CameraStateReport } from '../../daemon/src/camera/state-report.js';
 import { cameraStatePayload } from '../../daemon/src/mqtt/contract.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
+import { decodingReceiver, h264RtpCaps } from '../support/decoder.js';
 import { until } from '../support/processes.js';
 
 const log = pino({ level: 'silent' });
@@ -115,38 +115,16 @@ describe('camera', () => {
   it('a GStreamer receiver on the SFU port decodes the frames at the configured size (static mode)', async () => {
     const port = await freeUdpPort();
     const { camera: settings, sfu } = configFor(port);
-    // checksumsink prints one line per decoded frame; the caps filter fails negotiation on a wrong size.
-    const receiver = spawn('gst-launch-1.0', [
-      '-q',
-      'udpsrc',
-      `port=${port}`,
-      'address=127.0.0.1',
-      'caps=application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=102',
-      '!',
-      'rtpjitterbuffer',
-      'latency=0',
-      '!',
-      'rtph264depay',
-      '!',
-      'avdec_h264',
-      '!',
-      'video/x-raw,width=320,height=240',
-      '!',
-      'checksumsink',
-    ]);
-    let frames = 0;
-    receiver.stdout.on(
-      'data',
-      (chunk: Buffer) => (frames += chunk.toString().split('\n').filter(Boolean).length),
-    );
+    // The size filter fails negotiation on a wrong size.
+    const receiver = decodingReceiver(port, { caps: h264RtpCaps(102), size: { width: 320, height: 240 } });
     try {
       camera = new Camera(settings, sfu, encoders, log, fast);
       await camera.start();
-      await until(() => frames >= 30, 15_000, '30 decoded frames');
+      await until(() => receiver.frames >= 30, 15_000, '30 decoded frames');
     } finally {
-      receiver.kill('SIGKILL');
+      receiver.child.kill('SIGKILL');
     }
-    expect(frames).toBeGreaterThanOrEqual(30);
+    expect(receiver.frames).toBeGreaterThanOrEqual(30);
   });
 
   it('a killed worker is replaced: restarting, then streaming again, with the same SSRC', async () => {

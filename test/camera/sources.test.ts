@@ -10,6 +10,7 @@ import { Camera } from '../../daemon/src/camera/camera.js';
 import { Encoders } from '../../daemon/src/camera/encoders.js';
 import { cameraChain, renderPipeline } from '../../daemon/src/camera/pipeline.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
+import { decodingReceiver, h264RtpCaps } from '../support/decoder.js';
 import { freePort, REPO, runCliToEnd, tempDir, until, writeTemp } from '../support/processes.js';
 
 const log = pino({ level: 'silent' });
@@ -82,33 +83,11 @@ async function rtspServer(credentials: [string, string] | [] = []): Promise<numb
   });
 }
 
-/** gst-launch decoding H.264 RTP on a loopback port; counts decoded frames of the given size. */
-function decodingReceiver(port: number, width: number, height: number) {
-  const receiver = spawn('gst-launch-1.0', [
-    '-q',
-    'udpsrc',
-    `port=${port}`,
-    'address=127.0.0.1',
-    'caps=application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96',
-    '!',
-    'rtpjitterbuffer',
-    'latency=0',
-    '!',
-    'rtph264depay',
-    '!',
-    'avdec_h264',
-    '!',
-    `video/x-raw,width=${width},height=${height}`,
-    '!',
-    'checksumsink',
-  ]);
-  children.push(receiver);
-  const counter = { frames: 0 };
-  receiver.stdout.on(
-    'data',
-    (chunk: Buffer) => (counter.frames += chunk.toString().split('\n').filter(Boolean).length),
-  );
-  return counter;
+/** Decodes H.264 RTP on a loopback port; counts decoded frames of the given size. */
+function receiverOf(port: number, width: number, height: number) {
+  const receiver = decodingReceiver(port, { caps: h264RtpCaps(96), size: { width, height } });
+  children.push(receiver.child);
+  return receiver;
 }
 
 describe('camera sources in config', () => {
@@ -259,7 +238,7 @@ describe('a source that cannot run here', () => {
     const pi = cameraConfig({ type: 'libcamera' });
     const rtpPort = await freePort();
     const yard = cameraConfig({ type: 'test' }, { name: 'yard', rtp: { port: rtpPort } });
-    const receiver = decodingReceiver(rtpPort, 320, 240);
+    const receiver = receiverOf(rtpPort, 320, 240);
     for (const settings of [porch, pi, yard]) {
       const camera = new Camera(settings.camera, settings.sfu, encoders, log, fast);
       cameras.push(camera);
@@ -295,7 +274,7 @@ describe('rtsp camera (GStreamer RTSP server on 127.0.0.1)', () => {
       { rtp: { port: rtpPort } },
     );
     expect(renderPipeline(cameraChain(settings, sfu, undefined))).not.toMatch(ENCODER_OR_DECODER);
-    const receiver = decodingReceiver(rtpPort, 320, 240);
+    const receiver = receiverOf(rtpPort, 320, 240);
     const camera = new Camera(settings, sfu, encoders, log, fast);
     cameras.push(camera);
     await camera.start();

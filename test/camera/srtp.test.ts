@@ -1,7 +1,6 @@
 // SRTP on the camera's RTP: a GStreamer receiver with the box's key decodes the frames; one with another
 // key, fed the very same packets, decodes none. Keys come inline or from a 0600 file, and a bad key is
 // an error that names the key and the fix, never the key itself.
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { chmod, writeFile } from 'node:fs/promises';
@@ -13,6 +12,7 @@ import { Encoders } from '../../daemon/src/camera/encoders.js';
 import { cameraChain, renderPipeline, ssrcFor } from '../../daemon/src/camera/pipeline.js';
 import { ConfigError, parseConfig, redactSecrets } from '../../daemon/src/config/load.js';
 import { configSchema, SRTP_SUITES, type SrtpSuite } from '../../daemon/src/config/schema.js';
+import { decodingReceiver } from '../support/decoder.js';
 import { tempDir, until } from '../support/processes.js';
 
 const log = pino({ level: 'silent' });
@@ -56,32 +56,11 @@ function srtpReceiver(port: number, suite: SrtpSuite, key: Buffer, ssrc: number)
     `application/x-srtp,media=video,clock-rate=90000,encoding-name=H264,payload=96,ssrc=(uint)${ssrc},` +
     `srtp-key=(buffer)${key.toString('hex')},srtp-cipher=(string)${cipher},srtp-auth=(string)${auth},` +
     `srtcp-cipher=(string)${cipher},srtcp-auth=(string)${auth}`;
-  const child: ChildProcessWithoutNullStreams = spawn('gst-launch-1.0', [
-    '-q',
-    'udpsrc',
-    `port=${port}`,
-    'address=127.0.0.1',
-    `caps=${caps}`,
-    '!',
-    'srtpdec',
-    '!',
-    'rtpjitterbuffer',
-    'latency=0',
-    '!',
-    'rtph264depay',
-    '!',
-    'avdec_h264',
-    '!',
-    'checksumsink',
-  ]);
-  const seen = { frames: 0 };
-  child.stdout.on('data', (chunk: Buffer) => {
-    seen.frames += chunk.toString().split('\n').filter(Boolean).length;
-  });
+  const receiver = decodingReceiver(port, { caps, srtp: true });
   cleanups.push(() => {
-    child.kill('SIGKILL');
+    receiver.child.kill('SIGKILL');
   });
-  return seen;
+  return receiver;
 }
 
 function srtpConfig(port: number, srtp: Record<string, unknown>) {
