@@ -2,22 +2,13 @@
 // the alert and the clip reaches `outpost clips pull`; a camera box kill -9'ed mid-delivery finishes the
 // delivery after it is started again.
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hashFile } from '../../daemon/src/clips/store.js';
 import { connectAs, PEOPLE, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
+import { cameraBoxConfig, testCameraYaml } from '../support/box.js';
 import { testPki } from '../support/pki.js';
-import {
-  freePort,
-  freeUdpPortPair,
-  runCli,
-  runCliToEnd,
-  tempDir,
-  until,
-  writeTemp,
-  type Run,
-} from '../support/processes.js';
+import { freePort, runCli, runCliToEnd, tempDir, until, writeTemp, type Run } from '../support/processes.js';
 
 const runs: Run[] = [];
 let hub: TestBroker | undefined;
@@ -30,12 +21,6 @@ afterEach(async () => {
   await hub?.stop();
   hub = undefined;
 });
-
-/** One test camera (videotestsrc → x264enc): a clip is cut from its pre-roll. RTP goes to a free port. */
-async function testCamera(): Promise<string> {
-  const port = await freeUdpPortPair();
-  return `cameras:\n  - name: cam0\n    width: 320\n    height: 240\n    framerate: 15\n    encoder: x264enc\n    rtp:\n      port: ${port}`;
-}
 
 function start(args: string[]): Run {
   const run = runCli(args);
@@ -54,7 +39,7 @@ describe('outpost clip and outpost clips pull', () => {
         'device: box1',
         `dataDir: ${dataDir}`,
         `broker:\n  tcp:\n    port: ${port}`,
-        await testCamera(),
+        await testCameraYaml(),
         'clips:\n  preRollSeconds: 1\n  postRollSeconds: 1',
       ].join('\n'),
     );
@@ -84,22 +69,10 @@ describe('outpost clip and outpost clips pull', () => {
 
   it('a camera box kill -9ed mid-delivery completes the delivery after it starts again', async () => {
     hub = await startTestBroker();
-    const dataDir = await tempDir('outpost-data-');
-    const passwordFile = join(dataDir, 'uplink.password');
-    await writeFile(passwordFile, `${PEOPLE['cam-a']?.password}\n`, { mode: 0o600 });
-    const file = await writeTemp(
-      'outpost.yaml',
-      [
-        `site: ${SITE}`,
-        'device: cam-a',
-        'role: camera',
-        `dataDir: ${dataDir}`,
-        `broker:\n  tcp:\n    port: ${await freePort()}`,
-        await testCamera(),
-        'clips:\n  preRollSeconds: 1\n  postRollSeconds: 1\n  chunkBytes: 1024\n  inFlightChunks: 1',
-        `uplink:\n  url: mqtts://127.0.0.1:${hub.mqttsPort}\n  ca: ${testPki().ca}\n  username: cam-a\n  passwordFile: ${passwordFile}`,
-      ].join('\n'),
-    );
+    const { file } = await cameraBoxConfig(hub.mqttsPort, [
+      await testCameraYaml(),
+      'clips:\n  preRollSeconds: 1\n  postRollSeconds: 1\n  chunkBytes: 1024\n  inFlightChunks: 1',
+    ]);
     // The console's persistent session, then the console goes away.
     const console1 = await connectAs(hub, 'console', { clientId: 'console.clips-pull', clean: false });
     await console1.subscribeAsync(

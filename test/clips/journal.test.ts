@@ -9,18 +9,9 @@ import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { STOPPED_DURING_CLIP } from '../../daemon/src/clips/panic.js';
-import { connectAs, PEOPLE, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
-import { testPki } from '../support/pki.js';
-import {
-  freePort,
-  freeUdpPortPair,
-  runCli,
-  runCliToEnd,
-  tempDir,
-  until,
-  writeTemp,
-  type Run,
-} from '../support/processes.js';
+import { connectAs, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
+import { cameraBoxConfig, testCameraYaml } from '../support/box.js';
+import { runCli, runCliToEnd, until, type Run } from '../support/processes.js';
 
 const runs: Run[] = [];
 const clients: MqttClient[] = [];
@@ -42,27 +33,12 @@ function start(args: string[]): Run {
   return run;
 }
 
-const ONE_CAMERA = async () =>
-  `cameras:\n  - name: cam0\n    width: 320\n    height: 240\n    framerate: 15\n    encoder: x264enc\n    rtp:\n      port: ${await freeUdpPortPair()}`;
-
 /** A camera box (one test camera, or none) with its uplink at the test hub. */
-async function cameraBox(hubPort: number, postRollSeconds: number, cameras = ONE_CAMERA) {
-  const dataDir = await tempDir('outpost-data-');
-  const passwordFile = join(dataDir, 'uplink.password');
-  await writeFile(passwordFile, `${PEOPLE['cam-a']?.password}\n`, { mode: 0o600 });
-  const file = await writeTemp(
-    'outpost.yaml',
-    [
-      `site: ${SITE}`,
-      'device: cam-a',
-      'role: camera',
-      `dataDir: ${dataDir}`,
-      `broker:\n  tcp:\n    port: ${await freePort()}`,
-      await cameras(),
-      `clips:\n  preRollSeconds: 1\n  postRollSeconds: ${postRollSeconds}\n  chunkBytes: 16384`,
-      `uplink:\n  url: mqtts://127.0.0.1:${hubPort}\n  ca: ${testPki().ca}\n  username: cam-a\n  passwordFile: ${passwordFile}`,
-    ].join('\n'),
-  );
+async function cameraBox(hubPort: number, postRollSeconds: number, cameras = testCameraYaml) {
+  const { file, dataDir } = await cameraBoxConfig(hubPort, [
+    await cameras(),
+    `clips:\n  preRollSeconds: 1\n  postRollSeconds: ${postRollSeconds}\n  chunkBytes: 16384`,
+  ]);
   return { file, inProgress: join(dataDir, 'clips', 'in-progress') };
 }
 

@@ -12,8 +12,9 @@ import { topics } from '../../daemon/src/mqtt/topics.js';
 import { LevelStore } from '../../daemon/src/mqtt/level-store.js';
 import { Uplink } from '../../daemon/src/mqtt/uplink.js';
 import { connectAs, PEOPLE, run, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
+import { cameraBoxConfig } from '../support/box.js';
 import { testPki } from '../support/pki.js';
-import { freePort, runCli, tempDir, until, writeTemp, type Run } from '../support/processes.js';
+import { freePort, runCli, tempDir, until, type Run } from '../support/processes.js';
 
 const log = pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' });
 let hub: TestBroker | undefined;
@@ -177,20 +178,7 @@ describe('uplink', () => {
 
   it('status is retained online while connected and turns offline through the last will on kill -9', async () => {
     hub = await startTestBroker();
-    const dataDir = await tempDir('outpost-camera-');
-    const config = await cameraConfig(hub.mqttsPort, dataDir);
-    const file = await writeTemp(
-      'outpost.yaml',
-      [
-        `site: ${SITE}`,
-        'device: cam-a',
-        'role: camera',
-        `dataDir: ${dataDir}`,
-        `broker:\n  tcp:\n    port: ${await freePort()}`,
-        'cameras: []',
-        `uplink:\n  url: ${config.uplink?.url}\n  ca: ${config.uplink?.ca}\n  username: cam-a\n  passwordFile: ${config.uplink?.passwordFile}`,
-      ].join('\n'),
-    );
+    const { file } = await cameraBoxConfig(hub.mqttsPort, ['cameras: []']);
     const daemon = runCli(['run', '--config', file]);
     daemons.push(daemon);
     await daemon.waitForLog((line) => line.msg === 'uplink connected');
