@@ -37,20 +37,26 @@ async function loopbackClient(port: number, name: string, extra = {}): Promise<M
   return client;
 }
 
+/** A hub daemon (the built CLI) on loopback with the test identities; `start()` runs it until it is up. */
+async function hubDaemon() {
+  const dataDir = await tempDir('outpost-data-');
+  const identitiesFile = join(dataDir, 'identities.json');
+  await writeFile(identitiesFile, await identitiesJson(PEOPLE));
+  const port = await freePort();
+  const config = await writeTemp(
+    'outpost.yaml',
+    `site: ${SITE}\ndevice: hub\ndataDir: ${dataDir}\nbroker:\n  tcp:\n    port: ${port}\n  identitiesFile: ${identitiesFile}\ncameras: []\n`,
+  );
+  const start = async () => {
+    daemon = runCli(['run', '--config', config]);
+    await daemon.waitForLog((line) => line.msg === 'outpost running');
+  };
+  return { port, identitiesFile, start };
+}
+
 describe('broker persistence', () => {
   it('QoS 1 messages queued for an offline persistent session, and retained status, survive kill -9', async () => {
-    const dataDir = await tempDir('outpost-data-');
-    const identitiesFile = join(dataDir, 'identities.json');
-    await writeFile(identitiesFile, await identitiesJson(PEOPLE));
-    const port = await freePort();
-    const config = await writeTemp(
-      'outpost.yaml',
-      `site: ${SITE}\ndevice: hub\ndataDir: ${dataDir}\nbroker:\n  tcp:\n    port: ${port}\n  identitiesFile: ${identitiesFile}\ncameras: []\n`,
-    );
-    const start = async () => {
-      daemon = runCli(['run', '--config', config]);
-      await daemon.waitForLog((line) => line.msg === 'outpost running');
-    };
+    const { port, start } = await hubDaemon();
     await start();
 
     // The console subscribes with a persistent session, then goes away.
@@ -95,18 +101,7 @@ describe('broker persistence', () => {
   });
 
   it("after kill -9, a client's last will is published only on its own identity's status, and only while that identity exists", async () => {
-    const dataDir = await tempDir('outpost-data-');
-    const identitiesFile = join(dataDir, 'identities.json');
-    await writeFile(identitiesFile, await identitiesJson(PEOPLE));
-    const port = await freePort();
-    const config = await writeTemp(
-      'outpost.yaml',
-      `site: ${SITE}\ndevice: hub\ndataDir: ${dataDir}\nbroker:\n  tcp:\n    port: ${port}\n  identitiesFile: ${identitiesFile}\ncameras: []\n`,
-    );
-    const start = async () => {
-      daemon = runCli(['run', '--config', config]);
-      await daemon.waitForLog((line) => line.msg === 'outpost running');
-    };
+    const { port, identitiesFile, start } = await hubDaemon();
     await start();
     const will = (device: string, text: string) => ({
       will: { topic: `${P}/${device}/status`, payload: Buffer.from(text), qos: 1 as const, retain: false },
