@@ -121,6 +121,29 @@ async function rawLogin(port: number, username: string, password: string): Promi
   });
 }
 
+/** `name` opens a persistent session as `clientId`, subscribes to `filter` and goes away. */
+async function leaveSession(name: string, clientId: string, filter: string): Promise<void> {
+  const first = await client(name, { clientId, clean: false });
+  await first.subscribeAsync(filter, { qos: 1 });
+  await first.endAsync();
+}
+
+/**
+ * `name` comes back to its persistent session, subscribes to chat too, and alice sends a marker: what
+ * arrived up to the marker (queued messages first), and whether the broker had kept the session.
+ */
+async function backUntilMarker(
+  name: string,
+  clientId: string,
+  alice: MqttClient,
+): Promise<{ seen: string[]; sessionPresent: boolean }> {
+  const { client: again, seen, sessionPresent } = await connectWithInbox(name, { clientId, clean: false });
+  await again.subscribeAsync(`${P}/chat/+`, { qos: 1 });
+  await alice.publishAsync(`${P}/chat/ops`, 'marker', { qos: 1 });
+  await until(() => seen.some((line) => line.includes('marker')), 5000, 'the marker chat message');
+  return { seen, sessionPresent };
+}
+
 function closed(mqtt: MqttClient): Promise<void> {
   return new Promise((resolve) => mqtt.once('close', () => resolve()));
 }
@@ -729,9 +752,7 @@ describe('embedded broker: identities reload', () => {
 
   it("a demoted console's persistent session receives nothing it may no longer read, queued or new", async () => {
     hub = await startTestBroker();
-    const first = await client('console', { clientId: 'console', clean: false });
-    await first.subscribeAsync(`${P}/#`, { qos: 1 });
-    await first.endAsync();
+    await leaveSession('console', 'console', `${P}/#`);
     const camA = await client('cam-a');
     await camA.publishAsync(`${P}/cam-a/alert`, 'queued before the reload', { qos: 1 });
     await hub.writeIdentities({ ...PEOPLE, console: { role: 'staff', password: 'pw-console' } });
@@ -740,10 +761,7 @@ describe('embedded broker: identities reload', () => {
     const alice = await client('alice');
     await alice.publishAsync(`${P}/chat/ops`, 'chat after the reload', { qos: 1 });
 
-    const { client: again, seen } = await connectWithInbox('console', { clientId: 'console', clean: false });
-    await again.subscribeAsync(`${P}/chat/+`, { qos: 1 });
-    await alice.publishAsync(`${P}/chat/ops`, 'marker', { qos: 1 });
-    await until(() => seen.some((line) => line.includes('marker')), 5000, 'the marker chat message');
+    const { seen } = await backUntilMarker('console', 'console', alice);
     // Only the marker: the alerts are not the staff's to read, and `P/#` is no longer its subscription.
     expect(seen.map((line) => line.split(' ')[0])).toEqual([`${P}/chat/ops`]);
     // The queued alert was dropped at delivery; the later ones were never queued.
@@ -752,9 +770,7 @@ describe('embedded broker: identities reload', () => {
 
   it('identities changed while the broker was down are applied to persisted sessions at start', async () => {
     hub = await startTestBroker();
-    const first = await client('console', { clientId: 'console', clean: false });
-    await first.subscribeAsync(`${P}/#`, { qos: 1 });
-    await first.endAsync();
+    await leaveSession('console', 'console', `${P}/#`);
     await hub.broker.stop();
     await hub.writeIdentities({ ...PEOPLE, console: { role: 'staff', password: 'pw-console' } });
     await hub.restart();
@@ -762,10 +778,7 @@ describe('embedded broker: identities reload', () => {
     const camA = await client('cam-a');
     await camA.publishAsync(`${P}/cam-a/alert`, 'after the restart', { qos: 1 });
     const alice = await client('alice');
-    const { client: again, seen } = await connectWithInbox('console', { clientId: 'console', clean: false });
-    await again.subscribeAsync(`${P}/chat/+`, { qos: 1 });
-    await alice.publishAsync(`${P}/chat/ops`, 'marker', { qos: 1 });
-    await until(() => seen.some((line) => line.includes('marker')), 5000, 'the marker chat message');
+    const { seen } = await backUntilMarker('console', 'console', alice);
     expect(seen.map((line) => line.split(' ')[0])).toEqual([`${P}/chat/ops`]);
     // `P/#` was removed from the stored session at start: the alert was never queued for it.
     expect(hub.broker.counters.refusedDeliveries).toBe(0);
@@ -773,9 +786,7 @@ describe('embedded broker: identities reload', () => {
 
   it("a removed identity's persisted session is forgotten: queue and subscriptions do not come back with it", async () => {
     hub = await startTestBroker();
-    const first = await client('cam-b', { clientId: 'cam-b.session', clean: false });
-    await first.subscribeAsync(`${P}/chat/#`, { qos: 1 });
-    await first.endAsync();
+    await leaveSession('cam-b', 'cam-b.session', `${P}/chat/#`);
     const alice = await client('alice');
     await alice.publishAsync(`${P}/chat/ops`, 'queued for cam-b', { qos: 1 });
     const withoutCamB = Object.fromEntries(Object.entries(PEOPLE).filter(([name]) => name !== 'cam-b'));
@@ -788,18 +799,8 @@ describe('embedded broker: identities reload', () => {
     // Provisioned again under the same name: a fresh start, not the revoked one's session.
     await hub.writeIdentities(PEOPLE);
     await hub.broker.reloadIdentities();
-    const {
-      client: again,
-      seen,
-      sessionPresent,
-    } = await connectWithInbox('cam-b', {
-      clientId: 'cam-b.session',
-      clean: false,
-    });
+    const { seen, sessionPresent } = await backUntilMarker('cam-b', 'cam-b.session', alice);
     expect(sessionPresent).toBe(false);
-    await again.subscribeAsync(`${P}/chat/+`, { qos: 1 });
-    await alice.publishAsync(`${P}/chat/ops`, 'marker', { qos: 1 });
-    await until(() => seen.some((line) => line.includes('marker')), 5000, 'the marker chat message');
     expect(seen.filter((line) => line.includes('queued for cam-b'))).toEqual([]);
   });
 
