@@ -1,7 +1,8 @@
 // bench:pipeline — what the daemon costs beside a bare gst-launch-1.0 running the identical pipelines.
 // For one and for two 720p30 test cameras: CPU (user+system ticks of the whole process tree, from
-// /proc) and RSS (sum over the tree, sampled each second) over a fixed window, daemon vs bare, in one
-// run. Then the x264 encoder's own latency from GStreamer's latency tracer on the bare pipeline.
+// /proc) and memory (RSS, PSS and shared-once sums over the tree, and each process's RSS, PSS and
+// private pages, sampled each second; bench/README.md says what each means) over a fixed window,
+// daemon vs bare, in one run. Then the x264 encoder's own latency from GStreamer's latency tracer on the bare pipeline.
 // Prints a table, and as its last line one JSON object of the figures.
 //
 //   npm run bench:pipeline -- [--seconds 60]
@@ -13,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cameraChain, renderPipeline } from '../daemon/src/camera/pipeline.js';
 import { configSchema, type Config } from '../daemon/src/config/schema.js';
-import { cpuTicks, freePort, processTree as tree, unitEnvironment } from './proc.js';
+import { cpuTicks, freePort, memoryKb, processTree as tree, sharedOnceKb, unitEnvironment } from './proc.js';
 
 const seconds = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 60;
 const CLI = fileURLToPath(new URL('../daemon/src/cli.js', import.meta.url));
@@ -37,38 +38,94 @@ function configWith(cameras: number, brokerPort: number): Config {
   });
 }
 
-function rssKb(pid: number): number {
-  try {
-    const match = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match ? Number(match[1]) : 0;
-  } catch {
-    return 0;
-  }
+interface ProcessFigures {
+  /** `main` or `worker0`, `worker1`… for the daemon; `gst0`, `gst1`… for bare gst-launch-1.0. */
+  label: string;
+  rssMb: number;
+  pssMb: number;
+  privateMb: number;
 }
 
 interface Sample {
   cpuPercent: number;
+  /** Sum of the tree's RSS: a page shared by two processes (node's text, GStreamer's libraries) counts twice. */
   rssMb: number;
   rssMaxMb: number;
+  /** Sum of the tree's PSS: a shared page split among every process on the machine that maps it. */
+  pssMb: number;
+  /** The tree's private pages plus its shared pages counted once within the tree (proc.ts, sharedOnceKb). */
+  sharedOnceMb: number;
+  /** Each process that lived through most of the window, averaged over the samples it was in. */
+  processes: ProcessFigures[];
+}
+
+function isWorker(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('worker.js');
+  } catch {
+    return false;
+  }
 }
 
 /** Measure the process trees under `roots` for `seconds`, after a warm-up. */
-async function measure(roots: number[]): Promise<Sample> {
+async function measure(roots: number[], kind: 'daemon' | 'bare'): Promise<Sample> {
   await sleep(5000); // warm-up: encoder start, first keyframes
   const pids = () => roots.flatMap(tree);
   const ticks = () => pids().reduce((sum, pid) => sum + cpuTicks(pid), 0);
   const startTicks = ticks();
   const began = Date.now();
   const rss: number[] = [];
+  const pss: number[] = [];
+  const sharedOnce: number[] = [];
+  const perPid = new Map<number, { rss: number; pss: number; private: number; samples: number }>();
   while (Date.now() - began < seconds * 1000) {
     await sleep(1000);
-    rss.push(pids().reduce((sum, pid) => sum + rssKb(pid), 0) / 1024);
+    const now = pids();
+    let rssSum = 0;
+    let pssSum = 0;
+    for (const pid of now) {
+      const memory = memoryKb(pid);
+      if (!memory) continue;
+      rssSum += memory.rss;
+      pssSum += memory.pss;
+      const total = perPid.get(pid) ?? { rss: 0, pss: 0, private: 0, samples: 0 };
+      perPid.set(pid, {
+        rss: total.rss + memory.rss,
+        pss: total.pss + memory.pss,
+        private: total.private + memory.private,
+        samples: total.samples + 1,
+      });
+    }
+    rss.push(rssSum / 1024);
+    pss.push(pssSum / 1024);
+    sharedOnce.push(sharedOnceKb(now) / 1024);
   }
   const elapsed = (Date.now() - began) / 1000;
+  const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+  // A probe worker or a clip's mux lives for a moment; only the processes of the steady state count.
+  const steady = [...perPid].filter(([, total]) => total.samples >= rss.length / 2).sort(([a], [b]) => a - b);
+  let workers = 0;
+  let gsts = 0;
+  const processes = steady.flatMap(([pid, total]): ProcessFigures[] => {
+    const label =
+      kind === 'bare'
+        ? `gst${gsts++}`
+        : roots.includes(pid)
+          ? 'main'
+          : isWorker(pid)
+            ? `worker${workers++}`
+            : undefined;
+    if (label === undefined) return [];
+    const mb = (kb: number) => kb / total.samples / 1024;
+    return [{ label, rssMb: mb(total.rss), pssMb: mb(total.pss), privateMb: mb(total.private) }];
+  });
   return {
     cpuPercent: ((ticks() - startTicks) / TICKS_PER_SECOND / elapsed) * 100,
-    rssMb: rss.reduce((a, b) => a + b, 0) / rss.length,
+    rssMb: mean(rss),
     rssMaxMb: Math.max(...rss),
+    pssMb: mean(pss),
+    sharedOnceMb: mean(sharedOnce),
+    processes,
   };
 }
 
@@ -96,7 +153,7 @@ async function daemonRun(cameras: number): Promise<Sample> {
     env: { ...process.env, ...unitEnvironment() },
   });
   try {
-    return await measure([daemon.pid!]);
+    return await measure([daemon.pid!], 'daemon');
   } finally {
     await stopAll([daemon]);
   }
@@ -138,7 +195,10 @@ async function bareRun(cameras: number): Promise<Sample> {
     spawn('gst-launch-1.0', ['-q', ...gstArgs(description)], { stdio: ['ignore', 'ignore', 'inherit'] }),
   );
   try {
-    return await measure(children.map((child) => child.pid!));
+    return await measure(
+      children.map((child) => child.pid!),
+      'bare',
+    );
   } finally {
     await stopAll(children);
     await rm(preRollDir, { recursive: true, force: true });
@@ -183,19 +243,29 @@ for (const cameras of [1, 2]) {
   );
   const bare = await bareRun(cameras);
   const daemon = await daemonRun(cameras);
-  console.log(
-    `  bare:   CPU ${bare.cpuPercent.toFixed(1)} %  RSS ${bare.rssMb.toFixed(1)} MB (max ${bare.rssMaxMb.toFixed(1)})`,
-  );
-  console.log(
-    `  daemon: CPU ${daemon.cpuPercent.toFixed(1)} %  RSS ${daemon.rssMb.toFixed(1)} MB (max ${daemon.rssMaxMb.toFixed(1)})`,
-  );
+  for (const [name, sample] of [
+    ['bare', bare],
+    ['daemon', daemon],
+  ] as const) {
+    console.log(
+      `  ${`${name}:`.padEnd(8)}CPU ${sample.cpuPercent.toFixed(1)} %  RSS ${sample.rssMb.toFixed(1)} MB (max ${sample.rssMaxMb.toFixed(1)})  PSS ${sample.pssMb.toFixed(1)} MB  shared once ${sample.sharedOnceMb.toFixed(1)} MB`,
+    );
+    figures[`cam${cameras}_${name}_cpu_pct`] = round(sample.cpuPercent, 1);
+    figures[`cam${cameras}_${name}_rss_mb`] = round(sample.rssMb, 1);
+    figures[`cam${cameras}_${name}_rss_max_mb`] = round(sample.rssMaxMb, 1);
+    figures[`cam${cameras}_${name}_pss_mb`] = round(sample.pssMb, 1);
+    figures[`cam${cameras}_${name}_shared_once_mb`] = round(sample.sharedOnceMb, 1);
+    for (const member of sample.processes) {
+      console.log(
+        `          ${member.label.padEnd(8)}RSS ${member.rssMb.toFixed(1)} MB  PSS ${member.pssMb.toFixed(1)} MB  private ${member.privateMb.toFixed(1)} MB`,
+      );
+      figures[`cam${cameras}_${name}_${member.label}_rss_mb`] = round(member.rssMb, 1);
+      figures[`cam${cameras}_${name}_${member.label}_pss_mb`] = round(member.pssMb, 1);
+      figures[`cam${cameras}_${name}_${member.label}_private_mb`] = round(member.privateMb, 1);
+    }
+  }
   console.log(`  ratio:  CPU ${(daemon.cpuPercent / bare.cpuPercent).toFixed(3)}x (target <= 1.10)`);
-  figures[`cam${cameras}_bare_cpu_pct`] = round(bare.cpuPercent, 1);
-  figures[`cam${cameras}_daemon_cpu_pct`] = round(daemon.cpuPercent, 1);
   figures[`cam${cameras}_cpu_ratio`] = round(daemon.cpuPercent / bare.cpuPercent, 3);
-  figures[`cam${cameras}_bare_rss_mb`] = round(bare.rssMb, 1);
-  figures[`cam${cameras}_daemon_rss_mb`] = round(daemon.rssMb, 1);
-  figures[`cam${cameras}_daemon_rss_max_mb`] = round(daemon.rssMaxMb, 1);
 }
 const latency = await encoderLatency();
 console.log(

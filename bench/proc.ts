@@ -54,3 +54,58 @@ export function unitEnvironment(): Record<string, string> {
     pairs.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
   );
 }
+
+/**
+ * A process's memory from /proc/PID/smaps_rollup, in kB: Rss (every resident page it maps, shared ones
+ * included), Pss (each shared page divided by the number of processes mapping it, machine-wide) and
+ * Private (Private_Clean + Private_Dirty: pages only this process maps). undefined once it has exited.
+ */
+export function memoryKb(pid: number): { rss: number; pss: number; private: number } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0);
+  return {
+    rss: field('Rss'),
+    pss: field('Pss'),
+    private: field('Private_Clean') + field('Private_Dirty'),
+  };
+}
+
+/**
+ * Memory of a set of processes with each shared page counted once *within the set*, in kB: the sum of
+ * their private pages plus, per mapped file, the most any one of them has resident of its shared
+ * pages (an estimate: two processes may touch different pages of one library). This is what the set
+ * costs a box where nothing else maps the same files; PSS also splits shared pages with unrelated
+ * processes (another node on a build machine), so there it reads lower.
+ */
+export function sharedOnceKb(pids: number[]): number {
+  let privateKb = 0;
+  const sharedByFile = new Map<string, number>();
+  for (const pid of pids) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+    } catch {
+      continue;
+    }
+    const perFile = new Map<string, number>();
+    let file = '';
+    for (const line of text.split('\n')) {
+      const mapping = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+      if (mapping) {
+        file = mapping[1]!;
+        continue;
+      }
+      const size = /^(Private_Clean|Private_Dirty|Shared_Clean|Shared_Dirty):\s+(\d+) kB/.exec(line);
+      if (!size) continue;
+      if (size[1]!.startsWith('Private')) privateKb += Number(size[2]);
+      else perFile.set(file, (perFile.get(file) ?? 0) + Number(size[2]));
+    }
+    for (const [name, kb] of perFile) sharedByFile.set(name, Math.max(sharedByFile.get(name) ?? 0, kb));
+  }
+  return privateKb + [...sharedByFile.values()].reduce((sum, kb) => sum + kb, 0);
+}
