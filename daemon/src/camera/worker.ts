@@ -37,10 +37,13 @@ function meterCounters(stats: unknown): { frames: number; bytes: number } | unde
   return { frames: Number(frames), bytes: Number(bytes) };
 }
 
-/** A multifilesink message's running time (a guint64: a number, or its string form). */
+/**
+ * A multifilesink message's running time (a guint64: a number, or its string form); undefined for
+ * GST_CLOCK_TIME_NONE (2^64 − 1), which its end-of-stream message can carry.
+ */
 function runningNs(value: unknown): number | undefined {
   const ns = typeof value === 'number' || typeof value === 'string' ? Number(value) : NaN;
-  return Number.isFinite(ns) && ns >= 0 ? ns : undefined;
+  return Number.isFinite(ns) && ns >= 0 && ns < 2 ** 63 ? ns : undefined;
 }
 
 async function run(
