@@ -1,10 +1,10 @@
 // The camera pre-roll: per camera, the last `clips.preRollSeconds` of the camera's own encoded H.264,
 // kept as keyframe-aligned MPEG-TS segments that the camera pipeline's pre-roll branch writes
-// (camera/pipeline.ts: tee → leaky queue → h264parse → mpegtsmux → multifilesink) into a folder on tmpfs. This
-// module owns those folders: it hears of each finished segment through the camera's PreRollHook,
-// deletes the segments older than the pre-roll (so memory does not grow with uptime), and keeps the
-// ones a clip still needs (pins) until the clip is muxed. No frame passes through JavaScript: one
-// message and one stat per segment (a second of video), one unlink per pruned segment.
+// (camera/pipeline.ts: tee → leaky queue → h264parse → mpegtsmux → multifilesink) into a folder on
+// tmpfs. This module owns those folders: it hears of each finished segment through the camera's
+// PreRollHook, deletes the segments older than the pre-roll (so memory does not grow with uptime), and
+// keeps the ones a clip still needs (pins) until the clip is muxed. No frame passes through
+// JavaScript: one message and one stat per segment (a GOP), one unlink per pruned segment.
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, rmdirSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -86,8 +86,9 @@ export class PreRollRing implements PreRollHook {
     const bytes = statSync(report.path, { throwIfNoEntry: false })?.size ?? 0;
     if (bytes % TS_PACKET_BYTES !== 0) {
       // multifilesink does not check fclose: when the folder is full, the last stdio flush of a file can
-      // fail unseen. stdio writes whole 4 KiB blocks before that, so such a file ends mid-packet (a
-      // complete one is whole 188-byte packets) and would cut a clip short without a word.
+      // fail unseen, and the file would cut a clip short without a word. stdio writes whole 4 KiB blocks
+      // before that flush, so such a file almost always ends mid-packet (a complete one is whole 188-byte
+      // packets); only a cut at a multiple of 47 blocks (188 KiB) would pass.
       this.log.error(
         { path: report.path, bytes },
         'pre-roll segment cut short (not whole MPEG-TS packets): is the pre-roll folder (clips.preRollDir) full? It is not used for clips',
