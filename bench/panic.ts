@@ -4,8 +4,8 @@
 // debounce (gpio.button.debounceMs, 20 ms), because the daemon cannot know it is a press before that.
 // Also press → verified clip at a console receiver (`outpost clips pull`, its own process): the clip is
 // cut from the cameras' pre-roll (clips/preroll.ts, clips/mux.ts), so it is ready the post-roll plus up
-// to two keyframe intervals (splitmuxsink writes a GOP once the next one starts) plus the mux after the
-// press. And the pre-roll's memory: bytes and files in each camera's ring once it has run for more than
+// to one keyframe interval (a GOP's file is closed when the next keyframe reaches the file sink) plus the
+// mux after the press. And the pre-roll's memory: bytes and files in each camera's ring once it has run for more than
 // twice the pre-roll (steady state), and the most seen while clips pin segments during the presses.
 // Prints a table, and as its last line one JSON object of the figures.
 //

@@ -161,7 +161,7 @@ async function daemonRun(cameras: number): Promise<Sample> {
 
 /**
  * The daemon's own pipelines, pre-roll branch included when `preRollDir` is given (the daemon runs
- * with the default pre-roll: tee → leaky queue → splitmuxsink, one segment per keyframe interval).
+ * with the default pre-roll: tee → leaky queue → mpegtsmux → multifilesink, a file per GOP).
  */
 function descriptions(cameras: number, preRollDir?: string): string[] {
   const config = configWith(cameras, 1883);

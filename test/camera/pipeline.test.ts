@@ -68,7 +68,7 @@ describe('pipeline descriptions', () => {
     expect(result.status, result.stderr).toBe(0);
   });
 
-  it('with a pre-roll branch, a tee feeds RTP and a leaky queue to splitmuxsink; plain, RTCP and SRTP graphs run and write segments', async () => {
+  it('with a pre-roll branch, a tee feeds RTP and a leaky queue to a file per GOP; plain, RTCP and SRTP graphs run and write segments', async () => {
     const config = embeddedDefaults();
     const dir = await tempDir('outpost-preroll-graph-');
     const camera = { ...config.cameras[0]!, width: 320, height: 240, framerate: 15 };
@@ -96,7 +96,7 @@ describe('pipeline descriptions', () => {
         'split.src_1 ! queue leaky="downstream" max-size-time=2000000000 max-size-buffers=0 max-size-bytes=0 ! h264parse config-interval=-1',
       );
       expect(description).toContain(
-        `splitmuxsink name="preroll" muxer="mpegtsmux" max-size-time=1000000000 location="${dir}/${name}-%08d.ts"`,
+        `mpegtsmux name="prerollmux" ! multifilesink name="preroll" next-file="key-frame" min-keyframe-distance=0 post-messages=true location="${dir}/${name}-%08d.ts"`,
       );
       // Live for 4 s, a keyframe a second: the first segments are written. (Not to end-of-stream: with
       // RTCP, rtpbin ends only after its BYE, seconds later, and under a loaded suite that outran the

@@ -3,16 +3,17 @@
 // re-encoding. The cameras are stamped test sources (each frame carries its capture time as a block
 // code, camera/stamp.ts), so decoding the clip shows exactly when its first and last frames were taken.
 import { execFile } from 'node:child_process';
+import { copyFileSync, existsSync, statSync } from 'node:fs';
 import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Camera } from '../../daemon/src/camera/camera.js';
+import { Camera, type PreRollHook } from '../../daemon/src/camera/camera.js';
 import { Encoders } from '../../daemon/src/camera/encoders.js';
 import { readStamp, type Stamp } from '../../daemon/src/camera/stamp.js';
 import { PreRollClipSource } from '../../daemon/src/clips/mux.js';
-import { PreRoll, preRollRoot } from '../../daemon/src/clips/preroll.js';
+import { PreRoll, preRollRoot, type PreRollRing } from '../../daemon/src/clips/preroll.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 import { freeUdpPortPair, tempDir, until } from '../support/processes.js';
 
@@ -44,6 +45,8 @@ async function startBox(options: {
   broken?: string[];
   /** Runs once the pre-roll folders are empty and before the cameras start. */
   beforeCameras?: (preroll: PreRoll) => Promise<void>;
+  /** What a camera reports its segments to (its ring by default). */
+  hookFor?: (ring: PreRollRing) => PreRollHook;
 }) {
   const dataDir = await tempDir('outpost-preroll-');
   const port = await freeUdpPortPair();
@@ -76,9 +79,11 @@ async function startBox(options: {
     { root: preRollRoot(config), preRollSeconds: config.clips.preRollSeconds },
     log,
   );
-  const cameras = config.cameras.map(
-    (camera) => new Camera(camera, config.sfu, encoders, log, fast, undefined, preroll.ring(camera.name)),
-  );
+  const cameras = config.cameras.map((camera) => {
+    const ring = preroll.ring(camera.name)!;
+    const hook = options.hookFor?.(ring) ?? ring;
+    return new Camera(camera, config.sfu, encoders, log, fast, undefined, hook);
+  });
   await preroll.start();
   await options.beforeCameras?.(preroll);
   for (const camera of cameras) await camera.start();
@@ -109,13 +114,13 @@ async function firstBufferIsKeyframe(file: string): Promise<{ keyframe: boolean;
   return { keyframe: line !== '' && !line.includes('delta-unit'), line };
 }
 
-/** Decode the first video track and read every frame's capture stamp. */
-async function stampsOf(file: string, dir: string): Promise<Stamp[]> {
-  const raw = join(dir, 'decoded.i420');
+/** Decode the first video track (of an MP4, or of an MPEG-TS segment) and read every frame's capture stamp. */
+async function stampsOf(file: string, dir: string, demuxer = 'qtdemux'): Promise<Stamp[]> {
+  const raw = join(dir, `${basename(file)}.i420`);
   await run(
     'gst-launch-1.0',
     [
-      '-q', 'filesrc', `location=${file}`, '!', 'qtdemux', '!', 'h264parse', '!', 'avdec_h264', '!',
+      '-q', 'filesrc', `location=${file}`, '!', demuxer, '!', 'h264parse', '!', 'avdec_h264', '!',
       `video/x-raw,format=I420,width=${WIDTH},height=${HEIGHT}`, '!', 'filesink', `location=${raw}`,
     ], // prettier-ignore
     { timeout: 60_000 },
@@ -182,6 +187,58 @@ describe('camera pre-roll', () => {
     expect(new Set(steps)).toEqual(new Set([1]));
   }, 90_000);
 
+  it('a segment is reported only once its whole GOP is in its file, within a fraction of a keyframe interval of its end', async () => {
+    // Each report is checked against the file as it was at that moment: a copy taken when the report
+    // arrives. A segment reported before its GOP were complete would leave frames out of the copy (the
+    // frame counters would skip between copies) or grow after it.
+    const reports: { path: string; startAt: number; endAt: number; at: number; copy: string }[] = [];
+    const copies = await tempDir('outpost-preroll-copies-');
+    const box = await startBox({
+      // Long enough that no reported segment is pruned during the test.
+      preRollSeconds: 30,
+      postRollSeconds: 1,
+      hookFor: (ring) =>
+        ring.camera !== 'cam0'
+          ? ring
+          : {
+              segmentSeconds: ring.segmentSeconds,
+              launch: () => ring.launch(),
+              segment: (report) => {
+                if (report.startAt !== undefined) {
+                  const copy = join(copies, basename(report.path));
+                  copyFileSync(report.path, copy);
+                  reports.push({ ...report, startAt: report.startAt, at: Date.now(), copy });
+                }
+                ring.segment(report);
+              },
+            },
+    });
+    await until(() => reports.length >= 5, 30_000, 'five segments of cam0');
+    await box.cameras[0]!.stop();
+
+    const stamps: Stamp[][] = [];
+    for (const report of reports) {
+      // Nothing was written to the file after it was reported.
+      expect(statSync(report.path).size, report.path).toBe(statSync(report.copy).size);
+      stamps.push(await stampsOf(report.copy, box.dataDir, 'tsdemux'));
+    }
+    for (const [i, report] of reports.entries()) {
+      const own = stamps[i]!;
+      // A GOP a segment at 15 fps, a keyframe a second; it decodes alone, from its first frame.
+      expect(own.length, report.path).toBeGreaterThanOrEqual(13);
+      expect(own.length, report.path).toBeLessThanOrEqual(17);
+      expect(Math.abs(own[0]!.timeMs - report.startAt), report.path).toBeLessThanOrEqual(150);
+      const frames = [...own, ...(stamps[i + 1]?.slice(0, 1) ?? [])];
+      // Consecutive frames within it and on into the next segment: none missing at its end.
+      const steps = frames.slice(1).map((stamp, j) => (stamp.counter - frames[j]!.counter + 65_536) % 65_536);
+      expect(new Set(steps), report.path).toEqual(new Set([1]));
+    }
+    // Reported as the next keyframe reaches the file sink: tens of ms after the segment's end, where
+    // splitmuxsink reported it a keyframe interval late. A median, for a loaded machine.
+    const late = reports.map((report) => report.at - report.endAt).sort((a, b) => a - b);
+    expect(late[Math.floor(late.length / 2)]!).toBeLessThan(KEYFRAME_MS / 2);
+  }, 90_000);
+
   it('the ring stays bounded: after more than twice the pre-roll it holds the pre-roll and a segment', async () => {
     const pre = 2000;
     const box = await startBox({ preRollSeconds: pre / 1000, postRollSeconds: 1 });
@@ -205,21 +262,22 @@ describe('camera pre-roll', () => {
   }, 60_000);
 
   it('a pre-roll branch stuck on its filesystem never stalls the RTP stream', async () => {
-    // The third segment is a FIFO nobody reads: opening it blocks the pre-roll branch's thread for good.
+    // The fourth file is a FIFO nobody reads: opening it blocks the pre-roll branch's thread for good.
+    // (The first file, whose start is unknown, is deleted; the second and third are the ring's two.)
     const box = await startBox({
       preRollSeconds: 1,
       postRollSeconds: 1,
       beforeCameras: async (preroll) => {
         const dir = preroll.ring('cam0')!.dir;
         await mkdir(dir, { recursive: true });
-        await run('mkfifo', [join(dir, '1-00000002.ts')]);
+        await run('mkfifo', [join(dir, '1-00000003.ts')]);
       },
     });
     const camera = box.cameras[0]!;
     const ring = box.preroll.ring('cam0')!;
     await until(() => ring.files() === 2, 30_000, 'two segments before the stuck one');
-    // Without the leaky queue the tee blocks about 3 s after the stuck open (the 2 s queue and
-    // splitmuxsink's GOP fill up) and the RTP stream stops: no packets from 4 s to 8 s.
+    // Without the leaky queue the tee blocks once the 2 s queue has filled up after the stuck open, and
+    // the RTP stream stops: no packets from 4 s to 8 s.
     const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     await sleep(4000);
     const at4s = camera.status().packets;
@@ -270,6 +328,29 @@ describe('camera pre-roll', () => {
     expect(camera.status().preRollOff).toBeUndefined();
     expect(camera.status().restarts).toBe(2);
   }, 60_000);
+
+  it('a segment file cut short (not whole MPEG-TS packets, as when a full folder failed its last write) is never used', async () => {
+    const root = await tempDir('outpost-preroll-short-');
+    const preroll = new PreRoll(
+      [{ name: 'cam0', keyframeIntervalSeconds: 1, framerate: 15 }],
+      { root, preRollSeconds: 2 },
+      log,
+    );
+    await preroll.start();
+    const ring = preroll.ring('cam0')!;
+    ring.launch();
+    const whole = join(ring.dir, '1-00000001.ts');
+    const short = join(ring.dir, '1-00000002.ts');
+    await writeFile(whole, Buffer.alloc(188 * 1000));
+    // stdio writes 4 KiB blocks: a file whose last flush failed ends on a block, mid-packet.
+    await writeFile(short, Buffer.alloc(4096 * 46));
+    ring.segment({ path: whole, startAt: 1000, endAt: 2000 });
+    ring.segment({ path: short, startAt: 2000, endAt: 3000 });
+    expect(ring.files()).toBe(1);
+    expect(ring.newestEnd()).toBe(2000);
+    await until(() => !existsSync(short), 5000, 'the short file deleted');
+    await preroll.stop();
+  });
 
   it('start and stop delete only segment files: a clips.preRollDir shared with other files keeps them', async () => {
     const root = await tempDir('outpost-preroll-shared-');

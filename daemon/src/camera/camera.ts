@@ -12,6 +12,7 @@ import {
   cameraChain,
   METER_NAME,
   PAYLOADER_NAME,
+  PREROLL_MUX_NAME,
   PREROLL_SINK_NAME,
   renderPipeline,
   rtcpRelayPlan,
@@ -63,12 +64,15 @@ export const DEFAULT_TIMINGS: CameraTimings = {
  * owns the folder, prunes it and reads it. No frame passes through JavaScript.
  */
 export interface PreRollHook {
-  /** Segment length (splitmuxsink cuts at the first keyframe after it). */
+  /** Segment length: the camera's keyframe interval (the branch starts a file at every keyframe). */
   readonly segmentSeconds: number;
   /** A new worker is about to start: forget the last one's segments; where this one writes (`%d` pattern). */
   launch(): string;
-  /** A finished segment file, with the wall-clock range it covers. */
-  segment(segment: { path: string; startAt: number; endAt: number }): void;
+  /**
+   * A finished segment file (closed: its whole GOP is in it), with the wall-clock range it covers;
+   * `startAt` is undefined for a worker's first file, whose start nothing reports.
+   */
+  segment(segment: { path: string; startAt: number | undefined; endAt: number }): void;
 }
 
 /** CameraTimings.preRollRetryMs by default. */
@@ -83,9 +87,20 @@ interface MeterSample {
   bytes: number;
 }
 
-/** Whether an element path is inside the pre-roll branch's splitmuxsink (its muxer or file sink). */
+/**
+ * Why the pre-roll branch failed, for status and the log: GStreamer's message, and the system's reason
+ * when the debug text's last line carries it (multifilesink says "Error while writing to file." and puts
+ * "No space left on device" there).
+ */
+function preRollFailure(message: string, debug: string | undefined): string {
+  const lines = debug?.split('\n') ?? [];
+  const cause = lines.length > 1 ? lines.at(-1)?.trim() : undefined;
+  return cause && !message.includes(cause) ? `${message} (${cause})` : message;
+}
+
+/** Whether an element path is the pre-roll branch's muxer or file sink. */
 function isPreRollElement(path: string | undefined): boolean {
-  return path !== undefined && new RegExp(`:${PREROLL_SINK_NAME}(/|$)`).test(path);
+  return path !== undefined && new RegExp(`:(${PREROLL_SINK_NAME}|${PREROLL_MUX_NAME})(/|$)`).test(path);
 }
 
 export class Camera implements Service {
@@ -316,11 +331,11 @@ export class Camera implements Service {
             ) {
               this.preRollOff = {
                 until: Date.now() + (this.timings.preRollRetryMs ?? PREROLL_RETRY_MS),
-                reason: message.message,
+                reason: preRollFailure(message.message, message.debug),
               };
               this.log.error(
                 {
-                  reason: message.message,
+                  reason: this.preRollOff.reason,
                   path: message.path,
                   retryInMs: this.timings.preRollRetryMs ?? PREROLL_RETRY_MS,
                 },

@@ -207,26 +207,39 @@ function meter(): ElementLink {
 
 /** The tee that splits the encoded H.264 between RTP and the pre-roll branch. */
 export const TEE_NAME = 'split';
-/** The pre-roll branch's splitmuxsink: its fragment messages say where each segment is and when. */
+/** The pre-roll branch's file sink: its messages say where each segment is and when it ends. */
 export const PREROLL_SINK_NAME = 'preroll';
+/** The pre-roll branch's MPEG-TS muxer (its errors, like the sink's, are the branch's). */
+export const PREROLL_MUX_NAME = 'prerollmux';
 
 /** Where a camera's pre-roll segments go (clips/preroll.ts owns the folder and prunes it). */
 export interface PreRollBranch {
   /** A printf pattern with one `%d` for the segment index, e.g. `/run/outpost/preroll/cam0/3-%08d.ts`. */
   location: string;
   /**
-   * Segment length in seconds. splitmuxsink starts a new file at the first keyframe after this much, so
-   * every segment starts with a keyframe; the camera's keyframe interval makes one GOP a segment.
+   * The camera's keyframe interval in seconds: a segment is one GOP (a new file at every keyframe).
+   * The branch's queue holds two of them.
    */
   segmentSeconds: number;
 }
 
 /**
  * The pre-roll branch: the tee's second pad → a leaky queue → h264parse (SPS/PPS before every IDR, so
- * every segment decodes alone) → MPEG-TS segments (a segment is readable even if the process dies while
- * writing it, and segments concatenate). The queue drops the oldest buffers instead of blocking when
- * the branch falls behind (a full disk, a stalled filesystem): the tee then never waits on it, and the
- * RTP branch, which runs in the encoder's own thread, never stalls because of it.
+ * every segment decodes alone) → one MPEG-TS stream (a segment is readable even if the process dies
+ * while writing it, and segments concatenate) cut into a file per GOP. The queue drops the oldest
+ * buffers instead of blocking when the branch falls behind (a full disk, a stalled filesystem): the tee
+ * then never waits on it, and the RTP branch, which runs in the encoder's own thread, never stalls
+ * because of it.
+ *
+ * Why multifilesink and not splitmuxsink: splitmuxsink (1.22) collects a whole GOP before it writes it
+ * and closes a file only when the next GOP has been collected, so it reports a GOP one keyframe
+ * interval after its end (its fragment-opened message comes before the GOP's data is written, with no
+ * end time). multifilesink `next-file=key-frame` closes a file (fclose: every byte is in it) when the
+ * next keyframe reaches it and then posts `GstMultiFileSink` with that keyframe's running time: a GOP
+ * is reported complete ~30 ms after its end. `min-keyframe-distance=0`: a new file at every keyframe
+ * (the default, 10 s, would put ten GOPs in a file). mpegtsmux marks only the first packet after a
+ * keyframe as a key unit and sends PAT/PMT before it, so each file is one GOP that starts with
+ * PAT/PMT and the keyframe (docs/clips.md).
  */
 function preRollLinks(branch: PreRollBranch): Link[] {
   const segmentNs = Math.round(branch.segmentSeconds * 1e9);
@@ -240,9 +253,15 @@ function preRollLinks(branch: PreRollBranch): Link[] {
     }),
     element('h264parse', { 'config-interval': -1 }),
     caps('video/x-h264', { 'stream-format': 'byte-stream', alignment: 'au' }),
+    element('mpegtsmux', {}, PREROLL_MUX_NAME),
     element(
-      'splitmuxsink',
-      { muxer: 'mpegtsmux', 'max-size-time': segmentNs, location: branch.location },
+      'multifilesink',
+      {
+        'next-file': 'key-frame',
+        'min-keyframe-distance': 0,
+        'post-messages': true,
+        location: branch.location,
+      },
       PREROLL_SINK_NAME,
     ),
   ];

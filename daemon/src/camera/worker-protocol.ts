@@ -21,7 +21,7 @@ export interface ProbeResult {
 export type ToWorker =
   /**
    * `payloader` and `meter` name the elements whose counters the worker reads once a second; `preroll`
-   * the splitmuxsink whose finished segments it reports (undefined: no pre-roll branch).
+   * the pre-roll branch's multifilesink whose finished segments it reports (undefined: no pre-roll branch).
    */
   | {
       type: 'run';
@@ -57,16 +57,17 @@ export type FromWorker =
     }
   | { type: 'eos' }
   /**
-   * The pre-roll branch (splitmuxsink) closed a segment file. Times are the pipeline's running time
-   * of its first buffer and of the next segment's first buffer, and the same as wall-clock ms (the
-   * worker's wall clock when the pipeline started playing, plus the running time).
+   * The pre-roll branch (multifilesink) closed a segment file: every byte of its GOP is in it. Times
+   * are the pipeline's running time of its first buffer and of the next segment's first buffer, and the
+   * same as wall-clock ms (the worker's wall clock when the pipeline started playing, plus the running
+   * time). The start is undefined for the worker's first file (nothing reports when it began).
    */
   | {
       type: 'segment';
       location: string;
-      startNs: number;
+      startNs: number | undefined;
       endNs: number;
-      startWallMs: number;
+      startWallMs: number | undefined;
       endWallMs: number;
     }
   /** The answer to run-to-end: undefined when it reached its end of stream. */

@@ -37,10 +37,13 @@ function meterCounters(stats: unknown): { frames: number; bytes: number } | unde
   return { frames: Number(frames), bytes: Number(bytes) };
 }
 
-/** A splitmuxsink fragment message's running time (a guint64: a number, or its string form). */
+/**
+ * A multifilesink message's running time (a guint64: a number, or its string form); undefined for
+ * GST_CLOCK_TIME_NONE (2^64 − 1), which its end-of-stream message can carry.
+ */
 function runningNs(value: unknown): number | undefined {
   const ns = typeof value === 'number' || typeof value === 'string' ? Number(value) : NaN;
-  return Number.isFinite(ns) && ns >= 0 ? ns : undefined;
+  return Number.isFinite(ns) && ns >= 0 && ns < 2 ** 63 ? ns : undefined;
 }
 
 async function run(
@@ -94,33 +97,31 @@ async function run(
   }
   // Running time 0 is (within the few ms the state change takes) the moment play() is called: the
   // pipeline's base time is taken from its clock as it goes to PLAYING. Segment times are mapped to
-  // wall-clock time through it once, in the pipeline's own clock, not by when a message arrives here
-  // (splitmuxsink holds a whole GOP before it writes it, so its messages come one GOP late).
+  // wall-clock time through it once, in the pipeline's own clock, not by when a message arrives here.
   let playWallMs = Date.now();
-  const opened = new Map<string, number>();
+  // multifilesink (pipeline.ts preRollLinks) posts one message per file, after closing it, with the
+  // running time of the next file's first buffer (the next keyframe): that is this file's end, and the
+  // next file's start. The worker's first file has no known start: it is reported without one.
+  let fileStartNs: number | undefined;
   current.pollBus((message) => {
     if (
       message.type === 'element' &&
       preRollName !== undefined &&
       message._src_element_name === preRollName
     ) {
-      const location = typeof message.location === 'string' ? message.location : undefined;
+      const location = typeof message.filename === 'string' ? message.filename : undefined;
       const ns = runningNs(message['running-time']);
-      if (location === undefined || ns === undefined) return;
-      if (message.name === 'splitmuxsink-fragment-opened') opened.set(location, ns);
-      else if (message.name === 'splitmuxsink-fragment-closed') {
-        const startNs = opened.get(location);
-        opened.delete(location);
-        if (startNs === undefined) return;
-        send({
-          type: 'segment',
-          location,
-          startNs,
-          endNs: ns,
-          startWallMs: Math.round(playWallMs + startNs / 1e6),
-          endWallMs: Math.round(playWallMs + ns / 1e6),
-        });
-      }
+      if (message.name !== 'GstMultiFileSink' || location === undefined || ns === undefined) return;
+      const startNs = fileStartNs;
+      fileStartNs = ns;
+      send({
+        type: 'segment',
+        location,
+        startNs,
+        endNs: ns,
+        startWallMs: startNs === undefined ? undefined : Math.round(playWallMs + startNs / 1e6),
+        endWallMs: Math.round(playWallMs + ns / 1e6),
+      });
       return;
     }
     if (message.type === 'error') {

@@ -76,9 +76,9 @@ export class PreRollClipSource implements ClipSource {
       );
     const pins = rings.map((ring) => ring.pin(from));
     try {
-      // The post-roll: wait until each camera has finished the segment holding press + post. splitmuxsink
-      // writes a GOP once the next one starts, so that is up to two keyframe intervals after it; a camera
-      // that is not streaming does not hold the clip up for longer than that plus a margin.
+      // The post-roll: wait until each camera has finished the segment holding press + post. The file
+      // sink closes a GOP's file when the next keyframe reaches it, so that is up to one keyframe interval
+      // after it; a camera that is not streaming does not hold the clip up for much longer than that.
       await Promise.all(
         rings.map((ring) => ring.waitFor(to, to + ring.segmentSeconds * 3000 + 5000, request.signal)),
       );

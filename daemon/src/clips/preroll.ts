@@ -1,10 +1,10 @@
 // The camera pre-roll: per camera, the last `clips.preRollSeconds` of the camera's own encoded H.264,
 // kept as keyframe-aligned MPEG-TS segments that the camera pipeline's pre-roll branch writes
-// (camera/pipeline.ts: tee → leaky queue → h264parse → splitmuxsink) into a folder on tmpfs. This
-// module owns those folders: it hears of each finished segment through the camera's PreRollHook,
-// deletes the segments older than the pre-roll (so memory does not grow with uptime), and keeps the
-// ones a clip still needs (pins) until the clip is muxed. No frame passes through JavaScript: one
-// message and one stat per segment (a second of video), one unlink per pruned segment.
+// (camera/pipeline.ts: tee → leaky queue → h264parse → mpegtsmux → multifilesink) into a folder on
+// tmpfs. This module owns those folders: it hears of each finished segment through the camera's
+// PreRollHook, deletes the segments older than the pre-roll (so memory does not grow with uptime), and
+// keeps the ones a clip still needs (pins) until the clip is muxed. No frame passes through
+// JavaScript: one message and one stat per segment (a GOP), one unlink per pruned segment.
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, rmdirSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -37,6 +37,8 @@ export interface PreRollPick {
 
 /** `{launch}-{index}.ts`, as the pattern from `launch()` names them. */
 const SEGMENT_NAME = /^(\d+)-(\d+)\.ts$/;
+/** A complete segment is whole MPEG-TS packets. */
+const TS_PACKET_BYTES = 188;
 /** statfs f_type of tmpfs (linux/magic.h). */
 const TMPFS_MAGIC = 0x01021994;
 
@@ -68,14 +70,32 @@ export class PreRollRing implements PreRollHook {
     return join(this.dir, `${this.launchCount}-%08d.ts`);
   }
 
-  segment(report: { path: string; startAt: number; endAt: number }): void {
+  segment(report: { path: string; startAt: number | undefined; endAt: number }): void {
     const match = SEGMENT_NAME.exec(basename(report.path));
     if (!match || resolve(report.path) !== join(resolve(this.dir), basename(report.path))) {
       this.log.warn({ path: report.path }, 'pre-roll segment outside the pre-roll folder; ignored');
       return;
     }
     this.lastSegmentAt = Date.now();
+    if (report.startAt === undefined) {
+      // A worker's first file: when it began is unknown (and it may not start at a keyframe), so no
+      // clip may use it. It is deleted at once.
+      this.delete(report.path);
+      return;
+    }
     const bytes = statSync(report.path, { throwIfNoEntry: false })?.size ?? 0;
+    if (bytes % TS_PACKET_BYTES !== 0) {
+      // multifilesink does not check fclose: when the folder is full, the last stdio flush of a file can
+      // fail unseen, and the file would cut a clip short without a word. stdio writes whole 4 KiB blocks
+      // before that flush, so such a file almost always ends mid-packet (a complete one is whole 188-byte
+      // packets); only a cut at a multiple of 47 blocks (188 KiB) would pass.
+      this.log.error(
+        { path: report.path, bytes },
+        'pre-roll segment cut short (not whole MPEG-TS packets): is the pre-roll folder (clips.preRollDir) full? It is not used for clips',
+      );
+      this.delete(report.path);
+      return;
+    }
     this.segments.push({
       path: report.path,
       launch: Number(match[1]),
@@ -116,10 +136,10 @@ export class PreRollRing implements PreRollHook {
 
   /**
    * Resolves once a finished segment of the current worker ends at or after `until`; or when no segment
-   * came for three segment lengths and a second, counted from the call at the earliest (splitmuxsink
-   * reports a segment about one GOP after its end, so a streaming camera is never that late: this one
-   * has stopped, or is not streaming yet); or at `deadline` (wall clock); or when `signal` aborts.
-   * Never rejects.
+   * came for three segment lengths and a second, counted from the call at the earliest (a segment is
+   * reported as soon as the next keyframe reaches the branch's file sink, tens of ms after its end, so a
+   * streaming camera is never that late: this one has stopped, or is not streaming yet); or at
+   * `deadline` (wall clock); or when `signal` aborts. Never rejects.
    */
   waitFor(until: number, deadline: number, signal: AbortSignal): Promise<void> {
     const calledAt = Date.now();
@@ -201,11 +221,13 @@ export class PreRollRing implements PreRollHook {
     const gone = this.segments.filter((segment) => !keep(segment));
     if (gone.length === 0) return;
     this.segments = this.segments.filter(keep);
-    for (const segment of gone) {
-      rm(segment.path, { force: true }).catch((error: unknown) =>
-        this.log.warn({ err: error, path: segment.path }, 'could not delete a pre-roll segment'),
-      );
-    }
+    for (const segment of gone) this.delete(segment.path);
+  }
+
+  private delete(path: string): void {
+    rm(path, { force: true }).catch((error: unknown) =>
+      this.log.warn({ err: error, path }, 'could not delete a pre-roll segment'),
+    );
   }
 }
 

@@ -258,7 +258,7 @@ const clips = z.strictObject({
   preRollDir: z
     .string()
     .min(1)
-    // Segment names are printf patterns (`…/%08d.ts`) for splitmuxsink and multifilesrc.
+    // Segment names are printf patterns (`…/%08d.ts`) for multifilesink and multifilesrc.
     .refine((dir) => !dir.includes('%'), {
       error: 'clips.preRollDir cannot contain "%"; choose another folder',
     })
