@@ -11,8 +11,8 @@
 //
 //   npm run bench:panic -- [--presses 50] [--gap-ms 400] [--pre-roll 2] [--post-roll 1] [--size 640x360]
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
-import { mkdtemp } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,6 +51,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const port = await freePort();
 const dataDir = await mkdtemp(join(tmpdir(), 'outpost-bench-panic-'));
+// The pre-roll on a tmpfs, as on the box (/run/outpost): /dev/shm where there is one.
+const preRollDir = existsSync('/dev/shm') ? await mkdtemp('/dev/shm/outpost-bench-preroll-') : undefined;
 const config = configSchema.parse({
   site: 'bench',
   device: 'bench',
@@ -58,7 +60,7 @@ const config = configSchema.parse({
   log: { level: 'warn' },
   broker: { tcp: { port } },
   gpio: { button: { pin: 17 } },
-  clips: { preRollSeconds, postRollSeconds },
+  clips: { preRollSeconds, postRollSeconds, ...(preRollDir === undefined ? {} : { preRollDir }) },
   cameras: [0, 1].map((i) => ({
     name: `cam${i}`,
     width: cameraWidth,
@@ -146,6 +148,7 @@ receiver.kill('SIGINT');
 await new Promise((resolve) => receiver.once('exit', resolve));
 await console1.endAsync();
 await app.stop();
+if (preRollDir !== undefined) await rm(preRollDir, { recursive: true, force: true });
 
 const toAlert = pressedAt.flatMap((p) => (p.clipId ? [(alertAt.get(p.clipId) ?? NaN) - p.at] : []));
 const toClip = pressedAt.flatMap((p) =>
