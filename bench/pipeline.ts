@@ -2,7 +2,7 @@
 // For one and for two 720p30 test cameras: CPU (user+system ticks of the whole process tree, from
 // /proc) and memory (RSS, PSS and shared-once sums over the tree, and each process's RSS, PSS and
 // private pages, sampled each second; bench/README.md says what each means) over a fixed window,
-// daemon vs bare, in one run. Then the x264 encoder's own latency from GStreamer's latency tracer on the bare pipeline.
+// daemon vs bare, in one run, each side in two halves ordered bare, daemon, daemon, bare. Then the x264 encoder's own latency from GStreamer's latency tracer on the bare pipeline.
 // Prints a table, and as its last line one JSON object of the figures.
 //
 //   npm run bench:pipeline -- [--seconds 60]
@@ -68,7 +68,7 @@ function isWorker(pid: number): boolean {
 }
 
 /** Measure the process trees under `roots` for `seconds`, after a warm-up. */
-async function measure(roots: number[], kind: 'daemon' | 'bare'): Promise<Sample> {
+async function measure(roots: number[], kind: 'daemon' | 'bare', window: number): Promise<Sample> {
   await sleep(5000); // warm-up: encoder start, first keyframes
   const pids = () => roots.flatMap(tree);
   const ticks = () => pids().reduce((sum, pid) => sum + cpuTicks(pid), 0);
@@ -78,7 +78,7 @@ async function measure(roots: number[], kind: 'daemon' | 'bare'): Promise<Sample
   const pss: number[] = [];
   const sharedOnce: number[] = [];
   const perPid = new Map<number, { rss: number; pss: number; private: number; samples: number }>();
-  while (Date.now() - began < seconds * 1000) {
+  while (Date.now() - began < window * 1000) {
     await sleep(1000);
     const now = pids();
     let rssSum = 0;
@@ -143,7 +143,7 @@ async function stopAll(children: ChildProcess[]): Promise<void> {
   );
 }
 
-async function daemonRun(cameras: number): Promise<Sample> {
+async function daemonRun(cameras: number, window: number): Promise<Sample> {
   const file = join(tmpdir(), `outpost-bench-${process.pid}.yaml`);
   const config = configWith(cameras, await freePort());
   await writeFile(file, JSON.stringify(config)); // JSON is YAML
@@ -153,7 +153,7 @@ async function daemonRun(cameras: number): Promise<Sample> {
     env: { ...process.env, ...unitEnvironment() },
   });
   try {
-    return await measure([daemon.pid!], 'daemon');
+    return await measure([daemon.pid!], 'daemon', window);
   } finally {
     await stopAll([daemon]);
   }
@@ -188,7 +188,7 @@ function gstArgs(description: string): string[] {
   return description.split(' ').map((token) => token.replace(/"/g, ''));
 }
 
-async function bareRun(cameras: number): Promise<Sample> {
+async function bareRun(cameras: number, window: number): Promise<Sample> {
   // The same pre-roll branch as the daemon's, into a folder of its own (not pruned: 60 s is ~15 MB).
   const preRollDir = await mkdtemp(join(tmpdir(), 'outpost-bench-preroll-'));
   const children = descriptions(cameras, preRollDir).map((description) =>
@@ -198,6 +198,7 @@ async function bareRun(cameras: number): Promise<Sample> {
     return await measure(
       children.map((child) => child.pid!),
       'bare',
+      window,
     );
   } finally {
     await stopAll(children);
@@ -232,6 +233,16 @@ function round(value: number, digits = 2): number {
   return Number(value.toFixed(digits));
 }
 
+/** Two halves of one side: CPU averaged (each half's kept), memory from the second half, the max of both. */
+function bothHalves(first: Sample, second: Sample): Sample & { halves: number[] } {
+  return {
+    ...second,
+    cpuPercent: (first.cpuPercent + second.cpuPercent) / 2,
+    rssMaxMb: Math.max(first.rssMaxMb, second.rssMaxMb),
+    halves: [first.cpuPercent, second.cpuPercent],
+  };
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -239,16 +250,19 @@ function sleep(ms: number): Promise<void> {
 const figures: Record<string, number> = { seconds };
 for (const cameras of [1, 2]) {
   console.log(
-    `${cameras} camera(s), 720p30 x264 2 Mbit/s, ${seconds} s each: bare gst-launch-1.0, then the daemon`,
+    `${cameras} camera(s), 720p30 x264 2 Mbit/s, ${seconds} s each in two halves: bare, daemon, daemon, bare`,
   );
-  const bare = await bareRun(cameras);
-  const daemon = await daemonRun(cameras);
+  // ABBA: a drift of the machine over the run (clock, other load) weighs on both sides the same.
+  const bareFirst = await bareRun(cameras, seconds / 2);
+  const daemonFirst = await daemonRun(cameras, seconds / 2);
+  const daemon = bothHalves(daemonFirst, await daemonRun(cameras, seconds / 2));
+  const bare = bothHalves(bareFirst, await bareRun(cameras, seconds / 2));
   for (const [name, sample] of [
     ['bare', bare],
     ['daemon', daemon],
   ] as const) {
     console.log(
-      `  ${`${name}:`.padEnd(8)}CPU ${sample.cpuPercent.toFixed(1)} %  RSS ${sample.rssMb.toFixed(1)} MB (max ${sample.rssMaxMb.toFixed(1)})  PSS ${sample.pssMb.toFixed(1)} MB  shared once ${sample.sharedOnceMb.toFixed(1)} MB`,
+      `  ${`${name}:`.padEnd(8)}CPU ${sample.cpuPercent.toFixed(1)} % (halves ${sample.halves.map((c) => c.toFixed(1)).join(', ')})  RSS ${sample.rssMb.toFixed(1)} MB (max ${sample.rssMaxMb.toFixed(1)})  PSS ${sample.pssMb.toFixed(1)} MB  shared once ${sample.sharedOnceMb.toFixed(1)} MB`,
     );
     figures[`cam${cameras}_${name}_cpu_pct`] = round(sample.cpuPercent, 1);
     figures[`cam${cameras}_${name}_rss_mb`] = round(sample.rssMb, 1);
