@@ -253,8 +253,9 @@ describe('camera pre-roll', () => {
       seen.push((await readdir(dir)).length);
       expect(ring.files()).toBeLessThanOrEqual(bound);
     }
-    // The files on disk: the kept ones plus the one being written.
-    expect(Math.max(...seen)).toBeLessThanOrEqual(bound + 1);
+    // The files on disk: the kept ones plus the one being written, plus, for the moment between a
+    // file's close and its report reaching the ring (longer on a loaded machine), the one it displaces.
+    expect(Math.max(...seen)).toBeLessThanOrEqual(bound + 2);
     expect(ring.files()).toBeGreaterThanOrEqual(pre / KEYFRAME_MS);
     // 15 fps 320×240 at the default 2 Mbit/s: about 250 KB a second at most.
     expect(ring.bytes()).toBeLessThan(bound * 400_000);
