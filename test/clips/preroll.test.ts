@@ -8,11 +8,12 @@ import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import pino from 'pino';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Camera, type PreRollHook } from '../../daemon/src/camera/camera.js';
 import { Encoders } from '../../daemon/src/camera/encoders.js';
 import { readStamp, type Stamp } from '../../daemon/src/camera/stamp.js';
 import { PreRollClipSource } from '../../daemon/src/clips/mux.js';
+import { steadyNow, steadyToWall } from '../../daemon/src/clock.js';
 import { PreRoll, preRollRoot, type PreRollRing } from '../../daemon/src/clips/preroll.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 import { freeUdpPortPair, tempDir, until } from '../support/processes.js';
@@ -187,6 +188,40 @@ describe('camera pre-roll', () => {
     expect(new Set(steps)).toEqual(new Set([1]));
   }, 90_000);
 
+  it('a clip is made as usual after the wall clock steps (chrony setting a Pi clock after boot, cameras already running)', async () => {
+    const pre = 2000;
+    const post = 1000;
+    const box = await startBox({ preRollSeconds: pre / 1000, postRollSeconds: post / 1000 });
+    const ring = box.preroll.ring('cam0')!;
+    await until(() => ring.files() >= pre / KEYFRAME_MS + 1, 30_000, 'the pre-roll to fill');
+    // The daemon's wall clock jumps 180 days ahead; the camera worker's frame stamps keep the real time.
+    const step = 180 * 86_400_000;
+    const realNow = Date.now.bind(Date);
+    const stepped = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + step);
+    try {
+      const at = Date.now();
+      const outPath = join(box.dataDir, 'clip-after-step.mp4');
+      const captured = await box.source.capture({
+        clipId: 'c-step',
+        preMs: pre,
+        postMs: post,
+        cameras: ['cam0'],
+        at,
+        outPath,
+        signal: new AbortController().signal,
+      });
+      const stamps = await stampsOf(outPath, box.dataDir);
+      const firstAt = stamps[0]!.timeMs;
+      expect(firstAt).toBeLessThanOrEqual(at - step - pre + 250);
+      expect(firstAt).toBeGreaterThanOrEqual(at - step - pre - KEYFRAME_MS - 250);
+      expect(Math.abs(stamps.at(-1)!.timeMs - (at - step + post))).toBeLessThanOrEqual(250);
+      // The record is in the wall clock as it reads now (stepped).
+      expect(Math.abs(captured.startAt - step - firstAt)).toBeLessThanOrEqual(150);
+    } finally {
+      stepped.mockRestore();
+    }
+  }, 90_000);
+
   it('a segment is reported only once its whole GOP is in its file, within a fraction of a keyframe interval of its end', async () => {
     // Each report is checked against the file as it was at that moment: a copy taken when the report
     // arrives. A segment reported before its GOP were complete would leave frames out of the copy (the
@@ -207,7 +242,7 @@ describe('camera pre-roll', () => {
                 if (report.startAt !== undefined) {
                   const copy = join(copies, basename(report.path));
                   copyFileSync(report.path, copy);
-                  reports.push({ ...report, startAt: report.startAt, at: Date.now(), copy });
+                  reports.push({ ...report, startAt: report.startAt, at: steadyNow(), copy });
                 }
                 ring.segment(report);
               },
@@ -227,7 +262,8 @@ describe('camera pre-roll', () => {
       // A GOP a segment at 15 fps, a keyframe a second; it decodes alone, from its first frame.
       expect(own.length, report.path).toBeGreaterThanOrEqual(13);
       expect(own.length, report.path).toBeLessThanOrEqual(17);
-      expect(Math.abs(own[0]!.timeMs - report.startAt), report.path).toBeLessThanOrEqual(150);
+      // The stamps are wall-clock times; the ring's are steady-clock ones.
+      expect(Math.abs(own[0]!.timeMs - steadyToWall(report.startAt)), report.path).toBeLessThanOrEqual(150);
       const frames = [...own, ...(stamps[i + 1]?.slice(0, 1) ?? [])];
       // Consecutive frames within it and on into the next segment: none missing at its end.
       const steps = frames.slice(1).map((stamp, j) => (stamp.counter - frames[j]!.counter + 65_536) % 65_536);

@@ -69,7 +69,7 @@ export interface PreRollHook {
   /** A new worker is about to start: forget the last one's segments; where this one writes (`%d` pattern). */
   launch(): string;
   /**
-   * A finished segment file (closed: its whole GOP is in it), with the wall-clock range it covers;
+   * A finished segment file (closed: its whole GOP is in it), with the steady-clock range it covers;
    * `startAt` is undefined for a worker's first file, whose start nothing reports.
    */
   segment(segment: { path: string; startAt: number | undefined; endAt: number }): void;
@@ -242,7 +242,7 @@ export class Camera implements Service {
     if (this.stopping) return false;
     // Failing but handled: backing off before the next try, or waiting for a person to fix the config.
     if (this.restartTimer || this.state === 'failed') return true;
-    return this.worker !== undefined && Date.now() - this.lastStatsAt < this.timings.stallMs * 2;
+    return this.worker !== undefined && performance.now() - this.lastStatsAt < this.timings.stallMs * 2;
   }
 
   /** Fork the worker; resolves once the pipeline is playing or the attempt has failed (and is rescheduled). */
@@ -256,7 +256,7 @@ export class Camera implements Service {
       this.scheduleRestart(describeError(error), undefined);
       return Promise.resolve();
     }
-    if (this.preRollOff && Date.now() >= this.preRollOff.until) {
+    if (this.preRollOff && performance.now() >= this.preRollOff.until) {
       this.log.info({ after: this.preRollOff.reason }, 'camera pre-roll: trying the branch again');
       this.preRollOff = undefined;
     }
@@ -291,11 +291,11 @@ export class Camera implements Service {
             return this.launch(this.description);
           });
         },
-        Math.max(0, this.preRollOff.until - Date.now()),
+        Math.max(0, this.preRollOff.until - performance.now()),
       );
     }
-    this.lastStatsAt = Date.now();
-    this.lastProgressAt = Date.now();
+    this.lastStatsAt = performance.now();
+    this.lastProgressAt = performance.now();
     this.meterSamples = [];
     let lastPackets = 0;
 
@@ -310,12 +310,12 @@ export class Camera implements Service {
             // A worker being ended after a failure may still report: its packets do not make the
             // camera `streaming` again.
             if (this.worker !== worker) break;
-            this.lastStatsAt = Date.now();
+            this.lastStatsAt = performance.now();
             this.measure(message);
             if (message.packets > lastPackets) {
               this.packets += message.packets - lastPackets;
               lastPackets = message.packets;
-              this.lastProgressAt = Date.now();
+              this.lastProgressAt = performance.now();
               if (this.state !== 'streaming') {
                 this.failures = 0;
                 this.setState('streaming');
@@ -330,7 +330,7 @@ export class Camera implements Service {
               this.worker === worker
             ) {
               this.preRollOff = {
-                until: Date.now() + (this.timings.preRollRetryMs ?? PREROLL_RETRY_MS),
+                until: performance.now() + (this.timings.preRollRetryMs ?? PREROLL_RETRY_MS),
                 reason: preRollFailure(message.message, message.debug),
               };
               this.log.error(
@@ -352,8 +352,8 @@ export class Camera implements Service {
           case 'segment':
             this.preroll?.segment({
               path: message.location,
-              startAt: message.startWallMs,
-              endAt: message.endWallMs,
+              startAt: message.startSteadyMs,
+              endAt: message.endSteadyMs,
             });
             break;
           case 'probed':
@@ -383,7 +383,7 @@ export class Camera implements Service {
       clearInterval(this.stallTimer);
       this.stallTimer = setInterval(
         () => {
-          if (this.worker === worker && Date.now() - this.lastProgressAt > this.timings.stallMs) {
+          if (this.worker === worker && performance.now() - this.lastProgressAt > this.timings.stallMs) {
             this.fail(worker, `stalled: no RTP packet for ${this.timings.stallMs} ms`, undefined);
           }
         },

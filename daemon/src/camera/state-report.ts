@@ -38,7 +38,7 @@ export class CameraStateReport implements Service {
       camera,
       cameraName: name,
       lastKey: '',
-      lastPublishedAt: 0,
+      lastPublishedAt: -Infinity,
       restartsWhenLastStreaming: 0,
       alerted: false,
     }));
@@ -63,7 +63,7 @@ export class CameraStateReport implements Service {
   }
 
   private poll(): void {
-    const now = Date.now();
+    const now = performance.now();
     for (const entry of this.tracked) {
       const status = entry.camera.status();
       // fps and bitrate change every second: they ride along on the 30 s refresh, except that the first
@@ -104,7 +104,7 @@ export class CameraStateReport implements Service {
       restarts: status.restarts,
       lastError: status.lastError ?? null,
     };
-    entry.lastPublishedAt = Date.now();
+    entry.lastPublishedAt = performance.now();
     this.publisher.publish(topics.cameraState(this.site, this.device, entry.cameraName), payload, {
       qos: 1,
       retain: true,

@@ -59,16 +59,16 @@ export type FromWorker =
   /**
    * The pre-roll branch (multifilesink) closed a segment file: every byte of its GOP is in it. Times
    * are the pipeline's running time of its first buffer and of the next segment's first buffer, and the
-   * same as wall-clock ms (the worker's wall clock when the pipeline started playing, plus the running
-   * time). The start is undefined for the worker's first file (nothing reports when it began).
+   * same on the steady clock (clock.ts; the steady time when the pipeline started playing, plus the
+   * running time). The start is undefined for the worker's first file (nothing reports when it began).
    */
   | {
       type: 'segment';
       location: string;
       startNs: number | undefined;
       endNs: number;
-      startWallMs: number | undefined;
-      endWallMs: number;
+      startSteadyMs: number | undefined;
+      endSteadyMs: number;
     }
   /** The answer to run-to-end: undefined when it reached its end of stream. */
   | { type: 'ran'; error: string | undefined }

@@ -4,6 +4,7 @@
 // leaks across restarts, and a crash in native code takes down one camera, not the daemon.
 import { createRequire } from 'node:module';
 import type { Pipeline } from 'gstreamer-superficial';
+import { steadyNow } from '../clock.js';
 import { RTCP_RELAY, startRtcpRelay, type RtcpRelay, type RtcpRelayPlan } from './rtcp-relay.js';
 import { startStampedSource, type StampedSource } from './stamped-source.js';
 import type { FromWorker, ProbeCandidate, ProbeResult, ToWorker } from './worker-protocol.js';
@@ -96,9 +97,10 @@ async function run(
     relay.deliverTo(() => Number(into.port));
   }
   // Running time 0 is (within the few ms the state change takes) the moment play() is called: the
-  // pipeline's base time is taken from its clock as it goes to PLAYING. Segment times are mapped to
-  // wall-clock time through it once, in the pipeline's own clock, not by when a message arrives here.
-  let playWallMs = Date.now();
+  // pipeline's base time is taken from its clock as it goes to PLAYING. Segment times are mapped to the
+  // box's steady clock (clock.ts: it never steps, unlike the wall clock when chrony first sets it)
+  // through it once, in the pipeline's own clock, not by when a message arrives here.
+  let playSteadyMs = steadyNow();
   // multifilesink (pipeline.ts preRollLinks) posts one message per file, after closing it, with the
   // running time of the next file's first buffer (the next keyframe): that is this file's end, and the
   // next file's start. The worker's first file has no known start: it is reported without one.
@@ -119,8 +121,8 @@ async function run(
         location,
         startNs,
         endNs: ns,
-        startWallMs: startNs === undefined ? undefined : Math.round(playWallMs + startNs / 1e6),
-        endWallMs: Math.round(playWallMs + ns / 1e6),
+        startSteadyMs: startNs === undefined ? undefined : Math.round(playSteadyMs + startNs / 1e6),
+        endSteadyMs: Math.round(playSteadyMs + ns / 1e6),
       });
       return;
     }
@@ -136,7 +138,7 @@ async function run(
       send({ type: 'eos' });
     }
   });
-  playWallMs = Date.now();
+  playSteadyMs = steadyNow();
   current.play();
   stampedSource = startStampedSource(current);
   send({ type: 'started' });

@@ -13,6 +13,7 @@
 import type { Logger } from 'pino';
 import { runPipelineToEnd } from '../camera/worker-process.js';
 import { caps, element, pad, renderPipeline, type Link } from '../camera/pipeline.js';
+import { steadyToWall, wallToSteady } from '../clock.js';
 import { OutpostError } from '../errors.js';
 import type { PreRoll, PreRollPick, PreRollRing } from './preroll.js';
 import type { CapturedClip, ClipRequest, ClipSource } from './source.js';
@@ -63,8 +64,11 @@ export class PreRollClipSource implements ClipSource {
   ) {}
 
   async capture(request: ClipRequest): Promise<CapturedClip> {
-    const from = request.at - request.preMs;
-    const to = request.at + request.postMs;
+    // The rings' times are on the steady clock: a wall-clock step since the cameras started (chrony
+    // setting the clock after boot) must not put every segment outside the clip's window.
+    const pressedAt = wallToSteady(request.at);
+    const from = pressedAt - request.preMs;
+    const to = pressedAt + request.postMs;
     const rings = request.cameras
       .map((name) => this.preroll.ring(name))
       .filter((ring): ring is PreRollRing => ring !== undefined);
@@ -130,13 +134,19 @@ export class PreRollClipSource implements ClipSource {
           clipId: request.clipId,
           cameras,
           missing,
-          preRollMs: Object.fromEntries(picked.map((p) => [p.ring.camera, request.at - p.pick.startAt])),
-          postRollMs: endAt - request.at,
+          preRollMs: Object.fromEntries(picked.map((p) => [p.ring.camera, pressedAt - p.pick.startAt])),
+          postRollMs: endAt - pressedAt,
           segments: picked.map((p) => p.pick.segments.length),
         },
         'clip muxed from the pre-roll',
       );
-      return { path: request.outPath, durationMs: endAt - startAt, startAt, endAt, cameras };
+      return {
+        path: request.outPath,
+        durationMs: endAt - startAt,
+        startAt: steadyToWall(startAt),
+        endAt: steadyToWall(endAt),
+        cameras,
+      };
     } finally {
       for (const pin of pins) pin.release();
     }

@@ -13,6 +13,7 @@ import { basename, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { PreRollHook } from '../camera/camera.js';
 import type { CameraConfig, Config } from '../config/schema.js';
+import { steadyNow } from '../clock.js';
 import type { Service } from '../lifecycle/service.js';
 
 export interface PreRollSegment {
@@ -20,7 +21,10 @@ export interface PreRollSegment {
   /** Which worker of the camera wrote it (segments of two workers do not join). */
   launch: number;
   index: number;
-  /** Wall-clock time of its first frame (a keyframe) and of the next segment's first frame. */
+  /**
+   * Steady-clock time (clock.ts) of its first frame (a keyframe) and of the next segment's first frame:
+   * a wall-clock step (chrony setting a Pi's clock after boot) does not move them.
+   */
   startAt: number;
   endAt: number;
   bytes: number;
@@ -46,7 +50,7 @@ const TMPFS_MAGIC = 0x01021994;
 export class PreRollRing implements PreRollHook {
   private segments: PreRollSegment[] = [];
   private launchCount = 0;
-  /** When the last segment was reported (wall clock). */
+  /** When the last segment was reported (steady clock). */
   private lastSegmentAt = 0;
   /** Clips being captured: nothing ending after a pin's `from` is deleted while it is held. */
   private readonly pins = new Set<{ from: number }>();
@@ -76,7 +80,7 @@ export class PreRollRing implements PreRollHook {
       this.log.warn({ path: report.path }, 'pre-roll segment outside the pre-roll folder; ignored');
       return;
     }
-    this.lastSegmentAt = Date.now();
+    this.lastSegmentAt = steadyNow();
     if (report.startAt === undefined) {
       // A worker's first file: when it began is unknown (and it may not start at a keyframe), so no
       // clip may use it. It is deleted at once.
@@ -139,17 +143,18 @@ export class PreRollRing implements PreRollHook {
    * came for three segment lengths and a second, counted from the call at the earliest (a segment is
    * reported as soon as the next keyframe reaches the branch's file sink, tens of ms after its end, so a
    * streaming camera is never that late: this one has stopped, or is not streaming yet); or at
-   * `deadline` (wall clock); or when `signal` aborts. Never rejects.
+   * `deadline`; or when `signal` aborts. Never rejects. `until` and `deadline` are steady-clock times.
    */
   waitFor(until: number, deadline: number, signal: AbortSignal): Promise<void> {
-    const calledAt = Date.now();
+    const calledAt = steadyNow();
     return new Promise((done) => {
       const check = (): void => {
         const newest = this.segments.at(-1);
         const reached = newest !== undefined && newest.launch === this.launchCount && newest.endAt >= until;
         const heard = Math.max(calledAt, this.lastSegmentAt);
-        const stalled = Date.now() - heard > 3 * this.segmentSeconds * 1000 + 1000;
-        if (reached || stalled || signal.aborted || Date.now() >= deadline) finish();
+        const now = steadyNow();
+        const stalled = now - heard > 3 * this.segmentSeconds * 1000 + 1000;
+        if (reached || stalled || signal.aborted || now >= deadline) finish();
       };
       const finish = (): void => {
         clearInterval(timer);
