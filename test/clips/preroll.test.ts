@@ -383,9 +383,37 @@ describe('camera pre-roll', () => {
     await writeFile(short, Buffer.alloc(4096 * 46));
     ring.segment({ path: whole, startAt: 1000, endAt: 2000 });
     ring.segment({ path: short, startAt: 2000, endAt: 3000 });
+    // Empty (a GOP under 4 KiB whose only flush failed) or gone: not used either.
+    const empty = join(ring.dir, '1-00000003.ts');
+    await writeFile(empty, Buffer.alloc(0));
+    ring.segment({ path: empty, startAt: 3000, endAt: 4000 });
+    ring.segment({ path: join(ring.dir, '1-00000004.ts'), startAt: 4000, endAt: 5000 });
     expect(ring.files()).toBe(1);
     expect(ring.newestEnd()).toBe(2000);
-    await until(() => !existsSync(short), 5000, 'the short file deleted');
+    await until(() => !existsSync(short) && !existsSync(empty), 5000, 'the short and empty files deleted');
+    await preroll.stop();
+  });
+
+  it("a worker's last file, closed without a report when it stopped, is deleted when the next worker starts", async () => {
+    const root = await tempDir('outpost-preroll-orphan-');
+    const preroll = new PreRoll(
+      [{ name: 'cam0', keyframeIntervalSeconds: 1, framerate: 15 }],
+      { root, preRollSeconds: 30 },
+      log,
+    );
+    await preroll.start();
+    const ring = preroll.ring('cam0')!;
+    ring.launch();
+    const kept = join(ring.dir, '1-00000001.ts');
+    const unreported = join(ring.dir, '1-00000002.ts');
+    await writeFile(kept, Buffer.alloc(188 * 100));
+    await writeFile(unreported, Buffer.alloc(188 * 50));
+    const pin = ring.pin(0); // a clip still needs worker 1's segment
+    ring.segment({ path: kept, startAt: 1000, endAt: 2000 });
+    ring.launch();
+    await until(() => !existsSync(unreported), 5000, 'the unreported file deleted');
+    expect(existsSync(kept)).toBe(true);
+    pin.release();
     await preroll.stop();
   });
 

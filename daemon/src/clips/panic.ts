@@ -184,8 +184,10 @@ export class Panic implements Service {
         startAt: captured.startAt,
         endAt: captured.endAt,
       });
-      await this.journal.finish(clipId);
+      // Delivery first: the entry's removal (an fsync of the folder) need not hold the clip up; a kill
+      // in between leaves an entry whose clip is in the store, which the next start delivers.
       this.delivery.enqueue(clipId);
+      await this.journal.finish(clipId);
     } catch (error) {
       this.log.error({ err: error, clipId }, 'panic clip could not be made (the alert was sent)');
       this.clipFailed(clip, describeError(error));

@@ -71,6 +71,7 @@ export class PreRollRing implements PreRollHook {
     mkdirSync(this.dir, { recursive: true, mode: 0o750 });
     this.launchCount += 1;
     this.prune();
+    this.deleteUntracked();
     return join(this.dir, `${this.launchCount}-%08d.ts`);
   }
 
@@ -87,7 +88,15 @@ export class PreRollRing implements PreRollHook {
       this.delete(report.path);
       return;
     }
-    const bytes = statSync(report.path, { throwIfNoEntry: false })?.size ?? 0;
+    const bytes = statSync(report.path, { throwIfNoEntry: false })?.size;
+    if (bytes === undefined || bytes === 0) {
+      this.log.error(
+        { path: report.path, bytes: bytes ?? null },
+        'pre-roll segment missing or empty: is the pre-roll folder (clips.preRollDir) full? It is not used for clips',
+      );
+      this.delete(report.path);
+      return;
+    }
     if (bytes % TS_PACKET_BYTES !== 0) {
       // multifilesink does not check fclose: when the folder is full, the last stdio flush of a file can
       // fail unseen, and the file would cut a clip short without a word. stdio writes whole 4 KiB blocks
@@ -227,6 +236,26 @@ export class PreRollRing implements PreRollHook {
     if (gone.length === 0) return;
     this.segments = this.segments.filter(keep);
     for (const segment of gone) this.delete(segment.path);
+  }
+
+  /**
+   * Delete the files of earlier workers that the ring does not hold: a stopped worker's last file is
+   * closed without a report (the pipeline goes to NULL), and a restart every so often would otherwise
+   * leave one behind each time until `/run` is full.
+   */
+  private deleteUntracked(): void {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return;
+    }
+    const tracked = new Set(this.segments.map((segment) => basename(segment.path)));
+    for (const name of names) {
+      const match = SEGMENT_NAME.exec(name);
+      if (match && Number(match[1]) < this.launchCount && !tracked.has(name))
+        this.delete(join(this.dir, name));
+    }
   }
 
   private delete(path: string): void {

@@ -304,7 +304,7 @@ export class RateLimiter {
  * flood of logins costs a bounded amount of memory and thread time and cannot push a good client's
  * check behind thousands of bad ones. Waiting checks are served in turn by key (the client's address),
  * and when the queue is full a newcomer takes the last place of the key holding the most places, if
- * that is another key with more than its own: a flood from one address waits behind itself and gives
+ * that is another key holding more than the newcomer's would after the move: a flood from one address waits behind itself and gives
  * way, and a client from another address finds a place and is checked next.
  */
 export class LoginGate {
