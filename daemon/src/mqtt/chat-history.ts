@@ -19,7 +19,11 @@ export type PublishHistory = (packet: { topic: string; payload: Buffer }) => Pro
 
 interface Channel {
   messages: ChatPayload[];
-  /** Wall-clock time (ms) of its last message: the broker's stamp, so it survives a restart. */
+  /**
+   * When its last message came, on the monotonic clock (`now`): a wall-clock step must neither make a
+   * busy channel look idle for months nor every channel look busy. A channel loaded from the retained
+   * history is dated by its last stamp's age on the wall clock at load (never in the future).
+   */
   activeAt: number;
   /** When its history was last published (performance.now()), -Infinity if never. */
   publishedAt: number;
@@ -41,12 +45,13 @@ export class ChatHistory {
       intervalMs: number;
       /** How long a channel must have been quiet before a new channel may take its place. */
       idleMs: number;
+      /** Monotonic milliseconds (default performance.now). */
       now?: () => number;
     },
   ) {}
 
   private now(): number {
-    return this.options.now?.() ?? Date.now();
+    return this.options.now?.() ?? performance.now();
   }
 
   /** Take back what the retained history topics held before a restart. */
@@ -64,7 +69,7 @@ export class ChatHistory {
         const messages = parsed.data.slice(-this.limit);
         this.channels.set(channel, {
           messages,
-          activeAt: messages.at(-1)?.at ?? 0,
+          activeAt: this.now() - Math.max(0, Date.now() - (messages.at(-1)?.at ?? 0)),
           publishedAt: -Infinity,
           timer: undefined,
         });
@@ -111,10 +116,10 @@ export class ChatHistory {
   append(channel: string, message: ChatPayload): void {
     let entry = this.channels.get(channel);
     if (!entry) {
-      entry = { messages: [], activeAt: message.at, publishedAt: -Infinity, timer: undefined };
+      entry = { messages: [], activeAt: this.now(), publishedAt: -Infinity, timer: undefined };
       this.channels.set(channel, entry);
     }
-    entry.activeAt = message.at;
+    entry.activeAt = this.now();
     const list = entry.messages;
     list.push(message);
     if (list.length > this.limit) list.splice(0, list.length - this.limit);
