@@ -25,7 +25,9 @@ const fast = {
   backoffMinMs: 300,
   backoffMaxMs: 1000,
   exitGraceMs: 1000,
-  preRollRetryMs: 6000,
+  // Long enough that the test's 3 s look at the camera without its pre-roll ends before the retry,
+  // even when the restart to stream without it took seconds under the full suite's load.
+  preRollRetryMs: 10_000,
 };
 const WIDTH = 320;
 const HEIGHT = 240;
