@@ -19,7 +19,8 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { headlessChromium } from '../../test/support/chromium.js';
 import { janusServer, type TestJanus } from '../../test/support/janus.js';
 import { freePort, freeUdpPortPair, tempDir } from '../../test/support/processes.js';
 import { cpuTicks, processTree } from '../proc.js';
@@ -29,7 +30,6 @@ const CLI = join(REPO, 'dist/daemon/src/cli.js');
 const HERE = join(REPO, 'dist/bench/latency');
 const PAGES = join(REPO, 'bench/latency');
 const STAMP_JS = join(REPO, 'dist/daemon/src/camera/stamp.js');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
 const frames = Number(option('frames')) || 1000;
 const outDir = option('out') ?? join(REPO, 'bench/latency/last-run');
@@ -461,22 +461,7 @@ async function main(): Promise<void> {
   const janusPort = await freeUdpPortPair();
   const receiverPort = await freeUdpPortPair();
   const viewerUrl = `${url}/viewer.html?janus=${encodeURIComponent(janus.url)}&play=${MOUNTPOINT_ID}`;
-  const context = await chromium.launchPersistentContext(join(dir, 'chromium-profile'), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--allow-loopback-in-peer-connection',
-      '--disable-features=WebRtcHideLocalIpsWithMdns',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
+  const context = await headlessChromium(join(dir, 'chromium-profile'));
   const phases: Phase[] = [];
   let stampCost: { stampedCpuPercent: number; videotestsrcCpuPercent: number } | undefined;
   try {

@@ -10,12 +10,13 @@ import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import pino from 'pino';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Camera } from '../../daemon/src/camera/camera.js';
 import { Encoders } from '../../daemon/src/camera/encoders.js';
 import { JanusMountpoints } from '../../daemon/src/camera/janus.js';
 import { configSchema, mountpointIdFor } from '../../daemon/src/config/schema.js';
+import { headlessChromium } from '../support/chromium.js';
 import { janusServer } from '../support/janus.js';
 import { freeUdpPortPair, REPO, requireBuilt, tempDir, until } from '../support/processes.js';
 import { startsIdr } from '../support/rtp.js';
@@ -23,7 +24,6 @@ import { startsIdr } from '../support/rtp.js';
 const log = pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' });
 const fastCamera = { stallMs: 3000, backoffMinMs: 200, backoffMaxMs: 1000, exitGraceMs: 1000 };
 const fastJanus = { checkMs: 250, requestTimeoutMs: 1000, backoffMinMs: 200, backoffMaxMs: 1000 };
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const PAGES = join(REPO, 'bench/latency');
 
 const encoders = new Encoders(log);
@@ -116,25 +116,7 @@ async function viewerPages(): Promise<string> {
 }
 
 async function browser(): Promise<BrowserContext> {
-  const context = await chromium.launchPersistentContext(
-    join(await tempDir('outpost-chromium-'), 'profile'),
-    {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-        '--allow-loopback-in-peer-connection',
-        '--disable-features=WebRtcHideLocalIpsWithMdns',
-        '--autoplay-policy=no-user-gesture-required',
-      ],
-    },
-  );
+  const context = await headlessChromium(join(await tempDir('outpost-chromium-'), 'profile'));
   cleanups.push(() => context.close());
   return context;
 }

@@ -8,25 +8,16 @@ import { hashFile } from '../../daemon/src/clips/store.js';
 import { connectAs, PEOPLE, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
 import { cameraBoxConfig, testCameraYaml } from '../support/box.js';
 import { testPki } from '../support/pki.js';
-import { freePort, runCli, runCliToEnd, tempDir, until, writeTemp, type Run } from '../support/processes.js';
+import { cliRuns, freePort, runCliToEnd, tempDir, until, writeTemp } from '../support/processes.js';
 
-const runs: Run[] = [];
+const { start, stopAll } = cliRuns();
 let hub: TestBroker | undefined;
 
 afterEach(async () => {
-  for (const run of runs.splice(0)) {
-    if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGKILL');
-    await run.exited();
-  }
+  await stopAll();
   await hub?.stop();
   hub = undefined;
 });
-
-function start(args: string[]): Run {
-  const run = runCli(args);
-  runs.push(run);
-  return run;
-}
 
 describe('outpost clip and outpost clips pull', () => {
   it('outpost clip raises the alert at once and the clip reaches outpost clips pull, verified', async () => {

@@ -11,27 +11,18 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { STOPPED_DURING_CLIP } from '../../daemon/src/clips/panic.js';
 import { connectAs, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
 import { cameraBoxConfig, testCameraYaml } from '../support/box.js';
-import { runCli, runCliToEnd, until, type Run } from '../support/processes.js';
+import { cliRuns, runCliToEnd, until } from '../support/processes.js';
 
-const runs: Run[] = [];
+const { start, stopAll } = cliRuns();
 const clients: MqttClient[] = [];
 let hub: TestBroker | undefined;
 
 afterEach(async () => {
-  for (const run of runs.splice(0)) {
-    if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGKILL');
-    await run.exited();
-  }
+  await stopAll();
   for (const client of clients.splice(0)) await client.endAsync(true);
   await hub?.stop();
   hub = undefined;
 });
-
-function start(args: string[]): Run {
-  const run = runCli(args);
-  runs.push(run);
-  return run;
-}
 
 /** A camera box (one test camera, or none) with its uplink at the test hub. */
 async function cameraBox(hubPort: number, postRollSeconds: number, cameras = testCameraYaml) {

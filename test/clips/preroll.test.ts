@@ -143,6 +143,15 @@ async function stampsOf(file: string, dir: string, demuxer = 'qtdemux'): Promise
   return stamps;
 }
 
+/** The pre-roll of one camera (cam0: a keyframe a second, 15 fps) under `root`, with no camera running. */
+function lonePreRoll(root: string, preRollSeconds: number): PreRoll {
+  return new PreRoll(
+    [{ name: 'cam0', keyframeIntervalSeconds: 1, framerate: 15 }],
+    { root, preRollSeconds },
+    log,
+  );
+}
+
 describe('camera pre-roll', () => {
   it('a clip is the camera’s own video from before the press through the post-roll, starting at a keyframe', async () => {
     const pre = 3000;
@@ -370,11 +379,7 @@ describe('camera pre-roll', () => {
 
   it('a segment file cut short (not whole MPEG-TS packets, as when a full folder failed its last write) is never used', async () => {
     const root = await tempDir('outpost-preroll-short-');
-    const preroll = new PreRoll(
-      [{ name: 'cam0', keyframeIntervalSeconds: 1, framerate: 15 }],
-      { root, preRollSeconds: 2 },
-      log,
-    );
+    const preroll = lonePreRoll(root, 2);
     await preroll.start();
     const ring = preroll.ring('cam0')!;
     ring.launch();
@@ -398,11 +403,7 @@ describe('camera pre-roll', () => {
 
   it("a worker's last file, closed without a report when it stopped, is deleted when the next worker starts", async () => {
     const root = await tempDir('outpost-preroll-orphan-');
-    const preroll = new PreRoll(
-      [{ name: 'cam0', keyframeIntervalSeconds: 1, framerate: 15 }],
-      { root, preRollSeconds: 30 },
-      log,
-    );
+    const preroll = lonePreRoll(root, 30);
     await preroll.start();
     const ring = preroll.ring('cam0')!;
     ring.launch();
@@ -425,11 +426,7 @@ describe('camera pre-roll', () => {
     await writeFile(join(root, 'keep.txt'), 'not ours');
     await writeFile(join(root, 'cam0', 'notes.txt'), 'not ours either');
     await writeFile(join(root, 'cam0', '3-00000007.ts'), 'a stale segment');
-    const preroll = new PreRoll(
-      [{ name: 'cam0', keyframeIntervalSeconds: 1, framerate: 15 }],
-      { root, preRollSeconds: 2 },
-      log,
-    );
+    const preroll = lonePreRoll(root, 2);
     await preroll.start();
     expect((await readdir(join(root, 'cam0'))).sort()).toEqual(['notes.txt']);
     await writeFile(join(root, 'cam0', '1-00000000.ts'), 'a segment');

@@ -144,6 +144,23 @@ async function backUntilMarker(
   return { seen, sessionPresent };
 }
 
+/**
+ * A console reading `chat/+`, and alice to write. `delivered(n)` waits for n chat messages (and 200 ms
+ * more, for one too many to show) and gives their topics in order.
+ */
+async function chatPair(): Promise<{ alice: MqttClient; delivered: (count: number) => Promise<string[]> }> {
+  const reader = await client('console');
+  const seen = inbox(reader);
+  await reader.subscribeAsync(`${P}/chat/+`, { qos: 1 });
+  const alice = await client('alice');
+  const delivered = async (count: number): Promise<string[]> => {
+    await until(() => seen.length === count, 5000, `${count} chat messages`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    return seen.map((line) => line.split(' ')[0]!);
+  };
+  return { alice, delivered };
+}
+
 function closed(mqtt: MqttClient): Promise<void> {
   return new Promise((resolve) => mqtt.once('close', () => resolve()));
 }
@@ -417,43 +434,25 @@ describe('embedded broker: chat history bounds', () => {
 
   it('a message opening a channel beyond broker.chatChannels is refused; known channels carry on', async () => {
     hub = await startTestBroker({ broker: { chatChannels: 2 } });
-    const reader = await client('console');
-    const seen = inbox(reader);
-    await reader.subscribeAsync(`${P}/chat/+`, { qos: 1 });
-    const alice = await client('alice');
+    const { alice, delivered } = await chatPair();
     for (const channel of ['one', 'two', 'three', 'one']) {
       await alice.publishAsync(`${P}/chat/${channel}`, `on ${channel}`, { qos: 1 });
     }
-    await until(() => seen.length === 3, 5000, 'three chat messages');
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(seen.map((line) => line.split(' ')[0])).toEqual([
-      `${P}/chat/one`,
-      `${P}/chat/two`,
-      `${P}/chat/one`,
-    ]);
+    expect(await delivered(3)).toEqual([`${P}/chat/one`, `${P}/chat/two`, `${P}/chat/one`]);
     expect(hub.broker.counters.refusedPublish).toBe(1);
     expect(alice.connected).toBe(true);
   });
 
   it('a new channel takes the place of one quiet for broker.chatChannelIdleSeconds, and its history goes', async () => {
     hub = await startTestBroker({ broker: { chatChannels: 2, chatChannelIdleSeconds: 2 } });
-    const reader = await client('console');
-    const seen = inbox(reader);
-    await reader.subscribeAsync(`${P}/chat/+`, { qos: 1 });
-    const alice = await client('alice');
+    const { alice, delivered } = await chatPair();
     await alice.publishAsync(`${P}/chat/one`, 'on one', { qos: 1 });
     await new Promise((resolve) => setTimeout(resolve, 2300));
     // `one` has been quiet for 2.3 s: `three` takes its place; `four` finds `two` and `three` active.
     for (const channel of ['two', 'three', 'four']) {
       await alice.publishAsync(`${P}/chat/${channel}`, `on ${channel}`, { qos: 1 });
     }
-    await until(() => seen.length === 3, 5000, 'three chat messages');
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(seen.map((line) => line.split(' ')[0])).toEqual([
-      `${P}/chat/one`,
-      `${P}/chat/two`,
-      `${P}/chat/three`,
-    ]);
+    expect(await delivered(3)).toEqual([`${P}/chat/one`, `${P}/chat/two`, `${P}/chat/three`]);
     expect(hub.broker.counters.refusedPublish).toBe(1);
     // The retained history of `one` is gone with it; the others keep theirs.
     const late = await client('console');

@@ -75,6 +75,27 @@ export interface Run {
 }
 
 /** Run the built CLI with arguments; stdout is not a TTY, so logs are JSON lines. */
+/**
+ * The CLI runs of one test file: `start` runs one and keeps it; `stopAll` (in afterEach) kills what is
+ * still running and waits for every one to exit.
+ */
+export function cliRuns(): { start: (args: string[]) => Run; stopAll: () => Promise<void> } {
+  const runs: Run[] = [];
+  return {
+    start(args) {
+      const run = runCli(args);
+      runs.push(run);
+      return run;
+    },
+    async stopAll() {
+      for (const run of runs.splice(0)) {
+        if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGKILL');
+        await run.exited();
+      }
+    },
+  };
+}
+
 export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Run {
   requireBuilt();
   const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, cwd: REPO });
