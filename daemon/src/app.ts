@@ -22,6 +22,7 @@ import { Button } from './gpio/button.js';
 import { Led, type LedBase } from './gpio/led.js';
 import { pinOpener, type PinOpener } from './gpio/open-pin.js';
 import { topics } from './mqtt/topics.js';
+import { updateRoom } from './update/room.js';
 
 export interface App extends Lifecycle {
   readonly services: readonly Service[];
@@ -103,12 +104,20 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
   });
   const gpio = config.gpio;
   const openPin = gpio ? (deps.openPin ?? pinOpener(gpio)) : undefined;
+  const update = updateRoom(config, {
+    publisher: uplink,
+    stamp: () => uplink.stamp(),
+    healthy: () => life.healthy(),
+    unhealthy: () => services.filter((service) => !service.healthy()).map((service) => service.name),
+    log: log.child({ service: 'update' }),
+  });
   const ledBase = (): LedBase =>
-    !life.healthy() || button?.problem() !== undefined
+    update.led() ??
+    (!life.healthy() || button?.problem() !== undefined
       ? 'fault'
       : cameras.some(({ camera }) => camera.status().state === 'streaming')
         ? 'streaming'
-        : 'idle';
+        : 'idle');
   const ledConfig = gpio?.led;
   const led = new Led(
     openPin && ledConfig ? () => openPin(ledConfig.pin, { direction: 'out' }) : undefined,
@@ -218,6 +227,7 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
       }
     },
   };
+  Object.assign(verbs, update.verbs);
   const commands = new Commands(
     config.site,
     config.device,
@@ -261,6 +271,8 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     ...(button ? [button] : []),
     commands,
     ...(localCommands ? [localCommands] : []),
+    // Last: its health report for the update gate says every subsystem above has started.
+    update.service,
   ];
   const life = lifecycle(services, log, config.shutdown.timeoutMs);
   return {

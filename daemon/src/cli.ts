@@ -19,6 +19,7 @@ import { describeError, ExitCode, OutpostError } from './errors.js';
 import { createLogger } from './log.js';
 import { connectTool, type ToolConnection, type ToolOptions } from './mqtt/tool-client.js';
 import { runDaemon } from './main.js';
+import { registerUpdateCommands } from './update/cli.js';
 import { VERSION } from './version.js';
 
 function program(): Command {
@@ -212,6 +213,8 @@ function program(): Command {
         }
       },
     );
+
+  registerUpdateCommands(cli);
 
   cli
     .command('version')

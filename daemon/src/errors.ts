@@ -46,7 +46,18 @@ export type ErrorCode =
   // camera sources and `outpost cameras`
   | 'SOURCE_UNAVAILABLE'
   | 'CAMERA_DEVICE_MISSING'
-  | 'DEVICE_MONITOR_FAILED';
+  | 'DEVICE_MONITOR_FAILED'
+  // updates (docs/updates.md): a refused bundle, and what can go wrong installing one
+  | 'UPDATE_BUNDLE_MALFORMED'
+  | 'UPDATE_SIGNATURE_INVALID'
+  | 'UPDATE_UNTRUSTED'
+  | 'UPDATE_WRONG_ARCH'
+  | 'UPDATE_INCOMPATIBLE'
+  | 'UPDATE_OLDER'
+  | 'UPDATE_INSTALL_FAILED'
+  | 'UPDATE_BUSY'
+  | 'UPDATE_UNSUPPORTED'
+  | 'UPDATE_TRANSFER_FAILED';
 
 /** An error that names its problem and the fix. `code` is stable; `message` is for people. */
 export class OutpostError extends Error {

@@ -70,7 +70,8 @@ describe('outpost-firstboot.service', () => {
     expect(text).toMatch(
       /^ExecStart=\/usr\/bin\/node \/usr\/lib\/outpost\/dist\/provisioning\/src\/cli\.js firstboot$/m,
     );
-    expect(text).toMatch(/^ReadWritePaths=\/etc \/boot\/firmware$/m);
+    // /data/etc: the image keeps /etc/outpost on the data partition ("-": absent elsewhere).
+    expect(text).toMatch(/^ReadWritePaths=\/etc \/boot\/firmware -\/data\/etc$/m);
   });
 });
 

@@ -145,6 +145,38 @@ export const chatPayload = z.strictObject({
   at: z.int().nonnegative(),
 });
 
+const slot = z.enum(['A', 'B']);
+
+/**
+ * Retained, on `…/{device}/update`: where this box is with an update (docs/updates.md). `running` is
+ * what runs now; `target` what is being received, installed or tried (or was refused or rolled back).
+ */
+export const updatePayload = z.strictObject({
+  ...meta,
+  device: name,
+  state: z.enum([
+    'idle',
+    'receiving',
+    'installing',
+    'rebooting',
+    'trial',
+    'committed',
+    'rolled-back',
+    'refused',
+    'failed',
+  ]),
+  running: z.strictObject({ version: z.string(), slot: slot.nullable() }),
+  target: z.strictObject({ version: z.string().nullable(), slot: slot.nullable() }).nullable(),
+  /** receiving: percent of the bundle received; installing: RAUC's percent; else null. */
+  progress: z.number().min(0).max(100).nullable(),
+  /** refused, failed, rolled-back: why, in words; else null. */
+  reason: z.string().max(2000).nullable(),
+  /** refused or failed: the stable error code (UPDATE_*, docs/updates.md); else null. */
+  code: z.string().max(64).nullable(),
+  /** When this state began (the box's wall clock, ms since the epoch). */
+  since: z.int().nonnegative(),
+});
+
 /** Every schema of contract v1, by the file name its JSON Schema is written to. */
 export const contract = {
   status: statusPayload,
@@ -156,6 +188,7 @@ export const contract = {
   reply: replyPayload,
   'chat-in': chatInPayload,
   chat: chatPayload,
+  update: updatePayload,
 } as const;
 
 export type StatusPayload = z.output<typeof statusPayload>;
@@ -166,3 +199,4 @@ export type ClipManifestPayload = z.output<typeof clipManifestPayload>;
 export type CommandPayload = z.output<typeof commandPayload>;
 export type ReplyPayload = z.output<typeof replyPayload>;
 export type ChatPayload = z.output<typeof chatPayload>;
+export type UpdatePayload = z.output<typeof updatePayload>;
