@@ -50,6 +50,8 @@ export interface GateDeps {
   /** The gate committed: the safety net (outpost-update-deadline.service) is stopped. */
   stopDeadline?: () => Promise<void>;
   reboot?: () => Promise<void>;
+  /** When this boot began (ms since the epoch); default from /proc/uptime. */
+  bootedAt?: () => Promise<number>;
 }
 
 export type GateOutcome = 'nothing' | 'committed' | 'rejected' | 'rolled-back' | 'interrupted';
@@ -124,6 +126,9 @@ export async function runGate(deps: GateDeps): Promise<GateOutcome> {
 
   if (booted !== targetSlot) {
     // Still on the old slot: an install cut short, or a trial that did not commit.
+    if (state.phase === 'rebooting' && state.since > (await (deps.bootedAt?.() ?? bootedAt(now())))) {
+      return 'nothing'; // installed during this boot (--no-reboot): the next boot tries it
+    }
     let unlock: (() => Promise<void>) | undefined;
     try {
       unlock = await takeLock(paths);
@@ -139,9 +144,6 @@ export async function runGate(deps: GateDeps): Promise<GateOutcome> {
         await write({ phase: 'failed', reason, code: 'UPDATE_INSTALL_FAILED' });
         log.warn({ event: 'update-interrupted', slot: target.slot, version: target.version, reason }, reason);
         return 'interrupted';
-      }
-      if (state.phase === 'rebooting' && state.since > (await bootedAt(now()))) {
-        return 'nothing'; // installed during this boot (--no-reboot): the next boot tries it
       }
       const reason =
         state.reason ??
