@@ -326,5 +326,5 @@ else
 fi
 current_stage=''
 echo "build.sh: $name $version built in $((SECONDS - total)) s: $out/$name.img, $name.sha256, $name.manifest$( ((compress)) && echo ", $name.img.xz")$( ((bundle)) && echo ", $name-$version.raucb")"
-rm -f "$build/root.ext4"
-((keep_root)) || rm -rf "$rootdir"
+# --keep-root keeps the root folder and its image (test-update.sh makes its v2 and v3 bundles from it).
+((keep_root)) || rm -rf "$rootdir" "$build/root.ext4"

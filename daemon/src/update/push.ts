@@ -159,41 +159,47 @@ async function sendTo(
   if (offer.have > 0) options.say(`${device}: has ${offer.have} of ${bundle.size} bytes already: resuming`);
   const handle = await open(bundle.file, 'r');
   try {
-    const window = Math.max(1, options.window ?? 4);
-    let next = offer.have;
+    const window = Math.max(1, Math.min(32, options.window ?? 8));
     let acked = offer.have;
     const started = Date.now();
-    const inFlight = new Set<Promise<void>>();
-    let failure: Error | undefined;
-    while ((next < bundle.size || inFlight.size > 0) && failure === undefined) {
-      while (next < bundle.size && inFlight.size < window) {
-        const offset = next;
-        const length = Math.min(offer.chunkBytes, bundle.size - offset);
-        next += length;
-        const data = Buffer.alloc(length);
-        await handle.read(data, 0, length, offset);
-        const sent: Promise<void> = requester
-          .ask<{ have: number }>(
-            'update-chunk',
-            { sha256: bundle.sha256, offset, data: data.toString('base64') },
-            120_000,
-          )
-          .then((answer) => {
-            acked = Math.max(acked, answer.have);
-            const seconds = (Date.now() - started) / 1000;
-            options.progress?.(
-              `${device}: ${((acked * 100) / bundle.size).toFixed(1)}% (${(acked / 1048576).toFixed(0)} of ${(bundle.size / 1048576).toFixed(0)} MiB, ${((acked - offer.have) / 1048576 / Math.max(seconds, 0.001)).toFixed(1)} MiB/s)`,
-            );
-          })
-          .catch((error: unknown) => {
-            failure ??= error instanceof Error ? error : new Error(String(error));
-          })
-          .finally(() => inFlight.delete(sent));
-        inFlight.add(sent);
+    // Rounds: send from what the box has to the end; a chunk lost on the way leaves a gap, and the box's
+    // `have` (bytes without a gap) says where the next round starts.
+    for (let round = 0; acked < bundle.size; round++) {
+      if (round >= 5)
+        throw new Error(`${device}: the bundle is still incomplete at ${acked} bytes after 5 rounds`);
+      let next = acked;
+      const inFlight = new Set<Promise<void>>();
+      let failure: Error | undefined;
+      while ((next < bundle.size || inFlight.size > 0) && failure === undefined) {
+        while (next < bundle.size && inFlight.size < window) {
+          const offset = next;
+          const length = Math.min(offer.chunkBytes, bundle.size - offset);
+          next += length;
+          const data = Buffer.alloc(length);
+          await handle.read(data, 0, length, offset);
+          const sent: Promise<void> = requester
+            .ask<{ have: number }>(
+              'update-chunk',
+              { sha256: bundle.sha256, offset, data: data.toString('base64') },
+              120_000,
+            )
+            .then((answer) => {
+              acked = Math.max(acked, answer.have);
+              const seconds = (Date.now() - started) / 1000;
+              options.progress?.(
+                `${device}: ${((acked * 100) / bundle.size).toFixed(1)}% (${(acked / 1048576).toFixed(0)} of ${(bundle.size / 1048576).toFixed(0)} MiB, ${((acked - offer.have) / 1048576 / Math.max(seconds, 0.001)).toFixed(1)} MiB/s)`,
+              );
+            })
+            .catch((error: unknown) => {
+              failure ??= error instanceof Error ? error : new Error(String(error));
+            })
+            .finally(() => inFlight.delete(sent));
+          inFlight.add(sent);
+        }
+        if (inFlight.size > 0) await Promise.race(inFlight);
       }
-      if (inFlight.size > 0) await Promise.race(inFlight);
+      if (failure !== undefined) throw failure;
     }
-    if (failure !== undefined) throw failure;
   } finally {
     await handle.close();
   }
@@ -289,33 +295,43 @@ export async function pushBundle(file: string, options: PushOptions): Promise<Pu
   const results: PushResult[] = [];
   try {
     for (const device of devices) {
+      // Until the box has the whole bundle, a cut resumes the transfer (at most `attempts` times); after,
+      // only the outcome is awaited: the box reboots into the new slot, so the link drops for minutes.
+      let sent = false;
       let attempt = 0;
+      const deadline = Date.now() + (options.outcomeTimeoutMs ?? 60 * 60_000);
       for (;;) {
         try {
           if (!connection.client.connected) connection = await connectTool(options);
-          await sendTo(connection, device, bundle, options);
+          if (!sent) {
+            await sendTo(connection, device, bundle, options);
+            sent = true;
+          }
           const result =
             options.wait === false
               ? { device, outcome: 'sent' as const, version: null, reason: null }
-              : await outcome(connection, device, bundle, options);
+              : await outcome(connection, device, bundle, {
+                  ...options,
+                  outcomeTimeoutMs: deadline - Date.now(),
+                });
           results.push(result);
           break;
         } catch (error) {
           attempt += 1;
           const refused =
-            error instanceof OutpostError && /not enough space|arrived damaged/.test(error.message);
-          if (refused || attempt > (options.attempts ?? 20)) {
+            error instanceof OutpostError &&
+            /not enough space|arrived damaged|no outcome/.test(error.message);
+          if (refused || (!sent && attempt > (options.attempts ?? 20)) || Date.now() > deadline) {
             results.push({ device, outcome: 'error', version: null, reason: (error as Error).message });
             options.say(`${device}: gave up: ${(error as Error).message}`);
             break;
           }
           const wait = Math.min(30_000, 1000 * 2 ** Math.min(attempt, 5));
           options.say(
-            `${device}: ${(error as Error).message}; trying again in ${wait / 1000} s (attempt ${attempt + 1}), resuming where it stopped`,
+            `${device}: ${(error as Error).message}; ${sent ? 'waiting for the box to come back' : 'resuming where it stopped'} in ${wait / 1000} s (attempt ${attempt + 1})`,
           );
           await connection.client.endAsync(true).catch(() => undefined);
           await new Promise((resolve) => setTimeout(resolve, wait));
-          connection = await connectTool(options).catch(() => connection);
         }
       }
     }

@@ -1,6 +1,8 @@
 // Receiving a bundle over the site LAN (`outpost update push`, push.ts): the console sends it as a
 // series of commands through the site broker, so it travels over the TLS, authentication and ACL every
-// console command already has (a console identity may send `cmd`; docs/topics.md):
+// console command already has (a console identity may send `cmd`; docs/topics.md). Chunks may arrive
+// out of order (a broker resends QoS 1 messages past its in-flight limit later): each is written where
+// it belongs and `have` counts the bytes from the start without a gap.
 //   cmd/update-offer  {sha256, size, version, allowOlder?}  → {have, chunkBytes}: bytes already here
 //   cmd/update-chunk  {sha256, offset, data (base64)}        → {have}
 //   cmd/update-commit {sha256}                               → {queued}: sha256 checked, handed on
@@ -32,6 +34,8 @@ import { writeJsonAtomic } from './state.js';
 export const CHUNK_BYTES = 160 * 1024;
 /** The part file is fsynced, and its length recorded, at least this often. */
 export const SYNC_BYTES = 8 * 1024 * 1024;
+/** How far past the gap a chunk may land (the sender keeps fewer than this in flight). */
+export const AHEAD_BYTES = 64 * CHUNK_BYTES;
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'sha256 is 64 lowercase hex digits');
 const offerArgs = z.strictObject({
@@ -55,8 +59,10 @@ interface Transfer {
   size: number;
   version: string;
   allowOlder: boolean;
-  /** Bytes written (in order). */
+  /** Bytes written from the start without a gap. */
   have: number;
+  /** Chunks written past a gap (offset → length): a broker may deliver QoS 1 messages out of order. */
+  ahead: Map<number, number>;
   /** Bytes known to be on disk (fsynced and recorded). */
   synced: number;
   handle: FileHandle;
@@ -139,9 +145,11 @@ export class BundleReceiver {
       );
     }
     // Anything past the last recorded sync may not have reached the card before a power cut.
-    const handle = await open(part, 'a+', 0o640);
+    // r+ (created first), never a+: Linux ignores the position of a write to a file opened for append.
+    await (await open(part, 'a', 0o640)).close();
     await truncate(part, have);
-    this.transfer = { ...args, have, synced: have, handle };
+    const handle = await open(part, 'r+');
+    this.transfer = { ...args, have, synced: have, handle, ahead: new Map() };
     await writeJsonAtomic(meta, { ...args, synced: have }, 0o640);
     this.deps.log.info(
       { event: 'update-receiving', version: args.version, size: args.size, have, sha256: args.sha256 },
@@ -165,10 +173,10 @@ export class BundleReceiver {
   private async chunk(args: z.output<typeof chunkArgs>): Promise<{ have: number }> {
     const transfer = this.current(args.sha256);
     const data = Buffer.from(args.data, 'base64');
-    if (args.offset > transfer.have) {
+    if (args.offset > transfer.have + AHEAD_BYTES) {
       throw new CommandError(
         'BAD_ARGUMENTS',
-        `chunk at ${args.offset} skips ahead: expected offset ${transfer.have}`,
+        `chunk at ${args.offset} is too far ahead: the bundle is complete up to ${transfer.have}`,
       );
     }
     if (args.offset + data.length > transfer.size) {
@@ -180,7 +188,19 @@ export class BundleReceiver {
     // A chunk sent again (its reply was lost) rewrites the same bytes.
     await transfer.handle.write(data, 0, data.length, args.offset);
     const before = transfer.have;
-    transfer.have = Math.max(transfer.have, args.offset + data.length);
+    if (args.offset > transfer.have) transfer.ahead.set(args.offset, data.length);
+    else transfer.have = Math.max(transfer.have, args.offset + data.length);
+    // Close gaps that chunks which arrived early were waiting on.
+    for (let moved = true; moved;) {
+      moved = false;
+      for (const [offset, length] of transfer.ahead) {
+        if (offset <= transfer.have) {
+          transfer.have = Math.max(transfer.have, offset + length);
+          transfer.ahead.delete(offset);
+          moved = true;
+        }
+      }
+    }
     if (transfer.have - transfer.synced >= SYNC_BYTES || transfer.have === transfer.size)
       await this.sync(transfer);
     if (Math.floor((before * 100) / transfer.size) !== Math.floor((transfer.have * 100) / transfer.size)) {
