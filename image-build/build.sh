@@ -3,7 +3,8 @@
 #
 #   image-build/build.sh --arch arm64|amd64 [--out DIR] [--work DIR] [--read-write-root]
 #                        [--no-compress] [--bundle] [--version V] [--update-key DIR] [--reuse-root]
-#                        [--keep-root] [--serial-journal] [--from-raspios IMAGE] [--list-stages]
+#                        [--keep-root] [--serial-journal] [--health-window S] [--from-raspios IMAGE]
+#                        [--list-stages]
 #
 # Stages (each prints what it does and how long it took; a failure names the stage and keeps the work
 # folder): compile → rootfs (mmdebstrap + outpost-files + node-modules hooks) → manifest → bootfs →
@@ -16,7 +17,9 @@
 # into the image, the key signs the bundle and never enters the image. Default: a development key made
 # once in WORK/update-key (printed as such: not for boxes in the field).
 # --serial-journal: every slot's kernel command line also forwards the journal to the serial console (the
-# tests read events there; a box in the field keeps its journal to itself).
+# tests read events there; a box in the field keeps its journal to itself). --health-window S: the
+# update health gate waits S seconds instead of the config's (update.healthWindowSeconds, default 180)
+# for a new slot's daemon, and the deadline unit S + 240: for emulation, where a boot is ten times slower.
 # Re-runs reuse the package caches in WORK/cache (apt .debs, the Node tarball, npm's cache).
 # --from-raspios IMAGE hands over to stages/from-raspios.sh, a skeleton: run once on a stand-in image,
 # never on a real Raspberry Pi OS image, never booted (README.md, "--from-raspios IMAGE").
@@ -31,8 +34,8 @@ repo=$(cd "$here/.." && pwd)
 
 STAGES=(compile rootfs manifest bootfs slot disk bundle compress)
 arch='' out=$here/out work=${OUTPOST_IMAGE_WORK:-/var/tmp/outpost-image} read_only=1 raspios='' compress=1 reuse_root=0
-bundle=0 version='' update_key='' keep_root=0 serial_journal=0
-usage() { sed -n '4,6p' "$0" | sed 's/^# *//' >&2; exit 2; }
+bundle=0 version='' update_key='' keep_root=0 serial_journal=0 health_window=''
+usage() { sed -n '4,7p' "$0" | sed 's/^# *//' >&2; exit 2; }
 while (($# > 0)); do
   case $1 in
     --arch) arch=${2:-}; shift 2 ;;
@@ -44,6 +47,7 @@ while (($# > 0)); do
     --reuse-root) reuse_root=1; shift ;;
     --keep-root) keep_root=1; shift ;;
     --serial-journal) serial_journal=1; shift ;;
+    --health-window) health_window=${2:-}; shift 2 ;;
     --bundle) bundle=1; shift ;;
     --version) version=${2:-}; shift 2 ;;
     --update-key) update_key=${2:-}; shift 2 ;;
@@ -133,6 +137,7 @@ stage_rootfs() {
   local ro_flag=()
   ((read_only)) && ro_flag=(--read-only-root)
   ((serial_journal)) && ro_flag+=(--serial-journal)
+  [[ -n $health_window ]] && ro_flag+=(--health-window "$health_window")
   # The setup hook writes /etc/default/raspi-firmware before any package is installed: the Pi's
   # firmware package writes cmdline.txt's root= from it when the kernel is installed (force-confold:
   # dpkg keeps that file instead of stopping at a conffile question).
@@ -304,6 +309,7 @@ if ((reuse_root)); then
     local flags=(--disk-id "$disk_id" --arch "$arch" --boot "$boot_method" --version "$version" --keyring "$update_key/keyring.pem")
     ((read_only)) && flags+=(--read-only-root)
     ((serial_journal)) && flags+=(--serial-journal)
+    [[ -n $health_window ]] && flags+=(--health-window "$health_window")
     "$here/stages/install-outpost.sh" "$rootdir" "${flags[@]}"
   }
   stage outpost_files "Outpost $version into the kept root (stages/install-outpost.sh)"

@@ -20,6 +20,7 @@ import { createLogger } from './log.js';
 import { connectTool, type ToolConnection, type ToolOptions } from './mqtt/tool-client.js';
 import { runDaemon } from './main.js';
 import { registerUpdateCommands } from './update/cli.js';
+import { registerLedCommands } from './gpio/led-cli.js';
 import { VERSION } from './version.js';
 
 function program(): Command {
@@ -215,6 +216,7 @@ function program(): Command {
     );
 
   registerUpdateCommands(cli);
+  registerLedCommands(cli);
 
   cli
     .command('version')

@@ -17,7 +17,7 @@
 # remounts / read-only after first boot, before the daemon.
 #
 #   install-outpost.sh ROOT [--disk-id HEX8] [--read-only-root] [--arch amd64|arm64] [--boot efi|rpi]
-#                           [--version V] [--keyring PEM] [--serial-journal]
+#                           [--version V] [--keyring PEM] [--serial-journal] [--health-window S]
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +25,7 @@ repo=$(cd "$here/.." && pwd)
 root=${1:?usage: install-outpost.sh ROOT [--disk-id HEX8] [--read-only-root] [--arch A] [--boot B] [--version V] [--keyring PEM]}
 shift
 disk_id=4f757470 # "Outp": the MBR disk id, so partitions are PARTUUID=4f757470-0N on every card
-read_only=0 arch=amd64 boot=efi version='' keyring='' serial_journal=0
+read_only=0 arch=amd64 boot=efi version='' keyring='' serial_journal=0 health_window=''
 while (($# > 0)); do
   case $1 in
     --disk-id) disk_id=$2; shift 2 ;;
@@ -35,6 +35,7 @@ while (($# > 0)); do
     --version) version=$2; shift 2 ;;
     --keyring) keyring=$2; shift 2 ;;
     --serial-journal) serial_journal=1; shift ;;
+    --health-window) health_window=$2; shift 2 ;;
     *) echo "install-outpost.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -85,7 +86,8 @@ install -m 0644 "$here/files/99-outpost-gpio.rules" "$root/etc/udev/rules.d/99-o
 units=$root/usr/lib/systemd/system
 install -d -m 0755 "$units" "$root/etc/systemd/journald.conf.d" "$root/etc/systemd/network"
 install -m 0644 "$repo/systemd/outpost.service" "$repo/systemd/outpost-firstboot.service" "$units/"
-install -m 0644 "$repo"/systemd/outpost-update-*.service "$repo"/systemd/outpost-update-*.path "$units/"
+install -m 0644 "$repo"/systemd/outpost-update-*.service "$repo"/systemd/outpost-update-*.path \
+  "$repo/systemd/outpost-firstboot-led.service" "$units/"
 install -m 0644 "$repo/systemd/journald-outpost.conf" "$root/etc/systemd/journald.conf.d/outpost.conf"
 install -m 0644 "$here/files/20-wired.network" "$root/etc/systemd/network/20-wired.network"
 systemctl --root="$root" --quiet enable outpost.service outpost-firstboot.service \
@@ -167,6 +169,15 @@ install -d -m 0755 "$root/etc/dbus-1/system.d"
 install -m 0644 "$here/files/outpost-rauc-dbus.conf" "$root/etc/dbus-1/system.d/outpost-rauc.conf"
 # A USB stick with a bundle: udev starts outpost-update-usb@DEVICE.service.
 install -m 0644 "$here/files/90-outpost-update-usb.rules" "$root/etc/udev/rules.d/90-outpost-update-usb.rules"
+# build.sh --health-window S (emulation): the gate's window and the deadline unit's, as drop-ins.
+for unit in outpost-update-gate outpost-update-deadline; do rm -rf "$root/etc/systemd/system/$unit.service.d"; done
+if [[ -n $health_window ]]; then
+  install -d -m 0755 "$root/etc/systemd/system/outpost-update-gate.service.d" "$root/etc/systemd/system/outpost-update-deadline.service.d"
+  printf '[Service]\nEnvironment=OUTPOST_UPDATE_WINDOW_SECONDS=%s\n' "$health_window" \
+    >"$root/etc/systemd/system/outpost-update-gate.service.d/window.conf"
+  printf '[Service]\nEnvironment=OUTPOST_UPDATE_DEADLINE_SECONDS=%s\n' "$((health_window + 240))" \
+    >"$root/etc/systemd/system/outpost-update-deadline.service.d/window.conf"
+fi
 # systemd-boot's own blessing would commit a slot at boot-complete.target; the health gate does it.
 install -d -m 0755 "$root/etc/systemd/system"
 ln -sf /dev/null "$root/etc/systemd/system/systemd-bless-boot.service"

@@ -124,6 +124,7 @@ export async function raucBox(running = '1.0.0'): Promise<RaucBox> {
     bootBackend: backend,
     cmdline,
     allowFile: join(dir, 'run/allow-version'),
+    firstbootResult: join(dir, 'run/firstboot-result.json'),
   };
   // The session bus RAUC's service and its clients meet on (DBUS_STARTER_BUS_TYPE=session, as in RAUC's
   // own test suite).

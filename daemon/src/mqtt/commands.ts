@@ -96,7 +96,8 @@ export class Commands implements Service {
           `unknown verb ${verb}; known: ${Object.keys(this.verbs).join(', ')}`,
         );
       }
-      this.log.info({ verb, id }, 'command');
+      // A bundle pushed over the LAN is thousands of update-chunk commands: not a journal line each.
+      this.log[verb === 'update-chunk' ? 'debug' : 'info']({ verb, id }, 'command');
       reply = { id, ok: true, result: await handler(command.data.args) };
     } catch (error) {
       const code = error instanceof CommandError ? error.code : 'FAILED';

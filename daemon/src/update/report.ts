@@ -4,7 +4,7 @@
 // installer and health gate). It writes the health report the gate commits a trial on (every
 // subsystem started and healthy, since when) to tmpfs, and it says which LED pattern an update
 // asks for (led.ts): the app shows it over the normal ones.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
 import type { Service } from '../lifecycle/service.js';
@@ -14,11 +14,10 @@ import { topics } from '../mqtt/topics.js';
 import type { HealthReport } from './gate.js';
 import { bootedSlot, type Slot } from './release.js';
 import { readState, writeJsonAtomic, type UpdatePaths, type UpdateState } from './state.js';
+import { firstbootLed, type FirstbootLed, type UpdateLed } from '../gpio/led.js';
 
-import type { UpdateLed } from '../gpio/led.js';
-
-/** How long the outcome of an update shows on the LED after it happened. */
-export const LED_OUTCOME_MS = { committed: 60_000, problem: 10 * 60_000 } as const;
+/** How long the outcome of an update, or first boot's refusal, shows on the LED after it happened. */
+export const LED_OUTCOME_MS = { committed: 60_000, problem: 10 * 60_000, firstboot: 15 * 60_000 } as const;
 
 export interface UpdateReportDeps {
   site: string;
@@ -44,6 +43,7 @@ export class UpdateReport implements Service {
   private receiving: { version: string | null; percent: number } | undefined;
   private lastPublished = '';
   private healthySince: number | null = null;
+  private firstboot: { led: FirstbootLed; at: number } | undefined;
   private readonly now: () => number;
 
   constructor(private readonly deps: UpdateReportDeps) {
@@ -52,6 +52,17 @@ export class UpdateReport implements Service {
 
   async start(): Promise<void> {
     this.slot = await bootedSlot(this.deps.paths.cmdline);
+    // First boot refused a bundle this boot (the box kept its old configuration): blink why.
+    const result = await readFile(this.deps.paths.firstbootResult, 'utf8').catch(() => undefined);
+    if (result) {
+      try {
+        const { exit, at } = JSON.parse(result) as { exit: number; at: number };
+        const led = firstbootLed(exit);
+        if (led) this.firstboot = { led, at };
+      } catch {
+        // not ours to worry about: first boot's own log says what happened
+      }
+    }
     await this.refresh();
     this.timer = setInterval(() => void this.tick(), this.deps.pollMs ?? 2_000);
   }
@@ -72,8 +83,16 @@ export class UpdateReport implements Service {
     this.publish();
   }
 
-  /** The LED pattern an update asks for now, if any. */
-  led(): UpdateLed | undefined {
+  /** The LED pattern an update (or first boot's refusal) asks for now, if any. */
+  led(): UpdateLed | FirstbootLed | undefined {
+    const update = this.updateLed();
+    if (update) return update;
+    if (this.firstboot && this.now() - this.firstboot.at < LED_OUTCOME_MS.firstboot)
+      return this.firstboot.led;
+    return undefined;
+  }
+
+  private updateLed(): UpdateLed | undefined {
     if (this.receiving) return 'update-receiving';
     const state = this.state;
     if (!state) return undefined;

@@ -2,7 +2,7 @@
 // receiver's command verbs (receiver.ts) and the LED pattern an update asks for, built from the config.
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
-import type { UpdateLed } from '../gpio/led.js';
+import type { FirstbootLed, UpdateLed } from '../gpio/led.js';
 import type { Service } from '../lifecycle/service.js';
 import type { Logger } from '../log.js';
 import type { Verb } from '../mqtt/commands.js';
@@ -16,7 +16,7 @@ export interface UpdateRoom {
   /** Start it last: its health report says every other subsystem started. */
   service: Service;
   verbs: Record<string, Verb>;
-  led(): UpdateLed | undefined;
+  led(): UpdateLed | FirstbootLed | undefined;
 }
 
 /** The updater's paths for a daemon with this data dir (the health report only under systemd). */

@@ -58,6 +58,8 @@ export interface UpdatePaths {
   cmdline: string;
   /** Where --allow-older is handed to the bundle's hook (tmpfs). */
   allowFile: string;
+  /** First boot's result, when it refused a bundle (tmpfs; provisioning/src/result.ts). */
+  firstbootResult: string;
 }
 
 export const BOX_PATHS: UpdatePaths = {
@@ -71,6 +73,7 @@ export const BOX_PATHS: UpdatePaths = {
   bootBackend: '/usr/lib/outpost/update/boot',
   cmdline: '/proc/cmdline',
   allowFile: '/run/outpost-update/allow-version',
+  firstbootResult: '/run/outpost-firstboot/result.json',
 };
 
 export const stateFile = (paths: UpdatePaths): string => join(paths.updateDir, 'state.json');
