@@ -6,7 +6,8 @@
 //   node dist/bench/latency/bare-sender.js --port 5004 [--name cam0] [--no-stamp (videotestsrc instead)]
 //     [--width 1280 --height 720 --framerate 30 --bitrate 2000]
 import { createRequire } from 'node:module';
-import { cameraChain, renderPipeline } from '../../daemon/src/camera/pipeline.js';
+import { cameraChain } from '../../daemon/src/camera/pipeline.js';
+import { renderPipeline } from '../../daemon/src/gst/describe.js';
 import { startStampedSource } from '../../daemon/src/camera/stamped-source.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 

@@ -2,7 +2,8 @@
 // source only and off by default; the pipeline starts with the appsrc the worker feeds; the source
 // pushes frames at the configured rate whose stamps read back as the push time and a running counter.
 import { describe, expect, it } from 'vitest';
-import { cameraChain, renderPipeline } from '../../daemon/src/camera/pipeline.js';
+import { cameraChain } from '../../daemon/src/camera/pipeline.js';
+import { renderPipeline } from '../../daemon/src/gst/describe.js';
 import { readStamp } from '../../daemon/src/camera/stamp.js';
 import {
   shapeFromCaps,

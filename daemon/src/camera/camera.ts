@@ -8,13 +8,13 @@ import { describeError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import type { EncoderChoice, EncoderName } from './encoders.js';
 import type { MountpointStatus } from './janus.js';
+import { renderPipeline } from '../gst/describe.js';
 import {
   cameraChain,
   METER_NAME,
   PAYLOADER_NAME,
   PREROLL_MUX_NAME,
   PREROLL_SINK_NAME,
-  renderPipeline,
   rtcpRelayPlan,
   type PreRollBranch,
 } from './pipeline.js';

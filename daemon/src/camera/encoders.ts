@@ -6,7 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import { OutpostError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
-import { caps, element, renderPipeline } from './pipeline.js';
+import { caps, element, renderPipeline } from '../gst/describe.js';
 import { requireSourceElements, SOURCE_ELEMENTS, type CameraSource, type SourceElement } from './sources.js';
 import { forkWorker } from './worker-process.js';
 import type { FromWorker, ProbeResult, ToWorker } from './worker-protocol.js';

@@ -11,7 +11,7 @@
 // gstreamer-superficial's `push`. Production sources never carry it: the schema allows `stamp` only on
 // the `test` source.
 import type { CameraConfig } from '../config/schema.js';
-import type { ElementLink, Link } from './pipeline.js';
+import type { ElementLink, Link } from '../gst/describe.js';
 import { stampFits, writeStamp } from './stamp.js';
 
 /** The appsrc's name in the pipeline: the worker looks for it to know that it must feed frames. */

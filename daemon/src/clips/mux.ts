@@ -12,7 +12,7 @@
 // tracks can be up to one keyframe interval apart; the log line gives each camera's pre-roll.
 import type { Logger } from 'pino';
 import { runPipelineToEnd } from '../camera/worker-process.js';
-import { caps, element, pad, renderPipeline, type Link } from '../camera/pipeline.js';
+import { caps, element, pad, renderPipeline, type Link } from '../gst/describe.js';
 import { steadyToWall, wallToSteady } from '../clock.js';
 import { OutpostError } from '../errors.js';
 import type { PreRoll, PreRollPick, PreRollRing } from './preroll.js';
