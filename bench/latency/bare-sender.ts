@@ -8,7 +8,8 @@
 import { createRequire } from 'node:module';
 import { cameraChain } from '../../daemon/src/camera/pipeline.js';
 import { renderPipeline } from '../../daemon/src/gst/describe.js';
-import { startStampedSource } from '../../daemon/src/camera/stamped-source.js';
+import { startStampedSource } from '../../daemon/src/camera/stamped-feeder.js';
+import { STAMPED_SOURCE_NAME } from '../../daemon/src/camera/stamped-source.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 
 const gstreamer = createRequire(import.meta.url)(
@@ -47,7 +48,7 @@ pipeline.pollBus((message) => {
   }
 });
 pipeline.play();
-const source = startStampedSource(pipeline);
+const source = startStampedSource(pipeline, STAMPED_SOURCE_NAME);
 process.stdout.write(`${JSON.stringify({ ready: true, pipeline: description })}\n`);
 const stop = (): void => {
   source?.stop();

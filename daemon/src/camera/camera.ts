@@ -21,6 +21,7 @@ import {
 import type { RtcpRelayPlan } from './rtcp-relay.js';
 import { checkDevice } from './sources.js';
 import { loadSrtpKey } from './srtp.js';
+import { isStamped, STAMPED_SOURCE_NAME } from './stamped-source.js';
 import { forkWorker } from './worker-process.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
@@ -379,6 +380,7 @@ export class Camera implements Service {
         meter: METER_NAME,
         rtcpRelay: this.rtcpRelay,
         preroll: this.preroll ? PREROLL_SINK_NAME : undefined,
+        stampedSource: isStamped(this.camera) ? STAMPED_SOURCE_NAME : undefined,
       } satisfies ToWorker);
       clearInterval(this.stallTimer);
       this.stallTimer = setInterval(

@@ -199,7 +199,8 @@ function rawCaptureLinks(
   switch (source.type) {
     case 'test':
       return [
-        // `stamp`: the latency-measurement source (stamped-source.ts) writes the capture time into frames.
+        // `stamp`: the latency-measurement source (stamped-source.ts; the worker's stamped-feeder.ts writes
+        // the capture time into frames).
         ...(source.stamp
           ? stampedSourceLinks(camera, format)
           : [element('videotestsrc', { 'is-live': true, pattern: source.pattern }, 'src')]),

@@ -31,6 +31,8 @@ export type ToWorker =
       preroll: string | undefined;
       /** With rtp.rtcp: the worker relays the camera's RTCP to and from the SFU (rtcp-relay.ts). */
       rtcpRelay: RtcpRelayPlan | undefined;
+      /** The stamped test source's appsrc, which the worker feeds (stamped-feeder.ts); else undefined. */
+      stampedSource: string | undefined;
     }
   | { type: 'probe'; candidates: ProbeCandidate[]; trialTimeoutMs: number }
   /** Run a finite pipeline (a clip's mux) to its end of stream, answer `ran`, and exit. */

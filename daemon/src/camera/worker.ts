@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import type { Pipeline } from 'gstreamer-superficial';
 import { steadyNow } from '../clock.js';
 import { RTCP_RELAY, startRtcpRelay, type RtcpRelay, type RtcpRelayPlan } from './rtcp-relay.js';
-import { startStampedSource, type StampedSource } from './stamped-source.js';
+import { startStampedSource, type StampedSource } from './stamped-feeder.js';
 import type { FromWorker, ProbeCandidate, ProbeResult, ToWorker } from './worker-protocol.js';
 
 // The package's entry point is the .node addon itself, which only require() can load.
@@ -53,6 +53,7 @@ async function run(
   meterName: string,
   preRollName: string | undefined,
   relayPlan: RtcpRelayPlan | undefined,
+  stampedSourceName: string | undefined,
 ): Promise<void> {
   if (relayPlan) {
     try {
@@ -140,7 +141,7 @@ async function run(
   });
   playSteadyMs = steadyNow();
   current.play();
-  stampedSource = startStampedSource(current);
+  if (stampedSourceName !== undefined) stampedSource = startStampedSource(current, stampedSourceName);
   send({ type: 'started' });
   const payloader = current.findChild(payloaderName);
   // Frames and bytes are counted by GStreamer itself (identity after the encoder, ~0.1 µs a buffer);
@@ -221,7 +222,14 @@ function runToEnd(description: string, timeoutMs: number): Promise<string | unde
 process.on('message', (message: ToWorker) => {
   switch (message.type) {
     case 'run':
-      void run(message.description, message.payloader, message.meter, message.preroll, message.rtcpRelay);
+      void run(
+        message.description,
+        message.payloader,
+        message.meter,
+        message.preroll,
+        message.rtcpRelay,
+        message.stampedSource,
+      );
       break;
     case 'probe':
       void probe(message.candidates, message.trialTimeoutMs).then((results) => {
