@@ -9,6 +9,7 @@ import type { Service } from '../lifecycle/service.js';
 import type { EncoderChoice, EncoderName } from './encoders.js';
 import type { MountpointStatus } from './janus.js';
 import { renderPipeline } from '../gst/describe.js';
+import { forkWorker } from '../gst/fork.js';
 import {
   cameraChain,
   METER_NAME,
@@ -22,7 +23,6 @@ import type { RtcpRelayPlan } from './rtcp-relay.js';
 import { checkDevice } from './sources.js';
 import { loadSrtpKey } from './srtp.js';
 import { isStamped, STAMPED_SOURCE_NAME } from './stamped-source.js';
-import { forkWorker } from './worker-process.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
 /** `failed`: cannot run until a person changes something (forced encoder missing, bad settings). */
@@ -276,7 +276,7 @@ export class Camera implements Service {
         return Promise.resolve();
       }
     }
-    const worker = forkWorker();
+    const worker = forkWorker(import.meta.url, 'worker');
     this.worker = worker;
     clearTimeout(this.preRollRetryTimer);
     this.preRollRetryTimer = undefined;
@@ -356,9 +356,6 @@ export class Camera implements Service {
               startAt: message.startSteadyMs,
               endAt: message.endSteadyMs,
             });
-            break;
-          case 'probed':
-          case 'ran':
             break;
         }
       });
