@@ -56,6 +56,13 @@ function raucRefusal(file: string, stderr: string): OutpostError {
     .map((line) => line.trim())
     .filter((line) => line && !/^rauc-Message:|^\S+:error:/.test(line))
     .join('; ');
+  if (/unsafe bundle|unable to find mounted device|exclusive bundle access|unsafe filesystem/i.test(stderr)) {
+    return refuse(
+      'UPDATE_INSTALL_FAILED',
+      `RAUC will not read ${file} where it is (${said})`,
+      'the bundle must be a root-owned file on a local filesystem; the updater copies it to /data/update/install',
+    );
+  }
   if (/Invalid bundle format|Signature size|bundle size|too small/i.test(stderr)) {
     return refuse(
       'UPDATE_BUNDLE_MALFORMED',

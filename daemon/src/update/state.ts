@@ -56,7 +56,7 @@ export interface UpdatePaths {
   bootBackend: string;
   /** The kernel command line (the booted slot). */
   cmdline: string;
-  /** Where --allow-older is handed to the bundle's hook (tmpfs). */
+  /** Where --allow-older is handed to the bundle's hook (which RAUC's service runs). */
   allowFile: string;
   /** First boot's result, when it refused a bundle (tmpfs; provisioning/src/result.ts). */
   firstbootResult: string;
@@ -72,7 +72,8 @@ export const BOX_PATHS: UpdatePaths = {
   releaseFile: '/usr/lib/outpost/release',
   bootBackend: '/usr/lib/outpost/update/boot',
   cmdline: '/proc/cmdline',
-  allowFile: '/run/outpost-update/allow-version',
+  // Written only for an install with --allow-older, and removed after it.
+  allowFile: '/data/update/allow-version',
   firstbootResult: '/run/outpost-firstboot/result.json',
 };
 

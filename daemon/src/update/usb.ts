@@ -26,7 +26,7 @@ export async function installFromUsb(
   deps: InstallDeps,
 ): Promise<Installed | undefined> {
   const { paths, log } = deps;
-  const mountpoint = options.mountpoint ?? '/run/outpost-update/usb';
+  const mountpoint = options.mountpoint ?? '/run/outpost-update-usb/stick';
   await mkdir(mountpoint, { recursive: true });
   const mounted = await run('mount', ['-o', 'ro,nosuid,nodev,noexec', device, mountpoint], {
     timeoutMs: 60_000,
