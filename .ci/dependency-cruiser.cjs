@@ -87,8 +87,8 @@ module.exports = {
     onlyImporter(
       'one-importer-child-process',
       { core: 'child_process' },
-      ['gst/fork.ts', 'gpio/gpiod-pin.ts'],
-      'Processes are started in gst/fork.ts (GStreamer workers, the device monitor); gpiod-pin.ts runs the gpiod tools.',
+      ['gst/fork.ts', 'gpio/gpiod-pin.ts', 'update/run.ts'],
+      'Processes are started in gst/fork.ts (GStreamer workers, the device monitor); gpiod-pin.ts runs the gpiod tools; update/run.ts runs rauc, systemctl, mount and the boot backend.',
     ),
     onlyImporter(
       'one-importer-onoff',

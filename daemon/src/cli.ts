@@ -215,8 +215,16 @@ function program(): Command {
       },
     );
 
-  registerUpdateCommands(cli);
-  registerLedCommands(cli);
+  const shell = {
+    setExitCode: (code: number) => void (process.exitCode = code),
+    untilSignal: () =>
+      new Promise<void>((resolve) => {
+        process.once('SIGTERM', () => resolve());
+        process.once('SIGINT', () => resolve());
+      }),
+  };
+  registerUpdateCommands(cli, shell);
+  registerLedCommands(cli, shell);
 
   cli
     .command('version')

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import { describeError, ExitCode } from '../errors.js';
+import type { CommandShell } from '../lifecycle/shell.js';
 import { createLogger } from '../log.js';
 import { firstbootLed, Led, LED_PATTERNS, type LedBase } from './led.js';
 import { openLedClassPin } from './led-class-pin.js';
@@ -32,25 +33,24 @@ async function openAnyLed(options: LedOptions): Promise<{ open: () => Promise<Pi
   return { open: () => openLedClassPin(undefined, options.leds), activeLow: false };
 }
 
-async function play(pattern: LedBase, options: LedOptions): Promise<void> {
+async function play(pattern: LedBase, options: LedOptions, shell: CommandShell): Promise<void> {
   const log = createLogger('info');
   const { open, activeLow } = await openAnyLed(options);
   const led = new Led(open, activeLow, () => pattern, log.child({ service: 'led' }));
   await led.start();
   if (led.broken()) {
-    process.exitCode = ExitCode.START_FAILED;
+    shell.setExitCode(ExitCode.START_FAILED);
     return;
   }
   log.info({ event: 'led', pattern }, `showing ${pattern} on the status LED`);
-  await new Promise<void>((resolve) => {
-    const timer = options.seconds ? setTimeout(resolve, options.seconds * 1000) : undefined;
-    const stop = (): void => {
-      clearTimeout(timer);
-      resolve();
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    shell.untilSignal(),
+    ...(options.seconds
+      ? [new Promise<void>((resolve) => (timer = setTimeout(resolve, (options.seconds ?? 0) * 1000)))]
+      : []),
+  ]);
+  clearTimeout(timer);
   await led.stop();
 }
 
@@ -60,7 +60,7 @@ function seconds(value: string): number {
   return number;
 }
 
-export function registerLedCommands(cli: Command): void {
+export function registerLedCommands(cli: Command, shell: CommandShell): void {
   const led = cli.command('led').description('show a status LED pattern (docs/leds.md)');
   const common = (command: Command): Command =>
     command
@@ -77,10 +77,10 @@ export function registerLedCommands(cli: Command): void {
       process.stderr.write(
         `outpost led: no pattern ${pattern}; patterns: ${Object.keys(LED_PATTERNS).join(', ')}\n`,
       );
-      process.exitCode = ExitCode.CONFIG;
+      shell.setExitCode(ExitCode.CONFIG);
       return;
     }
-    await play(pattern as LedBase, options);
+    await play(pattern as LedBase, options, shell);
   });
   common(
     led
@@ -93,7 +93,7 @@ export function registerLedCommands(cli: Command): void {
       status = (JSON.parse(await readFile(options.result, 'utf8')) as { exit: number }).exit;
     } catch (error) {
       process.stderr.write(`outpost led firstboot: no first boot result: ${describeError(error)}\n`);
-      process.exitCode = ExitCode.CONFIG;
+      shell.setExitCode(ExitCode.CONFIG);
       return;
     }
     const pattern = firstbootLed(status);
@@ -101,6 +101,6 @@ export function registerLedCommands(cli: Command): void {
       process.stderr.write(`outpost led firstboot: exit status ${status} has no pattern (10–15 have)\n`);
       return;
     }
-    await play(pattern, options);
+    await play(pattern, options, shell);
   });
 }

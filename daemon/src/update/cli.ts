@@ -4,6 +4,7 @@
 import { Command, Option } from 'commander';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import { describeError, ExitCode } from '../errors.js';
+import type { CommandShell } from '../lifecycle/shell.js';
 import { createLogger } from '../log.js';
 import { checkBundle, updateExitCode } from './check.js';
 import { runGate } from './gate.js';
@@ -23,17 +24,17 @@ function logger() {
   return createLogger('info');
 }
 
-/** Run a verb; a refusal or failure prints its message and the fix, and sets the exit status. */
-async function guarded(verb: string, work: () => Promise<void>): Promise<void> {
-  try {
-    await work();
-  } catch (error) {
-    process.stderr.write(`outpost update ${verb}: ${describeError(error)}\n`);
-    process.exitCode = updateExitCode(error);
-  }
-}
+export function registerUpdateCommands(cli: Command, shell: CommandShell): void {
+  /** Run a verb; a refusal or failure prints its message and the fix, and sets the exit status. */
+  const guarded = async (verb: string, work: () => Promise<void>): Promise<void> => {
+    try {
+      await work();
+    } catch (error) {
+      process.stderr.write(`outpost update ${verb}: ${describeError(error)}\n`);
+      shell.setExitCode(updateExitCode(error));
+    }
+  };
 
-export function registerUpdateCommands(cli: Command): void {
   const update = cli
     .command('update')
     .description(
@@ -184,7 +185,7 @@ export function registerUpdateCommands(cli: Command): void {
         guarded('push', async () => {
           if (!options.all && !options.device?.length) {
             process.stderr.write('outpost update push: name the boxes with --device NAME…, or --all\n');
-            process.exitCode = ExitCode.CONFIG;
+            shell.setExitCode(ExitCode.CONFIG);
             return;
           }
           const tty = process.stderr.isTTY === true;
@@ -203,7 +204,7 @@ export function registerUpdateCommands(cli: Command): void {
             );
           }
           const good = (outcome: string) => outcome === 'committed' || outcome === 'sent';
-          if (!results.every((result) => good(result.outcome))) process.exitCode = 26;
+          if (!results.every((result) => good(result.outcome))) shell.setExitCode(26);
         }),
     );
 }

@@ -5,6 +5,7 @@
 // (kernel onto the boot partition, the box's own files), and makes it the slot the next boot tries;
 // the state says `rebooting` and the box reboots into it on trial. The health gate (gate.ts) takes
 // it from there.
+import { existsSync } from 'node:fs';
 import { chown, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { describeError, OutpostError } from '../errors.js';
@@ -58,15 +59,7 @@ export async function takeLock(paths: UpdatePaths): Promise<() => Promise<void>>
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-      let alive = false;
-      try {
-        if (pid > 0) {
-          process.kill(pid, 0);
-          alive = true;
-        }
-      } catch {
-        alive = false;
-      }
+      const alive = pid > 0 && existsSync(`/proc/${pid}`);
       if (alive) {
         throw new OutpostError('UPDATE_BUSY', `another install is running (process ${pid})`, {
           hint: 'wait for it to finish: journalctl -t outpost-update',
