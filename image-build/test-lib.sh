@@ -85,15 +85,18 @@ retained() {
   return 1
 }
 
-# wait_retained TOPIC REGEX SECONDS: until the retained message matches (extended regex).
+# wait_retained TOPIC SECONDS REGEX…: until the retained message matches every REGEX (extended).
 wait_retained() {
-  local deadline=$((SECONDS + $3)) payload=''
+  local topic=$1 deadline=$((SECONDS + $2)) payload='' regex ok
+  shift 2
   while ((SECONDS < deadline)); do
-    payload=$(retained "$1" 60 || true)
-    grep -qE -- "$2" <<<"$payload" && { echo "$payload"; return 0; }
+    payload=$(retained "$topic" 60 || true)
+    ok=1
+    for regex in "$@"; do grep -qE -- "$regex" <<<"$payload" || ok=0; done
+    ((ok)) && { echo "$payload"; return 0; }
     sleep 5
   done
-  fail "$1 did not match /$2/ within $3 s; last: $payload"
+  fail "$topic did not match /$*/ within the time; last: $payload"
 }
 
 print_serial() {

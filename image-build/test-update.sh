@@ -18,7 +18,9 @@
 # Figures (bundle size, push, install, reboot → committed, bad update → back on the old slot) are
 # printed as they are measured and in one line at the end.
 #
-#   image-build/test-update.sh [--no-build]   (--no-build: reuse WORK/update-test/ from a build)
+#   image-build/test-update.sh [--no-build] [--from N]
+#   (--no-build: reuse WORK/update-test/out from a build; --from N: go on from step N with the bundles
+#   and the disk of the last run, booted as it was left: for working on the later steps)
 # Environment: OUTPOST_IMAGE_WORK (default /var/tmp/outpost-image), OUTPOST_BOOT_TIMEOUT (default 900).
 set -euo pipefail
 
@@ -26,8 +28,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 work=${OUTPOST_IMAGE_WORK:-/var/tmp/outpost-image}
 boot_timeout=${OUTPOST_BOOT_TIMEOUT:-900}
-build=1
-[[ ${1:-} == --no-build ]] && build=0
+build=1 from=1
+while (($# > 0)); do
+  case $1 in
+    --no-build) build=0; shift ;;
+    --from) from=${2:-1}; build=0; shift 2 ;;
+    *) echo "test-update.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
 test_name=test-update
 test_dir=$work/update-test/run
 out=$work/update-test/out
@@ -63,7 +71,8 @@ fi
 image=$out/outpost-amd64.img
 [[ -f $image && -f $root_image ]] || fail "no $image or $root_image: run without --no-build"
 (cd "$repo" && npm run --silent build)
-rm -rf "$test_dir" && mkdir -p "$test_dir"
+if ((from == 1)); then rm -rf "$test_dir"; fi
+mkdir -p "$test_dir"
 
 # variant NAME VERSION [BROKEN]: the root image with VERSION in package.json and release (and, BROKEN, a
 # daemon that cannot start), written in place by debugfs (no mount), then bundled and signed.
@@ -104,6 +113,7 @@ JS
     --update-key "$key" --out "$test_dir/$name.raucb"
   rm -f "$img"
 }
+if ((from == 1)); then
 step "making bundles v2 (2.0.0), v3 (3.0.0, its daemon cannot start), v4 (4.0.0) and a tampered v4"
 variant v2 2.0.0
 variant v3 3.0.0 1
@@ -120,13 +130,17 @@ cp --sparse=always "$image" "$disk"
 truncate -s +4G "$disk"
 mcopy -i "$disk@@1M" "$test_dir/outpost-bundle.json" ::/outpost-bundle.json
 cp /usr/share/OVMF/OVMF_VARS_4M.fd "$test_dir/vars.fd"
+fi
+site=$test_dir/site
+disk=$test_dir/disk.img
+bundle_mib=$(($(stat -c %s "$test_dir/v2.raucb") / 1048576))
 port=$(free_tcp_port)
 topic_status=outpost/v1/updatetest/hub/status
 topic_update=outpost/v1/updatetest/hub/update
-push() {
-  outpost_cli update push "$@" --device hub --url "mqtts://127.0.0.1:$port" --ca "$site/ca/ca.crt" \
-    --username ops --password-file "$test_dir/ops.password" --site updatetest
-}
+# The push command as one node process (not a shell function: `kill $!` must stop node itself).
+push_cmd=(node "$repo/dist/daemon/src/cli.js" update push --device hub --url "mqtts://127.0.0.1:$port"
+  --ca "$site/ca/ca.crt" --username ops --password-file "$test_dir/ops.password" --site updatetest)
+push() { "${push_cmd[@]}" "$@"; }
 # slot_sha SLOT: sha256 of a root slot's bytes in the disk image (A = partition 2, B = 3).
 slot_sha() {
   local line
@@ -135,19 +149,28 @@ slot_sha() {
   dd if="$disk" bs=1M skip=$((start / 2048)) count=$((size / 2048)) status=none | sha256sum | cut -d' ' -f1
 }
 
+if ((from <= 1)); then
 step "1. booting v1 (slot A) under OVMF"
 boot_started=$SECONDS
 start_qemu "$disk" "$test_dir/vars.fd"
 wait_for 0 'rauc.slot=A' "$boot_timeout" >/dev/null
 wait_for 0 'Started outpost.service' "$boot_timeout" >/dev/null
 echo "test-update: v1 READY $((SECONDS - boot_started)) s after qemu started"
-wait_retained "$topic_status" '"state":"online".*"version":"1\.0\.0"' 300 >/dev/null
+wait_retained "$topic_status" 300 '"state":"online"' '"version":"1\.0\.0"' >/dev/null
 echo "test-update: status online, 1.0.0"
 
+fi
+if ((from > 1)); then
+  step "booting the disk as the last run left it, to go on from step $from"
+  mark_from=$(mark)
+  start_qemu "$disk" "$test_dir/vars.fd"
+  wait_for "$mark_from" 'Started outpost.service' "$boot_timeout" >/dev/null
+fi
+if ((from <= 2)); then
 step "2. pushing v2 over the LAN; the box installs it into slot B, reboots on trial, commits"
 mark_v2=$(mark)
 push_started=$SECONDS
-push "$test_dir/v2.raucb" >"$test_dir/push-v2.log" 2>&1 &
+"${push_cmd[@]}" "$test_dir/v2.raucb" >"$test_dir/push-v2.log" 2>&1 &
 push_pid=$!
 line=$(wait_for "$mark_v2" '"event":"update-received"' 1800)
 push_s=$((SECONDS - push_started))
@@ -165,13 +188,15 @@ echo "test-update: reboot → slot B committed in $commit_s s"
 timeout 600 tail --pid="$push_pid" -f /dev/null || fail "push of v2 did not end"
 wait "$push_pid" || { cat "$test_dir/push-v2.log" >&2; fail "push of v2 failed"; }
 grep -q 'hub: committed (running 2.0.0)' "$test_dir/push-v2.log" || { cat "$test_dir/push-v2.log" >&2; fail "push did not report the commit"; }
-wait_retained "$topic_status" '"state":"online".*"version":"2\.0\.0"' 300 >/dev/null
-wait_retained "$topic_update" '"state":"committed".*"running":\{"version":"2\.0\.0","slot":"B"\}' 120 >/dev/null
+wait_retained "$topic_status" 300 '"state":"online"' '"version":"2\.0\.0"' >/dev/null
+wait_retained "$topic_update" 120 '"state":"committed"' '"running":\{"version":"2\.0\.0","slot":"B"\}' >/dev/null
 echo "test-update: status says 2.0.0; update says committed, slot B"
 
+fi
+if ((from <= 3)); then
 step "3. pushing v3 (its daemon cannot start), cut short once, then resumed"
 mark_v3=$(mark)
-push "$test_dir/v3.raucb" >"$test_dir/push-v3-cut.log" 2>&1 &
+"${push_cmd[@]}" "$test_dir/v3.raucb" >"$test_dir/push-v3-cut.log" 2>&1 &
 push_pid=$!
 deadline=$((SECONDS + 600))
 until tail -n +"$((mark_v3 + 1))" "$serial" | grep -q '"event":"update-receiving"'; do
@@ -181,7 +206,7 @@ done
 sleep 20
 kill "$push_pid" 2>/dev/null || true
 wait "$push_pid" 2>/dev/null || true
-push "$test_dir/v3.raucb" >"$test_dir/push-v3.log" 2>&1 &
+"${push_cmd[@]}" "$test_dir/v3.raucb" >"$test_dir/push-v3.log" 2>&1 &
 push_pid=$!
 deadline=$((SECONDS + 120))
 until grep -q 'resuming' "$test_dir/push-v3.log"; do
@@ -200,10 +225,13 @@ echo "test-update: v3 reboot → back on slot B (rollback recorded) in $back_s s
 timeout 900 tail --pid="$push_pid" -f /dev/null || fail "push of v3 did not end"
 wait "$push_pid" && fail "push of v3 reported success"
 grep -q 'hub: rolled-back' "$test_dir/push-v3.log" || { cat "$test_dir/push-v3.log" >&2; fail "push did not report the rollback"; }
-wait_retained "$topic_update" '"state":"rolled-back".*"running":\{"version":"2\.0\.0","slot":"B"\}.*"target":\{"version":"3\.0\.0","slot":"A"\}.*"reason":"outpost\.service failed' 300 >/dev/null
-wait_retained "$topic_status" '"state":"online".*"version":"2\.0\.0"' 300 >/dev/null
+wait_retained "$topic_update" 300 '"state":"rolled-back"' '"running":\{"version":"2\.0\.0","slot":"B"\}' \
+  '"target":\{"version":"3\.0\.0","slot":"A"\}' '"reason":"outpost\.service failed' >/dev/null
+wait_retained "$topic_status" 300 '"state":"online"' '"version":"2\.0\.0"' >/dev/null
 echo "test-update: status 2.0.0; update says rolled-back from 3.0.0 with the reason"
 
+fi
+if ((from <= 4)); then
 step "4. the tampered bundle on a USB stick: refused, nothing written"
 stick=$test_dir/stick.img
 truncate -s 1G "$stick"
@@ -216,12 +244,14 @@ monitor "drive_add 0 if=none,id=stick,file=$stick,format=raw,readonly=on" "devic
 line=$(wait_for "$mark_usb" '"event":"update-refused"' 900)
 grep -q '"code":"UPDATE_SIGNATURE_INVALID"' <<<"$line" || fail "the tampered bundle was refused for another reason: $line"
 echo "test-update: refused: $(grep -o '"reason":"[^"]*"' <<<"$line" | cut -c1-200)"
-wait_retained "$topic_update" '"state":"refused".*"code":"UPDATE_SIGNATURE_INVALID"' 120 >/dev/null
+wait_retained "$topic_update" 120 '"state":"refused"' '"code":"UPDATE_SIGNATURE_INVALID"' >/dev/null
 sleep 5
 [[ $(slot_sha A) == "$a_before" ]] || fail "slot A changed after a refused bundle"
 echo "test-update: slot A's bytes unchanged"
 monitor "device_del stickdev"
 
+fi
+if ((from <= 5)); then
 step "5. a power cut while RAUC writes v4 into slot A"
 mark_v4=$(mark)
 push "$test_dir/v4.raucb" --no-wait >"$test_dir/push-v4.log" 2>&1 || { cat "$test_dir/push-v4.log" >&2; fail "push of v4 failed"; }
@@ -234,10 +264,12 @@ start_qemu "$disk" "$test_dir/vars.fd"
 wait_for "$mark_cut" 'rauc.slot=B' "$boot_timeout" >/dev/null
 line=$(wait_for "$mark_cut" '"event":"update-interrupted"' "$boot_timeout")
 wait_for "$mark_cut" 'Started outpost.service' "$boot_timeout" >/dev/null
-wait_retained "$topic_update" '"state":"failed".*"running":\{"version":"2\.0\.0","slot":"B"\}.*cut short' 300 >/dev/null
-wait_retained "$topic_status" '"state":"online".*"version":"2\.0\.0"' 300 >/dev/null
+wait_retained "$topic_update" 300 '"state":"failed"' '"running":\{"version":"2\.0\.0","slot":"B"\}' 'cut short' >/dev/null
+wait_retained "$topic_status" 300 '"state":"online"' '"version":"2\.0\.0"' >/dev/null
 echo "test-update: booted slot B (2.0.0); the install is reported failed, cut short"
 
+fi
+if ((from <= 6)); then
 step "6. a power cut during v4's first boot, before it commits"
 mark_v4b=$(mark)
 push "$test_dir/v4.raucb" --no-wait >"$test_dir/push-v4b.log" 2>&1 || { cat "$test_dir/push-v4b.log" >&2; fail "push of v4 failed"; }
@@ -249,10 +281,11 @@ mark_cut2=$(mark)
 start_qemu "$disk" "$test_dir/vars.fd"
 wait_for "$mark_cut2" 'rauc.slot=B' "$boot_timeout" >/dev/null
 wait_for "$mark_cut2" '"event":"update-rolled-back"' "$boot_timeout" >/dev/null
-wait_retained "$topic_update" '"state":"rolled-back".*"running":\{"version":"2\.0\.0","slot":"B"\}.*never committed' 300 >/dev/null
-wait_retained "$topic_status" '"state":"online".*"version":"2\.0\.0"' 300 >/dev/null
+wait_retained "$topic_update" 300 '"state":"rolled-back"' '"running":\{"version":"2\.0\.0","slot":"B"\}' 'never committed' >/dev/null
+wait_retained "$topic_status" 300 '"state":"online"' '"version":"2\.0\.0"' >/dev/null
 echo "test-update: booted slot B (2.0.0) again; the rollback is reported"
 
+fi
 power_off
 echo "test-update: PASSED in $((SECONDS - started)) s"
-echo "{\"bundleMiB\":$bundle_mib,\"pushSeconds\":$push_s,\"installSeconds\":$install_s,\"rebootToCommittedSeconds\":$commit_s,\"badUpdateBackSeconds\":$back_s,\"totalSeconds\":$((SECONDS - started))}"
+echo "{\"bundleMiB\":$bundle_mib,\"pushSeconds\":${push_s:-null},\"installSeconds\":${install_s:-null},\"rebootToCommittedSeconds\":${commit_s:-null},\"badUpdateBackSeconds\":${back_s:-null},\"totalSeconds\":$((SECONDS - started))}"
