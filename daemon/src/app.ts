@@ -8,7 +8,8 @@ import { lifecycle, type Lifecycle, type Service } from './lifecycle/service.js'
 import type { Logger } from './log.js';
 import { Broker } from './mqtt/broker.js';
 import { Uplink } from './mqtt/uplink.js';
-import { argsOf, CommandError, Commands, type Verb } from './mqtt/commands.js';
+import { argsOf, Commands, type Verb } from './mqtt/commands.js';
+import { CommandError } from './errors.js';
 import { VERSION } from './version.js';
 import { z } from 'zod';
 import { CameraStateReport } from './camera/state-report.js';

@@ -3,6 +3,7 @@
 // not a command, or bad arguments get an error reply with a stable code, never silence.
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { CommandError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import { commandPayload, type ReplyPayload } from './contract.js';
 import { topics } from './topics.js';
@@ -11,16 +12,6 @@ import type { MessageHandler } from './uplink.js';
 
 /** A verb's handler: resolves with the result, or throws a CommandError. */
 export type Verb = (args: Record<string, unknown>) => Promise<unknown>;
-
-export class CommandError extends Error {
-  constructor(
-    readonly code: 'UNKNOWN_VERB' | 'BAD_COMMAND' | 'BAD_ARGUMENTS' | 'FAILED',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'CommandError';
-  }
-}
 
 /** Parse a verb's arguments with a schema, turning problems into a BAD_ARGUMENTS reply. */
 export function argsOf<T extends z.ZodType>(schema: T, args: Record<string, unknown>): z.output<T> {
