@@ -8,10 +8,8 @@ import { lifecycle, type Lifecycle, type Service } from './lifecycle/service.js'
 import type { Logger } from './log.js';
 import { Broker } from './mqtt/broker.js';
 import { Uplink } from './mqtt/uplink.js';
-import { argsOf, Commands, type Verb } from './mqtt/commands.js';
-import { CommandError } from './errors.js';
-import { VERSION } from './version.js';
-import { z } from 'zod';
+import { Commands } from './mqtt/commands.js';
+import { verbs } from './commands/verbs.js';
 import { CameraStateReport } from './camera/state-report.js';
 import { Telemetry } from './telemetry/sampler.js';
 import { ClipDelivery } from './clips/delivery.js';
@@ -83,7 +81,6 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     stamp: () => uplink.stamp(),
     log: log.child({ service: 'telemetry' }),
   });
-  const byName = new Map(cameras.map(({ name, camera }) => [name, camera]));
 
   // Panic clips: the store, delivery through the uplink, the panic service; then the LED and button.
   const clipStore = new ClipStore(config.dataDir, config.clips, log.child({ service: 'clip-store' }), {
@@ -157,73 +154,12 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
           log.child({ service: 'button' }),
         )
       : undefined;
-  const verbs: Record<string, Verb> = {
-    ping: () =>
-      Promise.resolve({
-        pong: true,
-        device: config.device,
-        version: VERSION,
-        uptimeSeconds: process.uptime(),
-      }),
-    status: () =>
-      Promise.resolve({
-        cameras: cameras.map(({ name, camera }) => ({
-          name,
-          ...camera.status(),
-          // The pre-roll ring's finished segments (tmpfs): what the clip buffer costs in RAM.
-          preRoll: { bytes: preroll.ring(name)?.bytes() ?? 0, files: preroll.ring(name)?.files() ?? 0 },
-        })),
-      }),
-    'restart-camera': async (args) => {
-      const { camera: name } = argsOf(z.strictObject({ camera: z.string() }), args);
-      const camera = byName.get(name);
-      if (!camera)
-        throw new CommandError(
-          'BAD_ARGUMENTS',
-          `no camera ${name}; cameras: ${[...byName.keys()].join(', ')}`,
-        );
-      await camera.stop();
-      await camera.start();
-      return { camera: name, state: camera.status().state };
-    },
-    // The console (or `outpost clip`, via: cli) asks for a panic clip: the alert goes out first.
-    clip: (args) => {
-      const { cameras: wanted, via } = argsOf(
-        z.strictObject({
-          cameras: z.array(z.string()).optional(),
-          via: z.enum(['mqtt', 'cli']).default('mqtt'),
-        }),
-        args,
-      );
-      const unknown = (wanted ?? []).filter((name) => !byName.has(name));
-      if (unknown.length > 0)
-        throw new CommandError(
-          'BAD_ARGUMENTS',
-          `no camera ${unknown.join(', ')}; cameras: ${[...byName.keys()].join(', ')}`,
-        );
-      return Promise.resolve(panic.trigger(via, { cameras: wanted }));
-    },
-    // The console missed chunks of a clip: publish them again (no chunks: the manifest again).
-    'clip-chunks': async (args) => {
-      const { clipId, chunks } = argsOf(
-        z.strictObject({
-          clipId: z.string().min(1).max(64),
-          chunks: z.array(z.int().nonnegative()).max(4096),
-        }),
-        args,
-      );
-      try {
-        return await delivery.resend(clipId, chunks);
-      } catch (error) {
-        throw new CommandError('BAD_ARGUMENTS', error instanceof Error ? error.message : String(error));
-      }
-    },
-  };
+  const commandVerbs = verbs({ device: config.device, cameras, preroll, panic, delivery });
   const commands = new Commands(
     config.site,
     config.device,
     uplink,
-    verbs,
+    commandVerbs,
     log.child({ service: 'commands' }),
   );
   // A camera box's uplink listens at the hub; tools on the box (`outpost clip`) publish on its own
@@ -238,7 +174,7 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
             stamp: () => uplink.stamp(),
             subscribe: (filter, handler) => broker.subscribeLocal(filter, handler),
           },
-          verbs,
+          commandVerbs,
           log.child({ service: 'local-commands' }),
         )
       : undefined;

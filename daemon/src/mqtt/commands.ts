@@ -2,7 +2,6 @@
 // `…/{device}/reply/{verb}` with the same id. One handler per verb; an unknown verb, a payload that is
 // not a command, or bad arguments get an error reply with a stable code, never silence.
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import { CommandError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import { commandPayload, type ReplyPayload } from './contract.js';
@@ -12,14 +11,6 @@ import type { MessageHandler } from './uplink.js';
 
 /** A verb's handler: resolves with the result, or throws a CommandError. */
 export type Verb = (args: Record<string, unknown>) => Promise<unknown>;
-
-/** Parse a verb's arguments with a schema, turning problems into a BAD_ARGUMENTS reply. */
-export function argsOf<T extends z.ZodType>(schema: T, args: Record<string, unknown>): z.output<T> {
-  const parsed = schema.safeParse(args);
-  if (parsed.success) return parsed.data;
-  const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || 'args'}: ${issue.message}`);
-  throw new CommandError('BAD_ARGUMENTS', problems.join('; '));
-}
 
 interface Channel extends Publisher {
   subscribe(filter: string, handler: MessageHandler): void;
