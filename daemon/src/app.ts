@@ -55,23 +55,22 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
   );
   const cameras = config.cameras.map((camera) => ({
     name: camera.name,
-    camera: new Camera(
+    camera: new Camera({
       camera,
-      config.sfu,
+      sfu: config.sfu,
       encoders,
-      log.child({ service: 'camera', camera: camera.name }),
-      undefined,
-      janus?.mountpoint(camera.name),
-      preroll.ring(camera.name),
-    ),
+      log: log.child({ service: 'camera', camera: camera.name }),
+      mountpoint: janus?.mountpoint(camera.name),
+      preroll: preroll.ring(camera.name),
+    }),
   }));
-  const cameraStates = new CameraStateReport(
+  const cameraStates = new CameraStateReport({
     cameras,
-    config.site,
-    config.device,
-    uplink,
-    log.child({ service: 'camera-state' }),
-  );
+    site: config.site,
+    device: config.device,
+    publisher: uplink,
+    log: log.child({ service: 'camera-state' }),
+  });
   const telemetry = new Telemetry({
     site: config.site,
     device: config.device,
@@ -83,21 +82,26 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
   });
 
   // Panic clips: the store, delivery through the uplink, the panic service; then the LED and button.
-  const clipStore = new ClipStore(config.dataDir, config.clips, log.child({ service: 'clip-store' }), {
-    diskDanger: (state, message) =>
-      uplink.publish(
-        topics.alert(config.site, config.device),
-        {
-          ...uplink.stamp(),
-          id: `clip-store-${uplink.bootId.slice(0, 8)}`,
-          device: config.device,
-          kind: 'clip-store',
-          severity: state === 'raised' ? 'critical' : 'info',
-          state,
-          message,
-        },
-        { qos: 1 },
-      ),
+  const clipStore = new ClipStore({
+    dataDir: config.dataDir,
+    limits: config.clips,
+    log: log.child({ service: 'clip-store' }),
+    hooks: {
+      diskDanger: (state, message) =>
+        uplink.publish(
+          topics.alert(config.site, config.device),
+          {
+            ...uplink.stamp(),
+            id: `clip-store-${uplink.bootId.slice(0, 8)}`,
+            device: config.device,
+            kind: 'clip-store',
+            severity: state === 'raised' ? 'critical' : 'info',
+            state,
+            message,
+          },
+          { qos: 1 },
+        ),
+    },
   });
   const gpio = config.gpio;
   const openPin = gpio ? (deps.openPin ?? pinOpener(gpio)) : undefined;
@@ -108,42 +112,42 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
         ? 'streaming'
         : 'idle';
   const ledConfig = gpio?.led;
-  const led = new Led(
-    openPin && ledConfig ? () => openPin(ledConfig.pin, { direction: 'out' }) : undefined,
-    ledConfig?.activeLow ?? false,
-    ledBase,
-    log.child({ service: 'led' }),
-  );
-  const delivery = new ClipDelivery(
-    { site: config.site, device: config.device, inFlightChunks: config.clips.inFlightChunks },
-    clipStore,
-    uplink,
-    log.child({ service: 'clip-delivery' }),
-    { delivered: () => led.show('clip-delivered') },
-  );
+  const led = new Led({
+    open: openPin && ledConfig ? () => openPin(ledConfig.pin, { direction: 'out' }) : undefined,
+    activeLow: ledConfig?.activeLow ?? false,
+    baseState: ledBase,
+    log: log.child({ service: 'led' }),
+  });
+  const delivery = new ClipDelivery({
+    settings: { site: config.site, device: config.device, inFlightChunks: config.clips.inFlightChunks },
+    store: clipStore,
+    channel: uplink,
+    log: log.child({ service: 'clip-delivery' }),
+    events: { delivered: () => led.show('clip-delivered') },
+  });
   const clipSource = new PreRollClipSource(preroll, log.child({ service: 'clip-source' }));
-  const panic = new Panic(
-    {
+  const panic = new Panic({
+    settings: {
       site: config.site,
       device: config.device,
       preRollSeconds: config.clips.preRollSeconds,
       postRollSeconds: config.clips.postRollSeconds,
       cameras: config.clips.cameras ?? config.cameras.map((camera) => camera.name),
     },
-    uplink,
-    clipSource,
-    clipStore,
+    publisher: uplink,
+    source: clipSource,
+    store: clipStore,
     delivery,
-    log.child({ service: 'panic' }),
-    { alertSent: () => led.show('alert-sent') },
-  );
+    log: log.child({ service: 'panic' }),
+    events: { alertSent: () => led.show('alert-sent') },
+  });
   const buttonConfig = gpio?.button;
   const button =
     openPin && buttonConfig
-      ? new Button(
-          () => openPin(buttonConfig.pin, { direction: 'in', edge: 'both', bias: buttonConfig.bias }),
-          buttonConfig,
-          {
+      ? new Button({
+          open: () => openPin(buttonConfig.pin, { direction: 'in', edge: 'both', bias: buttonConfig.bias }),
+          options: buttonConfig,
+          handlers: {
             press: (at) => {
               if (buttonConfig.onPress === 'panic') panic.trigger('button', { at });
             },
@@ -151,32 +155,32 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
               if (buttonConfig.onLongPress === 'panic') panic.trigger('button', { at });
             },
           },
-          log.child({ service: 'button' }),
-        )
+          log: log.child({ service: 'button' }),
+        })
       : undefined;
   const commandVerbs = verbs({ device: config.device, cameras, preroll, panic, delivery });
-  const commands = new Commands(
-    config.site,
-    config.device,
-    uplink,
-    commandVerbs,
-    log.child({ service: 'commands' }),
-  );
+  const commands = new Commands({
+    site: config.site,
+    device: config.device,
+    channel: uplink,
+    verbs: commandVerbs,
+    log: log.child({ service: 'commands' }),
+  });
   // A camera box's uplink listens at the hub; tools on the box (`outpost clip`) publish on its own
   // loopback broker, so the same verbs are answered there too. (A hub's uplink is its own broker.)
   const localCommands =
     config.role === 'camera'
-      ? new Commands(
-          config.site,
-          config.device,
-          {
+      ? new Commands({
+          site: config.site,
+          device: config.device,
+          channel: {
             publish: (topic, payload, options) => broker.publishLocal(topic, payload, options),
             stamp: () => uplink.stamp(),
             subscribe: (filter, handler) => broker.subscribeLocal(filter, handler),
           },
-          commandVerbs,
-          log.child({ service: 'local-commands' }),
-        )
+          verbs: commandVerbs,
+          log: log.child({ service: 'local-commands' }),
+        })
       : undefined;
   // Start order is dependency order: the broker, then the uplink that publishes through it (or to the
   // hub); the encoder probe before the cameras that use its answer; the state report after the cameras

@@ -167,14 +167,14 @@ describe('keyframe requests through Janus (rtp.rtcp)', () => {
       // Janus's mountpoint listens where the relay sends; the camera sends to the relay.
       const mountpoints = new JanusMountpoints(configFor(janusPort), log, fastJanus);
       const cameraConfig = configFor(rtpPort);
-      const camera = new Camera(
-        cameraConfig.cameras[0]!,
-        cameraConfig.sfu,
+      const camera = new Camera({
+        camera: cameraConfig.cameras[0]!,
+        sfu: cameraConfig.sfu,
         encoders,
         log,
-        fastCamera,
-        mountpoints.mountpoint('gate'),
-      );
+        timings: fastCamera,
+        mountpoint: mountpoints.mountpoint('gate'),
+      });
       cleanups.push(() => mountpoints.stop());
       cleanups.push(() => camera.stop());
       await mountpoints.start();

@@ -61,14 +61,14 @@ async function startDaemonCamera(
     cameras: [{ name: 'gate', width: 320, height: 240, rtp: { ...rtp, port: rtpPort } }],
   });
   const mountpoints = new JanusMountpoints(config, janusLog, timings);
-  const camera = new Camera(
-    config.cameras[0]!,
-    config.sfu,
+  const camera = new Camera({
+    camera: config.cameras[0]!,
+    sfu: config.sfu,
     encoders,
     log,
-    fastCamera,
-    mountpoints.mountpoint('gate'),
-  );
+    timings: fastCamera,
+    mountpoint: mountpoints.mountpoint('gate'),
+  });
   cleanups.push(() => mountpoints.stop());
   cleanups.push(() => camera.stop());
   await mountpoints.start();

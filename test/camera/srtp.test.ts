@@ -74,7 +74,7 @@ function srtpConfig(port: number, srtp: Record<string, unknown>) {
 }
 
 async function startCamera(settings: ReturnType<typeof srtpConfig>): Promise<Camera> {
-  const camera = new Camera(settings.camera, settings.sfu, encoders, log, fast);
+  const camera = new Camera({ camera: settings.camera, sfu: settings.sfu, encoders, log, timings: fast });
   cleanups.push(() => camera.stop());
   await camera.start();
   return camera;

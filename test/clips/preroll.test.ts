@@ -85,7 +85,7 @@ async function startBox(options: {
   const cameras = config.cameras.map((camera) => {
     const ring = preroll.ring(camera.name)!;
     const hook = options.hookFor?.(ring) ?? ring;
-    return new Camera(camera, config.sfu, encoders, log, fast, undefined, hook);
+    return new Camera({ camera, sfu: config.sfu, encoders, log, timings: fast, preroll: hook });
   });
   await preroll.start();
   await options.beforeCameras?.(preroll);

@@ -104,6 +104,18 @@ function isPreRollElement(path: string | undefined): boolean {
   return path !== undefined && new RegExp(`:(${PREROLL_SINK_NAME}|${PREROLL_MUX_NAME})(/|$)`).test(path);
 }
 
+export interface CameraDeps {
+  camera: CameraConfig;
+  sfu: Config['sfu'];
+  encoders: EncoderChooser;
+  log: Logger;
+  timings?: CameraTimings;
+  /** sfu.mode janus: the mountpoint that receives this camera, shown in its status. */
+  mountpoint?: { status(): MountpointStatus };
+  /** Where the pre-roll branch writes; undefined: no pre-roll branch (no clips from this camera). */
+  preroll?: PreRollHook;
+}
+
 export class Camera implements Service {
   readonly name: string;
   private worker: ChildProcess | undefined;
@@ -141,18 +153,23 @@ export class Camera implements Service {
   /** The pipeline without the pre-roll's location, which changes at each launch. */
   private chainFor: ((preroll: PreRollBranch | undefined) => ReturnType<typeof cameraChain>) | undefined;
 
-  constructor(
-    private readonly camera: CameraConfig,
-    private readonly sfu: Config['sfu'],
-    private readonly encoders: EncoderChooser,
-    private readonly log: Logger,
-    private readonly timings: CameraTimings = DEFAULT_TIMINGS,
-    /** sfu.mode janus: the mountpoint that receives this camera, shown in its status. */
-    private readonly mountpoint?: { status(): MountpointStatus },
-    /** Where the pre-roll branch writes; undefined: no pre-roll branch (no clips from this camera). */
-    private readonly preroll?: PreRollHook,
-  ) {
-    this.name = `camera ${camera.name}`;
+  private readonly camera: CameraConfig;
+  private readonly sfu: Config['sfu'];
+  private readonly encoders: EncoderChooser;
+  private readonly log: Logger;
+  private readonly timings: CameraTimings;
+  private readonly mountpoint: { status(): MountpointStatus } | undefined;
+  private readonly preroll: PreRollHook | undefined;
+
+  constructor(deps: CameraDeps) {
+    this.camera = deps.camera;
+    this.sfu = deps.sfu;
+    this.encoders = deps.encoders;
+    this.log = deps.log;
+    this.timings = deps.timings ?? DEFAULT_TIMINGS;
+    this.mountpoint = deps.mountpoint;
+    this.preroll = deps.preroll;
+    this.name = `camera ${deps.camera.name}`;
   }
 
   /** What a status line or (later) the retained MQTT state shows. */

@@ -22,19 +22,30 @@ interface Tracked {
   alerted: boolean;
 }
 
+export interface CameraStateReportDeps {
+  cameras: ReadonlyArray<{ camera: Camera; name: string }>;
+  site: string;
+  device: string;
+  publisher: Publisher & { stamp: Stamper };
+  log: Logger;
+}
+
 export class CameraStateReport implements Service {
   readonly name = 'camera state';
   private timer: NodeJS.Timeout | undefined;
   private readonly tracked: Tracked[];
 
-  constructor(
-    cameras: ReadonlyArray<{ camera: Camera; name: string }>,
-    private readonly site: string,
-    private readonly device: string,
-    private readonly publisher: Publisher & { stamp: Stamper },
-    private readonly log: Logger,
-  ) {
-    this.tracked = cameras.map(({ camera, name }) => ({
+  private readonly site: string;
+  private readonly device: string;
+  private readonly publisher: Publisher & { stamp: Stamper };
+  private readonly log: Logger;
+
+  constructor(deps: CameraStateReportDeps) {
+    this.site = deps.site;
+    this.device = deps.device;
+    this.publisher = deps.publisher;
+    this.log = deps.log;
+    this.tracked = deps.cameras.map(({ camera, name }) => ({
       camera,
       cameraName: name,
       lastKey: '',

@@ -31,6 +31,14 @@ const PROGRESS_EVERY_MS = 1000;
 
 class Stopped extends Error {}
 
+export interface ClipDeliveryDeps {
+  settings: DeliverySettings;
+  store: ClipStore;
+  channel: ClipChannel;
+  log: Logger;
+  events?: { delivered?(record: ClipRecord): void };
+}
+
 export class ClipDelivery implements Service {
   readonly name = 'clip-delivery';
   private readonly queue: string[] = [];
@@ -41,13 +49,19 @@ export class ClipDelivery implements Service {
   private stopNow: (() => void) | undefined;
   private current: string | undefined;
 
-  constructor(
-    private readonly settings: DeliverySettings,
-    private readonly store: ClipStore,
-    private readonly channel: ClipChannel,
-    private readonly log: Logger,
-    private readonly events: { delivered?(record: ClipRecord): void } = {},
-  ) {}
+  private readonly settings: DeliverySettings;
+  private readonly store: ClipStore;
+  private readonly channel: ClipChannel;
+  private readonly log: Logger;
+  private readonly events: { delivered?(record: ClipRecord): void };
+
+  constructor(deps: ClipDeliveryDeps) {
+    this.settings = deps.settings;
+    this.store = deps.store;
+    this.channel = deps.channel;
+    this.log = deps.log;
+    this.events = deps.events ?? {};
+  }
 
   start(): Promise<void> {
     if (this.running) return Promise.resolve();

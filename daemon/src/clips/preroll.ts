@@ -46,6 +46,17 @@ const TS_PACKET_BYTES = 188;
 /** statfs f_type of tmpfs (linux/magic.h). */
 const TMPFS_MAGIC = 0x01021994;
 
+export interface PreRollRingDeps {
+  camera: string;
+  dir: string;
+  /** How much video to keep behind the newest segment: the pre-roll plus one segment of margin. */
+  keepMs: number;
+  segmentSeconds: number;
+  /** The camera's frame rate: a clip's post-roll is cut after this many frames a second. */
+  framerate: number;
+  log: Logger;
+}
+
 /** One camera's pre-roll folder. */
 export class PreRollRing implements PreRollHook {
   private segments: PreRollSegment[] = [];
@@ -56,16 +67,21 @@ export class PreRollRing implements PreRollHook {
   private readonly pins = new Set<{ from: number }>();
   private readonly waiters = new Set<() => void>();
 
-  constructor(
-    readonly camera: string,
-    readonly dir: string,
-    /** How much video to keep behind the newest segment: the pre-roll plus one segment of margin. */
-    private readonly keepMs: number,
-    readonly segmentSeconds: number,
-    /** The camera's frame rate: a clip's post-roll is cut after this many frames a second. */
-    readonly framerate: number,
-    private readonly log: Logger,
-  ) {}
+  readonly camera: string;
+  readonly dir: string;
+  private readonly keepMs: number;
+  readonly segmentSeconds: number;
+  readonly framerate: number;
+  private readonly log: Logger;
+
+  constructor(deps: PreRollRingDeps) {
+    this.camera = deps.camera;
+    this.dir = deps.dir;
+    this.keepMs = deps.keepMs;
+    this.segmentSeconds = deps.segmentSeconds;
+    this.framerate = deps.framerate;
+    this.log = deps.log;
+  }
 
   launch(): string {
     mkdirSync(this.dir, { recursive: true, mode: 0o750 });
@@ -300,14 +316,14 @@ export class PreRoll implements Service {
       const segmentSeconds = camera.keyframeIntervalSeconds;
       this.rings.set(
         camera.name,
-        new PreRollRing(
-          camera.name,
-          join(settings.root, camera.name),
-          (settings.preRollSeconds + segmentSeconds) * 1000,
+        new PreRollRing({
+          camera: camera.name,
+          dir: join(settings.root, camera.name),
+          keepMs: (settings.preRollSeconds + segmentSeconds) * 1000,
           segmentSeconds,
-          camera.framerate,
-          log.child({ camera: camera.name }),
-        ),
+          framerate: camera.framerate,
+          log: log.child({ camera: camera.name }),
+        }),
       );
     }
   }

@@ -65,6 +65,13 @@ export interface ClipStoreHooks {
 
 const AGE_CHECK_MS = 10 * 60 * 1000;
 
+export interface ClipStoreDeps {
+  dataDir: string;
+  limits: ClipStoreLimits;
+  log: Logger;
+  hooks?: ClipStoreHooks;
+}
+
 export class ClipStore implements Service {
   readonly name = 'clip-store';
   readonly dir: string;
@@ -77,13 +84,15 @@ export class ClipStore implements Service {
   private readonly removed = new Set<string>();
   private opened = false;
 
-  constructor(
-    dataDir: string,
-    private readonly limits: ClipStoreLimits,
-    private readonly log: Logger,
-    private readonly hooks: ClipStoreHooks = {},
-  ) {
-    this.dir = join(dataDir, 'clips');
+  private readonly limits: ClipStoreLimits;
+  private readonly log: Logger;
+  private readonly hooks: ClipStoreHooks;
+
+  constructor(deps: ClipStoreDeps) {
+    this.limits = deps.limits;
+    this.log = deps.log;
+    this.hooks = deps.hooks ?? {};
+    this.dir = join(deps.dataDir, 'clips');
   }
 
   /** Where clip sources write unfinished files (never looked at as clips). */

@@ -23,6 +23,13 @@ export interface ButtonHandlers {
   release?(heldMs: number, long: boolean): void;
 }
 
+export interface ButtonDeps {
+  open: () => Promise<Pin>;
+  options: ButtonOptions;
+  handlers: ButtonHandlers;
+  log: Logger;
+}
+
 export class Button implements Service {
   readonly name = 'button';
   private pin: Pin | undefined;
@@ -34,12 +41,17 @@ export class Button implements Service {
   private longTimer: NodeJS.Timeout | undefined;
   private fault: string | undefined;
 
-  constructor(
-    private readonly open: () => Promise<Pin>,
-    private readonly options: ButtonOptions,
-    private readonly handlers: ButtonHandlers,
-    private readonly log: Logger,
-  ) {}
+  private readonly open: () => Promise<Pin>;
+  private readonly options: ButtonOptions;
+  private readonly handlers: ButtonHandlers;
+  private readonly log: Logger;
+
+  constructor(deps: ButtonDeps) {
+    this.open = deps.open;
+    this.options = deps.options;
+    this.handlers = deps.handlers;
+    this.log = deps.log;
+  }
 
   async start(): Promise<void> {
     if (this.pin) return;

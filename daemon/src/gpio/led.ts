@@ -32,6 +32,13 @@ export const LED_PATTERNS: Record<LedPattern, ReadonlyArray<readonly [boolean, n
   'clip-delivered': Array.from({ length: 3 }, () => [[true, 600] as const, [false, 300] as const]).flat(),
 };
 
+export interface LedDeps {
+  open?: () => Promise<Pin>;
+  activeLow: boolean;
+  baseState: () => LedBase;
+  log: Logger;
+}
+
 export class Led implements Service {
   readonly name = 'led';
   private pin: Pin | undefined;
@@ -41,12 +48,17 @@ export class Led implements Service {
   private lit: boolean | undefined;
   private failed = false;
 
-  constructor(
-    private readonly open: (() => Promise<Pin>) | undefined,
-    private readonly activeLow: boolean,
-    private readonly baseState: () => LedBase,
-    private readonly log: Logger,
-  ) {}
+  private readonly open: (() => Promise<Pin>) | undefined;
+  private readonly activeLow: boolean;
+  private readonly baseState: () => LedBase;
+  private readonly log: Logger;
+
+  constructor(deps: LedDeps) {
+    this.open = deps.open;
+    this.activeLow = deps.activeLow;
+    this.baseState = deps.baseState;
+    this.log = deps.log;
+  }
 
   /** The pattern showing now (undefined without an LED or before start). */
   current(): LedPattern | undefined {

@@ -17,17 +17,31 @@ interface Channel extends Publisher {
   stamp(): Stamp;
 }
 
+export interface CommandsDeps {
+  site: string;
+  device: string;
+  channel: Channel;
+  verbs: Readonly<Record<string, Verb>>;
+  log: Logger;
+}
+
 export class Commands implements Service {
   readonly name = 'commands';
   private started = false;
 
-  constructor(
-    private readonly site: string,
-    private readonly device: string,
-    private readonly channel: Channel,
-    private readonly verbs: Readonly<Record<string, Verb>>,
-    private readonly log: Logger,
-  ) {}
+  private readonly site: string;
+  private readonly device: string;
+  private readonly channel: Channel;
+  private readonly verbs: Readonly<Record<string, Verb>>;
+  private readonly log: Logger;
+
+  constructor(deps: CommandsDeps) {
+    this.site = deps.site;
+    this.device = deps.device;
+    this.channel = deps.channel;
+    this.verbs = deps.verbs;
+    this.log = deps.log;
+  }
 
   start(): Promise<void> {
     if (!this.started) {
