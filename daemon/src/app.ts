@@ -3,24 +3,22 @@
 import { Camera } from './camera/camera.js';
 import { Encoders } from './camera/encoders.js';
 import { JanusMountpoints } from './camera/janus.js';
+import { CameraStateReport } from './camera/state-report.js';
+import { ClipDelivery } from './clips/delivery.js';
+import { PreRollClipSource } from './clips/mux.js';
+import { Panic } from './clips/panic.js';
+import { PreRoll, preRollRoot } from './clips/preroll.js';
+import { clipStoreAlerts, ClipStore } from './clips/store.js';
+import { verbs } from './commands/verbs.js';
 import type { Config } from './config/schema.js';
+import { pinOpener, type PinOpener } from './gpio/open-pin.js';
+import { ledBase, panicButton, statusLed } from './gpio/panel.js';
 import { lifecycle, type Lifecycle, type Service } from './lifecycle/service.js';
 import type { Logger } from './log.js';
 import { Broker } from './mqtt/broker.js';
-import { Uplink } from './mqtt/uplink.js';
 import { Commands } from './mqtt/commands.js';
-import { verbs } from './commands/verbs.js';
-import { CameraStateReport } from './camera/state-report.js';
+import { Uplink } from './mqtt/uplink.js';
 import { Telemetry } from './telemetry/sampler.js';
-import { ClipDelivery } from './clips/delivery.js';
-import { Panic } from './clips/panic.js';
-import { ClipStore } from './clips/store.js';
-import { PreRollClipSource } from './clips/mux.js';
-import { PreRoll, preRollRoot } from './clips/preroll.js';
-import { Button } from './gpio/button.js';
-import { Led, type LedBase } from './gpio/led.js';
-import { pinOpener, type PinOpener } from './gpio/open-pin.js';
-import { topics } from './mqtt/topics.js';
 
 export interface App extends Lifecycle {
   readonly services: readonly Service[];
@@ -41,17 +39,19 @@ export interface AppDeps {
 }
 
 export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
-  const broker = new Broker(config, log.child({ service: 'broker' }));
-  const uplink = new Uplink(config, broker, log.child({ service: 'uplink' }));
-  const encoders = new Encoders(log.child({ service: 'encoders' }));
+  const logFor = (service: string) => log.child({ service });
+  const { site, device } = config;
+
+  const broker = new Broker(config, logFor('broker'));
+  const uplink = new Uplink(config, broker, logFor('uplink'));
+  const encoders = new Encoders(logFor('encoders'));
   // sfu.mode janus: mountpoints on the site's Janus; its start() returns at once, Janus up or not.
-  const janus =
-    config.sfu.mode === 'janus' ? new JanusMountpoints(config, log.child({ service: 'janus' })) : undefined;
+  const janus = config.sfu.mode === 'janus' ? new JanusMountpoints(config, logFor('janus')) : undefined;
   // Each camera's pipeline keeps its last clips.preRollSeconds of H.264 in a folder this owns (tmpfs).
   const preroll = new PreRoll(
     config.cameras,
     { root: preRollRoot(config), preRollSeconds: config.clips.preRollSeconds },
-    log.child({ service: 'preroll' }),
+    logFor('preroll'),
   );
   const cameras = config.cameras.map((camera) => ({
     name: camera.name,
@@ -64,124 +64,97 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
       preroll: preroll.ring(camera.name),
     }),
   }));
+  const streaming = () => cameras.filter(({ camera }) => camera.status().state === 'streaming').length;
   const cameraStates = new CameraStateReport({
     cameras,
-    site: config.site,
-    device: config.device,
+    site,
+    device,
     publisher: uplink,
-    log: log.child({ service: 'camera-state' }),
+    log: logFor('camera-state'),
   });
   const telemetry = new Telemetry({
-    site: config.site,
-    device: config.device,
+    site,
+    device,
     dataDir: config.dataDir,
     intervalMs: config.telemetry.intervalSeconds * 1000,
     publisher: uplink,
     stamp: () => uplink.stamp(),
-    log: log.child({ service: 'telemetry' }),
+    log: logFor('telemetry'),
   });
 
   // Panic clips: the store, delivery through the uplink, the panic service; then the LED and button.
   const clipStore = new ClipStore({
     dataDir: config.dataDir,
     limits: config.clips,
-    log: log.child({ service: 'clip-store' }),
-    hooks: {
-      diskDanger: (state, message) =>
-        uplink.publish(
-          topics.alert(config.site, config.device),
-          {
-            ...uplink.stamp(),
-            id: `clip-store-${uplink.bootId.slice(0, 8)}`,
-            device: config.device,
-            kind: 'clip-store',
-            severity: state === 'raised' ? 'critical' : 'info',
-            state,
-            message,
-          },
-          { qos: 1 },
-        ),
-    },
+    log: logFor('clip-store'),
+    hooks: { diskDanger: clipStoreAlerts({ site, device, publisher: uplink }) },
   });
-  const gpio = config.gpio;
-  const openPin = gpio ? (deps.openPin ?? pinOpener(gpio)) : undefined;
-  const ledBase = (): LedBase =>
-    !life.healthy() || button?.problem() !== undefined
-      ? 'fault'
-      : cameras.some(({ camera }) => camera.status().state === 'streaming')
-        ? 'streaming'
-        : 'idle';
-  const ledConfig = gpio?.led;
-  const led = new Led({
-    open: openPin && ledConfig ? () => openPin(ledConfig.pin, { direction: 'out' }) : undefined,
-    activeLow: ledConfig?.activeLow ?? false,
-    baseState: ledBase,
-    log: log.child({ service: 'led' }),
+  const openPin = config.gpio ? (deps.openPin ?? pinOpener(config.gpio)) : undefined;
+  const led = statusLed({
+    gpio: config.gpio,
+    openPin,
+    baseState: () =>
+      ledBase({
+        healthy: life.healthy(),
+        buttonProblem: button?.problem() !== undefined,
+        streaming: streaming() > 0,
+      }),
+    log: logFor('led'),
   });
   const delivery = new ClipDelivery({
-    settings: { site: config.site, device: config.device, inFlightChunks: config.clips.inFlightChunks },
+    settings: { site, device, inFlightChunks: config.clips.inFlightChunks },
     store: clipStore,
     channel: uplink,
-    log: log.child({ service: 'clip-delivery' }),
+    log: logFor('clip-delivery'),
     events: { delivered: () => led.show('clip-delivered') },
   });
-  const clipSource = new PreRollClipSource(preroll, log.child({ service: 'clip-source' }));
   const panic = new Panic({
     settings: {
-      site: config.site,
-      device: config.device,
+      site,
+      device,
       preRollSeconds: config.clips.preRollSeconds,
       postRollSeconds: config.clips.postRollSeconds,
       cameras: config.clips.cameras ?? config.cameras.map((camera) => camera.name),
     },
     publisher: uplink,
-    source: clipSource,
+    source: new PreRollClipSource(preroll, logFor('clip-source')),
     store: clipStore,
     delivery,
-    log: log.child({ service: 'panic' }),
+    log: logFor('panic'),
     events: { alertSent: () => led.show('alert-sent') },
   });
-  const buttonConfig = gpio?.button;
-  const button =
-    openPin && buttonConfig
-      ? new Button({
-          open: () => openPin(buttonConfig.pin, { direction: 'in', edge: 'both', bias: buttonConfig.bias }),
-          options: buttonConfig,
-          handlers: {
-            press: (at) => {
-              if (buttonConfig.onPress === 'panic') panic.trigger('button', { at });
-            },
-            longPress: (at) => {
-              if (buttonConfig.onLongPress === 'panic') panic.trigger('button', { at });
-            },
-          },
-          log: log.child({ service: 'button' }),
-        })
-      : undefined;
-  const commandVerbs = verbs({ device: config.device, cameras, preroll, panic, delivery });
+  const button = panicButton({
+    gpio: config.gpio,
+    openPin,
+    panic: (at) => panic.trigger('button', { at }),
+    log: logFor('button'),
+  });
+
+  const commandVerbs = verbs({ device, cameras, preroll, panic, delivery });
   const commands = new Commands({
-    site: config.site,
-    device: config.device,
+    site,
+    device,
     channel: uplink,
     verbs: commandVerbs,
-    log: log.child({ service: 'commands' }),
+    log: logFor('commands'),
   });
   // A camera box's uplink listens at the hub; tools on the box (`outpost clip`) publish on its own
   // loopback broker, so the same verbs are answered there too. (A hub's uplink is its own broker.)
   const localCommands =
     config.role === 'camera'
       ? new Commands({
-          site: config.site,
-          device: config.device,
+          site,
+          device,
           channel: {
             publish: (topic, payload, options) => broker.publishLocal(topic, payload, options),
             stamp: () => uplink.stamp(),
             subscribe: (filter, handler) => broker.subscribeLocal(filter, handler),
           },
           verbs: commandVerbs,
-          log: log.child({ service: 'local-commands' }),
+          log: logFor('local-commands'),
         })
       : undefined;
+
   // Start order is dependency order: the broker, then the uplink that publishes through it (or to the
   // hub); the encoder probe before the cameras that use its answer; the state report after the cameras
   // (so it stops first and can say `stopped`).
@@ -198,7 +171,7 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     clipStore,
     delivery,
     panic,
-    ...(ledConfig ? [led] : []),
+    ...(config.gpio?.led ? [led] : []),
     ...(button ? [button] : []),
     commands,
     ...(localCommands ? [localCommands] : []),
@@ -212,9 +185,8 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     reload: () => broker.reloadIdentities(),
     summary() {
       const address = broker.address();
-      const streaming = cameras.filter(({ camera }) => camera.status().state === 'streaming').length;
       const hub = uplink.connected() ? 'uplink connected' : `uplink offline, ${uplink.pending()} queued`;
-      return `broker on ${address ? `${address.host}:${address.port}` : 'nothing'}; ${hub}; ${streaming}/${cameras.length} cameras streaming to ${config.sfu.host}`;
+      return `broker on ${address ? `${address.host}:${address.port}` : 'nothing'}; ${hub}; ${streaming()}/${cameras.length} cameras streaming to ${config.sfu.host}`;
     },
   };
 }

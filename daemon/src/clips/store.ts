@@ -13,6 +13,9 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Service } from '../lifecycle/service.js';
+import type { AlertPayload } from '../mqtt/contract.js';
+import type { Publisher, Stamper } from '../mqtt/publisher.js';
+import { topics } from '../mqtt/topics.js';
 
 export type ClipTrigger = 'button' | 'mqtt' | 'cli';
 
@@ -347,4 +350,31 @@ async function exists(path: string): Promise<boolean> {
 async function freeBytesOf(dir: string): Promise<number> {
   const stats = await statfs(dir);
   return stats.bavail * stats.bsize;
+}
+
+/**
+ * ClipStore's diskDanger hook for the daemon: the `clip-store` alert (QoS 1), one id per daemon run,
+ * `critical` when raised and `info` when cleared.
+ */
+export function clipStoreAlerts(deps: {
+  site: string;
+  device: string;
+  publisher: Publisher & { stamp: Stamper };
+}): NonNullable<ClipStoreHooks['diskDanger']> {
+  return (state, message) => {
+    const stamp = deps.publisher.stamp();
+    deps.publisher.publish(
+      topics.alert(deps.site, deps.device),
+      {
+        ...stamp,
+        id: `clip-store-${stamp.bootId.slice(0, 8)}`,
+        device: deps.device,
+        kind: 'clip-store',
+        severity: state === 'raised' ? 'critical' : 'info',
+        state,
+        message,
+      } satisfies AlertPayload,
+      { qos: 1 },
+    );
+  };
 }
