@@ -1,6 +1,8 @@
 // Supervises one camera: runs its pipeline in a worker process (worker.ts), watches it stream, and
 // restarts it with capped exponential backoff and jitter when it errors, ends, stalls or dies. A camera
-// that cannot stream never stops the daemon: other cameras and the broker keep running.
+// that cannot stream never stops the daemon: other cameras and the broker keep running. What it measures
+// is rates.ts; when the pre-roll branch is left out, preroll-fallback.ts; what it scrubs from the log,
+// redact.ts.
 import type { ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import type { CameraConfig, Config } from '../config/schema.js';
@@ -14,12 +16,14 @@ import {
   cameraChain,
   METER_NAME,
   PAYLOADER_NAME,
-  PREROLL_MUX_NAME,
   PREROLL_SINK_NAME,
   rtcpRelayPlan,
   type PreRollBranch,
 } from './pipeline.js';
 import type { RtcpRelayPlan } from './rtcp-relay.js';
+import { PreRollFallback } from './preroll-fallback.js';
+import { RateMeter } from './rates.js';
+import { redactSecrets } from './redact.js';
 import { checkDevice } from './sources.js';
 import { loadSrtpKey } from './srtp.js';
 import { isStamped, STAMPED_SOURCE_NAME } from './stamped-source.js';
@@ -79,31 +83,6 @@ export interface PreRollHook {
 /** CameraTimings.preRollRetryMs by default. */
 export const PREROLL_RETRY_MS = 60_000;
 
-/** Rates are measured over the last few stats messages (one a second): a keyframe is not a spike. */
-const RATE_WINDOW_SAMPLES = 5;
-
-interface MeterSample {
-  atMs: number;
-  frames: number;
-  bytes: number;
-}
-
-/**
- * Why the pre-roll branch failed, for status and the log: GStreamer's message, and the system's reason
- * when the debug text's last line carries it (multifilesink says "Error while writing to file." and puts
- * "No space left on device" there).
- */
-function preRollFailure(message: string, debug: string | undefined): string {
-  const lines = debug?.split('\n') ?? [];
-  const cause = lines.length > 1 ? lines.at(-1)?.trim() : undefined;
-  return cause && !message.includes(cause) ? `${message} (${cause})` : message;
-}
-
-/** Whether an element path is the pre-roll branch's muxer or file sink. */
-function isPreRollElement(path: string | undefined): boolean {
-  return path !== undefined && new RegExp(`:(${PREROLL_SINK_NAME}|${PREROLL_MUX_NAME})(/|$)`).test(path);
-}
-
 export interface CameraDeps {
   camera: CameraConfig;
   sfu: Config['sfu'];
@@ -128,11 +107,8 @@ export class Camera implements Service {
   /** With rtp.rtcp the worker relays the camera's RTCP to and from the SFU (rtcp-relay.ts). */
   private rtcpRelay: RtcpRelayPlan | undefined;
   private lastError: string | undefined;
-  /** The current worker's counters, newest last; cleared when a worker starts. */
-  private meterSamples: MeterSample[] = [];
-  /** Measured output; undefined until the first measurement, 0 while nothing flows. */
-  private fps: number | undefined;
-  private bitrateKbps: number | undefined;
+  /** Measured output (fps, kbit/s) from the current worker's counters. */
+  private readonly rates = new RateMeter();
   private lastStatsAt = 0;
   private lastProgressAt = 0;
   private stopping = false;
@@ -146,9 +122,9 @@ export class Camera implements Service {
    */
   private secrets: string[] = [];
   private logDescription = '';
-  /** Until when the pre-roll branch is left out after it failed (wall clock), and why. */
-  private preRollOff: { until: number; reason: string } | undefined;
-  /** Restarts a camera running without its pre-roll once preRollOff.until has passed. */
+  /** Whether the pre-roll branch is left out after it failed, until when and why. */
+  private readonly preRollFallback: PreRollFallback;
+  /** Restarts a camera running without its pre-roll once its retry period has passed. */
   private preRollRetryTimer: NodeJS.Timeout | undefined;
   /** The pipeline without the pre-roll's location, which changes at each launch. */
   private chainFor: ((preroll: PreRollBranch | undefined) => ReturnType<typeof cameraChain>) | undefined;
@@ -170,6 +146,7 @@ export class Camera implements Service {
     this.mountpoint = deps.mountpoint;
     this.preroll = deps.preroll;
     this.name = `camera ${deps.camera.name}`;
+    this.preRollFallback = new PreRollFallback(this.timings.preRollRetryMs ?? PREROLL_RETRY_MS);
   }
 
   /** What a status line or (later) the retained MQTT state shows. */
@@ -189,11 +166,11 @@ export class Camera implements Service {
     preRollOff: string | undefined;
   } {
     return {
-      preRollOff: this.preRollOff?.reason,
+      preRollOff: this.preRollFallback.reason(),
       mountpoint: this.mountpoint?.status(),
       encoder: this.encoder,
-      fps: this.fps,
-      bitrateKbps: this.bitrateKbps,
+      fps: this.rates.fps,
+      bitrateKbps: this.rates.bitrateKbps,
       state: this.state,
       packets: this.packets,
       restarts: this.restarts,
@@ -251,8 +228,7 @@ export class Camera implements Service {
     this.stallTimer = undefined;
     this.preRollRetryTimer = undefined;
     await this.endWorker();
-    if (this.fps !== undefined) this.fps = 0;
-    if (this.bitrateKbps !== undefined) this.bitrateKbps = 0;
+    this.rates.zero();
     this.setState('stopped');
   }
 
@@ -274,11 +250,9 @@ export class Camera implements Service {
       this.scheduleRestart(describeError(error), undefined);
       return Promise.resolve();
     }
-    if (this.preRollOff && performance.now() >= this.preRollOff.until) {
-      this.log.info({ after: this.preRollOff.reason }, 'camera pre-roll: trying the branch again');
-      this.preRollOff = undefined;
-    }
-    if (this.preroll && this.chainFor && this.preRollOff) {
+    const retried = this.preRollFallback.retryIfDue();
+    if (retried !== undefined) this.log.info({ after: retried }, 'camera pre-roll: trying the branch again');
+    if (this.preroll && this.chainFor && this.preRollFallback.isOff()) {
       // Streaming without the pre-roll: clips leave this camera out until the branch is back.
       description = renderPipeline(this.chainFor(undefined));
     } else if (this.preroll && this.chainFor) {
@@ -297,24 +271,21 @@ export class Camera implements Service {
     this.worker = worker;
     clearTimeout(this.preRollRetryTimer);
     this.preRollRetryTimer = undefined;
-    if (this.preroll && this.preRollOff) {
+    if (this.preroll && this.preRollFallback.isOff()) {
       // Running without the pre-roll: when its time is up, restart with it (not a failure: no backoff).
-      this.preRollRetryTimer = setTimeout(
-        () => {
-          this.preRollRetryTimer = undefined;
-          if (this.stopping || this.restartTimer || this.worker !== worker) return;
-          void this.endWorker().then(() => {
-            if (this.stopping || this.restartTimer || this.worker !== undefined) return;
-            this.restarts += 1;
-            return this.launch(this.description);
-          });
-        },
-        Math.max(0, this.preRollOff.until - performance.now()),
-      );
+      this.preRollRetryTimer = setTimeout(() => {
+        this.preRollRetryTimer = undefined;
+        if (this.stopping || this.restartTimer || this.worker !== worker) return;
+        void this.endWorker().then(() => {
+          if (this.stopping || this.restartTimer || this.worker !== undefined) return;
+          this.restarts += 1;
+          return this.launch(this.description);
+        });
+      }, this.preRollFallback.msUntilRetry());
     }
     this.lastStatsAt = performance.now();
     this.lastProgressAt = performance.now();
-    this.meterSamples = [];
+    this.rates.restart();
     let lastPackets = 0;
 
     return new Promise<void>((resolve) => {
@@ -329,7 +300,7 @@ export class Camera implements Service {
             // camera `streaming` again.
             if (this.worker !== worker) break;
             this.lastStatsAt = performance.now();
-            this.measure(message);
+            this.rates.add(message);
             if (message.packets > lastPackets) {
               this.packets += message.packets - lastPackets;
               lastPackets = message.packets;
@@ -341,24 +312,13 @@ export class Camera implements Service {
             }
             break;
           case 'error':
-            if (
-              this.preroll &&
-              isPreRollElement(message.path) &&
-              !this.preRollOff &&
-              this.worker === worker
-            ) {
-              this.preRollOff = {
-                until: performance.now() + (this.timings.preRollRetryMs ?? PREROLL_RETRY_MS),
-                reason: preRollFailure(message.message, message.debug),
-              };
-              this.log.error(
-                {
-                  reason: this.preRollOff.reason,
-                  path: message.path,
-                  retryInMs: this.timings.preRollRetryMs ?? PREROLL_RETRY_MS,
-                },
-                'camera pre-roll branch failed: restarting the camera without it (no clips from it meanwhile); check the free space of the pre-roll folder (clips.preRollDir)',
-              );
+            if (this.preroll && this.worker === worker) {
+              const reason = this.preRollFallback.failed(message.path, message.message, message.debug);
+              if (reason !== undefined)
+                this.log.error(
+                  { reason, path: message.path, retryInMs: this.timings.preRollRetryMs ?? PREROLL_RETRY_MS },
+                  'camera pre-roll branch failed: restarting the camera without it (no clips from it meanwhile); check the free space of the pre-roll folder (clips.preRollDir)',
+                );
             }
             this.fail(worker, `${message.element ?? 'pipeline'}: ${message.message}`, message.debug);
             settle();
@@ -408,18 +368,6 @@ export class Camera implements Service {
     });
   }
 
-  /** Frames and bytes over the window of recent samples (the worker's own clock, so IPC delay does not count). */
-  private measure(sample: MeterSample): void {
-    const samples = this.meterSamples;
-    samples.push({ atMs: sample.atMs, frames: sample.frames, bytes: sample.bytes });
-    if (samples.length > RATE_WINDOW_SAMPLES + 1) samples.shift();
-    const first = samples[0]!;
-    const seconds = (sample.atMs - first.atMs) / 1000;
-    if (samples.length < 2 || seconds <= 0) return;
-    this.fps = Math.round(((sample.frames - first.frames) / seconds) * 10) / 10;
-    this.bitrateKbps = Math.round(((sample.bytes - first.bytes) * 8) / 1000 / seconds);
-  }
-
   /** Record a failure of `worker`, end it, and schedule the next attempt. Ignores stale workers. */
   private fail(worker: ChildProcess, reason: string, debug: string | undefined): void {
     if (this.stopping || this.restartTimer) return;
@@ -430,15 +378,12 @@ export class Camera implements Service {
   /** Count a failure, back off, and launch again (ending the current worker first, if any). */
   private scheduleRestart(reason: string, debug: string | undefined): void {
     if (this.stopping || this.restartTimer) return;
-    for (const secret of this.secrets) {
-      reason = reason.replaceAll(secret, '<redacted>');
-      if (debug !== undefined) debug = debug.replaceAll(secret, '<redacted>');
-    }
+    reason = redactSecrets(reason, this.secrets);
+    debug = redactSecrets(debug, this.secrets);
     this.failures += 1;
     this.lastError = reason;
     // Nothing flows until the next worker measures again: say 0, not the last good figure.
-    if (this.fps !== undefined) this.fps = 0;
-    if (this.bitrateKbps !== undefined) this.bitrateKbps = 0;
+    this.rates.zero();
     const base = Math.min(this.timings.backoffMaxMs, this.timings.backoffMinMs * 2 ** (this.failures - 1));
     const delayMs = Math.round(base * (0.8 + Math.random() * 0.4));
     this.log.warn({ reason, debug, retryInMs: delayMs, failures: this.failures }, 'camera failed');
