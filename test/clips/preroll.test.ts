@@ -97,6 +97,19 @@ async function startBox(options: {
   return { config, preroll, cameras, source: new PreRollClipSource(preroll, log), dataDir };
 }
 
+/** A box (1 s pre-roll and post-roll) whose cam0 pre-roll folder holds `name`, made by `make`, before its cameras start. */
+function startBoxWithSegment(name: string, make: (path: string) => Promise<unknown>) {
+  return startBox({
+    preRollSeconds: 1,
+    postRollSeconds: 1,
+    beforeCameras: async (preroll) => {
+      const dir = preroll.ring('cam0')!.dir;
+      await mkdir(dir, { recursive: true });
+      await make(join(dir, name));
+    },
+  });
+}
+
 /** Duration and stream list reported by gst-discoverer-1.0. */
 async function discover(file: string): Promise<{ ms: number; tracks: number; text: string }> {
   const { stdout } = await run('gst-discoverer-1.0', [file], { timeout: 30_000 });
@@ -312,15 +325,7 @@ describe('camera pre-roll', () => {
   it('a pre-roll branch stuck on its filesystem never stalls the RTP stream', async () => {
     // The fourth file is a FIFO nobody reads: opening it blocks the pre-roll branch's thread for good.
     // (The first file, whose start is unknown, is deleted; the second and third are the ring's two.)
-    const box = await startBox({
-      preRollSeconds: 1,
-      postRollSeconds: 1,
-      beforeCameras: async (preroll) => {
-        const dir = preroll.ring('cam0')!.dir;
-        await mkdir(dir, { recursive: true });
-        await run('mkfifo', [join(dir, '1-00000003.ts')]);
-      },
-    });
+    const box = await startBoxWithSegment('1-00000003.ts', (path) => run('mkfifo', [path]));
     const camera = box.cameras[0]!;
     const ring = box.preroll.ring('cam0')!;
     await until(() => ring.files() === 2, 30_000, 'two segments before the stuck one');
@@ -340,15 +345,7 @@ describe('camera pre-roll', () => {
 
   it('a pre-roll branch that cannot write costs one camera restart: RTP runs without it, not in a loop, and it is tried again later', async () => {
     // The first segment file is a link to /dev/full: every write fails with ENOSPC, as on a full /run.
-    const box = await startBox({
-      preRollSeconds: 1,
-      postRollSeconds: 1,
-      beforeCameras: async (preroll) => {
-        const dir = preroll.ring('cam0')!.dir;
-        await mkdir(dir, { recursive: true });
-        await symlink('/dev/full', join(dir, '1-00000000.ts'));
-      },
-    });
+    const box = await startBoxWithSegment('1-00000000.ts', (path) => symlink('/dev/full', path));
     const camera = box.cameras[0]!;
     await until(
       () => camera.status().preRollOff !== undefined && camera.status().state === 'streaming',

@@ -129,22 +129,10 @@ export class Camera implements Service {
   /** The pipeline without the pre-roll's location, which changes at each launch. */
   private chainFor: ((preroll: PreRollBranch | undefined) => ReturnType<typeof cameraChain>) | undefined;
 
-  private readonly camera: CameraConfig;
-  private readonly sfu: Config['sfu'];
-  private readonly encoders: EncoderChooser;
-  private readonly log: Logger;
   private readonly timings: CameraTimings;
-  private readonly mountpoint: { status(): MountpointStatus } | undefined;
-  private readonly preroll: PreRollHook | undefined;
 
-  constructor(deps: CameraDeps) {
-    this.camera = deps.camera;
-    this.sfu = deps.sfu;
-    this.encoders = deps.encoders;
-    this.log = deps.log;
+  constructor(private readonly deps: CameraDeps) {
     this.timings = deps.timings ?? DEFAULT_TIMINGS;
-    this.mountpoint = deps.mountpoint;
-    this.preroll = deps.preroll;
     this.name = `camera ${deps.camera.name}`;
     this.preRollFallback = new PreRollFallback(this.timings.preRollRetryMs ?? PREROLL_RETRY_MS);
   }
@@ -167,7 +155,7 @@ export class Camera implements Service {
   } {
     return {
       preRollOff: this.preRollFallback.reason(),
-      mountpoint: this.mountpoint?.status(),
+      mountpoint: this.deps.mountpoint?.status(),
       encoder: this.encoder,
       fps: this.rates.fps,
       bitrateKbps: this.rates.bitrateKbps,
@@ -184,38 +172,38 @@ export class Camera implements Service {
     // Choose and render first: a forced encoder that is missing, or settings GStreamer cannot take,
     // will not fix themselves by retrying. The camera is `failed`; the rest of the daemon runs on.
     try {
-      this.encoders.requireSource(this.camera.source, this.camera.name);
+      this.deps.encoders.requireSource(this.deps.camera.source, this.deps.camera.name);
       // An RTSP camera's H.264 is passed through: no encoder of ours runs.
       this.encoder =
-        this.camera.source.type === 'rtsp'
+        this.deps.camera.source.type === 'rtsp'
           ? undefined
-          : this.encoders.choose(this.camera.encoder, this.camera.name);
-      const srtp = this.sfu.srtp ? loadSrtpKey(this.sfu.srtp) : undefined;
+          : this.deps.encoders.choose(this.deps.camera.encoder, this.deps.camera.name);
+      const srtp = this.deps.sfu.srtp ? loadSrtpKey(this.deps.sfu.srtp) : undefined;
       this.secrets = [
         ...(srtp ? [Buffer.from(srtp.masterKey).toString('hex')] : []),
-        ...(this.camera.source.type === 'rtsp' && this.camera.source.password !== undefined
-          ? [this.camera.source.password]
+        ...(this.deps.camera.source.type === 'rtsp' && this.deps.camera.source.password !== undefined
+          ? [this.deps.camera.source.password]
           : []),
       ];
       const encoder = this.encoder;
-      this.chainFor = (preroll) => cameraChain(this.camera, this.sfu, encoder, srtp, preroll);
+      this.chainFor = (preroll) => cameraChain(this.deps.camera, this.deps.sfu, encoder, srtp, preroll);
       // Rendered here to refuse bad settings before any worker starts, and for the log line; with a
       // pre-roll, each launch renders it again with its own segment location (this one is a placeholder).
       const chain = this.chainFor(
-        this.preroll
-          ? { location: 'preroll-%08d.ts', segmentSeconds: this.preroll.segmentSeconds }
+        this.deps.preroll
+          ? { location: 'preroll-%08d.ts', segmentSeconds: this.deps.preroll.segmentSeconds }
           : undefined,
       );
-      this.rtcpRelay = rtcpRelayPlan(this.camera, this.sfu);
+      this.rtcpRelay = rtcpRelayPlan(this.deps.camera, this.deps.sfu);
       this.description = renderPipeline(chain);
       this.logDescription = renderPipeline(chain, { redact: true });
     } catch (error) {
       this.lastError = describeError(error);
-      this.log.error({ err: error, reason: this.lastError }, 'camera cannot start');
+      this.deps.log.error({ err: error, reason: this.lastError }, 'camera cannot start');
       this.setState('failed');
       return;
     }
-    this.log.info({ encoder: this.encoder, pipeline: this.logDescription }, 'camera pipeline');
+    this.deps.log.info({ encoder: this.encoder, pipeline: this.logDescription }, 'camera pipeline');
     await this.launch(this.description);
   }
 
@@ -245,22 +233,23 @@ export class Camera implements Service {
     this.setState(this.restarts === 0 && this.failures === 0 ? 'starting' : 'restarting');
     try {
       // An unplugged USB camera: no worker, retry with backoff, so it starts when plugged back in.
-      checkDevice(this.camera.source, this.camera.name);
+      checkDevice(this.deps.camera.source, this.deps.camera.name);
     } catch (error) {
       this.scheduleRestart(describeError(error), undefined);
       return Promise.resolve();
     }
     const retried = this.preRollFallback.retryIfDue();
-    if (retried !== undefined) this.log.info({ after: retried }, 'camera pre-roll: trying the branch again');
-    if (this.preroll && this.chainFor && this.preRollFallback.isOff()) {
+    if (retried !== undefined)
+      this.deps.log.info({ after: retried }, 'camera pre-roll: trying the branch again');
+    if (this.deps.preroll && this.chainFor && this.preRollFallback.isOff()) {
       // Streaming without the pre-roll: clips leave this camera out until the branch is back.
       description = renderPipeline(this.chainFor(undefined));
-    } else if (this.preroll && this.chainFor) {
+    } else if (this.deps.preroll && this.chainFor) {
       // Each worker writes its own segment files: a clip still reading the last one's keeps them.
       try {
-        const location = this.preroll.launch();
+        const location = this.deps.preroll.launch();
         description = renderPipeline(
-          this.chainFor({ location, segmentSeconds: this.preroll.segmentSeconds }),
+          this.chainFor({ location, segmentSeconds: this.deps.preroll.segmentSeconds }),
         );
       } catch (error) {
         this.scheduleRestart(describeError(error), undefined);
@@ -271,7 +260,7 @@ export class Camera implements Service {
     this.worker = worker;
     clearTimeout(this.preRollRetryTimer);
     this.preRollRetryTimer = undefined;
-    if (this.preroll && this.preRollFallback.isOff()) {
+    if (this.deps.preroll && this.preRollFallback.isOff()) {
       // Running without the pre-roll: when its time is up, restart with it (not a failure: no backoff).
       this.preRollRetryTimer = setTimeout(() => {
         this.preRollRetryTimer = undefined;
@@ -312,10 +301,10 @@ export class Camera implements Service {
             }
             break;
           case 'error':
-            if (this.preroll && this.worker === worker) {
+            if (this.deps.preroll && this.worker === worker) {
               const reason = this.preRollFallback.failed(message.path, message.message, message.debug);
               if (reason !== undefined)
-                this.log.error(
+                this.deps.log.error(
                   { reason, path: message.path, retryInMs: this.timings.preRollRetryMs ?? PREROLL_RETRY_MS },
                   'camera pre-roll branch failed: restarting the camera without it (no clips from it meanwhile); check the free space of the pre-roll folder (clips.preRollDir)',
                 );
@@ -328,7 +317,7 @@ export class Camera implements Service {
             settle();
             break;
           case 'segment':
-            this.preroll?.segment({
+            this.deps.preroll?.segment({
               path: message.location,
               startAt: message.startSteadyMs,
               endAt: message.endSteadyMs,
@@ -353,8 +342,8 @@ export class Camera implements Service {
         payloader: PAYLOADER_NAME,
         meter: METER_NAME,
         rtcpRelay: this.rtcpRelay,
-        preroll: this.preroll ? PREROLL_SINK_NAME : undefined,
-        stampedSource: isStamped(this.camera) ? STAMPED_SOURCE_NAME : undefined,
+        preroll: this.deps.preroll ? PREROLL_SINK_NAME : undefined,
+        stampedSource: isStamped(this.deps.camera) ? STAMPED_SOURCE_NAME : undefined,
       } satisfies ToWorker);
       clearInterval(this.stallTimer);
       this.stallTimer = setInterval(
@@ -386,7 +375,7 @@ export class Camera implements Service {
     this.rates.zero();
     const base = Math.min(this.timings.backoffMaxMs, this.timings.backoffMinMs * 2 ** (this.failures - 1));
     const delayMs = Math.round(base * (0.8 + Math.random() * 0.4));
-    this.log.warn({ reason, debug, retryInMs: delayMs, failures: this.failures }, 'camera failed');
+    this.deps.log.warn({ reason, debug, retryInMs: delayMs, failures: this.failures }, 'camera failed');
     this.setState('restarting');
     clearInterval(this.stallTimer);
     this.stallTimer = undefined;
@@ -433,7 +422,7 @@ export class Camera implements Service {
     };
     if (await escalate(undefined)) return;
     if (await escalate('SIGTERM')) return;
-    this.log.error('camera worker ignored SIGTERM; killing it');
+    this.deps.log.error('camera worker ignored SIGTERM; killing it');
     worker.kill('SIGKILL');
     await exited;
   }
@@ -441,6 +430,6 @@ export class Camera implements Service {
   private setState(state: CameraState): void {
     if (state === this.state) return;
     this.state = state;
-    this.log.info({ state, restarts: this.restarts }, 'camera state');
+    this.deps.log.info({ state, restarts: this.restarts }, 'camera state');
   }
 }

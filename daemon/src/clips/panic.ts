@@ -60,6 +60,11 @@ export function newClipId(at: number): string {
   return `${stamp}-${randomBytes(3).toString('hex')}`;
 }
 
+/** What the panic path tells the rest of the box (the LED). */
+export interface PanicEvents {
+  alertSent?(clipId: string): void;
+}
+
 export interface PanicDeps {
   settings: PanicSettings;
   publisher: Publisher & { stamp: Stamper; publishAcked?(topic: string, payload: object): Promise<void> };
@@ -67,7 +72,7 @@ export interface PanicDeps {
   store: ClipStore;
   delivery: ClipDelivery;
   log: Logger;
-  events?: { alertSent?(clipId: string): void };
+  events?: PanicEvents;
 }
 
 export class Panic implements Service {
@@ -86,7 +91,7 @@ export class Panic implements Service {
   private readonly store: ClipStore;
   private readonly delivery: ClipDelivery;
   private readonly log: Logger;
-  private readonly events: { alertSent?(clipId: string): void };
+  private readonly events: PanicEvents;
 
   constructor(deps: PanicDeps) {
     this.settings = deps.settings;

@@ -69,18 +69,14 @@ export class PreRollRing implements PreRollHook {
 
   readonly camera: string;
   readonly dir: string;
-  private readonly keepMs: number;
   readonly segmentSeconds: number;
   readonly framerate: number;
-  private readonly log: Logger;
 
-  constructor(deps: PreRollRingDeps) {
+  constructor(private readonly deps: PreRollRingDeps) {
     this.camera = deps.camera;
     this.dir = deps.dir;
-    this.keepMs = deps.keepMs;
     this.segmentSeconds = deps.segmentSeconds;
     this.framerate = deps.framerate;
-    this.log = deps.log;
   }
 
   launch(): string {
@@ -94,7 +90,7 @@ export class PreRollRing implements PreRollHook {
   segment(report: { path: string; startAt: number | undefined; endAt: number }): void {
     const match = SEGMENT_NAME.exec(basename(report.path));
     if (!match || resolve(report.path) !== join(resolve(this.dir), basename(report.path))) {
-      this.log.warn({ path: report.path }, 'pre-roll segment outside the pre-roll folder; ignored');
+      this.deps.log.warn({ path: report.path }, 'pre-roll segment outside the pre-roll folder; ignored');
       return;
     }
     this.lastSegmentAt = steadyNow();
@@ -106,7 +102,7 @@ export class PreRollRing implements PreRollHook {
     }
     const bytes = statSync(report.path, { throwIfNoEntry: false })?.size;
     if (bytes === undefined || bytes === 0) {
-      this.log.error(
+      this.deps.log.error(
         { path: report.path, bytes: bytes ?? null },
         'pre-roll segment missing or empty: is the pre-roll folder (clips.preRollDir) full? It is not used for clips',
       );
@@ -118,7 +114,7 @@ export class PreRollRing implements PreRollHook {
       // fail unseen, and the file would cut a clip short without a word. stdio writes whole 4 KiB blocks
       // before that flush, so such a file almost always ends mid-packet (a complete one is whole 188-byte
       // packets); only a cut at a multiple of 47 blocks (188 KiB) would pass.
-      this.log.error(
+      this.deps.log.error(
         { path: report.path, bytes },
         'pre-roll segment cut short (not whole MPEG-TS packets): is the pre-roll folder (clips.preRollDir) full? It is not used for clips',
       );
@@ -247,7 +243,7 @@ export class PreRollRing implements PreRollHook {
     const pinnedFrom = Math.min(...[...this.pins].map((pin) => pin.from));
     const keep = (segment: PreRollSegment): boolean =>
       segment.endAt > pinnedFrom ||
-      (segment.launch === this.launchCount && segment.endAt >= newest - this.keepMs);
+      (segment.launch === this.launchCount && segment.endAt >= newest - this.deps.keepMs);
     const gone = this.segments.filter((segment) => !keep(segment));
     if (gone.length === 0) return;
     this.segments = this.segments.filter(keep);
@@ -276,7 +272,7 @@ export class PreRollRing implements PreRollHook {
 
   private delete(path: string): void {
     rm(path, { force: true }).catch((error: unknown) =>
-      this.log.warn({ err: error, path }, 'could not delete a pre-roll segment'),
+      this.deps.log.warn({ err: error, path }, 'could not delete a pre-roll segment'),
     );
   }
 }

@@ -29,24 +29,12 @@ export class Commands implements Service {
   readonly name = 'commands';
   private started = false;
 
-  private readonly site: string;
-  private readonly device: string;
-  private readonly channel: Channel;
-  private readonly verbs: Readonly<Record<string, Verb>>;
-  private readonly log: Logger;
-
-  constructor(deps: CommandsDeps) {
-    this.site = deps.site;
-    this.device = deps.device;
-    this.channel = deps.channel;
-    this.verbs = deps.verbs;
-    this.log = deps.log;
-  }
+  constructor(private readonly deps: CommandsDeps) {}
 
   start(): Promise<void> {
     if (!this.started) {
       this.started = true;
-      this.channel.subscribe(topics.cmd(this.site, this.device, '+'), (topic, payload) => {
+      this.deps.channel.subscribe(topics.cmd(this.deps.site, this.deps.device, '+'), (topic, payload) => {
         void this.handle(topic, payload);
       });
     }
@@ -85,24 +73,24 @@ export class Commands implements Service {
             .join('; '),
         );
       }
-      const handler = Object.hasOwn(this.verbs, verb) ? this.verbs[verb] : undefined;
+      const handler = Object.hasOwn(this.deps.verbs, verb) ? this.deps.verbs[verb] : undefined;
       if (!handler) {
         throw new CommandError(
           'UNKNOWN_VERB',
-          `unknown verb ${verb}; known: ${Object.keys(this.verbs).join(', ')}`,
+          `unknown verb ${verb}; known: ${Object.keys(this.deps.verbs).join(', ')}`,
         );
       }
-      this.log.info({ verb, id }, 'command');
+      this.deps.log.info({ verb, id }, 'command');
       reply = { id, ok: true, result: await handler(command.data.args) };
     } catch (error) {
       const code = error instanceof CommandError ? error.code : 'FAILED';
       const message = error instanceof Error ? error.message : String(error);
-      this.log.warn({ verb, id, code, reason: message }, 'command refused or failed');
+      this.deps.log.warn({ verb, id, code, reason: message }, 'command refused or failed');
       reply = { id, ok: false, error: { code, message } };
     }
-    this.channel.publish(
-      topics.reply(this.site, this.device, verb),
-      { ...this.channel.stamp(), ...reply },
+    this.deps.channel.publish(
+      topics.reply(this.deps.site, this.deps.device, verb),
+      { ...this.deps.channel.stamp(), ...reply },
       { qos: 1 },
     );
   }
