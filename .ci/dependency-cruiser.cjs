@@ -115,8 +115,8 @@ module.exports = {
     ),
     rule(
       'mqtt-clients-in-mqtt',
-      'Subsystems publish through the uplink (mqtt/publisher.ts), never an MQTT client of their own; clips/pull.ts is the console-side receiver tool.',
-      { path: '^daemon/src/', pathNot: '^daemon/src/(mqtt/|clips/pull\\.ts$)' },
+      'Subsystems publish through the uplink (mqtt/publisher.ts), never an MQTT client of their own; clips/receiver-link.ts is the link of the console-side receiver (outpost clips pull).',
+      { path: '^daemon/src/', pathNot: '^daemon/src/(mqtt/|clips/receiver-link\\.ts$)' },
       { path: '(^|/)node_modules/mqtt/', dependencyTypesNot: ['type-only'] },
     ),
     rule(

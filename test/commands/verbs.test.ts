@@ -22,6 +22,7 @@ function handlers() {
     cameras: [{ name: 'gate', camera }],
     preroll: { ring: () => undefined },
     panic: {
+      recordingClips: () => ['c-recording'],
       trigger: (via, options = {}) => {
         calls.push(`trigger ${via} ${options.cameras?.join(',') ?? 'default'}`);
         return { clipId: 'c1', alertAt: 1, cameras: options.cameras ?? ['gate'] };
@@ -81,11 +82,14 @@ describe('cmd verbs', () => {
     expect(calls).toEqual(['trigger mqtt default', 'trigger cli gate']);
   });
 
-  it('clip-chunks refuses a bad list, and a clip this box does not have, with BAD_ARGUMENTS', async () => {
+  it('clip-chunks refuses a bad list and a clip this box does not have (BAD_ARGUMENTS), and says when a clip is still being recorded', async () => {
     const { verbs: v } = handlers();
     expect((await refusal(() => v['clip-chunks']({ clipId: 'c1', chunks: [-1] }))).message).toMatch(
       /^chunks\.0: /,
     );
+    const recording = await refusal(() => v['clip-chunks']({ clipId: 'c-recording', chunks: [] }));
+    expect(recording.code).toBe('FAILED');
+    expect(recording.message).toMatch(/still being recorded/);
     const missing = await refusal(() => v['clip-chunks']({ clipId: 'c9', chunks: [] }));
     expect(missing.code).toBe('BAD_ARGUMENTS');
     expect(missing.message).toMatch(/^no clip c9/);

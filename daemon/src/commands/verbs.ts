@@ -16,7 +16,7 @@ export interface VerbDeps {
   cameras: ReadonlyArray<{ name: string; camera: Pick<Camera, 'status' | 'start' | 'stop'> }>;
   /** The cameras' pre-roll rings: `status` reports what each costs in RAM. */
   preroll: Pick<PreRoll, 'ring'>;
-  panic: Pick<Panic, 'trigger'>;
+  panic: Pick<Panic, 'trigger' | 'recordingClips'>;
   delivery: Pick<ClipDelivery, 'resend'>;
 }
 
@@ -74,6 +74,12 @@ export function verbs(deps: VerbDeps): Readonly<Record<VerbName, Verb>> {
     // The console missed chunks of a clip: publish them again (no chunks: the manifest again).
     'clip-chunks': async (args) => {
       const { clipId, chunks } = argsOf(verbArgs['clip-chunks'], args);
+      // Asked before the clip is stored (a receiver waiting for its manifest): say so, not "no clip".
+      if (deps.panic.recordingClips().includes(clipId))
+        throw new CommandError(
+          'FAILED',
+          `clip ${clipId} is still being recorded; its manifest follows once it is stored`,
+        );
       try {
         return await deps.delivery.resend(clipId, chunks);
       } catch (error) {
