@@ -165,6 +165,15 @@ function lonePreRoll(root: string, preRollSeconds: number): PreRoll {
   );
 }
 
+/** A started lone pre-roll (in a temp folder named `prefix`…) and its cam0 ring, launched once. */
+async function launchedRing(prefix: string, preRollSeconds: number) {
+  const preroll = lonePreRoll(await tempDir(prefix), preRollSeconds);
+  await preroll.start();
+  const ring = preroll.ring('cam0')!;
+  ring.launch();
+  return { preroll, ring };
+}
+
 describe('camera pre-roll', () => {
   it('a clip is the camera’s own video from before the press through the post-roll, starting at a keyframe', async () => {
     const pre = 3000;
@@ -375,11 +384,7 @@ describe('camera pre-roll', () => {
   }, 60_000);
 
   it('a segment file cut short (not whole MPEG-TS packets, as when a full folder failed its last write) is never used', async () => {
-    const root = await tempDir('outpost-preroll-short-');
-    const preroll = lonePreRoll(root, 2);
-    await preroll.start();
-    const ring = preroll.ring('cam0')!;
-    ring.launch();
+    const { preroll, ring } = await launchedRing('outpost-preroll-short-', 2);
     const whole = join(ring.dir, '1-00000001.ts');
     const short = join(ring.dir, '1-00000002.ts');
     await writeFile(whole, Buffer.alloc(188 * 1000));
@@ -399,11 +404,7 @@ describe('camera pre-roll', () => {
   });
 
   it("a worker's last file, closed without a report when it stopped, is deleted when the next worker starts", async () => {
-    const root = await tempDir('outpost-preroll-orphan-');
-    const preroll = lonePreRoll(root, 30);
-    await preroll.start();
-    const ring = preroll.ring('cam0')!;
-    ring.launch();
+    const { preroll, ring } = await launchedRing('outpost-preroll-orphan-', 30);
     const kept = join(ring.dir, '1-00000001.ts');
     const unreported = join(ring.dir, '1-00000002.ts');
     await writeFile(kept, Buffer.alloc(188 * 100));
