@@ -6,6 +6,7 @@ import { formatConfigError } from './config/report.js';
 import type { Config } from './config/schema.js';
 import { describeError, ExitCode, OutpostError } from './errors.js';
 import { connectNotifier } from './lifecycle/sdnotify.js';
+import { childTieProblem } from './lifecycle/tied-child.js';
 import { createLogger } from './log.js';
 import { VERSION } from './version.js';
 
@@ -38,6 +39,8 @@ export async function runDaemon(options: RunOptions): Promise<ExitCode> {
     },
     'outpost starting',
   );
+  const untied = childTieProblem();
+  if (untied) log.warn({ reason: untied }, 'child processes are not tied to the daemon');
   const app = buildApp(config, log);
   const notifier = await connectNotifier(process.env, log, () => app.healthy());
 

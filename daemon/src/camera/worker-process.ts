@@ -3,12 +3,16 @@
 // child_process.
 import { execFile, fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { tiedToParent } from '../lifecycle/tied-child.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
 export function forkWorker(): ChildProcess {
   const { path, execArgv } = workerEntry();
+  // Dies with the daemon, inherits none of its files (lifecycle/tied-child.ts); fd 3 is the IPC channel.
+  const tied = tiedToParent(process.execPath, execArgv, 3);
   return fork(path, [], {
-    execArgv,
+    execPath: tied.file,
+    execArgv: tied.args,
     // pollBus and each pending pull() hold a libuv worker thread; the default pool of 4 runs out.
     env: { ...process.env, UV_THREADPOOL_SIZE: '8' },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
