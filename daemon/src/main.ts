@@ -1,7 +1,8 @@
 // The process shell: config → app → signals → sd_notify → exit code. The only module that touches
 // process-wide state; everything it runs is built by app.ts.
 import { buildApp } from './app.js';
-import { ConfigError, DEFAULT_CONFIG_PATH, embeddedDefaults, loadConfig } from './config/load.js';
+import { ConfigError, DEFAULT_CONFIG_PATH } from './config/load.js';
+import { locateConfig } from './config/locate.js';
 import { formatConfigError } from './config/report.js';
 import type { Config } from './config/schema.js';
 import { describeError, ExitCode, OutpostError } from './errors.js';
@@ -11,8 +12,10 @@ import { createLogger } from './log.js';
 import { VERSION } from './version.js';
 
 export interface RunOptions {
-  /** Config file; DEFAULT_CONFIG_PATH when absent. */
+  /** Config file; DEFAULT_CONFIG_PATH when absent (config/locate.ts). */
   configPath: string | undefined;
+  /** A box provisioned under this folder (`firstboot --root`): its config, paths under it. */
+  root?: string | undefined;
   /** Run on the embedded defaults (test camera, loopback broker) instead of a file. */
   defaults: boolean;
 }
@@ -22,23 +25,19 @@ const STATUS_INTERVAL_MS = 10_000;
 
 export async function runDaemon(options: RunOptions): Promise<ExitCode> {
   let config: Config;
+  let source: string;
   try {
-    config = options.defaults
-      ? embeddedDefaults()
-      : await loadConfig(options.configPath ?? DEFAULT_CONFIG_PATH);
+    ({ config, source } = await locateConfig(
+      { config: options.configPath, root: options.root, defaults: options.defaults },
+      false,
+    ));
   } catch (error) {
     reportConfigFailure(error, options);
     return ExitCode.CONFIG;
   }
 
   const log = createLogger(config.log.level);
-  log.info(
-    {
-      version: VERSION,
-      config: options.defaults ? 'embedded defaults' : (options.configPath ?? DEFAULT_CONFIG_PATH),
-    },
-    'outpost starting',
-  );
+  log.info({ version: VERSION, config: source }, 'outpost starting');
   const untied = childTieProblem();
   if (untied) log.warn({ reason: untied }, 'child processes are not tied to the daemon');
   const app = buildApp(config, log);
@@ -126,11 +125,12 @@ function reportConfigFailure(error: unknown, options: RunOptions): void {
   } else if (
     error instanceof OutpostError &&
     error.code === 'CONFIG_UNREADABLE' &&
-    options.configPath === undefined
+    options.configPath === undefined &&
+    options.root === undefined
   ) {
     text =
-      `outpost: no config at ${DEFAULT_CONFIG_PATH}: provision the box, pass --config FILE, ` +
-      'or run with --defaults (test camera, broker on loopback)';
+      `outpost: no config at ${DEFAULT_CONFIG_PATH}: provision the box, pass --config FILE (or --root DIR ` +
+      'for a box provisioned under DIR), or run with --defaults (test camera, broker on loopback)';
   } else {
     text = `outpost: ${describeError(error)}`;
   }

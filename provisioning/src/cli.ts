@@ -336,6 +336,14 @@ function program(): Command {
               log,
             });
             log.info({ event: 'done', outcome }, 'first boot finished');
+            const root = resolve(options.root);
+            if (root !== '/' && outcome !== 'no-bundle') {
+              // The config is the bundle's, naming /etc/outpost and /var/lib/outpost as on the box.
+              process.stdout.write(
+                `installed under ${root}; its config names /etc/outpost and /var/lib/outpost as on the box: ` +
+                  `run it with \`outpost run --root ${root}\`, which takes those paths under ${root}\n`,
+              );
+            }
           } catch (error) {
             log.error(
               {
