@@ -14,7 +14,7 @@
 //   daemon's stores, and checks that its parent is still the daemon: a daemon that died before prctl
 //   took effect left the child orphaned already, and then it exits at once (status 70).
 //
-// This module only builds the command line; worker-process.ts and gpiod-pin.ts start it.
+// This module only builds the command line; gst/fork.ts and gpio/gpiod-pin.ts start it.
 import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
 
 const SETPRIV = '/usr/bin/setpriv';

@@ -1,13 +1,17 @@
-// Starting GStreamer processes: a camera's worker (worker.ts), and `gst-device-monitor-1.0` for
-// `outpost cameras` (gstreamer-superficial has no GstDeviceMonitor). The only module that imports
-// child_process.
+// Starting GStreamer processes: a worker (a Node entry point that drives gstreamer-superficial: a
+// camera's, camera/worker.ts, or a finite job's, job-worker.ts), and `gst-device-monitor-1.0` for
+// `outpost cameras` (gstreamer-superficial has no GstDeviceMonitor). The only module of the daemon that
+// imports child_process (besides gpio/gpiod-pin.ts, which runs Debian's gpiod tools).
 import { execFile, fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { tiedToParent } from '../lifecycle/tied-child.js';
-import type { FromWorker, ToWorker } from './worker-protocol.js';
 
-export function forkWorker(): ChildProcess {
-  const { path, execArgv } = workerEntry();
+/**
+ * Fork the worker entry `name` that sits beside the module at `beside` (that module's
+ * `import.meta.url`), with IPC.
+ */
+export function forkWorker(beside: string, name: string): ChildProcess {
+  const { path, execArgv } = workerEntry(beside, name);
   // Dies with the daemon, inherits none of its files (lifecycle/tied-child.ts); fd 3 is the IPC channel.
   const tied = tiedToParent(process.execPath, execArgv, 3);
   return fork(path, [], {
@@ -20,42 +24,17 @@ export function forkWorker(): ChildProcess {
 }
 
 /**
- * Run a finite pipeline (a clip's mux) in a worker process of its own, to its end of stream. Resolves
- * undefined when it got there, or the reason it did not; never rejects. Bounded: the worker is killed
- * when it has not answered within `timeoutMs` plus a second.
+ * The worker's entry file. Built JavaScript runs `name.js` beside `beside`; when that module is
+ * TypeScript (the test suite runs sources through vitest), the worker runs `name.ts` through tsx.
  */
-export function runPipelineToEnd(description: string, timeoutMs: number): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const worker = forkWorker();
-    let outcome: string | undefined = 'the worker exited without an answer';
-    const timer = setTimeout(() => {
-      outcome = `no answer within ${timeoutMs + 1000} ms`;
-      worker.kill('SIGKILL');
-    }, timeoutMs + 1000);
-    worker.on('message', (message: FromWorker) => {
-      if (message.type === 'ran') outcome = message.error;
-    });
-    worker.on('error', (error) => (outcome = `worker process: ${error.message}`));
-    worker.on('exit', () => {
-      clearTimeout(timer);
-      resolve(outcome);
-    });
-    worker.send({ type: 'run-to-end', description, timeoutMs } satisfies ToWorker);
-  });
-}
-
-/**
- * The worker's entry file. Built JavaScript runs `worker.js` beside this file; when this module is
- * TypeScript (the test suite runs sources through vitest), the worker runs through tsx the same way.
- */
-function workerEntry(): { path: string; execArgv: string[] } {
-  if (import.meta.url.endsWith('.ts')) {
+function workerEntry(beside: string, name: string): { path: string; execArgv: string[] } {
+  if (beside.endsWith('.ts')) {
     return {
-      path: fileURLToPath(new URL('./worker.ts', import.meta.url)),
+      path: fileURLToPath(new URL(`./${name}.ts`, beside)),
       execArgv: ['--import', import.meta.resolve('tsx')],
     };
   }
-  return { path: fileURLToPath(new URL('./worker.js', import.meta.url)), execArgv: [] };
+  return { path: fileURLToPath(new URL(`./${name}.js`, beside)), execArgv: [] };
 }
 
 export interface DeviceMonitorOutput {
