@@ -4,9 +4,8 @@
 // and no process has any file of its data dir open (LevelDB's LOCK among them). While it runs, its
 // camera workers hold none of the daemon's own files either.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cliRuns, daemonConfig, until } from '../support/processes.js';
+import { cliRuns, freePort, freeUdpPortPair, tempDir, until, writeTemp } from '../support/processes.js';
 
 const { start, stopAll } = cliRuns();
 
@@ -79,12 +78,14 @@ const KILLS = 20;
 
 describe('child processes and a killed daemon', () => {
   it(`kill -9 of the daemon ${KILLS} times with cameras streaming leaves no worker and no open file of its data dir`, async () => {
-    const second = `  - name: cam1\n    width: 320\n    height: 240\n    rtp:\n      port: PORT\n`;
-    const { file, dataDir } = await daemonConfig();
-    // daemonConfig has one camera; a second one on the next port pair.
-    const text = await readFile(file, 'utf8');
-    const rtpPort = Number(/port: (\d+)\n$/.exec(text)?.[1]);
-    await writeFile(file, `${text}${second.replace('PORT', String(rtpPort + 2))}`);
+    // Two light test cameras (320×240 at 15 fps, x264enc: no encoder probe at each start).
+    const camera = (name: string, port: number) =>
+      `  - name: ${name}\n    width: 320\n    height: 240\n    framerate: 15\n    encoder: x264enc\n    rtp:\n      port: ${port}\n`;
+    const dataDir = await tempDir('outpost-data-');
+    const file = await writeTemp(
+      'outpost.yaml',
+      `site: test\ndevice: box1\ndataDir: ${dataDir}\nbroker:\n  tcp:\n    port: ${await freePort()}\ncameras:\n${camera('cam0', await freeUdpPortPair())}${camera('cam1', await freeUdpPortPair())}`,
+    );
 
     const survivors: string[] = [];
     const leftOpen: string[] = [];
