@@ -12,7 +12,9 @@
 // - The bash step closes the descriptors the daemon holds without close-on-exec (LevelDB 1.20, under
 //   classic-level, opens its LOCK, LOG, journal and MANIFEST without O_CLOEXEC), so no child holds the
 //   daemon's stores, and checks that its parent is still the daemon: a daemon that died before prctl
-//   took effect left the child orphaned already, and then it exits at once (status 70).
+//   took effect left the child orphaned already, and then it exits at once (status 70). The list is
+//   read from /proc/self/fdinfo just before the spawn: a file LevelDB opens in its own thread between
+//   that read and the fork is still inherited (it closes with the child).
 //
 // This module only builds the command line; gst/fork.ts and gpio/gpiod-pin.ts start it.
 import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
