@@ -32,7 +32,26 @@ export const topics = {
   chat: (site: string, channel: string) => `${sitePrefix(site)}/chat/${channel}`,
   /** Retained by the hub: the channel's last messages, as an array of chat payloads. */
   chatHistory: (site: string, channel: string) => `${sitePrefix(site)}/chat/${channel}/history`,
+  /** Retained by the hub: one alert of its inbox (contract.ts inboxEntryPayload). */
+  inboxEntry: (site: string, audience: string, device: string, key: string) =>
+    `${sitePrefix(site)}/inbox/${audience}/${device}/${key}`,
+  /** A console acknowledges that alert here; the broker stamps who. */
+  inboxAck: (site: string, audience: string, device: string, key: string) =>
+    `${sitePrefix(site)}/inbox/${audience}/${device}/${key}/ack`,
 } as const;
+
+/** The inbox entry an acknowledgement topic names, when it is exactly `P/inbox/{audience}/{device}/{key}/ack`. */
+export function inboxAckTarget(
+  site: string,
+  topic: string,
+): { audience: 'site' | 'console'; device: string; key: string } | undefined {
+  const prefix = `${sitePrefix(site)}/inbox/`;
+  if (!topic.startsWith(prefix)) return undefined;
+  const [audience, device, key, ack, ...rest] = topic.slice(prefix.length).split('/');
+  if (ack !== 'ack' || rest.length > 0 || !device || !key) return undefined;
+  if (audience !== 'site' && audience !== 'console') return undefined;
+  return { audience, device, key };
+}
 
 const chatPrefixes = new Map<string, string>();
 
