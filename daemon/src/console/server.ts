@@ -393,9 +393,8 @@ export class ConsoleServer implements Service {
 /** dist/console beside the compiled daemon (dist/daemon/src/console), or from the sources (tests). */
 function defaultStaticDir(): string {
   const here = fileURLToPath(new URL('.', import.meta.url));
-  const compiled = join(here, '..', '..', '..', 'console');
-  return existsSync(join(compiled, 'index.html')) || here.includes(`${sep}dist${sep}`)
-    ? compiled
+  return here.includes(`${sep}dist${sep}`)
+    ? join(here, '..', '..', '..', 'console')
     : join(here, '..', '..', '..', 'dist', 'console');
 }
 
