@@ -76,10 +76,15 @@ describe('site console', () => {
       'JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) + document.cookie',
     );
     expect(stored).not.toContain(ACCOUNTS.ops.password);
-    // Log out: back to the login page, and the cookie no longer opens anything.
+    // The session cookie is HttpOnly, Secure and SameSite=Strict.
+    const cookie = (await page.context().cookies()).find((c) => c.name === 'outpost_session');
+    expect(cookie).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict' });
+    const header = { cookie: `outpost_session=${cookie?.value ?? ''}` };
+    expect((await hubRequest(`${site.origin}/api/session`, { headers: header })).status).toBe(200);
+    // Log out: back to the login page, and the old cookie no longer opens anything at the hub.
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.getByLabel('User name').waitFor();
-    expect(await page.evaluate(() => fetch('/api/session').then((r) => r.status))).toBe(401);
+    expect((await hubRequest(`${site.origin}/api/session`, { headers: header })).status).toBe(401);
   });
 
   it('reaches no video, clip, topic or history without a login', async () => {
