@@ -167,7 +167,14 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
           aria-label={`Full screen: ${device} / ${state.camera}`}
           onClick={() => void figure.current?.requestFullscreen()}
         >
-          ⛶
+          <svg viewBox="0 0 16 16" width="16" height="16" aria-hidden="true">
+            <path
+              d="M1 6V1h5M10 1h5v5M15 10v5h-5M6 15H1v-5"
+              fill="none"
+              stroke="currentColor"
+              stroke-width="2"
+            />
+          </svg>
         </button>
         {problem && <span class="problem">{problem}</span>}
         {state.mountpoint?.state === 'missing' && <span class="problem">not on the video server yet</span>}
