@@ -12,7 +12,7 @@ import { VERSION } from '../../daemon/src/version.js';
 import { makeBundle, openBundle, sameFiles, type Trust } from './bundle.js';
 import { readIfExists, SECRET_MODE, writeFileAtomic } from './files.js';
 import { DEFAULT_BUNDLE, exitCodeFor, firstboot, FirstbootExit } from './firstboot.js';
-import { fingerprint } from './pki.js';
+import { fingerprint } from '../../daemon/src/tls/pki.js';
 import { addIdentity, initSite, readSite, revokeIdentity, type IdentityKind } from './site.js';
 
 const out = (text: string): void => void process.stdout.write(`${text}\n`);

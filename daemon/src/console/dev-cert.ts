@@ -1,10 +1,10 @@
 // A development box has no provisioned certificate: for a console on loopback only, the daemon makes a
 // small CA of its own and a certificate for 127.0.0.1, ::1 and localhost under dataDir/console/tls
 // (kept, so a browser told to trust it once keeps trusting it). The same code as `outpost-provision`
-// (provisioning/src/pki.ts): ECDSA P-256, back-dated a year.
+// (tls/pki.ts): ECDSA P-256, back-dated a year. Loaded only here, when needed: a provisioned hub never
+// loads the X.509 library.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createSiteCa, issueCertificate } from '../../../provisioning/src/pki.js';
 
 export interface DevCertificate {
   cert: Buffer;
@@ -26,6 +26,7 @@ export async function devCertificate(dataDir: string, site: string): Promise<Dev
     [cert, key] = await Promise.all([readFile(files.cert), readFile(files.key)]);
   } catch {
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    const { createSiteCa, issueCertificate } = await import('../tls/pki.js');
     const ca = await createSiteCa(`${site}-dev`);
     const server = await issueCertificate(ca, {
       commonName: 'localhost',
