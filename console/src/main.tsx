@@ -17,16 +17,17 @@ import { formatTime, useSite } from './hooks.js';
 import { Site } from './site.js';
 import { Alerts, openPanics } from './views/Alerts.js';
 import { Chat, unreadTotal } from './views/Chat.js';
+import { Clips } from './views/Clips.js';
 import { Devices } from './views/Devices.js';
 import { Live } from './views/Live.js';
 import './style.css';
 
-type Page = 'live' | 'alerts' | 'chat' | 'devices';
+type Page = 'live' | 'alerts' | 'chat' | 'devices' | 'clips';
 
 function pageFromHash(operator: boolean): Page {
   const page = location.hash.replace(/^#\/?/, '');
   if (page === 'alerts' || page === 'chat') return page;
-  if (operator && (page === 'live' || page === 'devices')) return page;
+  if (operator && (page === 'live' || page === 'devices' || page === 'clips')) return page;
   return operator ? 'live' : 'alerts';
 }
 
@@ -133,6 +134,7 @@ function Console({ session, onLoggedOut }: { session: SessionInfo; onLoggedOut: 
     ? [
         ['live', 'Live'],
         ['alerts', 'Alerts'],
+        ['clips', 'Clips'],
         ['chat', 'Chat'],
         ['devices', 'Devices'],
       ]
@@ -190,6 +192,7 @@ function Console({ session, onLoggedOut }: { session: SessionInfo; onLoggedOut: 
         {page === 'alerts' && <Alerts site={site} />}
         {page === 'chat' && <Chat site={site} />}
         {page === 'devices' && <Devices site={site} />}
+        {page === 'clips' && <Clips />}
       </main>
     </>
   );

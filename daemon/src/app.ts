@@ -26,6 +26,9 @@ import { JanusProcess } from './camera/janus-process.js';
 import { ConsoleServer } from './console/server.js';
 import { AlertInbox } from './console/inbox.js';
 import { TelemetryHistory } from './console/telemetry-history.js';
+import { ClipArchive } from './console/clip-archive.js';
+import { readFileSync } from 'node:fs';
+import { localAdminFile } from './mqtt/broker.js';
 
 export interface App extends Lifecycle {
   readonly services: readonly Service[];
@@ -79,6 +82,26 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
         log: log.child({ service: 'telemetry-history' }),
       })
     : undefined;
+  // The console's clip archive: the clip receiver on a persistent session at this hub's own broker.
+  const clipArchive =
+    consoleConfig && inbox
+      ? new ClipArchive({
+          site: config.site,
+          dataDir: config.dataDir,
+          quotaBytes: consoleConfig.clips.quotaBytes,
+          bus: broker,
+          inbox,
+          connection: () => {
+            const address = broker.address();
+            const host = address?.host.includes(':') ? `[${address.host}]` : (address?.host ?? '127.0.0.1');
+            return {
+              url: `mqtt://${host}:${address?.port ?? config.broker.tcp.port}`,
+              password: readFileSync(localAdminFile(config.dataDir), 'utf8').trim(),
+            };
+          },
+          log: log.child({ service: 'clip-archive' }),
+        })
+      : undefined;
   const siteConsole =
     consoleConfig && telemetryHistory
       ? new ConsoleServer({
@@ -93,6 +116,7 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
               : undefined,
           broker,
           telemetry: telemetryHistory,
+          clips: clipArchive,
           maxPacketBytes: config.broker.limits.maxPacketBytes,
           log: log.child({ service: 'console' }),
         })
@@ -305,6 +329,7 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     ...(inbox ? [inbox] : []),
     ...(telemetryHistory ? [telemetryHistory] : []),
     uplink,
+    ...(clipArchive ? [clipArchive] : []),
     encoders,
     ...(janusProcess ? [janusProcess] : []),
     ...(janus ? [janus] : []),

@@ -160,6 +160,36 @@ describe('site console', () => {
     await second.locator(`li.alert[data-alert="${id}"] .acked-by`).waitFor({ timeout: 10_000 });
   });
 
+  it('a panic clip becomes playable in the page, verified, with the pre-roll plus post-roll, and is in the archive list', async () => {
+    const page = await newPage();
+    await logIn(page, 'ops');
+    await page.getByRole('link', { name: /Alerts/ }).click();
+    const before = await page.locator('li.alert').count();
+    await press();
+    await expect.poll(() => page.locator('li.alert').count(), { timeout: 5000 }).toBe(before + 1);
+    const id = await page.locator('li.alert').first().getAttribute('data-alert');
+    const clip = page.locator(`.clip[data-clip="hub/${id}"]`);
+    // post-roll 1 s, then the GOP holding it (1 s), the mux, delivery to the hub and the page's check.
+    await clip.locator('.verified').waitFor({ timeout: 20_000 });
+    const duration = await page.evaluate<number>(
+      `new Promise((resolve) => { const v = document.querySelector('.clip[data-clip="hub/${id}"] video');
+         if (v.readyState >= 1) resolve(v.duration); else v.addEventListener('loadedmetadata', () => resolve(v.duration)); })`,
+    );
+    // pre 1 s + post 1 s; the clip starts at the keyframe at or before press − pre (1 s GOP).
+    expect(duration).toBeGreaterThanOrEqual(1.9);
+    expect(duration).toBeLessThanOrEqual(3.6);
+    expect(await clip.getByRole('link', { name: /Download/ }).getAttribute('download')).toBe(`hub-${id}.mp4`);
+    // The archive lists it for any console, including one opened later.
+    const later = await newPage();
+    await logIn(later, 'ops');
+    await later.getByRole('link', { name: 'Clips' }).click();
+    await later.locator('li.alert', { hasText: 'hub' }).first().waitFor({ timeout: 10_000 });
+    const listed = await later.evaluate<string[]>(
+      "fetch('/api/clips').then((r) => r.json()).then((b) => b.clips.map((c) => c.clipId))",
+    );
+    expect(listed).toContain(id);
+  });
+
   it('staff see chat and the site-wide alerts only; console and staff chat with broker-stamped senders', async () => {
     const [operator, staff] = [await newPage(), await newPage({ width: 360, height: 740 })];
     await logIn(operator, 'ops');
@@ -243,7 +273,7 @@ describe('site console', () => {
     await page.getByLabel('User name').waitFor();
     await check('login');
     await logIn(page, 'ops');
-    for (const name of ['Live', 'Alerts', 'Chat', 'Devices']) {
+    for (const name of ['Live', 'Alerts', 'Clips', 'Chat', 'Devices']) {
       await page.getByRole('link', { name: new RegExp(`^${name}`) }).click();
       await page.waitForTimeout(500);
       await check(name);

@@ -4,6 +4,35 @@
 import { useState } from 'preact/hooks';
 import { formatTime, useSite } from '../hooks.js';
 import type { InboxEntryPayload, Site } from '../site.js';
+import { ClipPlayer } from './ClipPlayer.js';
+
+/** A panic alert's clip: its progress at the hub, then the clip itself (fetched and checked here). */
+function ClipOfAlert({ entry, site }: { entry: InboxEntryPayload; site: Site }) {
+  const clip = entry.clip;
+  const clipId = entry.alert.clipId;
+  if (!clip || !clipId) return null;
+  if (clip.state === 'waiting') return <p class="clip-status">clip: being recorded at {entry.device}…</p>;
+  if (clip.state === 'receiving') {
+    const done = clip.of ? Math.floor((100 * clip.have) / Math.max(1, clip.of)) : 0;
+    return (
+      <p class="clip-status">
+        clip: arriving at the hub{' '}
+        <progress max={clip.of ?? 1} value={clip.have} aria-label={`clip ${done} % received`}>
+          {done} %
+        </progress>{' '}
+        {clip.have}/{clip.of ?? '?'}
+      </p>
+    );
+  }
+  if (clip.state === 'failed')
+    return <p class="problem">clip: the box could not make it ({clip.message ?? 'no reason given'})</p>;
+  if (clip.state === 'evicted')
+    return <p class="clip-status">clip: removed from the hub by its storage quota</p>;
+  if (!site.operator) return <p class="clip-status">clip stored at the hub</p>;
+  // A fresh or open panic plays at once; older ones on request.
+  const fresh = !entry.ack || Date.now() - entry.firstAt < 3600_000;
+  return <ClipPlayer device={entry.device} clipId={clipId} sha256={clip.sha256} auto={fresh} />;
+}
 
 export function sortedInbox(site: Site): InboxEntryPayload[] {
   return [...site.inbox.values()].sort((a, b) => b.firstAt - a.firstAt || b.alert.at - a.alert.at);
@@ -44,6 +73,7 @@ function Entry({ entry, site }: { entry: InboxEntryPayload; site: Site }) {
         {alert.state === 'cleared' && <span class="cleared">cleared</span>}
       </div>
       <p class="message">{alert.message}</p>
+      <ClipOfAlert entry={entry} site={site} />
       <div class="ack">
         {entry.ack ? (
           <span class="acked-by">

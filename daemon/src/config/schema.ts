@@ -147,6 +147,15 @@ const siteConsole = z.strictObject({
       keep: z.int().min(10).max(10_000).default(500),
     })
     .prefault({}),
+  clips: z
+    .strictObject({
+      /** Bytes of panic clips the hub keeps for the console (dataDir/console/clips). */
+      quotaBytes: z
+        .int()
+        .min(16 * 1024 * 1024)
+        .default(4 * 1024 * 1024 * 1024),
+    })
+    .prefault({}),
   /** Minutes of CPU and temperature kept per box for the Devices page's chart. */
   telemetryHistoryMinutes: z
     .int()

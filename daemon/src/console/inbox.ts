@@ -17,13 +17,24 @@ import {
   inboxEntryPayload,
   type AlertPayload,
   type InboxAudience,
+  type InboxClip,
   type InboxEntryPayload,
 } from '../mqtt/contract.js';
 import { inboxAckTarget, sitePrefix, topics } from '../mqtt/topics.js';
 import type { LocalBus } from './local-bus.js';
 
 const WRITE_DELAY_MS = 200;
+const CLIP_PROGRESS_MS = 250;
 const SAFE_KEY = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+
+const WAITING: InboxClip = {
+  state: 'waiting',
+  have: 0,
+  of: null,
+  sizeBytes: null,
+  sha256: null,
+  durationMs: null,
+};
 
 /** Panic and its clip's failure concern everyone on the site; the rest is box health for operators. */
 export function audienceOf(kind: AlertPayload['kind']): InboxAudience {
@@ -53,6 +64,8 @@ export class AlertInbox implements Service {
   private writeTimer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
   private readonly now: () => number;
+  private readonly clipPublishedAt = new Map<string, number>();
+  private readonly clipTimers = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly options: InboxOptions) {
     this.file = join(options.dataDir, 'console', 'inbox.json');
@@ -79,6 +92,8 @@ export class AlertInbox implements Service {
 
   async stop(): Promise<void> {
     this.running = false;
+    for (const timer of this.clipTimers.values()) clearTimeout(timer);
+    this.clipTimers.clear();
     clearTimeout(this.writeTimer);
     this.writeTimer = undefined;
     await this.save();
@@ -86,6 +101,48 @@ export class AlertInbox implements Service {
 
   healthy(): boolean {
     return this.running;
+  }
+
+  /** Whether the panic alert of `clipId` (from `device`) has been acknowledged: its clip may go first. */
+  clipAcknowledged(device: string, clipId: string): boolean {
+    return this.panicOf(device, clipId)?.ack != null;
+  }
+
+  /**
+   * The clip archive's news about the clip of a panic alert: progress, stored, failed. Progress is
+   * published at most every 250 ms per entry (the last state always goes out).
+   */
+  updateClip(device: string, clipId: string, clip: InboxClip): void {
+    const entry = this.panicOf(device, clipId);
+    if (!entry || !this.running) return;
+    const id = this.id(entry.device, entry.key);
+    const updated = { ...entry, clip, updatedAt: this.now() };
+    this.entries.set(id, updated);
+    const urgent = clip.state !== 'receiving';
+    const last = this.clipPublishedAt.get(id) ?? 0;
+    clearTimeout(this.clipTimers.get(id));
+    if (urgent || this.now() - last >= CLIP_PROGRESS_MS) {
+      this.clipPublishedAt.set(id, this.now());
+      this.publish(updated);
+    } else {
+      this.clipTimers.set(
+        id,
+        setTimeout(() => {
+          this.clipPublishedAt.set(id, this.now());
+          const latest = this.entries.get(id);
+          if (latest && this.running) this.publish(latest);
+        }, CLIP_PROGRESS_MS),
+      );
+    }
+    if (urgent) this.scheduleWrite();
+  }
+
+  private panicOf(device: string, clipId: string): InboxEntryPayload | undefined {
+    const direct = this.entries.get(this.id(device, inboxKey(clipId)));
+    if (direct?.alert.kind === 'panic') return direct;
+    return [...this.entries.values()].find(
+      (entry) => entry.device === device && entry.alert.kind === 'panic' && entry.alert.clipId === clipId,
+    );
   }
 
   /** The entries, newest first (tests, the log). */
@@ -120,7 +177,16 @@ export class AlertInbox implements Service {
     if (known && known.alert.bootId === alert.bootId && known.alert.seq === alert.seq) return; // QoS 1 duplicate
     const entry: InboxEntryPayload = known
       ? { ...known, alert, updatedAt: now }
-      : { key, audience: audienceOf(alert.kind), device, alert, firstAt: now, updatedAt: now, ack: null };
+      : {
+          key,
+          audience: audienceOf(alert.kind),
+          device,
+          alert,
+          firstAt: now,
+          updatedAt: now,
+          ack: null,
+          ...(alert.kind === 'panic' && alert.clipId ? { clip: WAITING } : {}),
+        };
     this.entries.delete(id);
     this.entries.set(id, entry);
     this.options.log.info({ device, alert: alert.id, kind: alert.kind, state: alert.state }, 'inbox: alert');

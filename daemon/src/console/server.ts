@@ -28,6 +28,8 @@ import { devCertificate } from './dev-cert.js';
 import { JanusProxy } from './janus-proxy.js';
 import { Sessions, type Session } from './sessions.js';
 import type { TelemetryHistory } from './telemetry-history.js';
+import type { ClipArchive } from './clip-archive.js';
+import { createReadStream } from 'node:fs';
 
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'none'",
@@ -92,6 +94,8 @@ export interface ConsoleServerOptions {
   janus: { url: string; apiSecret: string | undefined } | undefined;
   broker: ConsoleBroker;
   telemetry: TelemetryHistory;
+  /** The hub's clip archive (absent: no clips in the console). */
+  clips: ClipArchive | undefined;
   maxPacketBytes: number;
   log: Logger;
   /** Built page; default dist/console beside the compiled daemon. */
@@ -235,6 +239,30 @@ export class ConsoleServer implements Service {
       if (path === '/api/telemetry') {
         if (!operator) return this.json(response, 403, { error: 'box health is for console operators' });
         return this.json(response, 200, { devices: this.options.telemetry.snapshot() });
+      }
+      if (path === '/api/clips' || path.startsWith('/api/clips/')) {
+        if (!operator) return this.json(response, 403, { error: 'clips are for console operators' });
+        const archive = this.options.clips;
+        if (!archive) return this.json(response, 503, { error: 'no clip archive on this hub' });
+        if (path === '/api/clips') return this.json(response, 200, { clips: await archive.list() });
+        const match = /^\/api\/clips\/([^/]+)\/([^/]+)\.mp4$/.exec(path);
+        const file = match ? archive.file(match[1] ?? '', match[2] ?? '') : undefined;
+        const info = file ? await stat(file).catch(() => undefined) : undefined;
+        if (!file || !info?.isFile())
+          return this.json(response, 404, {
+            error: 'no such clip (still arriving, or removed by the quota)',
+          });
+        response.writeHead(200, {
+          ...SECURITY_HEADERS,
+          'content-type': 'video/mp4',
+          'content-length': info.size,
+          'cache-control': 'private, no-cache',
+          'content-disposition': `attachment; filename="${match?.[1] ?? 'clip'}-${match?.[2] ?? 'clip'}.mp4"`,
+        });
+        createReadStream(file)
+          .on('error', () => response.destroy())
+          .pipe(response);
+        return;
       }
       if (path === '/janus' || path.startsWith('/janus/')) {
         if (!operator) return this.json(response, 403, { error: 'live video is for console operators' });

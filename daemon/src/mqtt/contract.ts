@@ -190,6 +190,26 @@ export const inboxEntryPayload = z.strictObject({
   firstAt: z.int().nonnegative(),
   updatedAt: z.int().nonnegative(),
   ack: ackPayload.nullable(),
+  /**
+   * A panic alert's clip at the hub's archive: `waiting` (no manifest yet), `receiving` (`have` of
+   * `of` chunks), `stored` (complete, sha256 checked by the hub; a console fetches it from the hub and
+   * checks it again), `failed` (the box could not make it: `message`), `evicted` (removed by the
+   * archive's quota).
+   */
+  clip: z
+    .strictObject({
+      state: z.enum(['waiting', 'receiving', 'stored', 'failed', 'evicted']),
+      have: z.int().nonnegative(),
+      of: z.int().nonnegative().nullable(),
+      sizeBytes: z.int().nonnegative().nullable(),
+      sha256: z
+        .string()
+        .regex(/^[0-9a-f]{64}$/)
+        .nullable(),
+      durationMs: z.int().nonnegative().nullable(),
+      message: z.string().max(500).optional(),
+    })
+    .optional(),
 });
 
 /** Every schema of contract v1, by the file name its JSON Schema is written to. */
@@ -219,4 +239,5 @@ export type ChatPayload = z.output<typeof chatPayload>;
 export type AckPayload = z.output<typeof ackPayload>;
 export type InboxEntryPayload = z.output<typeof inboxEntryPayload>;
 export type InboxAudience = InboxEntryPayload['audience'];
+export type InboxClip = NonNullable<InboxEntryPayload['clip']>;
 export type Role = z.output<typeof role>;
