@@ -86,7 +86,7 @@ export function ClipPlayer(props: {
         onLoadedMetadata={(event) =>
           verifiedClips.set(key, {
             at: performance.now(),
-            duration: (event.currentTarget).duration,
+            duration: event.currentTarget.duration,
           })
         }
       />
