@@ -19,7 +19,8 @@ import { Alerts, openPanics } from './views/Alerts.js';
 import { Chat, unreadTotal } from './views/Chat.js';
 import { Clips } from './views/Clips.js';
 import { Devices } from './views/Devices.js';
-import { Live } from './views/Live.js';
+import { Live, tileStats } from './views/Live.js';
+import { verifiedClips } from './views/ClipPlayer.js';
 import './style.css';
 
 type Page = 'live' | 'alerts' | 'chat' | 'devices' | 'clips';
@@ -117,7 +118,7 @@ function Console({ session, onLoggedOut }: { session: SessionInfo; onLoggedOut: 
     const onHash = () => setPage(pageFromHash(site.operator));
     window.addEventListener('hashchange', onHash);
     const debug = window as unknown as { outpostConsole?: object };
-    debug.outpostConsole = { site, attention };
+    debug.outpostConsole = { site, attention, tiles: tileStats, clips: verifiedClips };
     return () => {
       window.removeEventListener('hashchange', onHash);
       site.close();

@@ -14,7 +14,7 @@ import type {
   StatusPayload,
   TelemetryPayload,
 } from '../../daemon/src/mqtt/contract.js';
-import { sitePrefix, topics } from '../../daemon/src/mqtt/topics.js';
+import { INBOX_SAFE_KEY, inboxAudience, sitePrefix, topics } from '../../daemon/src/mqtt/topics.js';
 import type { SessionInfo, Sample } from './api.js';
 
 export type { AlertPayload, CameraStatePayload, ChatPayload, InboxEntryPayload, TelemetryPayload };
@@ -44,6 +44,8 @@ export class Site {
   readonly devices = new Map<string, DeviceView>();
   readonly inbox = new Map<string, InboxEntryPayload>();
   readonly channels = new Map<string, ChannelView>();
+  /** Inbox entries made here from a box's alert, until the hub's own entry arrives (not acknowledgeable yet). */
+  readonly provisional = new Set<string>();
   connection: Connection = 'connecting';
   /** Why the connection is down, for the status line. */
   problem = '';
@@ -246,6 +248,8 @@ export class Site {
           device.samples.push([Date.now(), telemetry.cpuLoadPercent, telemetry.temperatureC]);
         const since = Date.now() - 3600_000;
         while ((device.samples[0]?.[0] ?? Infinity) < since) device.samples.shift();
+      } else if (second === 'alert' && levels.length === 2 && isObject(body) && typeof body.id === 'string') {
+        this.provisionalAlert(first, body as unknown as AlertPayload);
       } else if (second === 'reply' && fifth === undefined && isObject(body) && typeof body.id === 'string') {
         const waiting = this.pending.get(body.id);
         if (waiting) {
@@ -259,6 +263,32 @@ export class Site {
       return;
     }
     this.changed();
+  }
+
+  /** An alert straight from its box: an inbox entry until the hub's own arrives (same key). */
+  private provisionalAlert(device: string, alert: AlertPayload): void {
+    if (alert.device !== device || !INBOX_SAFE_KEY.test(alert.id)) return; // the hub's entry will come
+    const id = `${device}/${alert.id}`;
+    const known = this.inbox.get(id);
+    if (known) {
+      if (known.alert.seq !== alert.seq || known.alert.bootId !== alert.bootId)
+        this.inbox.set(id, { ...known, alert });
+      return;
+    }
+    const now = Date.now();
+    this.provisional.add(id);
+    this.inbox.set(id, {
+      key: alert.id,
+      audience: inboxAudience(alert.kind),
+      device,
+      alert,
+      firstAt: now,
+      updatedAt: now,
+      ack: null,
+      ...(alert.kind === 'panic' && alert.clipId
+        ? { clip: { state: 'waiting', have: 0, of: null, sizeBytes: null, sha256: null, durationMs: null } }
+        : {}),
+    });
   }
 
   private chatHistory(channel: string, body: unknown): void {

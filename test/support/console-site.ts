@@ -45,7 +45,7 @@ export interface ConsoleSiteOptions {
   preRollSeconds?: number;
   postRollSeconds?: number;
   renotifyMinutes?: number;
-  /** Stamped test sources (bench:console's glass-to-glass): the hub's cameras carry the latency stamp. */
+  /** The hub's first camera carries the latency stamp (bench:console's glass-to-glass): its size and rate. */
   stamp?: boolean;
   width?: number;
   height?: number;
@@ -65,15 +65,20 @@ export async function startConsoleSite(options: ConsoleSiteOptions = {}): Promis
   const preRollDir = existsSync('/dev/shm') ? await mkdtemp('/dev/shm/outpost-console-preroll-') : undefined;
   const [tcp, mqtts, consolePort] = [await freePort(), await freePort(), await freePort()];
   const hubCameras = await Promise.all(
-    Array.from({ length: options.hubCameras ?? 2 }, async (_, i) => ({
-      name: `cam${i}`,
-      width: options.width ?? 320,
-      height: options.height ?? 240,
-      framerate: options.framerate ?? 15,
-      encoder: 'x264enc',
-      source: { type: 'test', pattern: 'ball', stamp: options.stamp ?? false },
-      rtp: { port: await freeUdpPortPair(), rtcp: true },
-    })),
+    Array.from({ length: options.hubCameras ?? 2 }, async (_, i) => {
+      // With `stamp`, the first camera carries the latency stamp (bench:console's glass-to-glass).
+      const stamped = options.stamp === true && i === 0;
+      return {
+        name: `cam${i}`,
+        width: stamped ? (options.width ?? 640) : 320,
+        height: stamped ? (options.height ?? 360) : 240,
+        framerate: stamped ? (options.framerate ?? 30) : 15,
+        encoder: 'x264enc',
+        ...(stamped ? { bitrateKbps: 1000 } : {}),
+        source: stamped ? { type: 'test', stamp: true } : { type: 'test', pattern: 'ball' },
+        rtp: { port: await freeUdpPortPair(), rtcp: true },
+      };
+    }),
   );
   const config = configSchema.parse({
     site: SITE,

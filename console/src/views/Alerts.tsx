@@ -82,7 +82,9 @@ function Entry({ entry, site }: { entry: InboxEntryPayload; site: Site }) {
         ) : site.operator ? (
           <button
             type="button"
-            disabled={sending || site.connection !== 'online'}
+            disabled={
+              sending || site.connection !== 'online' || site.provisional.has(`${entry.device}/${entry.key}`)
+            }
             onClick={() => {
               setSending(true);
               site.acknowledge(entry);

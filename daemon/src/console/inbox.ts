@@ -20,12 +20,11 @@ import {
   type InboxClip,
   type InboxEntryPayload,
 } from '../mqtt/contract.js';
-import { inboxAckTarget, sitePrefix, topics } from '../mqtt/topics.js';
+import { INBOX_SAFE_KEY, inboxAckTarget, inboxAudience, sitePrefix, topics } from '../mqtt/topics.js';
 import type { LocalBus } from './local-bus.js';
 
 const WRITE_DELAY_MS = 200;
 const CLIP_PROGRESS_MS = 250;
-const SAFE_KEY = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 
 const WAITING: InboxClip = {
   state: 'waiting',
@@ -38,12 +37,12 @@ const WAITING: InboxClip = {
 
 /** Panic and its clip's failure concern everyone on the site; the rest is box health for operators. */
 export function audienceOf(kind: AlertPayload['kind']): InboxAudience {
-  return kind === 'panic' || kind === 'clip-failed' ? 'site' : 'console';
+  return inboxAudience(kind);
 }
 
 /** A topic-safe segment for an alert id: the id itself when it is one, else a hash of it. */
 export function inboxKey(id: string): string {
-  return SAFE_KEY.test(id) ? id : `h-${createHash('sha256').update(id).digest('hex').slice(0, 32)}`;
+  return INBOX_SAFE_KEY.test(id) ? id : `h-${createHash('sha256').update(id).digest('hex').slice(0, 32)}`;
 }
 
 export interface InboxOptions {

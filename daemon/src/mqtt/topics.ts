@@ -40,6 +40,14 @@ export const topics = {
     `${sitePrefix(site)}/inbox/${audience}/${device}/${key}/ack`,
 } as const;
 
+/** An alert id that is a safe topic level is its own inbox key (console/inbox.ts hashes any other). */
+export const INBOX_SAFE_KEY = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+
+/** Panic and its clip's failure concern everyone on the site (staff too); the rest is box health. */
+export function inboxAudience(kind: string): 'site' | 'console' {
+  return kind === 'panic' || kind === 'clip-failed' ? 'site' : 'console';
+}
+
 /** The inbox entry an acknowledgement topic names, when it is exactly `P/inbox/{audience}/{device}/{key}/ack`. */
 export function inboxAckTarget(
   site: string,
