@@ -37,11 +37,14 @@ try {
   await shot(login, 'login');
 
   const ops = await open('ops', { width: 1280, height: 720 });
-  await ops.waitForFunction(
-    `[...document.querySelectorAll('figure.tile video')].filter((v) => v.getVideoPlaybackQuality().totalVideoFrames > 10).length >= 3`,
-    undefined,
-    { timeout: 60_000 },
-  );
+  // Polled from here: waitForFunction would evaluate a string in the page, which its CSP forbids.
+  for (let i = 0; i < 600; i++) {
+    const playing = await ops.evaluate<number>(
+      `[...document.querySelectorAll('figure.tile video')].filter((v) => v.getVideoPlaybackQuality().totalVideoFrames > 10).length`,
+    );
+    if (playing >= 3) break;
+    await sleep(100);
+  }
   await sleep(1500);
   await shot(ops, 'live');
 

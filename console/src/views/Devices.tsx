@@ -30,15 +30,12 @@ function Chart({ samples }: { samples: Sample[] }) {
   const height = 80;
   const now = Date.now();
   const since = now - 3600_000;
-  const x = (at: number) => ((at - since) / 3600_000) * width;
-  const cpu = samples
-    .map(([at, load]) => `${x(at).toFixed(1)},${(height - (load / 100) * height).toFixed(1)}`)
-    .join(' ');
+  const x = (at: number) => Math.max(0, ((at - since) / 3600_000) * width);
+  // 0–100 (CPU %, and °C on the same scale), 3 px clear of the edges so 100 % is not hidden.
+  const y = (value: number) => 3 + (1 - Math.min(Math.max(value, 0), 100) / 100) * (height - 6);
+  const cpu = samples.map(([at, load]) => `${x(at).toFixed(1)},${y(load).toFixed(1)}`).join(' ');
   const temps = samples.filter((sample): sample is [number, number, number] => sample[2] !== null);
-  // Temperature on a 0–100 °C scale, the same as CPU %.
-  const temp = temps
-    .map(([at, , c]) => `${x(at).toFixed(1)},${(height - (Math.min(c, 100) / 100) * height).toFixed(1)}`)
-    .join(' ');
+  const temp = temps.map(([at, , c]) => `${x(at).toFixed(1)},${y(c).toFixed(1)}`).join(' ');
   const lastCpu = samples.at(-1)?.[1];
   const lastTemp = temps.at(-1)?.[2];
   return (
@@ -49,8 +46,15 @@ function Chart({ samples }: { samples: Sample[] }) {
         aria-label={`Last hour: CPU ${lastCpu ?? '–'} %, temperature ${lastTemp ?? '–'} °C, ${samples.length} samples`}
         preserveAspectRatio="none"
       >
+        <line class="grid" x1="0" x2={width} y1={y(50)} y2={y(50)} />
         <polyline class="cpu" points={cpu} fill="none" />
         {temps.length > 0 && <polyline class="temp" points={temp} fill="none" />}
+        {samples.length > 0 && (
+          <circle class="cpu" cx={x(samples.at(-1)?.[0] ?? now)} cy={y(lastCpu ?? 0)} r="2.5" />
+        )}
+        {lastTemp !== undefined && (
+          <circle class="temp" cx={x(temps.at(-1)?.[0] ?? now)} cy={y(lastTemp)} r="2.5" />
+        )}
       </svg>
       <figcaption>
         last hour: <span class="cpu-key">CPU %</span> · <span class="temp-key">°C</span> ({samples.length}{' '}
