@@ -88,6 +88,10 @@ export class JanusSession {
     return call(`/${this.id}/${handle}`, { janus: 'message', body, ...(jsep ? { jsep } : {}) });
   }
 
+  async trickle(handle: number, candidate: RTCIceCandidateInit | { completed: true }): Promise<void> {
+    await call(`/${this.id}/${handle}`, { janus: 'trickle', candidate });
+  }
+
   async detach(handle: number): Promise<void> {
     this.handlers.delete(handle);
     if (!this.closed) await call(`/${this.id}/${handle}`, { janus: 'detach' }).catch(() => undefined);
@@ -197,27 +201,26 @@ export class MountpointViewer {
         return;
       }
       if (event.jsep?.type !== 'offer') return;
+      // Trickle ICE: the answer goes at once and each local candidate follows it, instead of waiting
+      // for gathering to finish (hundreds of ms on a machine with several interfaces).
+      pc.onicecandidate = ({ candidate }) => {
+        if (this.closed) return;
+        void this.session
+          .trickle(handle, candidate ? candidate.toJSON() : { completed: true })
+          .catch(() => undefined);
+      };
       await pc.setRemoteDescription(event.jsep);
       await pc.setLocalDescription(await pc.createAnswer());
-      if (pc.iceGatheringState !== 'complete') {
-        await new Promise<void>((resolve) => {
-          const done = (): void => {
-            if (pc.iceGatheringState === 'complete') resolve();
-          };
-          pc.addEventListener('icegatheringstatechange', done);
-          // Gathering on a LAN is quick; do not wait forever for a slow interface.
-          setTimeout(resolve, 1500);
-        });
-      }
       const answer = pc.localDescription;
       if (!answer || this.closed) return;
-      // The answer carries its candidates (gathering finished above): no trickle needed.
+      // Zero playout delay (Janus's playout-delay extension), asked for alongside the start.
+      const configured = this.session.message(handle, { request: 'configure', min_delay: 0, max_delay: 0 });
       await this.session.message(
         handle,
         { request: 'start' },
-        { type: answer.type, sdp: answer.sdp, trickle: false },
+        { type: answer.type, sdp: answer.sdp, trickle: true },
       );
-      await this.session.message(handle, { request: 'configure', min_delay: 0, max_delay: 0 });
+      await configured;
     } catch (error) {
       this.fail((error as Error).message);
     }

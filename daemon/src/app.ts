@@ -355,7 +355,10 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     panic,
     preroll,
     console: siteConsole,
-    reload: () => broker.reloadIdentities(),
+    async reload() {
+      await broker.reloadIdentities();
+      siteConsole?.endRevokedLogins();
+    },
     summary() {
       const address = broker.address();
       const streaming = cameras.filter(({ camera }) => camera.status().state === 'streaming').length;

@@ -280,6 +280,18 @@ describe('site console', () => {
     }
   });
 
+  it('a revoked account is logged out at the identities reload', async () => {
+    const page = await newPage();
+    await logIn(page, 'alice');
+    await page.getByRole('link', { name: /Chat/ }).waitFor();
+    const cookie = (await page.context().cookies()).find((c) => c.name === 'outpost_session');
+    const header = { cookie: `outpost_session=${cookie?.value ?? ''}` };
+    expect((await hubRequest(`${site.origin}/api/session`, { headers: header })).status).toBe(200);
+    await site.revoke('alice');
+    expect((await hubRequest(`${site.origin}/api/session`, { headers: header })).status).toBe(401);
+    await page.getByLabel('User name').waitFor({ timeout: 10_000 });
+  });
+
   it('every request the pages made went to the hub', () => {
     expect(requested.length).toBeGreaterThan(20);
     const host = new URL(site.origin).host;

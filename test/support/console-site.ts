@@ -35,6 +35,8 @@ export interface ConsoleSite {
   box(): Run;
   killBox(): Promise<void>;
   startBox(): Promise<void>;
+  /** Remove an account from the hub's identities and reload them (SIGHUP's path). */
+  revoke(name: keyof typeof ACCOUNTS): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -57,11 +59,15 @@ export async function startConsoleSite(options: ConsoleSiteOptions = {}): Promis
   const janus = await janusServer();
   const hubDataDir = await tempDir('outpost-console-hub-');
   const identitiesFile = join(hubDataDir, 'identities.json');
-  await writeFile(
-    identitiesFile,
-    await identitiesJson({ 'cam-a': PEOPLE['cam-a'] ?? { role: 'device' }, ...ACCOUNTS }),
-    { mode: 0o600 },
-  );
+  const writeIdentities = async (accounts: Partial<typeof ACCOUNTS>) =>
+    writeFile(
+      identitiesFile,
+      await identitiesJson({ 'cam-a': PEOPLE['cam-a'] ?? { role: 'device' }, ...accounts }),
+      {
+        mode: 0o600,
+      },
+    );
+  await writeIdentities(ACCOUNTS);
   const preRollDir = existsSync('/dev/shm') ? await mkdtemp('/dev/shm/outpost-console-preroll-') : undefined;
   const [tcp, mqtts, consolePort] = [await freePort(), await freePort(), await freePort()];
   const hubCameras = await Promise.all(
@@ -149,6 +155,12 @@ export async function startConsoleSite(options: ConsoleSiteOptions = {}): Promis
     },
     killBox,
     startBox,
+    async revoke(name) {
+      await writeIdentities(
+        Object.fromEntries(Object.entries(ACCOUNTS).filter(([account]) => account !== name)),
+      );
+      await app.reload();
+    },
     async stop() {
       await killBox();
       await app.stop();

@@ -189,7 +189,11 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
 export function Live({ site }: { site: Site }) {
   useSite(site);
   const [pool] = useState(() => new JanusPool());
-  useEffect(() => () => pool.close(), [pool]);
+  useEffect(() => {
+    // The Janus session is made while the camera states are still arriving: one round trip saved.
+    if (site.session.video) void pool.get().catch(() => undefined);
+    return () => pool.close();
+  }, [pool]);
   const tiles = [...site.devices.values()]
     .sort((a, b) => a.name.localeCompare(b.name))
     .flatMap((device) =>

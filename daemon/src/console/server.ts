@@ -18,7 +18,7 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { WebSocketServer, createWebSocketStream } from 'ws';
+import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import type { ConsoleConfig } from '../config/schema.js';
 import { OutpostError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
@@ -81,6 +81,7 @@ export interface ConsoleBroker {
     loopback: boolean,
   ): Promise<Identity | 'unavailable' | undefined>;
   acceptSession(stream: Duplex, tls: TLSSocket | undefined, remote: string, identity: Identity): void;
+  hasIdentity(identity: Identity): boolean;
 }
 
 export interface ConsoleServerOptions {
@@ -110,6 +111,8 @@ export class ConsoleServer implements Service {
   private readonly websockets = new WebSocketServer({ noServer: true });
   private readonly devToken = randomBytes(24).toString('base64url');
   private readonly staticDir: string;
+  /** Each login's MQTT WebSockets (bounded by SOCKETS_PER_SESSION). */
+  private readonly socketsOf = new WeakMap<Session, Set<WebSocket>>();
   /** base64 SHA-256 of the certificate's public key (tests trust exactly that certificate). */
   spki = '';
   /** The development CA file, when the console made its own certificate. */
@@ -218,6 +221,11 @@ export class ConsoleServer implements Service {
 
   healthy(): boolean {
     return this.server?.listening === true;
+  }
+
+  /** After the identities were reloaded: logins of accounts revoked or changed since end now. */
+  endRevokedLogins(): void {
+    this.sessions.endWhere((identity) => this.options.broker.hasIdentity(identity));
   }
 
   private async route(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -353,15 +361,20 @@ export class ConsoleServer implements Service {
     if (!this.sameOrigin(request)) return refuse(403, 'Forbidden');
     const session = this.sessions.fromCookie(request.headers.cookie);
     if (!session) return refuse(401, 'Unauthorized');
-    let open = 0;
-    for (const end of session.onEnd) if ((end as { socket?: true }).socket) open += 1;
-    if (open >= SOCKETS_PER_SESSION) return refuse(429, 'Too Many Requests');
+    const sockets = this.socketsOf.get(session) ?? new Set<WebSocket>();
+    if (sockets.size >= SOCKETS_PER_SESSION) return refuse(429, 'Too Many Requests');
     this.websockets.handleUpgrade(request, socket, head, (ws) => {
       const stream = createWebSocketStream(ws);
       stream.on('error', () => stream.destroy());
-      const end = Object.assign(() => ws.terminate(), { socket: true as const });
+      sockets.add(ws);
+      this.socketsOf.set(session, sockets);
+      // Logging out (or the session expiring) closes the page's MQTT connection too.
+      const end = (): void => ws.terminate();
       session.onEnd.add(end);
-      ws.once('close', () => session.onEnd.delete(end));
+      ws.once('close', () => {
+        sockets.delete(ws);
+        session.onEnd.delete(end);
+      });
       this.options.broker.acceptSession(
         stream,
         request.socket as TLSSocket,

@@ -851,6 +851,11 @@ export class Broker implements Service {
     return checked;
   }
 
+  /** Whether `identity` still exists with that role (the console ends logins of revoked accounts). */
+  hasIdentity(identity: Identity): boolean {
+    return this.lookup(identity.name)?.role === identity.role;
+  }
+
   /** An MQTT-over-WebSocket stream from the console's HTTPS server, for the identity its login named. */
   acceptSession(stream: Duplex, tls: TLSSocket | undefined, remote: string, identity: Identity): void {
     this.accept('wss', stream, tls, remote, identity);
