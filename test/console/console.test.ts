@@ -137,6 +137,65 @@ describe('site console', () => {
       .toBe(3);
   });
 
+  it("a logged-in operator's Janus requests are a viewer's only: no listing, no mountpoint changes, no one else's session", async () => {
+    const [mine, theirs] = [await newPage(), await newPage()];
+    await logIn(mine, 'ops');
+    await logIn(theirs, 'ops');
+    await mine.getByRole('link', { name: 'Live' }).waitFor();
+    await theirs.getByRole('link', { name: 'Live' }).waitFor();
+    const janus = (page: Page, path: string, body: object) =>
+      page.evaluate<{
+        status: number;
+        body: { janus?: string; data?: { id?: number }; error?: { reason?: string } };
+      }>(
+        `fetch('/janus${path}', { method: 'POST', body: ${JSON.stringify(JSON.stringify(body))} })
+          .then(async (r) => ({ status: r.status, body: await r.json() }))`,
+      );
+    const session = (await janus(mine, '', { janus: 'create', transaction: 't1' })).body.data?.id;
+    expect(session).toBeTypeOf('number');
+    const handle = (
+      await janus(mine, `/${session}`, {
+        janus: 'attach',
+        plugin: 'janus.plugin.streaming',
+        transaction: 't2',
+      })
+    ).body.data?.id;
+    expect(handle).toBeTypeOf('number');
+    for (const request of [
+      { request: 'list' },
+      { request: 'info', id: 1000 },
+      { request: 'create', type: 'rtp', id: 999, media: [] },
+      { request: 'destroy', id: 1000 },
+      { request: 'configure', min_delay: 0, bitrate: 1 },
+    ]) {
+      const reply = await janus(mine, `/${session}/${handle}`, {
+        janus: 'message',
+        body: request,
+        transaction: 't3',
+      });
+      expect(reply.status, JSON.stringify(request)).toBe(403);
+    }
+    expect(
+      (
+        await janus(mine, `/${session}`, {
+          janus: 'attach',
+          plugin: 'janus.plugin.videoroom',
+          transaction: 't4',
+        })
+      ).status,
+    ).toBe(403);
+    // Another login (even of the same account) cannot use that session.
+    expect((await janus(theirs, `/${session}`, { janus: 'keepalive', transaction: 't5' })).status).toBe(403);
+    // What a viewer needs goes through.
+    const watch = await janus(mine, `/${session}/${handle}`, {
+      janus: 'message',
+      body: { request: 'watch', id: 1000 },
+      transaction: 't6',
+    });
+    expect(watch.status).toBe(200);
+    expect(watch.body.janus).toBe('ack');
+  });
+
   it('a panic press shows the alert, an acknowledgement in one console shows "acknowledged by" in the other within 1 s, and a reload keeps it', async () => {
     const [first, second] = [await newPage(), await newPage()];
     await logIn(first, 'ops');
