@@ -40,7 +40,7 @@ const TREE: Record<string, string> = {
   // Allowed: clips know a camera by type, and build on gst/.
   'daemon/src/clips/preroll.ts':
     "import type { PreRollHook } from '../camera/camera.js';\nimport { bad } from '../gst/describe.js';\nexport const hook: PreRollHook | typeof bad = bad;\n",
-  'daemon/src/clips/pull.ts': "import 'mqtt';\n",
+  'daemon/src/clips/receiver-link.ts': "import 'mqtt';\n",
   'provisioning/src/bundle.ts':
     "import { bad } from '../../daemon/src/gst/describe.js';\nexport const b = bad;\n",
   'test/support/helper.ts':
