@@ -133,7 +133,7 @@ module.exports = {
     {
       name: 'mqtt-clients-in-mqtt',
       comment:
-        'Subsystems publish through the uplink (mqtt/publisher.ts), never an MQTT client of their own; clips/receiver-link.ts is the link of the clip receiver (outpost clips pull, and the hub\'s clip archive for the console).',
+        "Subsystems publish through the uplink (mqtt/publisher.ts), never an MQTT client of their own; clips/receiver-link.ts is the link of the clip receiver (outpost clips pull, and the hub's clip archive for the console).",
       severity: 'error',
       from: { path: '^daemon/src/', pathNot: '^daemon/src/(mqtt/|clips/receiver-link\\.ts$)' },
       to: { path: '(^|/)node_modules/mqtt/', dependencyTypesNot: ['type-only'] },
