@@ -87,8 +87,8 @@ module.exports = {
     onlyImporter(
       'one-importer-child-process',
       { core: 'child_process' },
-      ['gst/fork.ts', 'gpio/gpiod-pin.ts'],
-      'Processes are started in gst/fork.ts (GStreamer workers, the device monitor); gpiod-pin.ts runs the gpiod tools.',
+      ['gst/fork.ts', 'gpio/gpiod-pin.ts', 'camera/janus-process.ts'],
+      'Processes are started in gst/fork.ts (GStreamer workers, the device monitor); gpiod-pin.ts runs the gpiod tools; camera/janus-process.ts runs the development Janus (sfu.janus.launch).',
     ),
     onlyImporter(
       'one-importer-onoff',
@@ -133,7 +133,7 @@ module.exports = {
     {
       name: 'mqtt-clients-in-mqtt',
       comment:
-        'Subsystems publish through the uplink (mqtt/publisher.ts), never an MQTT client of their own; clips/receiver-link.ts is the link of the console-side receiver (outpost clips pull).',
+        "Subsystems publish through the uplink (mqtt/publisher.ts), never an MQTT client of their own; clips/receiver-link.ts is the link of the clip receiver (outpost clips pull, and the hub's clip archive for the console).",
       severity: 'error',
       from: { path: '^daemon/src/', pathNot: '^daemon/src/(mqtt/|clips/receiver-link\\.ts$)' },
       to: { path: '(^|/)node_modules/mqtt/', dependencyTypesNot: ['type-only'] },
@@ -205,7 +205,7 @@ module.exports = {
     enhancedResolveOptions: {
       exportsFields: ['exports'],
       conditionNames: ['import', 'require', 'node', 'default', 'types'],
-      extensions: ['.ts', '.js', '.d.ts', '.json', '.node'],
+      extensions: ['.ts', '.tsx', '.js', '.d.ts', '.json', '.node'],
       mainFields: ['module', 'main', 'types', 'typings'],
     },
     reporterOptions: { text: { highlightFocused: true } },

@@ -94,6 +94,13 @@ export async function runDaemon(options: RunOptions): Promise<ExitCode> {
   let lastStatus = app.summary();
   notifier.ready(lastStatus);
   log.info({ status: lastStatus }, 'outpost running');
+  const consoleUrl = app.console?.loginUrl() ?? app.console?.url();
+  if (consoleUrl) {
+    log.info(
+      { url: consoleUrl, certificate: app.console?.devCaFile ?? 'the hub certificate' },
+      `site console: open ${consoleUrl}`,
+    );
+  }
   const statusTimer = setInterval(() => {
     const status = app.summary();
     if (status === lastStatus) return;
