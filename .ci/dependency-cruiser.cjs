@@ -74,8 +74,8 @@ module.exports = {
     onlyImporter(
       'one-importer-child-process',
       { core: 'child_process' },
-      ['gst/fork.ts', 'gpio/gpiod-pin.ts'],
-      'Processes are started in gst/fork.ts (GStreamer workers, the device monitor); gpiod-pin.ts runs the gpiod tools.',
+      ['gst/fork.ts', 'gpio/gpiod-pin.ts', 'camera/janus-process.ts'],
+      'Processes are started in gst/fork.ts (GStreamer workers, the device monitor); gpiod-pin.ts runs the gpiod tools; camera/janus-process.ts runs the development Janus (sfu.janus.launch).',
     ),
     onlyImporter(
       'one-importer-onoff',
@@ -115,7 +115,7 @@ module.exports = {
     ),
     rule(
       'mqtt-clients-in-mqtt',
-      'Subsystems publish through the uplink (mqtt/publisher.ts), never an MQTT client of their own; clips/receiver-link.ts is the link of the console-side receiver (outpost clips pull).',
+      "Subsystems publish through the uplink (mqtt/publisher.ts), never an MQTT client of their own; clips/receiver-link.ts is the link of the clip receiver (outpost clips pull, and the hub's clip archive for the console).",
       { path: '^daemon/src/', pathNot: '^daemon/src/(mqtt/|clips/receiver-link\\.ts$)' },
       { path: '(^|/)node_modules/mqtt/', dependencyTypesNot: ['type-only'] },
     ),
@@ -129,9 +129,9 @@ module.exports = {
     // Rooms.
     rule(
       'gst-knows-only-gstreamer',
-      'gst/ describes and runs pipelines; camera/ and clips/ build on it, never the other way.',
+      'gst/ describes and runs pipelines; camera/ and clips/ build on it, never the other way. Like every room it may use errors.ts and lifecycle/ (its workers are started tied to the daemon: lifecycle/tied-child.ts).',
       { path: '^daemon/src/gst/' },
-      { path: '^daemon/src/', pathNot: '^daemon/src/(gst/|errors\\.ts$)' },
+      { path: '^daemon/src/', pathNot: '^daemon/src/(gst/|lifecycle/|errors\\.ts$)' },
     ),
     rule(
       'clips-know-camera-by-type',
@@ -174,7 +174,7 @@ module.exports = {
     enhancedResolveOptions: {
       exportsFields: ['exports'],
       conditionNames: ['import', 'require', 'node', 'default', 'types'],
-      extensions: ['.ts', '.js', '.d.ts', '.json', '.node'],
+      extensions: ['.ts', '.tsx', '.js', '.d.ts', '.json', '.node'],
       mainFields: ['module', 'main', 'types', 'typings'],
     },
     reporterOptions: { text: { highlightFocused: true } },

@@ -1,7 +1,9 @@
 // Composition root: the one list of subsystems, built from the validated config, in dependency order.
 // It touches no process state (signals, exit codes, sd_notify): main.ts does. Tests drive this directly.
+import { readFileSync } from 'node:fs';
 import { Camera } from './camera/camera.js';
 import { Encoders } from './camera/encoders.js';
+import { JanusProcess } from './camera/janus-process.js';
 import { JanusMountpoints } from './camera/janus.js';
 import { CameraStateReport } from './camera/state-report.js';
 import { ClipDelivery } from './clips/delivery.js';
@@ -10,12 +12,16 @@ import { Panic } from './clips/panic.js';
 import { PreRoll, preRollRoot } from './clips/preroll.js';
 import { clipStoreAlerts, ClipStore } from './clips/store.js';
 import { verbs } from './commands/verbs.js';
+import { ClipArchive } from './console/clip-archive.js';
+import { AlertInbox } from './console/inbox.js';
+import { ConsoleServer } from './console/server.js';
+import { TelemetryHistory } from './console/telemetry-history.js';
 import type { Config } from './config/schema.js';
 import { pinOpener, type PinOpener } from './gpio/open-pin.js';
 import { ledBase, panicButton, statusLed } from './gpio/panel.js';
 import { lifecycle, type Lifecycle, type Service } from './lifecycle/service.js';
 import type { Logger } from './log.js';
-import { Broker } from './mqtt/broker.js';
+import { Broker, localAdminFile } from './mqtt/broker.js';
 import { Commands } from './mqtt/commands.js';
 import { Uplink } from './mqtt/uplink.js';
 import { Telemetry } from './telemetry/sampler.js';
@@ -26,6 +32,8 @@ export interface App extends Lifecycle {
   readonly panic: Panic;
   /** The cameras' pre-roll buffers (bench:panic reports their size). */
   readonly preroll: PreRoll;
+  /** The site console (hub role with `console`): its URL and login link once started. */
+  readonly console: ConsoleServer | undefined;
   /** One line for systemd's STATUS= and the log: what is running. */
   summary(): string;
   /** SIGHUP: re-read what can change without a restart (the broker's identities). */
@@ -47,6 +55,70 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
   const encoders = new Encoders(logFor('encoders'));
   // sfu.mode janus: mountpoints on the site's Janus; its start() returns at once, Janus up or not.
   const janus = config.sfu.mode === 'janus' ? new JanusMountpoints(config, logFor('janus')) : undefined;
+  const janusUrl = config.sfu.janus.url ?? `http://${config.sfu.host}:8088/janus`;
+  // sfu.janus.launch: a Janus of our own on loopback (development box, --defaults).
+  const janusProcess = config.sfu.janus.launch
+    ? new JanusProcess(janusUrl, config.dataDir, logFor('janus-process'))
+    : undefined;
+  // The site console, on the hub: the alert inbox and telemetry history it shows, and its HTTPS server.
+  const consoleConfig = config.role === 'hub' ? config.console : undefined;
+  const inbox = consoleConfig
+    ? new AlertInbox({
+        site,
+        dataDir: config.dataDir,
+        keep: consoleConfig.alerts.keep,
+        bus: broker,
+        log: logFor('inbox'),
+      })
+    : undefined;
+  const telemetryHistory = consoleConfig
+    ? new TelemetryHistory({
+        site,
+        dataDir: config.dataDir,
+        windowMinutes: consoleConfig.telemetryHistoryMinutes,
+        bus: broker,
+        log: logFor('telemetry-history'),
+      })
+    : undefined;
+  // The console's clip archive: the clip receiver on a persistent session at this hub's own broker.
+  const clipArchive =
+    consoleConfig && inbox
+      ? new ClipArchive({
+          site,
+          dataDir: config.dataDir,
+          quotaBytes: consoleConfig.clips.quotaBytes,
+          bus: broker,
+          inbox,
+          connection: () => {
+            const address = broker.address();
+            const host = address?.host.includes(':') ? `[${address.host}]` : (address?.host ?? '127.0.0.1');
+            return {
+              url: `mqtt://${host}:${address?.port ?? config.broker.tcp.port}`,
+              password: readFileSync(localAdminFile(config.dataDir), 'utf8').trim(),
+            };
+          },
+          log: logFor('clip-archive'),
+        })
+      : undefined;
+  const siteConsole =
+    consoleConfig && telemetryHistory
+      ? new ConsoleServer({
+          site,
+          device,
+          dataDir: config.dataDir,
+          console: consoleConfig,
+          tls: config.broker.tls,
+          janus:
+            config.sfu.mode === 'janus'
+              ? { url: janusUrl, apiSecret: config.sfu.janus.apiSecret }
+              : undefined,
+          broker,
+          telemetry: telemetryHistory,
+          clips: clipArchive,
+          maxPacketBytes: config.broker.limits.maxPacketBytes,
+          log: logFor('console'),
+        })
+      : undefined;
   // Each camera's pipeline keeps its last clips.preRollSeconds of H.264 in a folder this owns (tmpfs).
   const preroll = new PreRoll(
     config.cameras,
@@ -160,8 +232,13 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
   // (so it stops first and can say `stopped`).
   const services: Service[] = [
     broker,
+    // Before anything publishes an alert or telemetry on this hub's broker.
+    ...(inbox ? [inbox] : []),
+    ...(telemetryHistory ? [telemetryHistory] : []),
     uplink,
+    ...(clipArchive ? [clipArchive] : []),
     encoders,
+    ...(janusProcess ? [janusProcess] : []),
     ...(janus ? [janus] : []),
     // Before the cameras that write into it, so it is removed only after they stopped.
     preroll,
@@ -175,6 +252,8 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     ...(button ? [button] : []),
     commands,
     ...(localCommands ? [localCommands] : []),
+    // Last: the page opens on a hub whose every subsystem is up.
+    ...(siteConsole ? [siteConsole] : []),
   ];
   const life = lifecycle(services, log, config.shutdown.timeoutMs);
   return {
@@ -182,7 +261,11 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     services,
     panic,
     preroll,
-    reload: () => broker.reloadIdentities(),
+    console: siteConsole,
+    async reload() {
+      await broker.reloadIdentities();
+      siteConsole?.endRevokedLogins();
+    },
     summary() {
       const address = broker.address();
       const hub = uplink.connected() ? 'uplink connected' : `uplink offline, ${uplink.pending()} queued`;

@@ -11,7 +11,9 @@ import { freePort } from '../../bench/proc.js';
 
 export { freePort };
 
-export const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const above = fileURLToPath(new URL('../..', import.meta.url));
+/** The repository, whether this runs from its sources (vitest) or compiled under dist/ (benchmarks). */
+export const REPO = /[/\\]dist[/\\]$/.test(above) ? join(above, '..', '/') : above;
 export const CLI = join(REPO, 'dist/daemon/src/cli.js');
 
 export function requireBuilt(): void {
