@@ -28,12 +28,7 @@ class TimedPin extends FakePin {
 /** Play `pattern` for one cycle and return its lit spans, in ms. */
 async function litSpans(pattern: LedBase): Promise<number[]> {
   const pin = new TimedPin();
-  const led = new Led(
-    () => Promise.resolve(pin),
-    false,
-    () => pattern,
-    log,
-  );
+  const led = new Led({ open: () => Promise.resolve(pin), activeLow: false, baseState: () => pattern, log });
   await led.start();
   const cycle = LED_PATTERNS[pattern].reduce((sum, [, ms]) => sum + ms, 0);
   await vi.advanceTimersByTimeAsync(cycle * 2);

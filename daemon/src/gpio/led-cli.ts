@@ -36,7 +36,7 @@ async function openAnyLed(options: LedOptions): Promise<{ open: () => Promise<Pi
 async function play(pattern: LedBase, options: LedOptions, shell: CommandShell): Promise<void> {
   const log = createLogger('info');
   const { open, activeLow } = await openAnyLed(options);
-  const led = new Led(open, activeLow, () => pattern, log.child({ service: 'led' }));
+  const led = new Led({ open, activeLow, baseState: () => pattern, log: log.child({ service: 'led' }) });
   await led.start();
   if (led.broken()) {
     shell.setExitCode(ExitCode.START_FAILED);

@@ -25,34 +25,24 @@ import {
   type FileHandle,
 } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
 import type { Logger } from '../log.js';
-import { argsOf, CommandError, type Verb } from '../mqtt/commands.js';
+import { argsOf } from '../commands/verbs.js';
+import { CommandError } from '../errors.js';
+import type { Verb } from '../mqtt/commands.js';
+import { UPDATE_CHUNK_BYTES, updateVerbArgs } from '../mqtt/contract.js';
 import { writeJsonAtomic } from './state.js';
+import { z } from 'zod';
 
-/** Largest chunk accepted, raw bytes: base64 of it plus the JSON stays under the broker's packet limit. */
-export const CHUNK_BYTES = 160 * 1024;
+/** Largest chunk accepted, raw bytes (the contract's limit). */
+export const CHUNK_BYTES = UPDATE_CHUNK_BYTES;
 /** The part file is fsynced, and its length recorded, at least this often. */
 export const SYNC_BYTES = 8 * 1024 * 1024;
 /** How far past the gap a chunk may land (the sender keeps fewer than this in flight). */
 export const AHEAD_BYTES = 64 * CHUNK_BYTES;
 
-const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'sha256 is 64 lowercase hex digits');
-const offerArgs = z.strictObject({
-  sha256,
-  size: z
-    .int()
-    .positive()
-    .max(16 * 1024 * 1024 * 1024),
-  version: z.string().max(64).default('unknown'),
-  allowOlder: z.boolean().default(false),
-});
-const chunkArgs = z.strictObject({
-  sha256,
-  offset: z.int().nonnegative(),
-  data: z.string().max(CHUNK_BYTES * 2),
-});
-const shaArgs = z.strictObject({ sha256 });
+const offerArgs = updateVerbArgs['update-offer'];
+const chunkArgs = updateVerbArgs['update-chunk'];
+const shaArgs = updateVerbArgs['update-commit'];
 
 interface Transfer {
   sha256: string;
