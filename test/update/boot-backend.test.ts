@@ -27,6 +27,7 @@ describe.each(['efi', 'rpi'] as const)('outpost-boot, %s method', (method) => {
     PROC_CMDLINE: join(dir, 'cmdline'),
     DT_CHOSEN: join(dir, 'chosen'),
     VCIO: join(dir, 'vcio'),
+    DT_MODEL: join(dir, 'model'),
   });
   const boot = (...args: string[]) => {
     const result = spawnSync('bash', [BACKEND, ...args], { encoding: 'utf8', env: env() });
@@ -156,7 +157,26 @@ describe.each(['efi', 'rpi'] as const)('outpost-boot, %s method', (method) => {
       expect(result.status).toBe(1);
       expect(result.err).toMatch(/this kernel cannot pass the firmware's tryboot flag \(no \/dev\/vcio/);
       writeFileSync(join(dir, 'vcio'), '');
+      writeFileSync(join(dir, 'model'), 'Raspberry Pi 4 Model B Rev 1.5\0');
       expect(boot('can-trial').status).toBe(0);
     },
   );
+
+  it.runIf(method === 'rpi')('refuses a trial on a board without tryboot (Pi 3, Zero 2 W)', () => {
+    writeFileSync(join(dir, 'vcio'), '');
+    for (const model of ['Raspberry Pi 3 Model B Plus Rev 1.3', 'Raspberry Pi Zero 2 W Rev 1.0']) {
+      writeFileSync(join(dir, 'model'), `${model}\0`);
+      const result = boot('can-trial');
+      expect(result.status).toBe(1);
+      expect(result.err).toContain(`this board (${model}) has no tryboot`);
+    }
+    for (const model of [
+      'Raspberry Pi 400 Rev 1.0',
+      'Raspberry Pi Compute Module 4 Rev 1.0',
+      'Raspberry Pi 5 Model B Rev 1.0',
+    ]) {
+      writeFileSync(join(dir, 'model'), `${model}\0`);
+      expect(boot('can-trial').status, model).toBe(0);
+    }
+  });
 });

@@ -36,7 +36,8 @@ describe.skipIf(unavailable !== undefined)('update install (RAUC on file slots)'
   const install = (bundle: string, ...flags: string[]) =>
     runCliToEnd(['update', 'install', bundle, '--no-reboot', ...flags], box.env);
 
-  const refusals: Array<[string, () => Promise<string>, number, RegExp]> = [
+  // [what, make the bundle, exit status, the problem named, the fix named]
+  const refusals: Array<[string, () => Promise<string>, number, RegExp, RegExp]> = [
     [
       'tampered with (one byte changed)',
       async () => {
@@ -50,6 +51,7 @@ describe.skipIf(unavailable !== undefined)('update install (RAUC on file slots)'
       },
       21,
       /changed or damaged after it was signed: its signature does not match its content/,
+      /copy the bundle again from the release, and compare its sha256/,
     ],
     [
       'truncated (a copy cut short)',
@@ -61,58 +63,73 @@ describe.skipIf(unavailable !== undefined)('update install (RAUC on file slots)'
       },
       20,
       /is incomplete: truncated or damaged at its end/,
+      /copy the bundle again and compare its sha256/,
     ],
     [
       'not a bundle at all',
       () => Promise.resolve(join(box.dir, 'system.conf')),
       20,
       /is not an Outpost update bundle/,
+      /use a \.raucb file made by image-build\/build\.sh --bundle/,
     ],
     [
       'signed by another key',
       () => Promise.resolve(box.bundle('other-key', { version: '2.0.0', key: box.otherKey })),
       22,
       /is signed by a key this box does not trust/,
+      /install only bundles signed with your update key; this image's keyring is \/etc\/rauc\/keyring\.pem/,
     ],
     [
       'for another arch',
       () => Promise.resolve(box.bundle('arm64', { version: '2.0.0', compatible: 'outpost-arm64-rpi' })),
       23,
       /is for arm64 \(outpost-arm64-rpi\); this box is amd64 \(outpost-amd64-efi\)/,
+      /build the bundle with image-build\/build\.sh --arch amd64 --bundle/,
     ],
     [
       'for another boot method of the same arch',
       () => Promise.resolve(box.bundle('amd64-rpi', { version: '2.0.0', compatible: 'outpost-amd64-rpi' })),
       24,
       /is for outpost-amd64-rpi; this box is outpost-amd64-efi/,
+      /use the bundle made for outpost-amd64-efi/,
     ],
     [
       'older than what runs',
       () => Promise.resolve(box.bundle('older', { version: '0.9.0' })),
       25,
-      /is version 0\.9\.0, older than the running 1\.0\.0.*--allow-older/,
+      /is version 0\.9\.0, older than the running 1\.0\.0/,
+      /to install it anyway \(going back to an older release\), add --allow-older/,
     ],
     [
       'the version that runs',
       () => Promise.resolve(box.bundle('same', { version: '1.0.0' })),
       25,
       /is version 1\.0\.0, the version running now: nothing to update/,
+      /add --allow-older/,
     ],
   ];
 
-  it.each(refusals)('refuses a bundle %s before writing anything', async (_what, make, status, message) => {
-    const bundle = await make();
-    const before = snapshot(box);
-    const result = await install(bundle);
-    expect(result.stderr).toMatch(message);
-    expect(result.code, result.stderr).toBe(status);
-    expect(snapshot(box)).toBe(before);
-    const state = JSON.parse(await readFile(join(box.paths.updateDir, 'state.json'), 'utf8')) as {
-      phase: string;
-      code: string;
-    };
-    expect(state.phase).toBe('refused');
-  });
+  it.each(refusals)(
+    'refuses a bundle %s before writing anything',
+    async (_what, make, status, message, fix) => {
+      const bundle = await make();
+      const before = snapshot(box);
+      const result = await install(bundle);
+      expect(result.stderr).toMatch(message);
+      expect(result.stderr).toMatch(fix);
+      expect(result.code, result.stderr).toBe(status);
+      expect(snapshot(box)).toBe(before);
+      const state = JSON.parse(await readFile(join(box.paths.updateDir, 'state.json'), 'utf8')) as {
+        phase: string;
+        code: string;
+      };
+      expect(state.phase).toBe('refused');
+      // `outpost update check` (nothing written, ever) gives the same answer.
+      const checked = await runCliToEnd(['update', 'check', bundle], box.env);
+      expect(checked.stderr).toMatch(message);
+      expect(checked.code, checked.stderr).toBe(status);
+    },
+  );
 
   it("refuses an older bundle in RAUC's own hook too (rauc install run by hand)", async () => {
     const older = box.bundle('older-by-hand', { version: '0.8.0' });
