@@ -6,10 +6,10 @@ import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import { describeError, ExitCode } from '../errors.js';
 import type { CommandShell } from '../lifecycle/shell.js';
 import { createLogger } from '../log.js';
-import { checkBundle, updateExitCode } from './check.js';
+import { checkBundle, UPDATE_EXIT, updateExitCode } from './check.js';
 import { runGate } from './gate.js';
 import { installBundle, installQueued, backend } from './install.js';
-import { pushBundle } from './push.js';
+import { pushBundle, type PushResult } from './push.js';
 import { bootedSlot, readRelease } from './release.js';
 import { BOX_PATHS, readState, type UpdatePaths } from './state.js';
 import { installFromUsb } from './usb.js';
@@ -22,6 +22,22 @@ function paths(): UpdatePaths {
 
 function logger() {
   return createLogger('info');
+}
+
+/**
+ * `push`'s exit status: 0 when every box committed (or, with --no-wait, has the bundle); when boxes
+ * refused or failed for one reason, that reason's status (a tampered bundle: 21 as `install` says);
+ * else 26.
+ */
+export function pushExitCode(results: readonly PushResult[]): number {
+  const bad = results.filter((result) => result.outcome !== 'committed' && result.outcome !== 'sent');
+  if (bad.length === 0) return 0;
+  const statuses = new Set(
+    bad.map(
+      (result) => (result.code ? UPDATE_EXIT[result.code as keyof typeof UPDATE_EXIT] : undefined) ?? 26,
+    ),
+  );
+  return statuses.size === 1 ? ([...statuses][0] ?? 26) : 26;
 }
 
 export function registerUpdateCommands(cli: Command, shell: CommandShell): void {
@@ -203,8 +219,8 @@ export function registerUpdateCommands(cli: Command, shell: CommandShell): void 
               `${result.device}: ${result.outcome}${result.version ? ` (running ${result.version})` : ''}${result.reason ? `: ${result.reason}` : ''}\n`,
             );
           }
-          const good = (outcome: string) => outcome === 'committed' || outcome === 'sent';
-          if (!results.every((result) => good(result.outcome))) shell.setExitCode(26);
+          const status = pushExitCode(results);
+          if (status !== 0) shell.setExitCode(status);
         }),
     );
 }

@@ -35,6 +35,8 @@ export interface PushResult {
   outcome: UpdatePayload['state'] | 'sent' | 'error';
   version: string | null;
   reason: string | null;
+  /** A refusal's or failure's code (UPDATE_*), from the box or from this tool; else null. */
+  code: string | null;
 }
 
 interface Bundle {
@@ -269,7 +271,13 @@ async function outcome(
         ((update.state === 'refused' || update.state === 'failed') && about === bundle.version);
       if (end) {
         finish();
-        resolve({ device, outcome: update.state, version: update.running.version, reason: update.reason });
+        resolve({
+          device,
+          outcome: update.state,
+          version: update.running.version,
+          reason: update.reason,
+          code: update.code,
+        });
       }
     };
     connection.client.on('message', handler);
@@ -318,7 +326,7 @@ export async function pushBundle(file: string, options: PushOptions): Promise<Pu
           }
           const result =
             options.wait === false
-              ? { device, outcome: 'sent' as const, version: null, reason: null }
+              ? { device, outcome: 'sent' as const, version: null, reason: null, code: null }
               : await outcome(connection, device, bundle, {
                   ...options,
                   outcomeTimeoutMs: deadline - Date.now(),
@@ -331,7 +339,13 @@ export async function pushBundle(file: string, options: PushOptions): Promise<Pu
             error instanceof OutpostError &&
             /not enough space|arrived damaged|no outcome/.test(error.message);
           if (refused || (!sent && attempt > (options.attempts ?? 20)) || Date.now() > deadline) {
-            results.push({ device, outcome: 'error', version: null, reason: (error as Error).message });
+            results.push({
+              device,
+              outcome: 'error',
+              version: null,
+              reason: (error as Error).message,
+              code: error instanceof OutpostError ? error.code : null,
+            });
             options.say(`${device}: gave up: ${(error as Error).message}`);
             break;
           }
