@@ -22,7 +22,7 @@ import { describeError, OutpostError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import { mayPublish, maySubscribe, ReadScope } from './acl.js';
 import { stampChat } from './chat-stamp.js';
-import { IdentityTable, loadIdentities, type Identity } from './identities.js';
+import { IdentityTable, loadIdentities, type Identity, type Role } from './identities.js';
 import {
   FailureBackoff,
   FramingError,
@@ -180,6 +180,8 @@ export class Broker implements Service {
   /** The daemon's own credentials, kept in memory: its uplink uses them in hub role. */
   private selfPassword = '';
   private localPassword = '';
+  /** In-memory loopback identities of the daemon's own services (the bridge's `centre`): name → role, password. */
+  private readonly serviceIdentities = new Map<string, { role: Role; password: string }>();
 
   constructor(
     private readonly config: BrokerConfig,
@@ -197,6 +199,17 @@ export class Broker implements Service {
   /** Username and password the daemon's own client uses on the loopback listener. */
   selfCredential(): { username: string; password: string } {
     return { username: this.config.device, password: this.selfPassword };
+  }
+
+  /**
+   * An identity for one of the daemon's own services, with a random password, valid on the loopback
+   * listener only and never in the identities file (its name is reserved from then on). Call before
+   * start(): persisted sessions of identities unknown at start are forgotten.
+   */
+  serviceCredential(name: string, role: Role): { username: string; password: string } {
+    const password = randomBytes(24).toString('base64url');
+    this.serviceIdentities.set(name, { role, password });
+    return { username: name, password };
   }
 
   /** File holding the local-admin password for tools on the box (`outpost chat`, mosquitto_sub). */
@@ -483,11 +496,14 @@ export class Broker implements Service {
     const file = this.config.broker.identitiesFile;
     const records = file ? (await loadIdentities(file)).identities : [];
     // `chat` would make a device's own prefix the site's chat topics.
-    const reserved = records.find((record) => record.name === LOCAL_ADMIN || record.name === 'chat');
+    const reserved = records.find(
+      (record) =>
+        record.name === LOCAL_ADMIN || record.name === 'chat' || this.serviceIdentities.has(record.name),
+    );
     if (reserved) {
       throw new OutpostError(
         'IDENTITIES_INVALID',
-        `${file}: the name ${reserved.name} is reserved (${LOCAL_ADMIN}: the box's own tools; chat: the chat topics)`,
+        `${file}: the name ${reserved.name} is reserved (${LOCAL_ADMIN}: the box's own tools; chat: the chat topics; ${[...this.serviceIdentities.keys()].join(', ') || 'no'} service identities)`,
         {
           hint: 'rename that identity with outpost-provision',
         },
@@ -499,6 +515,8 @@ export class Broker implements Service {
 
   /** The identity by name: the file's, or one of the daemon's two in-memory credentials. */
   private lookup(name: string): Identity | undefined {
+    const service = this.serviceIdentities.get(name);
+    if (service) return { name, role: service.role };
     const record = this.identities.get(name);
     if (record) return { name: record.name, role: record.role };
     if (name === LOCAL_ADMIN) return { name, role: 'admin' };
@@ -544,9 +562,15 @@ export class Broker implements Service {
     let identity: Identity | undefined;
     if (password !== undefined && username !== undefined) {
       const given = password.toString('utf8');
-      if (username === LOCAL_ADMIN || (username === this.config.device && !this.identities.get(username))) {
+      const service = this.serviceIdentities.get(username);
+      if (
+        service ||
+        username === LOCAL_ADMIN ||
+        (username === this.config.device && !this.identities.get(username))
+      ) {
         // The in-memory credentials work on the loopback listener only.
-        const expected = username === LOCAL_ADMIN ? this.localPassword : this.selfPassword;
+        const expected =
+          service?.password ?? (username === LOCAL_ADMIN ? this.localPassword : this.selfPassword);
         identity =
           connection.kind === 'tcp' && sameSecret(given, expected) ? this.lookup(username) : undefined;
       } else {
