@@ -22,6 +22,7 @@ import { Button } from './gpio/button.js';
 import { Led, type LedBase } from './gpio/led.js';
 import { pinOpener, type PinOpener } from './gpio/open-pin.js';
 import { topics } from './mqtt/topics.js';
+import { Bridge, CENTRE_IDENTITY } from './bridge/bridge.js';
 
 export interface App extends Lifecycle {
   readonly services: readonly Service[];
@@ -44,6 +45,19 @@ export interface AppDeps {
 export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
   const broker = new Broker(config, log.child({ service: 'broker' }));
   const uplink = new Uplink(config, broker, log.child({ service: 'uplink' }));
+  // Hub with a `bridge` section: the outbound link to the operations centre (bridge/).
+  const bridgeConfig = config.bridge;
+  const bridge = bridgeConfig
+    ? new Bridge({
+        config: { ...config, bridge: bridgeConfig },
+        local: {
+          address: () => broker.address(),
+          credential: broker.serviceCredential(CENTRE_IDENTITY, 'console'),
+        },
+        publisher: uplink,
+        log: log.child({ service: 'bridge' }),
+      })
+    : undefined;
   const encoders = new Encoders(log.child({ service: 'encoders' }));
   // sfu.mode janus: mountpoints on the site's Janus; its start() returns at once, Janus up or not.
   const janus =
@@ -247,6 +261,7 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
   const services: Service[] = [
     broker,
     uplink,
+    ...(bridge ? [bridge] : []),
     encoders,
     ...(janus ? [janus] : []),
     // Before the cameras that write into it, so it is removed only after they stopped.
