@@ -124,6 +124,10 @@ const AEDES_GUARDS = {
 } as const;
 
 export interface BrokerCounters {
+  /** PUBLISH packets received from clients (Mosquitto's $SYS/broker/publish/messages/received). */
+  messagesReceived: number;
+  /** Messages delivered to clients ($SYS/broker/publish/messages/sent). */
+  messagesSent: number;
   refusedPublish: number;
   refusedSubscribe: number;
   authFailures: number;
@@ -143,6 +147,8 @@ export interface BrokerCounters {
 export class Broker implements Service {
   readonly name = 'broker';
   readonly counters: BrokerCounters = {
+    messagesReceived: 0,
+    messagesSent: 0,
     refusedPublish: 0,
     refusedSubscribe: 0,
     authFailures: 0,
@@ -194,6 +200,11 @@ export class Broker implements Service {
   address(kind: ListenerKind = 'tcp'): { host: string; port: number } | undefined {
     const address = this.servers.get(kind)?.address();
     return address && typeof address === 'object' ? { host: address.address, port: address.port } : undefined;
+  }
+
+  /** MQTT clients connected now (Mosquitto's $SYS/broker/clients/connected). */
+  clientsConnected(): number {
+    return this.aedes?.connectedClients ?? 0;
   }
 
   /** Username and password the daemon's own client uses on the loopback listener. */
@@ -290,12 +301,16 @@ export class Broker implements Service {
       // identity may have been demoted or removed since. Cost per delivery: one WeakMap lookup and a
       // prefix comparison or two (acl.ts ReadScope). Aedes drops a refused message from the queue too.
       authorizeForward: (client, packet) => {
-        if (packet.topic !== REFUSED_TOPIC && this.scopeOf.get(client)?.allows(packet.topic)) return packet;
+        if (packet.topic !== REFUSED_TOPIC && this.scopeOf.get(client)?.allows(packet.topic)) {
+          this.counters.messagesSent += 1;
+          return packet;
+        }
         if (packet.topic !== REFUSED_TOPIC) this.counters.refusedDeliveries += 1;
         return null;
       },
       // The message is stored and handed on: its PUBACK, held by the connection, may go (limits.ts).
       published: (packet, client, done) => {
+        if (client) this.counters.messagesReceived += 1;
         const conn = (client as (Client & { conn?: unknown }) | null)?.conn;
         if (packet.qos === 1 && packet.messageId !== undefined && conn instanceof GuardedConnection) {
           conn.released(packet.messageId);
