@@ -23,6 +23,7 @@ import { Led, type LedBase } from './gpio/led.js';
 import { pinOpener, type PinOpener } from './gpio/open-pin.js';
 import { topics } from './mqtt/topics.js';
 import { Bridge, CENTRE_IDENTITY } from './bridge/bridge.js';
+import { Metrics } from './metrics/metrics.js';
 
 export interface App extends Lifecycle {
   readonly services: readonly Service[];
@@ -151,7 +152,10 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     clipStore,
     delivery,
     log.child({ service: 'panic' }),
-    { alertSent: () => led.show('alert-sent') },
+    {
+      alertSent: () => led.show('alert-sent'),
+      alertAcked: (trigger, ms) => metrics?.panicAlert(trigger, ms),
+    },
   );
   const buttonConfig = gpio?.button;
   const button =
@@ -255,6 +259,24 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
           log.child({ service: 'local-commands' }),
         )
       : undefined;
+  // Prometheus /metrics (metrics/): reads the subsystems when scraped.
+  const metricsConfig = config.metrics;
+  const metrics = metricsConfig
+    ? new Metrics({
+        config: metricsConfig,
+        tls: metricsConfig.tls ?? config.broker.tls,
+        sources: {
+          info: { site: config.site, device: config.device, role: config.role, version: VERSION },
+          dataDir: config.dataDir,
+          broker,
+          uplink,
+          bridge,
+          cameras: () => cameras.map(({ name, camera }) => ({ name, ...camera.status() })),
+          clipStore,
+        },
+        log: log.child({ service: 'metrics' }),
+      })
+    : undefined;
   // Start order is dependency order: the broker, then the uplink that publishes through it (or to the
   // hub); the encoder probe before the cameras that use its answer; the state report after the cameras
   // (so it stops first and can say `stopped`).
@@ -276,6 +298,7 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     ...(button ? [button] : []),
     commands,
     ...(localCommands ? [localCommands] : []),
+    ...(metrics ? [metrics] : []),
   ];
   const life = lifecycle(services, log, config.shutdown.timeoutMs);
   return {

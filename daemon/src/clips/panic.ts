@@ -77,7 +77,11 @@ export class Panic implements Service {
     private readonly store: ClipStore,
     private readonly delivery: ClipDelivery,
     private readonly log: Logger,
-    private readonly events: { alertSent?(clipId: string): void } = {},
+    private readonly events: {
+      alertSent?(clipId: string): void;
+      /** The hub acknowledged the alert `ms` after the press (/metrics: outpost_panic_alert_seconds). */
+      alertAcked?(trigger: ClipTrigger, ms: number): void;
+    } = {},
   ) {
     // Beside the clips it speaks for, so that one data dir holds both.
     this.journal = new ClipJournal(store.dir, log);
@@ -118,9 +122,12 @@ export class Panic implements Service {
     // or after ALERT_HEAD_START_MS at the latest (hub away): spawning a recorder blocks the event loop
     // for a few ms, which must not sit between the press and the alert's bytes on the socket.
     const acknowledged = this.publisher.publishAcked
-      ? this.publisher.publishAcked(topic, alert).catch((error: unknown) => {
-          this.log.error({ err: error, clipId }, 'panic alert could not be published');
-        })
+      ? this.publisher.publishAcked(topic, alert).then(
+          () => this.events.alertAcked?.(trigger, Date.now() - at),
+          (error: unknown) => {
+            this.log.error({ err: error, clipId }, 'panic alert could not be published');
+          },
+        )
       : (this.publisher.publish(topic, alert, { qos: 1 }), Promise.resolve());
     const headStart = Promise.race([acknowledged, delay(ALERT_HEAD_START_MS)]);
     const alertAt = Date.now();
