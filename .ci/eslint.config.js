@@ -22,6 +22,39 @@ export default tseslint.config(
     },
   },
   {
+    // Only the process shells touch process-wide state (docs/architecture.md, "Dependency rules"): the
+    // daemon's (main.ts), the command's (cli.ts) and the worker processes' entries. A room that set an
+    // exit code or caught a signal would fight main.ts's shutdown.
+    files: ['daemon/src/**/*.ts'],
+    ignores: [
+      'daemon/src/main.ts',
+      'daemon/src/cli.ts',
+      'daemon/src/camera/worker.ts',
+      'daemon/src/gst/job-worker.ts',
+    ],
+    rules: {
+      'no-restricted-properties': [
+        'error',
+        ...['exit', 'exitCode', 'abort', 'kill', 'chdir', 'umask']
+          .concat([
+            'on',
+            'once',
+            'off',
+            'addListener',
+            'prependListener',
+            'removeListener',
+            'removeAllListeners',
+          ])
+          .map((property) => ({
+            object: 'process',
+            property,
+            message:
+              'only main.ts, cli.ts and the worker entries touch process-wide state: return or throw instead',
+          })),
+      ],
+    },
+  },
+  {
     // The viewer page's script runs in the browser as it is (no build step): plain JavaScript, outside
     // the TypeScript project, so no type-aware rules; browser globals.
     files: ['bench/latency/*.js'],

@@ -229,6 +229,12 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
         }),
         args,
       );
+      // Asked before the clip is stored (a receiver waiting for its manifest): say so, not "no clip".
+      if (panic.recordingClips().includes(clipId))
+        throw new CommandError(
+          'FAILED',
+          `clip ${clipId} is still being recorded; its manifest follows once it is stored`,
+        );
       try {
         return await delivery.resend(clipId, chunks);
       } catch (error) {

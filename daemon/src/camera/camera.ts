@@ -8,20 +8,21 @@ import { describeError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import type { EncoderChoice, EncoderName } from './encoders.js';
 import type { MountpointStatus } from './janus.js';
+import { renderPipeline } from '../gst/describe.js';
+import { forkWorker } from '../gst/fork.js';
 import {
   cameraChain,
   METER_NAME,
   PAYLOADER_NAME,
   PREROLL_MUX_NAME,
   PREROLL_SINK_NAME,
-  renderPipeline,
   rtcpRelayPlan,
   type PreRollBranch,
 } from './pipeline.js';
 import type { RtcpRelayPlan } from './rtcp-relay.js';
 import { checkDevice } from './sources.js';
 import { loadSrtpKey } from './srtp.js';
-import { forkWorker } from './worker-process.js';
+import { isStamped, STAMPED_SOURCE_NAME } from './stamped-source.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
 /** `failed`: cannot run until a person changes something (forced encoder missing, bad settings). */
@@ -275,7 +276,7 @@ export class Camera implements Service {
         return Promise.resolve();
       }
     }
-    const worker = forkWorker();
+    const worker = forkWorker(import.meta.url, 'worker');
     this.worker = worker;
     clearTimeout(this.preRollRetryTimer);
     this.preRollRetryTimer = undefined;
@@ -356,9 +357,6 @@ export class Camera implements Service {
               endAt: message.endSteadyMs,
             });
             break;
-          case 'probed':
-          case 'ran':
-            break;
         }
       });
       worker.on('error', (error) => {
@@ -379,6 +377,7 @@ export class Camera implements Service {
         meter: METER_NAME,
         rtcpRelay: this.rtcpRelay,
         preroll: this.preroll ? PREROLL_SINK_NAME : undefined,
+        stampedSource: isStamped(this.camera) ? STAMPED_SOURCE_NAME : undefined,
       } satisfies ToWorker);
       clearInterval(this.stallTimer);
       this.stallTimer = setInterval(
