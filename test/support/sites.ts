@@ -23,11 +23,12 @@ export interface CentreSetup {
 
 export async function centreWithSites(
   sites: Array<{ site: string; cert?: boolean }>,
-  options: { extraConf?: string[] } = {},
+  options: { extraConf?: string[]; ip?: string } = {},
 ): Promise<CentreSetup> {
   const dir = join(await tempDir('outpost-ops-'), 'centre');
   const [port, certPort] = [await freePort(), await freePort()];
-  await initCentre(dir, { host: 'localhost', ip: '127.0.0.1', listen: '127.0.0.1', port, certPort });
+  const ip = options.ip ?? '127.0.0.1';
+  await initCentre(dir, { host: 'localhost', ip, listen: ip, port, certPort });
   for (const { site, cert } of sites) await addSite(dir, { site, cert: cert === true });
   const { password } = await addCentreConsole(dir, 'ops');
   const conf = await readFile(centrePaths(dir).mosquittoConf, 'utf8');
@@ -56,7 +57,7 @@ export async function centreWithSites(
       };
     },
     async ops(extra = {}) {
-      const client = await connectAsync(`mqtts://127.0.0.1:${port}`, {
+      const client = await connectAsync(`mqtts://${ip}:${port}`, {
         ca: [await readFile(ca)],
         username: 'ops',
         password: password ?? '',
