@@ -283,7 +283,8 @@ export class Bridge implements Service {
       connectTimeout: 15_000,
       ...(bridge.username ? { username: bridge.username } : {}),
       ...(password !== undefined ? { password } : {}),
-      ...(tls ? { rejectUnauthorized: true, servername: url.hostname, minVersion: 'TLSv1.2' as const } : {}),
+      // MQTT.js sends the host name as SNI itself (never an IP address: RFC 6066 §3).
+      ...(tls ? { rejectUnauthorized: true, minVersion: 'TLSv1.2' as const } : {}),
       ...(ca ? { ca: [ca] } : {}),
       ...(cert && key ? { cert, key } : {}),
     };
