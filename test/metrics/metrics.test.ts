@@ -8,10 +8,10 @@ import { connectAsync } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_ADMIN, localAdminFile } from '../../daemon/src/mqtt/broker.js';
 import { topics } from '../../daemon/src/mqtt/topics.js';
-import { readPem } from '../support/broker.js';
+import { readPem, run } from '../support/broker.js';
 import { testCameraYaml } from '../support/box.js';
 import { testPki } from '../support/pki.js';
-import { cliRuns, freePort, tempDir, until, writeTemp, type Run } from '../support/processes.js';
+import { cliRuns, freePort, REPO, tempDir, until, writeTemp, type Run } from '../support/processes.js';
 
 const TOKEN = 'scrape-token-0123456789abcdef';
 const BASIC = { user: 'prometheus', password: 'basic-password-0123456789' };
@@ -143,6 +143,17 @@ afterAll(async () => {
 });
 
 describe('/metrics', () => {
+  it("docs/metrics.md's alert rules pass promtool check rules", async () => {
+    const text = await readFile(join(REPO, 'docs/metrics.md'), 'utf8');
+    const rules = /```yaml\n(# outpost\.rules\.yml[\s\S]*?)```/.exec(text)?.[1];
+    expect(rules, 'the rules block in docs/metrics.md').toBeDefined();
+    const file = join(await tempDir('outpost-rules-'), 'outpost.rules.yml');
+    await writeFile(file, rules ?? '');
+    const checked = await run('promtool', ['check', 'rules', file]);
+    expect(checked.code, `${checked.stdout}${checked.stderr}`).toBe(0);
+    expect(checked.stdout).toMatch(/SUCCESS: 7 rules found/);
+  });
+
   it('is scraped by Debian prometheus over HTTPS with a bearer token; an anonymous scrape is refused', async () => {
     expect(await settles('up{job="outpost"}', (v) => v === 1, 'the authenticated target up')).toBe(1);
     expect(await settles('up{job="anonymous"}', (v) => v === 0, 'the anonymous target down')).toBe(0);

@@ -113,6 +113,8 @@ export async function bridgedHub(
   const kit = setup.kit(options.site);
   const bridge = {
     url: `mqtts://127.0.0.1:${proxy.port}`,
+    // A link restored in a test is used within 2 s, not after a minute of backoff.
+    reconnectMaxSeconds: 2,
     ca: setup.ca,
     ...(options.cert
       ? { cert: kit.cert, key: kit.key }

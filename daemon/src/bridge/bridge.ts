@@ -6,8 +6,9 @@
 //
 // Up: a loopback MQTT client of the hub's own broker, identity `centre` (console role, an in-memory
 // credential), subscribes to the configured up topics with a persistent session, so what arrives while
-// the bridge is stopped waits in the broker's store. Each message is acknowledged to the broker only
-// once it is in the bridge's on-disk queue (fsynced for QoS 1), which then sends it to the centre in
+// the bridge is stopped waits in the broker's store. While the link is down each message is
+// acknowledged to the broker only once it is in the bridge's on-disk queue (fsynced for QoS 1); while
+// it is up, at once (it is already on its way; the fsync follows). The queue sends to the centre in
 // arrival order: QoS 1 (retained for states), QoS 0 for telemetry, at most `inFlight` unacknowledged.
 // A message leaves the queue only when the central broker acknowledged it; after a cut everything
 // unacknowledged is sent again from the oldest (QoS 1 may deliver twice; payload ids dedupe).
@@ -68,9 +69,8 @@ export interface BridgeStats {
   connects: number;
 }
 
-/** Backoff between connection attempts: 1 s doubling to 60 s, ±20 % jitter. */
+/** Backoff between connection attempts: 1 s doubling to bridge.reconnectMaxSeconds, ±20 % jitter. */
 const RETRY_MIN_MS = 1000;
-const RETRY_MAX_MS = 60_000;
 /** Chat ids remembered to drop the second copy of a message matched by two filters. */
 const SEEN_CHAT_IDS = 512;
 
@@ -246,7 +246,21 @@ export class Bridge implements Service {
       if (!chat || chat.from === CENTRE_IDENTITY) return;
       if (this.seenBefore(chat.id)) return;
     }
-    await queue.put({ topic, payload, qos: cls === 'telemetry' ? 0 : 1, retain: cls === 'state', cls });
+    const stored = queue.put({
+      topic,
+      payload,
+      qos: cls === 'telemetry' ? 0 : 1,
+      retain: cls === 'state',
+      cls,
+    });
+    // put() hands the message to the sender at once. While the link is up it is on its way to the
+    // centre already: acknowledge the site broker now and let the fsync follow, because MQTT.js hands
+    // over one message at a time and waiting would space a burst of alerts one fsync apart (tens of
+    // ms each on an SD card). While the link is down nothing else holds it: keep custody until it is
+    // on disk (docs/bridge.md, Store and forward).
+    if (this.up)
+      stored.catch((error: unknown) => this.log('warn', { err: error, topic }, 'bridge: not stored'));
+    else await stored;
   }
 
   private classify(topic: string): BridgeClass | undefined {
@@ -372,7 +386,7 @@ export class Bridge implements Service {
       client.end(true);
       if (this.stopped) return;
       const wait = this.retryMs * (0.8 + 0.4 * Math.random());
-      this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
+      this.retryMs = Math.min(this.deps.config.bridge.reconnectMaxSeconds * 1000, this.retryMs * 2);
       this.retryTimer = setTimeout(() => this.connectCentral(options), wait);
     });
   }

@@ -356,6 +356,8 @@ const bridge = z
       .regex(/^[A-Za-z0-9._-]{1,64}$/, { error: 'bridge.clientId is 1–64 of A-Z a-z 0-9 . _ -' })
       .optional(),
     keepAliveSeconds: z.int().min(5).max(600).default(30),
+    /** Reconnects back off from 1 s, doubling up to this (±20 % jitter). */
+    reconnectMaxSeconds: z.int().min(1).max(3600).default(60),
     /** Messages sent to the central broker and not yet acknowledged, at most. */
     inFlight: z.int().min(1).max(1000).default(32),
     /** Bytes the on-disk store may hold while the link is down (payloads and topics). */
