@@ -14,10 +14,10 @@
 //
 //   npm run bench:sites [-- --hubs 5 --boxes 100 --steady-seconds 60 --outage-seconds 600 --seed 1]
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { MqttClient } from 'mqtt';
+import { connectAsync, type MqttClient } from 'mqtt';
 import { hashPassword } from '../daemon/src/mqtt/identities.js';
 import { testPki } from '../test/support/pki.js';
 import { tempDir } from '../test/support/processes.js';
@@ -140,6 +140,7 @@ async function main(): Promise<void> {
   const received = new Map<string, number>(); // alert id → arrival count
   const latencies: number[] = [];
   let latencyWindow: number[] | undefined;
+  let referenceWindow: number[] | undefined;
   let messagesAtCentre = 0;
   /**
    * The replay after the outage, per site: the alert ids queued during it (their last arrival ends the
@@ -164,7 +165,10 @@ async function main(): Promise<void> {
         replaying.last = performance.now();
         replaying.done = true;
       }
-      if (seen === 0) {
+      if (topic.includes('/reference/')) {
+        // The reference path: published straight to the central broker, no hub, no bridge.
+        referenceWindow?.push(Date.now() - alert.at);
+      } else if (seen === 0) {
         const ms = Date.now() - alert.at;
         latencies.push(ms);
         latencyWindow?.push(ms);
@@ -257,9 +261,28 @@ async function main(): Promise<void> {
     for (const site of sites) site.boxes.send({ type: 'telemetry', intervalMs: 10_000 } satisfies ToBoxes);
 
     const sentIds = new Set<string>();
+    // The reference: the same alerts from one client straight to the central broker (TLS, site-1's
+    // account, its own prefix), timed by the same console in the same run: what this machine's load
+    // alone adds to a box → centre path, with no hub and no bridge in it.
+    const reference = await connectAsync(`mqtts://127.0.0.1:${centre.centre.port}`, {
+      ca: [await readFile(centre.ca)],
+      username: centre.kit(names[0]!).username,
+      password: (await readFile(centre.kit(names[0]!).passwordFile, 'utf8')).trim(),
+      clientId: 'bench-reference',
+      reconnectPeriod: 1000,
+    });
+    let referenceSeq = 0;
+    const referenceBurst = () => {
+      for (let i = 0; i < BURST; i += 1) {
+        referenceSeq += 1;
+        const payload = JSON.stringify({ id: `reference-${referenceSeq}`, at: Date.now() });
+        reference.publish(`outpost/v1/${names[0]!}/reference/alert`, payload, { qos: 1 });
+      }
+    };
     const bursts = async (ms: number) => {
       const until = performance.now() + ms;
       while (performance.now() < until) {
+        if (referenceWindow) referenceBurst();
         const replies = await Promise.all(
           sites.map((site) => request(site, { type: 'burst', count: BURST }, 'burst')),
         );
@@ -279,6 +302,7 @@ async function main(): Promise<void> {
     // ── steady state ──────────────────────────────────────────────────────────────────────────
     await sleep(10_000); // a full telemetry round before measuring
     latencyWindow = [];
+    referenceWindow = [];
     const steadyMessagesBefore = messagesAtCentre;
     const s0 = sample(sites, centre, generators);
     await bursts(STEADY_S * 1000);
@@ -287,9 +311,13 @@ async function main(): Promise<void> {
     const steadyCpu = cpuBetween(s0, s1);
     const steadyMessages = messagesAtCentre - steadyMessagesBefore;
     const steadyLatency = latencyWindow;
+    const referenceLatency = referenceWindow;
     latencyWindow = undefined;
+    referenceWindow = undefined;
+    await reference.endAsync();
     log(
-      `steady: ${steadyLatency.length} alerts, p50 ${percentile(steadyLatency, 50)} ms, p99 ${percentile(steadyLatency, 99)} ms; ` +
+      `steady: ${steadyLatency.length} alerts, p50 ${percentile(steadyLatency, 50)} ms, p99 ${percentile(steadyLatency, 99)} ms ` +
+        `(reference straight to the centre: p50 ${percentile(referenceLatency, 50)} ms, p99 ${percentile(referenceLatency, 99)} ms); ` +
         `${(steadyMessages / steadyCpu.seconds).toFixed(0)} msg/s at the centre; CPU hubs ${steadyCpu.hubs.join('/')} %, mosquitto ${steadyCpu.mosquitto} %, site loads ${steadyCpu.generators.join('/')} %, bench ${steadyCpu.bench} %`,
     );
 
@@ -460,7 +488,7 @@ async function main(): Promise<void> {
       ['hubs × boxes', `${HUBS} × ${BOXES}`],
       [
         'alert latency box → centre, steady',
-        `p50 ${percentile(steadyLatency, 50)} ms, p99 ${percentile(steadyLatency, 99)} ms (${steadyLatency.length} alerts)`,
+        `p50 ${percentile(steadyLatency, 50)} ms, p99 ${percentile(steadyLatency, 99)} ms (${steadyLatency.length} alerts); straight to the centre p50 ${percentile(referenceLatency, 50)} ms, p99 ${percentile(referenceLatency, 99)} ms`,
       ],
       ['QoS 1 alerts lost across cuts', `${lostInCuts} of ${cutAlerts} (${CUTS} cuts, 1–15 s)`],
       [
@@ -494,6 +522,8 @@ async function main(): Promise<void> {
           alerts: steadyLatency.length,
           alert_p50_ms: percentile(steadyLatency, 50),
           alert_p99_ms: percentile(steadyLatency, 99),
+          reference_p50_ms: percentile(referenceLatency, 50),
+          reference_p99_ms: percentile(referenceLatency, 99),
           msg_per_s_at_centre: Math.round(steadyMessages / steadyCpu.seconds),
           cpu_hubs_pct: steadyCpu.hubs,
           cpu_mosquitto_pct: steadyCpu.mosquitto,

@@ -162,6 +162,9 @@ export class LinkProxy {
         return;
       }
       const upstream = createConnection(this.target);
+      // A WAN link adds no Nagle delay of its own.
+      socket.setNoDelay(true);
+      upstream.setNoDelay(true);
       for (const [a, b] of [
         [socket, upstream],
         [upstream, socket],

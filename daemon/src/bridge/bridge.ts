@@ -213,6 +213,7 @@ export class Bridge implements Service {
       );
     };
     client.on('error', (error) => this.log('warn', { err: error }, 'bridge: local broker connection error'));
+    client.on('connect', () => noDelay(client));
     this.local = client;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
@@ -335,6 +336,7 @@ export class Bridge implements Service {
     let connected = false;
     client.on('connect', (connack) => {
       if (generation !== this.generation) return;
+      noDelay(client);
       connected = true;
       this.connects += 1;
       this.retryMs = RETRY_MIN_MS;
@@ -553,6 +555,15 @@ export class Bridge implements Service {
   private log(level: 'info' | 'warn' | 'error', fields: object, message: string): void {
     this.deps.log[level](fields, message);
   }
+}
+
+/**
+ * MQTT is request/acknowledge with small packets: with Nagle's algorithm each message written while an
+ * earlier one is unacknowledged waits for that ACK (up to a delayed-ACK timeout, 40 ms on Linux), which
+ * spaced the alerts of a burst tens of ms apart on their way to the centre. MQTT.js leaves it on.
+ */
+function noDelay(client: MqttClient): void {
+  (client.stream as unknown as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
 }
 
 /** A chat message as a site broker stamps it (contract chatPayload), or undefined. */
