@@ -5,7 +5,16 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.ci/**', 'daemon/bin/**', 'provisioning/bin/**'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      '.ci/**',
+      'daemon/bin/**',
+      'provisioning/bin/**',
+      'console/vite.config.ts',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -67,6 +76,46 @@ export default tseslint.config(
           .concat(['URLSearchParams', 'RTCPeerConnection', 'MediaStream'])
           .map((name) => [name, 'readonly']),
       ),
+    },
+  },
+  {
+    // The page never imports daemon code: only the topic contract it shares with the daemon.
+    files: ['console/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^(\\.\\./)+daemon/src/(?!mqtt/(contract|topics)\\.js$)',
+              message: 'the console imports only the topic contract (daemon/src/mqtt/contract.ts, topics.ts)',
+            },
+            {
+              regex: '^(\\.\\./)+(provisioning|test|bench)/',
+              message: 'the console imports no repository code',
+            },
+            { regex: '^node:', message: 'the console runs in a browser' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The topic contract is shared with the page: zod and each other only, no Node, no daemon code.
+    files: ['daemon/src/mqtt/contract.ts', 'daemon/src/mqtt/topics.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^(?!zod$|\\./(contract|topics)\\.js$)',
+              message: 'the contract imports only zod (the page imports it)',
+            },
+          ],
+        },
+      ],
+      'no-restricted-globals': ['error', 'Buffer', 'process', 'require'],
     },
   },
   {

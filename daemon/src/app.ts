@@ -24,6 +24,13 @@ import { pinOpener, type PinOpener } from './gpio/open-pin.js';
 import { topics } from './mqtt/topics.js';
 import { Bridge, CENTRE_IDENTITY } from './bridge/bridge.js';
 import { Metrics } from './metrics/metrics.js';
+import { JanusProcess } from './camera/janus-process.js';
+import { ConsoleServer } from './console/server.js';
+import { AlertInbox } from './console/inbox.js';
+import { TelemetryHistory } from './console/telemetry-history.js';
+import { ClipArchive } from './console/clip-archive.js';
+import { readFileSync } from 'node:fs';
+import { localAdminFile } from './mqtt/broker.js';
 
 export interface App extends Lifecycle {
   readonly services: readonly Service[];
@@ -31,6 +38,8 @@ export interface App extends Lifecycle {
   readonly panic: Panic;
   /** The cameras' pre-roll buffers (bench:panic reports their size). */
   readonly preroll: PreRoll;
+  /** The site console (hub role with `console`): its URL and login link once started. */
+  readonly console: ConsoleServer | undefined;
   /** One line for systemd's STATUS= and the log: what is running. */
   summary(): string;
   /** SIGHUP: re-read what can change without a restart (the broker's identities). */
@@ -63,6 +72,70 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
   // sfu.mode janus: mountpoints on the site's Janus; its start() returns at once, Janus up or not.
   const janus =
     config.sfu.mode === 'janus' ? new JanusMountpoints(config, log.child({ service: 'janus' })) : undefined;
+  const janusUrl = config.sfu.janus.url ?? `http://${config.sfu.host}:8088/janus`;
+  // sfu.janus.launch: a Janus of our own on loopback (development box, --defaults).
+  const janusProcess = config.sfu.janus.launch
+    ? new JanusProcess(janusUrl, config.dataDir, log.child({ service: 'janus-process' }))
+    : undefined;
+  // The site console, on the hub: the alert inbox and telemetry history it shows, and its HTTPS server.
+  const consoleConfig = config.role === 'hub' ? config.console : undefined;
+  const inbox = consoleConfig
+    ? new AlertInbox({
+        site: config.site,
+        dataDir: config.dataDir,
+        keep: consoleConfig.alerts.keep,
+        bus: broker,
+        log: log.child({ service: 'inbox' }),
+      })
+    : undefined;
+  const telemetryHistory = consoleConfig
+    ? new TelemetryHistory({
+        site: config.site,
+        dataDir: config.dataDir,
+        windowMinutes: consoleConfig.telemetryHistoryMinutes,
+        bus: broker,
+        log: log.child({ service: 'telemetry-history' }),
+      })
+    : undefined;
+  // The console's clip archive: the clip receiver on a persistent session at this hub's own broker.
+  const clipArchive =
+    consoleConfig && inbox
+      ? new ClipArchive({
+          site: config.site,
+          dataDir: config.dataDir,
+          quotaBytes: consoleConfig.clips.quotaBytes,
+          bus: broker,
+          inbox,
+          connection: () => {
+            const address = broker.address();
+            const host = address?.host.includes(':') ? `[${address.host}]` : (address?.host ?? '127.0.0.1');
+            return {
+              url: `mqtt://${host}:${address?.port ?? config.broker.tcp.port}`,
+              password: readFileSync(localAdminFile(config.dataDir), 'utf8').trim(),
+            };
+          },
+          log: log.child({ service: 'clip-archive' }),
+        })
+      : undefined;
+  const siteConsole =
+    consoleConfig && telemetryHistory
+      ? new ConsoleServer({
+          site: config.site,
+          device: config.device,
+          dataDir: config.dataDir,
+          console: consoleConfig,
+          tls: config.broker.tls,
+          janus:
+            config.sfu.mode === 'janus'
+              ? { url: janusUrl, apiSecret: config.sfu.janus.apiSecret }
+              : undefined,
+          broker,
+          telemetry: telemetryHistory,
+          clips: clipArchive,
+          maxPacketBytes: config.broker.limits.maxPacketBytes,
+          log: log.child({ service: 'console' }),
+        })
+      : undefined;
   // Each camera's pipeline keeps its last clips.preRollSeconds of H.264 in a folder this owns (tmpfs).
   const preroll = new PreRoll(
     config.cameras,
@@ -288,9 +361,14 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
   // (so it stops first and can say `stopped`).
   const services: Service[] = [
     broker,
+    // Before anything publishes an alert or telemetry on this hub's broker.
+    ...(inbox ? [inbox] : []),
+    ...(telemetryHistory ? [telemetryHistory] : []),
     uplink,
     ...(bridge ? [bridge] : []),
+    ...(clipArchive ? [clipArchive] : []),
     encoders,
+    ...(janusProcess ? [janusProcess] : []),
     ...(janus ? [janus] : []),
     // Before the cameras that write into it, so it is removed only after they stopped.
     preroll,
@@ -305,6 +383,8 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     commands,
     ...(localCommands ? [localCommands] : []),
     ...(metrics ? [metrics] : []),
+    // Last: the page opens on a hub whose every subsystem is up.
+    ...(siteConsole ? [siteConsole] : []),
   ];
   const life = lifecycle(services, log, config.shutdown.timeoutMs);
   return {
@@ -312,7 +392,11 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     services,
     panic,
     preroll,
-    reload: () => broker.reloadIdentities(),
+    console: siteConsole,
+    async reload() {
+      await broker.reloadIdentities();
+      siteConsole?.endRevokedLogins();
+    },
     summary() {
       const address = broker.address();
       const streaming = cameras.filter(({ camera }) => camera.status().state === 'streaming').length;

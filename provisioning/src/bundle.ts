@@ -18,7 +18,7 @@ import type { Config } from '../../daemon/src/config/schema.js';
 import { OutpostError } from '../../daemon/src/errors.js';
 import { identityName, parseIdentities, type IdentitiesFile } from '../../daemon/src/mqtt/identities.js';
 import { readIfExists } from './files.js';
-import { fingerprint, normaliseFingerprint } from './pki.js';
+import { fingerprint, normaliseFingerprint } from '../../daemon/src/tls/pki.js';
 import { readSite, sitePaths, type Site } from './site.js';
 
 export const BUNDLE_FORMAT = 'outpost-bundle/1';

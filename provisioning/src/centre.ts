@@ -26,7 +26,7 @@ import { OutpostError } from '../../daemon/src/errors.js';
 import { identityName } from '../../daemon/src/mqtt/identities.js';
 import { sitePrefix } from '../../daemon/src/mqtt/topics.js';
 import { readIfExists, PUBLIC_MODE, SECRET_MODE, writeFileAtomic } from './files.js';
-import { createSiteCa, issueCertificate, type KeyAndCertificate } from './pki.js';
+import { createSiteCa, issueCertificate, type KeyAndCertificate } from '../../daemon/src/tls/pki.js';
 import { readSite, sitePaths, writeSettings } from './site.js';
 
 export const CENTRE_PASSWORD_PORT = 8883;
@@ -92,7 +92,7 @@ export function mosquittoHash(password: string, rounds = PBKDF2_ROUNDS): string 
  * The centre's rules, per account (Mosquitto ACL syntax, docs/bridge.md):
  * - a site's bridge writes only under its own site prefix, and reads only what crosses down to it
  *   (`cmd` for its boxes, its chat);
- * - a console reads every site and may send `cmd` and chat to any.
+ * - a console reads every site and may send `cmd`, chat and inbox acknowledgements to any.
  * Anything not granted is refused (mosquitto denies by default once an ACL file is set).
  */
 export function mosquittoAcl(settings: Pick<CentreSettings, 'sites' | 'consoles'>): string {
@@ -105,6 +105,7 @@ export function mosquittoAcl(settings: Pick<CentreSettings, 'sites' | 'consoles'
       `topic write ${prefix}/#`,
       `topic read ${prefix}/+/cmd/#`,
       `topic read ${prefix}/chat/+`,
+      `topic read ${prefix}/inbox/+/+/+/ack`,
       '',
     );
   }
@@ -115,6 +116,7 @@ export function mosquittoAcl(settings: Pick<CentreSettings, 'sites' | 'consoles'
       'topic read outpost/v1/#',
       'topic write outpost/v1/+/+/cmd/#',
       'topic write outpost/v1/+/chat/+',
+      'topic write outpost/v1/+/inbox/+/+/+/ack',
       '',
     );
   }
@@ -131,13 +133,13 @@ export function emqxAcl(settings: Pick<CentreSettings, 'sites' | 'consoles'>): s
     const prefix = sitePrefix(site);
     lines.push(
       `{allow, {username, "${entry.user}"}, publish, ["${prefix}/#"]}.`,
-      `{allow, {username, "${entry.user}"}, subscribe, ["${prefix}/+/cmd/#", "${prefix}/chat/+"]}.`,
+      `{allow, {username, "${entry.user}"}, subscribe, ["${prefix}/+/cmd/#", "${prefix}/chat/+", "${prefix}/inbox/+/+/+/ack"]}.`,
     );
   }
   for (const name of Object.keys(settings.consoles).sort()) {
     lines.push(
       `{allow, {username, "${name}"}, subscribe, ["outpost/v1/#"]}.`,
-      `{allow, {username, "${name}"}, publish, ["outpost/v1/+/+/cmd/#", "outpost/v1/+/chat/+"]}.`,
+      `{allow, {username, "${name}"}, publish, ["outpost/v1/+/+/cmd/#", "outpost/v1/+/chat/+", "outpost/v1/+/inbox/+/+/+/ack"]}.`,
     );
   }
   lines.push('{deny, all}.', '');

@@ -4,10 +4,15 @@
 import { readFile } from 'node:fs/promises';
 import type { MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { bridgeStatePayload, chatPayload, replyPayload } from '../../daemon/src/mqtt/contract.js';
+import {
+  bridgeStatePayload,
+  chatPayload,
+  inboxEntryPayload,
+  replyPayload,
+} from '../../daemon/src/mqtt/contract.js';
 import { topics } from '../../daemon/src/mqtt/topics.js';
 import { identitiesJson, PEOPLE, SITE } from '../support/broker.js';
-import { cliRuns, until, type Run } from '../support/processes.js';
+import { cliRuns, freePort, until, type Run } from '../support/processes.js';
 import {
   bridgedHub,
   centreWithSites,
@@ -276,6 +281,50 @@ describe('site bridge to a central mosquitto', () => {
       json(centre.got.find((m) => json(m.payload).state === 'down')!.payload),
     );
     expect(will.since).toBeNull();
+  });
+
+  it("the hub's alert inbox crosses as retained entries; the centre acknowledges, stamped `centre` at the site, without echoes", async () => {
+    const files = await hub({ extra: [`console: { host: 127.0.0.1, port: ${await freePort()} }`] });
+    const centre = await ops();
+    await centre.client.subscribeAsync(`${P}/inbox/#`, { qos: 1 });
+    await run(files);
+    const cam = await box(files, 'cam-a');
+    await cam.publishAsync(topics.alert(SITE, 'cam-a'), alert(7), { qos: 1 });
+    const entryTopic = topics.inboxEntry(SITE, 'site', 'cam-a', 'a-7');
+    const entries = () =>
+      centre.got.filter((m) => m.topic === entryTopic).map((m) => inboxEntryPayload.parse(json(m.payload)));
+    await until(() => entries().length > 0, 10_000, 'the inbox entry at the centre');
+    expect(entries()[0]).toMatchObject({ audience: 'site', device: 'cam-a', ack: null });
+    expect(centre.got.find((m) => m.topic === entryTopic)?.retain).toBe(false); // live delivery
+    // The centre acknowledges; the site's broker stamps it with the identity it authenticated.
+    await centre.client.publishAsync(`${entryTopic}/ack`, '{"note":"seen at ops"}', { qos: 1 });
+    await until(() => entries().some((e) => e.ack !== null), 10_000, 'the acknowledged entry at the centre');
+    expect(entries().at(-1)?.ack).toMatchObject({ by: 'centre', role: 'console', note: 'seen at ops' });
+    // A console at the site acknowledges another alert: it crosses up once, and nothing comes back.
+    await cam.publishAsync(topics.alert(SITE, 'cam-a'), alert(8), { qos: 1 });
+    const second = topics.inboxEntry(SITE, 'site', 'cam-a', 'a-8');
+    await until(() => centre.got.some((m) => m.topic === second), 10_000, 'the second entry');
+    const siteConsole = await box(files, 'console');
+    const atSite: Array<Record<string, unknown>> = [];
+    siteConsole.on('message', (_topic, payload) => atSite.push(json(payload)));
+    await siteConsole.subscribeAsync(`${second}/ack`, { qos: 1 });
+    await siteConsole.publishAsync(`${second}/ack`, '{}', { qos: 1 });
+    await until(
+      () => centre.got.some((m) => m.topic === `${second}/ack`),
+      10_000,
+      "the site console's acknowledgement at the centre",
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // long enough for a loop to show
+    const acks = centre.got.filter((m) => m.topic.endsWith('/ack')).map((m) => m.payload.toString());
+    expect(acks).toHaveLength(2); // the centre's own (as it sent it) and the site console's (stamped)
+    expect(json(Buffer.from(acks[1]!))).toMatchObject({ by: 'console', role: 'console' });
+    // …and the site saw its own acknowledgement once: no echo came back down from the centre.
+    expect(atSite).toEqual([expect.objectContaining({ by: 'console' })]);
+    // A console that connects to the centre later gets the whole inbox as retained messages.
+    const late = await ops();
+    await late.client.subscribeAsync(`${P}/inbox/+/+/+`, { qos: 1 });
+    await until(() => late.got.length >= 2, 5000, 'the retained inbox');
+    expect(late.got.every((m) => m.retain)).toBe(true);
   });
 
   it('clip chunks cross only for a clip the centre asked for', async () => {

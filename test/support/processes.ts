@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const above = fileURLToPath(new URL('../..', import.meta.url));
+/** The repository, whether this runs from its sources (vitest) or compiled under dist/ (benchmarks). */
+export const REPO = /[/\\]dist[/\\]$/.test(above) ? join(above, '..', '/') : above;
 export const CLI = join(REPO, 'dist/daemon/src/cli.js');
 
 export function requireBuilt(): void {

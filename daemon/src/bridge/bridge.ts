@@ -29,7 +29,13 @@ import type { BridgeClass, Config } from '../config/schema.js';
 import { OutpostError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import { topicMatches } from '../mqtt/acl.js';
-import { chatPayload, commandPayload, type BridgeStatePayload, type ChatPayload } from '../mqtt/contract.js';
+import {
+  ackPayload,
+  chatPayload,
+  commandPayload,
+  type BridgeStatePayload,
+  type ChatPayload,
+} from '../mqtt/contract.js';
 import type { Publisher, Stamper } from '../mqtt/publisher.js';
 import { sitePrefix, topics } from '../mqtt/topics.js';
 import { BridgeQueue, type ClassCounts } from './queue.js';
@@ -247,6 +253,7 @@ export class Bridge implements Service {
       if (!chat || chat.from === CENTRE_IDENTITY) return;
       if (this.seenBefore(chat.id)) return;
     }
+    if (isAck(topic) && parseAck(payload)?.by === CENTRE_IDENTITY) return; // the centre's own, back
     const stored = queue.put({
       topic,
       payload,
@@ -443,13 +450,11 @@ export class Bridge implements Service {
     if (rest === undefined || !this.deps.config.bridge.down.some((filter) => topicMatches(filter, rest)))
       return;
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    if (rest.startsWith('chat/')) {
-      // A chat message stamped by a site broker went up from here and is coming back: drop the echo.
-      const stamped = parseChat(payload);
-      if (stamped) {
-        this.echoes += 1;
-        return;
-      }
+    // A chat message or an acknowledgement stamped by a site broker went up from here and is coming
+    // back down: drop the echo (the centre's own are unstamped: `{text}`, `{}` or `{note}`).
+    if ((rest.startsWith('chat/') && parseChat(payload)) || (isAck(topic) && parseAck(payload))) {
+      this.echoes += 1;
+      return;
     }
     const verb = /^([a-z0-9-]+)\/cmd\/clip-chunks$/.exec(rest);
     if (verb?.[1]) await this.openClipWindow(verb[1], payload);
@@ -564,6 +569,20 @@ export class Bridge implements Service {
  */
 function noDelay(client: MqttClient): void {
   (client.stream as unknown as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+}
+
+function isAck(topic: string): boolean {
+  return topic.endsWith('/ack') && topic.split('/')[3] === 'inbox';
+}
+
+/** An inbox acknowledgement as a site broker stamps it (contract ackPayload), or undefined. */
+function parseAck(payload: Buffer): { by: string } | undefined {
+  try {
+    const parsed = ackPayload.safeParse(JSON.parse(payload.toString('utf8')));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A chat message as a site broker stamps it (contract chatPayload), or undefined. */

@@ -38,7 +38,9 @@ export interface JanusTimings {
 }
 
 export const DEFAULT_JANUS_TIMINGS: JanusTimings = {
-  checkMs: 5000,
+  // 2 s: a console tile plays again within a few seconds of a Janus restart (two small HTTP requests
+  // per camera per round on the LAN).
+  checkMs: 2000,
   requestTimeoutMs: 3000,
   backoffMinMs: 1000,
   backoffMaxMs: 30_000,

@@ -68,7 +68,7 @@ export class CameraStateReport implements Service {
       const status = entry.camera.status();
       // fps and bitrate change every second: they ride along on the 30 s refresh, except that the first
       // measurement is published at once (a console should not see null for 30 s).
-      const key = `${status.state}|${status.encoder}|${status.restarts}|${status.lastError}|${status.fps === undefined}`;
+      const key = `${status.state}|${status.encoder}|${status.restarts}|${status.lastError}|${status.fps === undefined}|${status.mountpoint?.state}`;
       if (key !== entry.lastKey || now - entry.lastPublishedAt >= REFRESH_MS) this.publishState(entry);
       entry.lastKey = key;
       if (status.state === 'streaming') {
@@ -103,6 +103,9 @@ export class CameraStateReport implements Service {
       packets: status.packets,
       restarts: status.restarts,
       lastError: status.lastError ?? null,
+      ...(status.mountpoint
+        ? { mountpoint: { id: status.mountpoint.id, state: status.mountpoint.state } }
+        : {}),
     };
     entry.lastPublishedAt = performance.now();
     this.publisher.publish(topics.cameraState(this.site, this.device, entry.cameraName), payload, {

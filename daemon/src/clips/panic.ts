@@ -7,8 +7,8 @@
 // press therefore reaches the console as an alert of its own, and no video is dropped (the clips may
 // overlap). Extending the first clip instead would fold a second alarm into the first.
 //
-// Every clip is written down as in progress (journal.ts) as its alert goes out, and forgotten once it is
-// kept or its `clip-failed` alert was acknowledged. At start, a clip the last run left in progress is
+// Every clip is written down as in progress (journal.ts) just before its alert goes out, and forgotten
+// once it is kept or its `clip-failed` alert was acknowledged. At start, a clip the last run left in progress is
 // settled: kept in the store already (a kill after the keep) → delivered as usual; otherwise it is lost
 // with the daemon's memory, and a `clip-failed` alert says so. The console always gets an answer.
 import { randomBytes } from 'node:crypto';
@@ -117,6 +117,16 @@ export class Panic implements Service {
       trigger,
       ...(relatedClipId ? { relatedClipId } : {}),
     };
+    const clip: InProgressClip = {
+      clipId,
+      at,
+      trigger,
+      cameras,
+      ...(relatedClipId ? { relatedClipId } : {}),
+    };
+    // Written down first (with the kernel in ~0.1 ms; fsynced in the background): no kill can leave the
+    // alert out and the box without a record of its clip (journal.ts).
+    if (this.running) void this.journal.begin(clip);
     const topic = topics.alert(this.settings.site, this.settings.device);
     // QoS 1 through the uplink's on-disk store. The capture starts once the hub acknowledged the alert,
     // or after ALERT_HEAD_START_MS at the latest (hub away): spawning a recorder blocks the event loop
@@ -133,16 +143,7 @@ export class Panic implements Service {
     const alertAt = Date.now();
     this.log.warn({ clipId, trigger, cameras, relatedClipId, ms: alertAt - at }, 'panic: alert published');
     this.events.alertSent?.(clipId);
-    const clip: InProgressClip = {
-      clipId,
-      at,
-      trigger,
-      cameras,
-      ...(relatedClipId ? { relatedClipId } : {}),
-    };
     if (this.running) {
-      // Right after the alert's bytes, not before: the fsyncs run on the thread pool meanwhile.
-      void this.journal.begin(clip);
       const done = headStart.then(() => this.record(clip)).finally(() => this.recording.delete(clipId));
       this.recording.set(clipId, done);
     } else {

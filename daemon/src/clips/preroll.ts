@@ -327,6 +327,8 @@ export class PreRoll implements Service {
   }
 
   start(): Promise<void> {
+    // A box without cameras (a hub) has no pre-roll: no folder, and nothing to warn about.
+    if (this.rings.size === 0) return Promise.resolve();
     // Left over from a daemon that was killed: the segments' times meant nothing to this one.
     for (const ring of this.rings.values()) ring.clear();
     mkdirSync(this.settings.root, { recursive: true, mode: 0o750 });

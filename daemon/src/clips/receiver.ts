@@ -188,7 +188,12 @@ export class ClipReceiver implements Service {
     await mkdir(this.partialRoot(), { recursive: true });
     await this.load();
     this.running = true;
-    await this.deps.link.open(this.filters(), (topic, payload) => this.handle(topic, payload));
+    try {
+      await this.deps.link.open(this.filters(), (topic, payload) => this.handle(topic, payload));
+    } catch (error) {
+      this.running = false; // a start that failed can be tried again
+      throw error;
+    }
     this.opened = true;
     for (const p of [...this.pending.values()]) await this.tryComplete(p);
     this.timer = setInterval(() => this.askForMissing(), Math.min(1000, this.chunksAfterMs));

@@ -34,11 +34,20 @@ export class ConfigError extends OutpostError {
   }
 }
 
-/** The configuration a box runs with when it has no file: one test camera, broker on loopback. */
+/**
+ * The configuration a box runs with when it has no file: one test camera, broker on loopback, a Janus
+ * of its own on loopback, and the site console on https://127.0.0.1:8443 with a development login.
+ */
 export function embeddedDefaults(): Config {
   // Not /var/lib/outpost: a developer's `npm start` runs as themselves, not as the outpost user.
   const dataDir = process.env.STATE_DIRECTORY ?? join(homedir(), '.local', 'state', 'outpost');
-  return configSchema.parse({ dataDir });
+  return configSchema.parse({
+    dataDir,
+    sfu: { mode: 'janus', janus: { launch: true } },
+    // A moving ball, so the console shows at a glance that the picture is live.
+    cameras: [{ name: 'cam0', source: { type: 'test', pattern: 'ball' } }],
+    console: { host: '127.0.0.1', devLogin: true },
+  });
 }
 
 /** Read and validate a config file. Throws ConfigError listing every problem found. */

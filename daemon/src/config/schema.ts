@@ -109,6 +109,59 @@ const janus = z.strictObject({
     .min(1)
     .max(2 ** 52)
     .default(1000),
+  /**
+   * Start and supervise a Janus of our own on loopback (Debian's `janus`, a config generated under
+   * dataDir/janus): for a development box and `--defaults`; a site runs its own Janus.
+   */
+  launch: z.boolean().default(false),
+});
+
+/** The site console: the web page the hub serves (console/ in the repository, daemon/src/console/). */
+const siteConsole = z.strictObject({
+  /** Where the console's HTTPS listens; the hub's LAN address, or loopback on a development box. */
+  host: z
+    .union([z.ipv4(), z.ipv6()], { error: 'console.host is an IP, e.g. 0.0.0.0 or 127.0.0.1' })
+    .default('0.0.0.0'),
+  port: port.default(8443),
+  /**
+   * Certificate and key (PEM) for HTTPS; default broker.tls (the hub's certificate from provisioning).
+   * Without either, on loopback only, a development certificate is made under dataDir/console/tls.
+   */
+  tls: z.strictObject({ cert: path, key: path }).optional(),
+  /** A login lasts this long without use (sliding), and at most 7 days. */
+  sessionIdleMinutes: z
+    .int()
+    .min(1)
+    .max(7 * 24 * 60)
+    .default(12 * 60),
+  /**
+   * A development box: the daemon prints a login link for local-admin (valid for this run, loopback
+   * only), so `npm start` ends with a URL that opens the console.
+   */
+  devLogin: z.boolean().default(false),
+  alerts: z
+    .strictObject({
+      /** An unacknowledged panic alert notifies every console again this often. */
+      renotifyMinutes: z.number().min(0.1).max(120).default(5),
+      /** Alerts kept in the inbox; past it, acknowledged ones go first, oldest first. */
+      keep: z.int().min(10).max(10_000).default(500),
+    })
+    .prefault({}),
+  clips: z
+    .strictObject({
+      /** Bytes of panic clips the hub keeps for the console (dataDir/console/clips). */
+      quotaBytes: z
+        .int()
+        .min(16 * 1024 * 1024)
+        .default(4 * 1024 * 1024 * 1024),
+    })
+    .prefault({}),
+  /** Minutes of CPU and temperature kept per box for the Devices page's chart. */
+  telemetryHistoryMinutes: z
+    .int()
+    .min(1)
+    .max(24 * 60)
+    .default(60),
 });
 
 const testSource = z.strictObject({
@@ -325,13 +378,25 @@ export const DEFAULT_BRIDGE_UP: ReadonlyArray<{ topic: string; class: BridgeClas
   // the first entry that matches a topic decides its class.
   { topic: 'chat/+', class: 'chat' },
   { topic: '+/alert', class: 'alert' },
+  // The hub's alert inbox (site console): retained entries, and who acknowledged what.
+  { topic: 'inbox/+/+/+', class: 'state' },
+  { topic: 'inbox/+/+/+/ack', class: 'alert' },
   { topic: '+/status', class: 'state' },
   { topic: '+/camera/+/state', class: 'state' },
   { topic: '+/clip/+', class: 'manifest' },
   { topic: '+/reply/+', class: 'reply' },
   { topic: '+/telemetry', class: 'telemetry' },
 ];
-export const DEFAULT_BRIDGE_DOWN: readonly string[] = ['+/cmd/#', 'chat/+'];
+export const DEFAULT_BRIDGE_DOWN: readonly string[] = ['+/cmd/#', 'chat/+', 'inbox/+/+/+/ack'];
+
+/**
+ * Topics whose payload the site broker stamps with the sender it authenticated (chat, inbox
+ * acknowledgements): they may cross both ways, because the bridge recognises its own echoes by the
+ * stamp (bridge/bridge.ts).
+ */
+export function stampedTopic(filter: string): boolean {
+  return filter.startsWith('chat/') || /^inbox\/[^/]+\/[^/]+\/[^/]+\/ack$/.test(filter);
+}
 
 /** The hub's outbound link to the operations centre's broker (bridge/). Hub role only. */
 const bridge = z
@@ -427,23 +492,29 @@ const bridge = z
           'the central broker needs a credential: bridge.username + bridge.passwordFile, or bridge.cert + bridge.key (outpost-provision centre add-site makes them)',
       });
     }
-    // A topic carried both ways would come back to where it came from: only chat may (echoes are
-    // recognised by the stamp, bridge/bridge.ts).
+    // A topic carried both ways would come back to where it came from: only stamped ones may (echoes
+    // are recognised by the stamp, bridge/bridge.ts).
     for (const down of value.down) {
-      if (down.startsWith('chat/')) continue;
-      const clash = value.up.find((up) => !up.topic.startsWith('chat/') && filtersOverlap(up.topic, down));
+      if (stampedTopic(down)) continue;
+      const clash = value.up.find((up) => !stampedTopic(up.topic) && filtersOverlap(up.topic, down));
       if (clash) {
         ctx.addIssue({
           code: 'custom',
           path: ['down'],
           input: down,
-          message: `${down} also crosses up (${clash.topic}): a topic may cross one way only (chat excepted)`,
+          message: `${down} also crosses up (${clash.topic}): a topic may cross one way only (chat and inbox acknowledgements excepted)`,
         });
       }
     }
   });
 
-/** Could some topic match both filters? (Level by level: `+`/`#` match anything.) */
+/** Site-level topic segments that are never a device (the broker reserves these identity names). */
+const SITE_SEGMENTS: ReadonlySet<string> = new Set(['chat', 'inbox']);
+
+/**
+ * Could some topic under the site prefix match both filters? Level by level `+`/`#` match anything,
+ * except that a `+` in the first level is a device, and `chat` and `inbox` are never devices.
+ */
 export function filtersOverlap(a: string, b: string): boolean {
   const x = a.split('/');
   const y = b.split('/');
@@ -452,6 +523,7 @@ export function filtersOverlap(a: string, b: string): boolean {
     const q = y[i];
     if (p === '#' || q === '#') return true;
     if (p === undefined || q === undefined) return p === q;
+    if (i === 0 && ((p === '+' && SITE_SEGMENTS.has(q)) || (q === '+' && SITE_SEGMENTS.has(p)))) return false;
     if (p !== '+' && q !== '+' && p !== q) return false;
   }
 }
@@ -612,6 +684,8 @@ export const configSchema = z
     bridge: bridge.optional(),
     /** Prometheus /metrics over HTTPS (metrics/, docs/metrics.md). */
     metrics: metrics.optional(),
+    /** The site console (hub role only). Absent: no console. */
+    console: siteConsole.optional(),
     cameras: z
       .array(camera)
       .max(8, { error: 'at most 8 cameras per box' })
@@ -635,6 +709,23 @@ export const configSchema = z
           message: 'a camera-role box keeps its broker on loopback; remove this listener or set role: hub',
         });
       }
+    }
+    if (config.console && config.role === 'camera') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['console'],
+        input: config.console,
+        message: 'the site console is served by the hub; remove console or set role: hub',
+      });
+    }
+    if (config.sfu.janus.launch && !['127.0.0.1', '::1', 'localhost'].includes(config.sfu.host)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sfu', 'janus', 'launch'],
+        input: true,
+        message:
+          'a launched Janus listens on loopback only: set sfu.host to 127.0.0.1, or run the site Janus yourself',
+      });
     }
     if (config.role === 'camera' && !config.uplink) {
       ctx.addIssue({
@@ -780,6 +871,7 @@ export const configSchema = z
 
 export type Config = z.output<typeof configSchema>;
 export type CameraConfig = Config['cameras'][number];
+export type ConsoleConfig = NonNullable<Config['console']>;
 export type SrtpConfig = NonNullable<Config['sfu']['srtp']>;
 
 /** The Janus mountpoint id of cameras[index]: its own, or sfu.janus.mountpointIdBase + index. */

@@ -4,6 +4,7 @@
 // imports child_process (besides gpio/gpiod-pin.ts, which runs Debian's gpiod tools).
 import { execFile, fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { tiedToParent } from '../lifecycle/tied-child.js';
 
 /**
  * Fork the worker entry `name` that sits beside the module at `beside` (that module's
@@ -11,8 +12,11 @@ import { fileURLToPath } from 'node:url';
  */
 export function forkWorker(beside: string, name: string): ChildProcess {
   const { path, execArgv } = workerEntry(beside, name);
+  // Dies with the daemon, inherits none of its files (lifecycle/tied-child.ts); fd 3 is the IPC channel.
+  const tied = tiedToParent(process.execPath, execArgv, 3);
   return fork(path, [], {
-    execArgv,
+    execPath: tied.file,
+    execArgv: tied.args,
     // pollBus and each pending pull() hold a libuv worker thread; the default pool of 4 runs out.
     env: { ...process.env, UV_THREADPOOL_SIZE: '8' },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

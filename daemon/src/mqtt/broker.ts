@@ -22,6 +22,7 @@ import { describeError, OutpostError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import { mayPublish, maySubscribe, ReadScope } from './acl.js';
 import { stampChat } from './chat-stamp.js';
+import { stampAck } from './ack-stamp.js';
 import { IdentityTable, loadIdentities, type Identity, type Role } from './identities.js';
 import {
   FailureBackoff,
@@ -58,6 +59,8 @@ interface Connection {
   /** The TLS socket underneath (mqtts, wss): its verified client certificate names an identity. */
   tls: TLSSocket | undefined;
   remote: string;
+  /** A stream from the site console's HTTPS server: its login (session cookie) names the identity. */
+  session?: Identity;
 }
 
 /** The user name of the daemon's local credential, for tools on the box (loopback listener only). */
@@ -487,12 +490,13 @@ export class Broker implements Service {
   }
 
   /** Publish on this broker from the daemon itself (replies to local tools). */
-  publishLocal(topic: string, payload: object, options: { qos: 0 | 1; retain?: boolean }): void {
+  publishLocal(topic: string, payload: object | Buffer, options: { qos: 0 | 1; retain?: boolean }): void {
     this.aedes?.publish(
       {
         cmd: 'publish',
         topic,
-        payload: Buffer.from(JSON.stringify(payload)),
+        // A Buffer as it is: an empty one clears a retained message (the console's inbox prunes so).
+        payload: Buffer.isBuffer(payload) ? payload : Buffer.from(JSON.stringify(payload)),
         qos: options.qos,
         retain: options.retain ?? false,
         dup: false,
@@ -513,12 +517,12 @@ export class Broker implements Service {
     // `chat` would make a device's own prefix the site's chat topics.
     const reserved = records.find(
       (record) =>
-        record.name === LOCAL_ADMIN || record.name === 'chat' || this.serviceIdentities.has(record.name),
+        [LOCAL_ADMIN, 'chat', 'inbox'].includes(record.name) || this.serviceIdentities.has(record.name),
     );
     if (reserved) {
       throw new OutpostError(
         'IDENTITIES_INVALID',
-        `${file}: the name ${reserved.name} is reserved (${LOCAL_ADMIN}: the box's own tools; chat: the chat topics; ${[...this.serviceIdentities.keys()].join(', ') || 'no'} service identities)`,
+        `${file}: the name ${reserved.name} is reserved (${LOCAL_ADMIN}: the box's own tools; chat, inbox: site topics; ${[...this.serviceIdentities.keys()].join(', ') || 'no'} service identities)`,
         {
           hint: 'rename that identity with outpost-provision',
         },
@@ -575,7 +579,14 @@ export class Broker implements Service {
     };
     if (!connection) return refuse('unknown connection');
     let identity: Identity | undefined;
-    if (password !== undefined && username !== undefined) {
+    if (connection.session) {
+      // Logged in through the console's form (same identities, same login limits): the cookie was
+      // checked at the WebSocket upgrade; the identity must still be what it was then.
+      const now = this.lookup(connection.session.name);
+      if (username !== connection.session.name) return refuse('user name differs from the console login');
+      if (!now || now.role !== connection.session.role) return refuse('identity revoked or changed');
+      identity = now;
+    } else if (password !== undefined && username !== undefined) {
       const given = password.toString('utf8');
       const service = this.serviceIdentities.get(username);
       if (
@@ -756,6 +767,17 @@ export class Broker implements Service {
         this.chatHistory?.append(channel, stamped.message);
       }
     }
+    // Inbox acknowledgements: stamped with who and when, like chat (ack-stamp.ts).
+    const ack = stampAck(site, packet.topic, packet.payload, identity, Date.now());
+    if (ack) {
+      packet.retain = false;
+      if (ack.ok) packet.payload = ack.payload;
+      else {
+        this.counters.refusedPublish += 1;
+        this.log.warn({ identity: identity.name, topic: packet.topic, reason: ack.reason }, 'ack refused');
+        refuseInPlace(packet);
+      }
+    }
     done(null);
   }
 
@@ -831,7 +853,60 @@ export class Broker implements Service {
     return undefined;
   }
 
-  private accept(kind: ListenerKind, stream: Duplex, tls?: TLSSocket, remoteAddress?: string): void {
+  /**
+   * The site console (console/server.ts) checks a login form against the same identities and the same
+   * limits as a CONNECT on a LAN listener: address backoff after failures, the scrypt queue. local-admin
+   * (the box's own credential) only from loopback. 'unavailable' when the check was not made.
+   */
+  async checkLogin(
+    remote: string,
+    username: string,
+    password: string,
+    loopback: boolean,
+  ): Promise<Identity | 'unavailable' | undefined> {
+    if (username === LOCAL_ADMIN) {
+      const ok = loopback && sameSecret(password, this.localPassword);
+      if (!ok) this.counters.authFailures += 1;
+      return ok ? this.lookup(LOCAL_ADMIN) : undefined;
+    }
+    if (this.failures.wait(remote) > 0) {
+      this.counters.loginsBackedOff += 1;
+      return 'unavailable';
+    }
+    const checked = await this.logins.run(
+      remote,
+      () => this.identities.byPassword(username, password),
+      () => false,
+    );
+    if (checked === SHED) {
+      this.counters.loginsShed += 1;
+      return 'unavailable';
+    }
+    if (checked) this.failures.succeeded(remote);
+    else {
+      this.failures.failed(remote);
+      this.counters.authFailures += 1;
+    }
+    return checked;
+  }
+
+  /** Whether `identity` still exists with that role (the console ends logins of revoked accounts). */
+  hasIdentity(identity: Identity): boolean {
+    return this.lookup(identity.name)?.role === identity.role;
+  }
+
+  /** An MQTT-over-WebSocket stream from the console's HTTPS server, for the identity its login named. */
+  acceptSession(stream: Duplex, tls: TLSSocket | undefined, remote: string, identity: Identity): void {
+    this.accept('wss', stream, tls, remote, identity);
+  }
+
+  private accept(
+    kind: ListenerKind,
+    stream: Duplex,
+    tls?: TLSSocket,
+    remoteAddress?: string,
+    session?: Identity,
+  ): void {
     const aedes = this.aedes;
     const remote = remoteAddress ?? (stream as Socket).remoteAddress ?? 'unknown';
     if (!aedes || this.sockets.size >= this.config.broker.limits.maxConnections) {
@@ -861,7 +936,7 @@ export class Broker implements Service {
       stream.destroy();
     });
     conn.on('error', () => stream.destroy());
-    this.connections.set(conn, { kind, tls, remote });
+    this.connections.set(conn, { kind, tls, remote, ...(session ? { session } : {}) });
     aedes.handle(conn);
   }
 
