@@ -139,10 +139,12 @@ export class MountpointViewer {
   private closed = false;
 
   constructor(
-    private readonly session: JanusSession,
-    private readonly mountpoint: number,
-    private readonly video: HTMLVideoElement,
-    private readonly onFailed: (reason: string) => void,
+    private readonly deps: {
+      session: JanusSession;
+      mountpoint: number;
+      video: HTMLVideoElement;
+      onFailed: (reason: string) => void;
+    },
   ) {}
 
   async open(): Promise<void> {
@@ -155,16 +157,16 @@ export class MountpointViewer {
       };
       if ('playoutDelayHint' in receiver) receiver.playoutDelayHint = 0;
       if ('jitterBufferTarget' in receiver) receiver.jitterBufferTarget = 0;
-      this.video.srcObject = event.streams[0] ?? new MediaStream([event.track]);
-      void this.video.play().catch(() => undefined);
+      this.deps.video.srcObject = event.streams[0] ?? new MediaStream([event.track]);
+      void this.deps.video.play().catch(() => undefined);
     };
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === 'failed' || pc.connectionState === 'closed')
         this.fail(`media ${pc.connectionState}`);
     };
-    const handle = await this.session.attach((event) => void this.onEvent(event));
+    const handle = await this.deps.session.attach((event) => void this.onEvent(event));
     this.handle = handle;
-    const reply = await this.session.message(handle, { request: 'watch', id: this.mountpoint });
+    const reply = await this.deps.session.message(handle, { request: 'watch', id: this.deps.mountpoint });
     void reply;
   }
 
@@ -172,14 +174,14 @@ export class MountpointViewer {
     if (this.closed) return;
     this.closed = true;
     this.pc?.close();
-    this.video.srcObject = null;
-    if (this.handle !== undefined) void this.session.detach(this.handle);
+    this.deps.video.srcObject = null;
+    if (this.handle !== undefined) void this.deps.session.detach(this.handle);
   }
 
   private fail(reason: string): void {
     if (this.closed) return;
     this.close();
-    this.onFailed(reason);
+    this.deps.onFailed(reason);
   }
 
   private async onEvent(event: JanusEvent): Promise<void> {
@@ -205,7 +207,7 @@ export class MountpointViewer {
       // for gathering to finish (hundreds of ms on a machine with several interfaces).
       pc.onicecandidate = ({ candidate }) => {
         if (this.closed) return;
-        void this.session
+        void this.deps.session
           .trickle(handle, candidate ? candidate.toJSON() : { completed: true })
           .catch(() => undefined);
       };
@@ -214,8 +216,12 @@ export class MountpointViewer {
       const answer = pc.localDescription;
       if (!answer || this.closed) return;
       // Zero playout delay (Janus's playout-delay extension), asked for alongside the start.
-      const configured = this.session.message(handle, { request: 'configure', min_delay: 0, max_delay: 0 });
-      await this.session.message(
+      const configured = this.deps.session.message(handle, {
+        request: 'configure',
+        min_delay: 0,
+        max_delay: 0,
+      });
+      await this.deps.session.message(
         handle,
         { request: 'start' },
         { type: answer.type, sdp: answer.sdp, trickle: true },

@@ -6,14 +6,14 @@ import { stringify } from 'yaml';
 import { findCameras, formatCameraList } from './camera/devices.js';
 import { Encoders } from './camera/encoders.js';
 import { sourceProblems } from './camera/sources.js';
-import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, redactSecrets } from './config/load.js';
+import { DEFAULT_CONFIG_PATH, loadConfig, redactSecrets } from './config/load.js';
 import { askDaemonForClip } from './clips/ask.js';
 import { pullClips } from './clips/pull.js';
 import { locateConfig, type ConfigChoice } from './config/locate.js';
 import type { Config } from './config/schema.js';
 import { formatConfigError } from './config/report.js';
 import { sendChat, tailChat } from './chat/tool.js';
-import { describeError, ExitCode, OutpostError } from './errors.js';
+import { ConfigError, describeError, ExitCode, OutpostError } from './errors.js';
 import { createLogger } from './log.js';
 import {
   brokerTarget,

@@ -1,11 +1,11 @@
 // The process shell: config → app → signals → sd_notify → exit code. The only module that touches
 // process-wide state; everything it runs is built by app.ts.
 import { buildApp } from './app.js';
-import { ConfigError, DEFAULT_CONFIG_PATH } from './config/load.js';
+import { DEFAULT_CONFIG_PATH } from './config/load.js';
 import { locateConfig } from './config/locate.js';
 import { formatConfigError } from './config/report.js';
 import type { Config } from './config/schema.js';
-import { describeError, ExitCode, OutpostError } from './errors.js';
+import { ConfigError, describeError, ExitCode, OutpostError } from './errors.js';
 import { connectNotifier } from './lifecycle/sdnotify.js';
 import { childTieProblem } from './lifecycle/tied-child.js';
 import { createLogger } from './log.js';

@@ -15,8 +15,12 @@ const message = (cls: BridgeClass, n: number, bytes = 100, topic = `t/${cls}/${n
 });
 
 async function open(dir: string, maxBytes = 1_000_000): Promise<BridgeQueue> {
-  const queue = new BridgeQueue(join(dir, 'q'), maxBytes, (error) => {
-    throw error;
+  const queue = new BridgeQueue({
+    directory: join(dir, 'q'),
+    maxBytes,
+    onWriteError: (error) => {
+      throw error;
+    },
   });
   await queue.open();
   return queue;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../daemon/src/errors.js';
 import {
-  ConfigError,
   embeddedDefaults,
   formatPath,
   loadConfig,

@@ -108,9 +108,14 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
       setPhase('connecting');
       try {
         const session = await pool.get();
-        const made = new MountpointViewer(session, mountpoint, element, (reason) => {
-          stats.reconnects += 1;
-          reconnect(reason);
+        const made = new MountpointViewer({
+          session,
+          mountpoint,
+          video: element,
+          onFailed: (reason) => {
+            stats.reconnects += 1;
+            reconnect(reason);
+          },
         });
         viewer = made;
         await made.open();

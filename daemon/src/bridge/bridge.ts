@@ -116,16 +116,16 @@ export class Bridge implements Service {
     const { config, log } = this.deps;
     this.stopped = false;
     const dir = join(config.dataDir, 'bridge');
-    const queue = new BridgeQueue(
-      dir,
-      config.bridge.maxQueueBytes,
-      (error) =>
+    const queue = new BridgeQueue({
+      directory: dir,
+      maxBytes: config.bridge.maxQueueBytes,
+      onWriteError: (error) =>
         log.error(
           { err: error },
           'bridge store: a write failed (disk full or I/O error); the message is kept in memory and still sent',
         ),
-      () => void this.pump(),
-    );
+      onQueued: () => void this.pump(),
+    });
     try {
       await queue.open();
     } catch (error) {
@@ -620,4 +620,28 @@ async function readSecret(file: string, key: string): Promise<string> {
       cause: error,
     });
   }
+}
+
+/** The hub's bridge when its config has a `bridge` section (hub role only), with its `centre` identity. */
+export function siteBridge(deps: {
+  config: Pick<Config, 'site' | 'device' | 'dataDir' | 'bridge'>;
+  broker: {
+    address(): { host: string; port: number } | undefined;
+    serviceCredential(name: string, role: 'console'): { username: string; password: string };
+  };
+  publisher: BridgeDeps['publisher'];
+  log: Logger;
+}): Bridge | undefined {
+  const { config, broker } = deps;
+  if (!config.bridge) return undefined;
+  return new Bridge({
+    config: { ...config, bridge: config.bridge },
+    // Registered before the broker starts, so its persistent session is kept (Broker.serviceCredential).
+    local: {
+      address: () => broker.address(),
+      credential: broker.serviceCredential(CENTRE_IDENTITY, 'console'),
+    },
+    publisher: deps.publisher,
+    log: deps.log,
+  });
 }

@@ -96,15 +96,22 @@ export class BridgeQueue {
   private readonly lazy = new Set<Entry>();
   private closed = false;
 
-  constructor(
-    directory: string,
-    private readonly maxBytes: number,
-    /** A write failed (disk full, I/O error): the messages stay in memory and are still sent. */
-    private readonly onWriteError: (error: Error) => void,
-    /** A message was queued: the sender may have work. */
-    private readonly onQueued: () => void = () => undefined,
-  ) {
-    this.db = new Level<string, Uint8Array>(directory, { valueEncoding: 'view', ...LEVEL_MEMORY });
+  private readonly maxBytes: number;
+  /** A write failed (disk full, I/O error): the messages stay in memory and are still sent. */
+  private readonly onWriteError: (error: Error) => void;
+  /** A message was queued: the sender may have work. */
+  private readonly onQueued: () => void;
+
+  constructor(deps: {
+    directory: string;
+    maxBytes: number;
+    onWriteError: (error: Error) => void;
+    onQueued?: () => void;
+  }) {
+    this.maxBytes = deps.maxBytes;
+    this.onWriteError = deps.onWriteError;
+    this.onQueued = deps.onQueued ?? (() => undefined);
+    this.db = new Level<string, Uint8Array>(deps.directory, { valueEncoding: 'view', ...LEVEL_MEMORY });
   }
 
   async open(): Promise<void> {

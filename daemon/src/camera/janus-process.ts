@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { OutpostError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
+import { tiedToParent } from '../lifecycle/tied-child.js';
 
 const START_WAIT_MS = 10_000;
 
@@ -130,7 +131,9 @@ admin: { admin_http = false, admin_https = false }
   }
 
   private spawn(dir: string): void {
-    const child = spawn('janus', ['-F', dir, '-o', '-d', '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Dies with the daemon and inherits none of its files (lifecycle/tied-child.ts), like every child.
+    const tied = tiedToParent('janus', ['-F', dir, '-o', '-d', '3']);
+    const child = spawn(tied.file, tied.args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     const keep = (chunk: Buffer): void => {
       this.output = (this.output + chunk.toString()).slice(-8000);

@@ -54,9 +54,9 @@ const NO_SUCH_MOUNTPOINT = 455;
 /** A failed Janus request: `janusCode` is Janus's own error code when it answered. */
 export class JanusRequestError extends OutpostError {
   readonly janusCode: number | undefined;
-  constructor(message: string, janusCode: number | undefined, hint: string, cause?: unknown) {
-    super('JANUS_REQUEST_FAILED', message, { hint, cause });
-    this.janusCode = janusCode;
+  constructor(message: string, options: { janusCode: number | undefined; hint: string; cause?: unknown }) {
+    super('JANUS_REQUEST_FAILED', message, { hint: options.hint, cause: options.cause });
+    this.janusCode = options.janusCode;
   }
   /** Janus no longer knows our session or handle: it restarted, or the session timed out. */
   get sessionGone(): boolean {
@@ -140,12 +140,11 @@ export class JanusClient {
         (error as Error).name === 'TimeoutError'
           ? `no answer within ${this.timeoutMs} ms`
           : (cause ?? (error as Error).message);
-      throw new JanusRequestError(
-        `Janus at ${this.url} unreachable: ${reason}`,
-        undefined,
-        'check that Janus runs and that sfu.janus.url points at its HTTP transport (janus.transport.http.jcfg)',
-        error,
-      );
+      throw new JanusRequestError(`Janus at ${this.url} unreachable: ${reason}`, {
+        janusCode: undefined,
+        hint: 'check that Janus runs and that sfu.janus.url points at its HTTP transport (janus.transport.http.jcfg)',
+        cause: error,
+      });
     }
     if (reply.janus === 'error') {
       throw this.error(reply.error?.reason ?? 'error without a reason', reply.error?.code);
@@ -166,11 +165,10 @@ export class JanusClient {
         : code === 456 || code === 457
           ? 'the streaming plugin refused the request: check sfu.janus.adminKey (admin_key) and sfu.janus.secret'
           : 'see the Janus log for the reason';
-    return new JanusRequestError(
-      `Janus: ${message}${code === undefined ? '' : ` (code ${code})`}`,
-      code,
+    return new JanusRequestError(`Janus: ${message}${code === undefined ? '' : ` (code ${code})`}`, {
+      janusCode: code,
       hint,
-    );
+    });
   }
 }
 

@@ -48,12 +48,10 @@ export interface PreRollBranch {
  * then never waits on it, and the RTP branch, which runs in the encoder's own thread, never stalls
  * because of it.
  *
- * Why multifilesink and not splitmuxsink: splitmuxsink (1.22) collects a whole GOP before it writes it
- * and closes a file only when the next GOP has been collected, so it reports a GOP one keyframe
- * interval after its end (its fragment-opened message comes before the GOP's data is written, with no
- * end time). multifilesink `next-file=key-frame` closes a file (fclose: every byte is in it) when the
- * next keyframe reaches it and then posts `GstMultiFileSink` with that keyframe's running time: a GOP
- * is reported complete ~30 ms after its end. `min-keyframe-distance=0`: a new file at every keyframe
+ * multifilesink `next-file=key-frame` closes a file (fclose: every byte is in it) when the next keyframe
+ * reaches it and posts `GstMultiFileSink` with that keyframe's running time: a GOP is reported ~30 ms
+ * after its end (splitmuxsink: a GOP later; docs/decisions/pre-roll-multifilesink.md).
+ * `min-keyframe-distance=0`: a new file at every keyframe
  * (the default, 10 s, would put ten GOPs in a file). mpegtsmux marks only the first packet after a
  * keyframe as a key unit and sends PAT/PMT before it, so each file is one GOP that starts with
  * PAT/PMT and the keyframe (docs/clips.md).

@@ -60,6 +60,23 @@ export function newClipId(at: number): string {
   return `${stamp}-${randomBytes(3).toString('hex')}`;
 }
 
+/** What the panic path tells the rest of the box (the LED). */
+export interface PanicEvents {
+  alertSent?(clipId: string): void;
+  /** The hub acknowledged the alert `ms` after the press (/metrics: outpost_panic_alert_seconds). */
+  alertAcked?(trigger: ClipTrigger, ms: number): void;
+}
+
+export interface PanicDeps {
+  settings: PanicSettings;
+  publisher: Publisher & { stamp: Stamper; publishAcked?(topic: string, payload: object): Promise<void> };
+  source: ClipSource;
+  store: ClipStore;
+  delivery: ClipDelivery;
+  log: Logger;
+  events?: PanicEvents;
+}
+
 export class Panic implements Service {
   readonly name = 'panic';
   private readonly recording = new Map<string, Promise<void>>();
@@ -67,24 +84,27 @@ export class Panic implements Service {
   private running = false;
   private readonly journal: ClipJournal;
 
-  constructor(
-    private readonly settings: PanicSettings,
-    private readonly publisher: Publisher & {
-      stamp: Stamper;
-      publishAcked?(topic: string, payload: object): Promise<void>;
-    },
-    private readonly source: ClipSource,
-    private readonly store: ClipStore,
-    private readonly delivery: ClipDelivery,
-    private readonly log: Logger,
-    private readonly events: {
-      alertSent?(clipId: string): void;
-      /** The hub acknowledged the alert `ms` after the press (/metrics: outpost_panic_alert_seconds). */
-      alertAcked?(trigger: ClipTrigger, ms: number): void;
-    } = {},
-  ) {
+  private readonly settings: PanicSettings;
+  private readonly publisher: Publisher & {
+    stamp: Stamper;
+    publishAcked?(topic: string, payload: object): Promise<void>;
+  };
+  private readonly source: ClipSource;
+  private readonly store: ClipStore;
+  private readonly delivery: ClipDelivery;
+  private readonly log: Logger;
+  private readonly events: PanicEvents;
+
+  constructor(deps: PanicDeps) {
+    this.settings = deps.settings;
+    this.publisher = deps.publisher;
+    this.source = deps.source;
+    this.store = deps.store;
+    this.delivery = deps.delivery;
+    this.log = deps.log;
+    this.events = deps.events ?? {};
     // Beside the clips it speaks for, so that one data dir holds both.
-    this.journal = new ClipJournal(store.dir, log);
+    this.journal = new ClipJournal(deps.store.dir, deps.log);
   }
 
   /** Start after the store (settling asks it which clips were kept) and the uplink. */

@@ -55,17 +55,30 @@ export function probeRegistry(
 export function runPipelineToEnd(description: string, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     const worker = forkWorker(import.meta.url, 'job-worker');
-    let outcome: string | undefined = 'the worker exited without an answer';
+    let answered = false;
+    let outcome: string | undefined;
     const timer = setTimeout(() => {
-      outcome = `no answer within ${timeoutMs + 1000} ms`;
+      if (!answered) outcome = `no answer within ${timeoutMs + 1000} ms`;
       worker.kill('SIGKILL');
     }, timeoutMs + 1000);
     worker.on('message', (message: FromJobWorker) => {
-      if (message.type === 'ran') outcome = message.error;
+      if (message.type !== 'ran' || answered) return;
+      answered = true;
+      outcome = message.error;
     });
-    worker.on('error', (error) => (outcome = `worker process: ${error.message}`));
-    worker.on('exit', () => {
+    worker.on('error', (error) => {
+      outcome ??= `worker process: ${error.message}`;
+      // A worker that never started will not close either.
+      if (worker.pid === undefined) {
+        clearTimeout(timer);
+        resolve(outcome);
+      }
+    });
+    // 'close', not 'exit': it comes once the IPC channel is closed too, so an answer sent just before
+    // the worker exited has been read (Node emits 'exit' as soon as the process is reaped).
+    worker.on('close', (code, signal) => {
       clearTimeout(timer);
+      if (!answered) outcome ??= `the worker exited without an answer (${signal ?? `code ${code}`})`;
       resolve(outcome);
     });
     worker.send({ type: 'run-to-end', description, timeoutMs } satisfies ToJobWorker);

@@ -516,3 +516,24 @@ async function readSecret(file: string, key: string): Promise<string> {
     });
   }
 }
+
+/** The box's /metrics when its config has a `metrics` section. */
+export function boxMetrics(deps: {
+  config: Pick<Config, 'site' | 'device' | 'role' | 'dataDir' | 'metrics' | 'broker'>;
+  version: string;
+  sources: Omit<MetricSources, 'info' | 'dataDir'>;
+  log: Logger;
+}): Metrics | undefined {
+  const { config } = deps;
+  if (!config.metrics) return undefined;
+  return new Metrics({
+    config: config.metrics,
+    tls: config.metrics.tls ?? config.broker.tls,
+    sources: {
+      info: { site: config.site, device: config.device, role: config.role, version: deps.version },
+      dataDir: config.dataDir,
+      ...deps.sources,
+    },
+    log: deps.log,
+  });
+}

@@ -122,6 +122,30 @@ export const commandPayload = z.strictObject({
   args: z.record(z.string(), z.unknown()).default({}),
 });
 
+/**
+ * Each verb's `args`, by verb (docs/topics.md, "cmd and reply"). `ping` and `status` take none (and
+ * ignore any given); the others refuse an unknown key with BAD_ARGUMENTS.
+ */
+export const verbArgs = {
+  ping: z.object({}),
+  status: z.object({}),
+  'restart-camera': z.strictObject({ camera: z.string() }),
+  /** The console (or `outpost clip`, via: cli) asks for a panic clip: the alert goes out first. */
+  clip: z.strictObject({
+    /** Cameras in the clip; default: clips.cameras, else every camera. */
+    cameras: z.array(z.string()).optional(),
+    via: z.enum(['mqtt', 'cli']).default('mqtt'),
+  }),
+  /** Publish a clip's chunks again (an empty list: its manifest). */
+  'clip-chunks': z.strictObject({
+    clipId: z.string().min(1).max(64),
+    chunks: z.array(z.int().nonnegative()).max(4096),
+  }),
+} as const;
+
+/** The `cmd/{verb}` payload of one verb: `commandPayload` with that verb's `args`. */
+const commandOf = <A extends z.ZodType>(args: A) => commandPayload.extend({ args: args.optional() });
+
 export const replyPayload = z.strictObject({
   ...meta,
   id: z.string().min(1).max(64),
@@ -254,6 +278,11 @@ export const contract = {
   alert: alertPayload,
   'clip-manifest': clipManifestPayload,
   cmd: commandPayload,
+  'cmd-ping': commandOf(verbArgs.ping),
+  'cmd-status': commandOf(verbArgs.status),
+  'cmd-restart-camera': commandOf(verbArgs['restart-camera']),
+  'cmd-clip': commandOf(verbArgs.clip),
+  'cmd-clip-chunks': commandOf(verbArgs['clip-chunks']),
   reply: replyPayload,
   'chat-in': chatInPayload,
   chat: chatPayload,
@@ -269,6 +298,7 @@ export type CameraStatePayload = z.output<typeof cameraStatePayload>;
 export type AlertPayload = z.output<typeof alertPayload>;
 export type ClipManifestPayload = z.output<typeof clipManifestPayload>;
 export type CommandPayload = z.output<typeof commandPayload>;
+export type VerbName = keyof typeof verbArgs;
 export type ReplyPayload = z.output<typeof replyPayload>;
 export type ChatPayload = z.output<typeof chatPayload>;
 export type BridgeStatePayload = z.output<typeof bridgeStatePayload>;
