@@ -1,6 +1,8 @@
 // The site bridge end to end: a real hub daemon (`outpost run`) bridged to Debian's mosquitto as the
 // operations centre's broker, configured by `outpost-provision centre` (TLS with the centre CA, password
 // or client certificate, ACL), through a proxy that cuts the link. Boxes and consoles are MQTT.js clients.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -70,6 +72,33 @@ async function ops(
   const got: Array<{ topic: string; payload: Buffer; retain: boolean }> = [];
   client.on('message', (topic, payload, packet) => got.push({ topic, payload, retain: packet.retain }));
   return { client, got };
+}
+
+/**
+ * Attach strace to `pid` (every thread) and delay each of its fsync and fdatasync calls by `us`; resolves
+ * once attached, with strace's exit (once the process is gone).
+ */
+async function slowFsync(pid: number, us: number): Promise<{ exited: Promise<void> }> {
+  const strace = spawn('strace', [
+    '-f',
+    '-qq',
+    '-o',
+    '/dev/null',
+    '-e',
+    'trace=fsync,fdatasync',
+    '-e',
+    `inject=fsync,fdatasync:delay_enter=${us}`,
+    '-p',
+    String(pid),
+  ]);
+  const exited = new Promise<void>((resolve) => strace.once('exit', () => resolve()));
+  // strace attaches every thread before it lets the process run on; /proc shows the tracer.
+  await until(
+    () => /TracerPid:\s+[1-9]/.test(readFileSync(`/proc/${pid}/status`, 'utf8')),
+    10_000,
+    'strace to attach',
+  );
+  return { exited };
 }
 
 const P = `outpost/v1/${SITE}`;
@@ -201,6 +230,56 @@ describe('site bridge to a central mosquitto', () => {
       if (!first.includes(n)) first.push(n);
     }
     expect(first).toEqual([...Array(300).keys()]);
+  });
+
+  it('kill -9 mid-stream while the link is up: every alert the site broker acknowledged reaches the centre', async () => {
+    // The link goes silent (both ends still believe it is up), so nothing the bridge takes reaches the
+    // centre before the kill: what the bridge acknowledged to the site broker is only in its own store.
+    // Every fsync of the hub takes 100 ms more (strace's fault injection), as on a slow SD card: a
+    // message acknowledged before it is written would stay in memory long enough for the kill to find it.
+    const files = await hub({ bridge: { keepAliveSeconds: 300 } });
+    const centre = await ops({ clean: false, clientId: 'ops-kill9' });
+    await centre.client.subscribeAsync(`${P}/+/alert`, { qos: 1 });
+    let daemon = await run(files);
+    const slowDisk = await slowFsync(daemon.child.pid!, 100_000);
+    files.proxy.stall();
+    const cam = await box(files, 'cam-a');
+    const acknowledged = new Set<string>();
+    const total = 600;
+    let sent = 0;
+    const killed = new Promise<void>((resolve) => {
+      const next = () => {
+        // 50 in flight at a time: the site broker acknowledges each once it has it.
+        while (sent < total && sent - acknowledged.size < 50) {
+          const i = sent++;
+          cam.publish(topics.alert(SITE, 'cam-a'), alert(i), { qos: 1 }, (error) => {
+            if (error) return;
+            acknowledged.add(`a-${i}`);
+            if (acknowledged.size === total / 2) {
+              daemon.child.kill('SIGKILL');
+              resolve();
+            } else next();
+          });
+        }
+      };
+      next();
+    });
+    await killed;
+    await daemon.exited();
+    await slowDisk.exited;
+    await cam.endAsync(true);
+    expect(centre.got.length).toBe(0); // the silent link carried nothing
+    files.proxy.restore();
+    daemon = await run(files);
+    const arrived = () => new Set(centre.got.map((m) => json(m.payload).id as string));
+    const missing = () => [...acknowledged].filter((id) => !arrived().has(id));
+    await until(() => missing().length === 0, 30_000, 'every acknowledged alert at the centre').catch(() => {
+      throw new Error(
+        `${missing().length} of ${acknowledged.size} acknowledged alerts never reached the centre: ${missing()
+          .slice(0, 10)
+          .join(', ')}…`,
+      );
+    });
   });
 
   it('a full store drops telemetry first and counts it; every alert still arrives', async () => {

@@ -146,6 +146,9 @@ async function runMosquitto(dir: string, port: number, certPort: number | undefi
 export class LinkProxy {
   private server: Server | undefined;
   private readonly pairs = new Set<Socket>();
+  /** Each socket → the one its bytes go to. */
+  private readonly partners = new Map<Socket, Socket>();
+  private stalled = false;
   private downUntil = 0;
   private resume: NodeJS.Timeout | undefined;
   port = 0;
@@ -170,12 +173,14 @@ export class LinkProxy {
         [upstream, socket],
       ] as const) {
         this.pairs.add(a);
+        this.partners.set(a, b);
         a.on('error', () => b.destroy());
         a.on('close', () => {
           this.pairs.delete(a);
+          this.partners.delete(a);
           b.destroy();
         });
-        a.pipe(b);
+        if (!this.stalled) a.pipe(b);
       }
     });
     await new Promise<void>((resolve) => server.listen(port, this.host, resolve));
@@ -197,8 +202,24 @@ export class LinkProxy {
     this.cut(Number.MAX_SAFE_INTEGER / 2);
   }
 
+  /**
+   * Stop carrying bytes, either way, without closing anything: a link that went silent (a dead route, a
+   * blackholed VPN) before either end's keepalive notices. Both ends still believe the link is up.
+   */
+  stall(): void {
+    this.stalled = true;
+    for (const [a, b] of this.partners) {
+      a.unpipe(b);
+      a.pause();
+    }
+  }
+
+  /** Accept connections again, and carry bytes again after stall(). */
   restore(): void {
     this.downUntil = 0;
+    if (!this.stalled) return;
+    this.stalled = false;
+    for (const [a, b] of this.partners) a.pipe(b);
   }
 
   get isDown(): boolean {

@@ -6,9 +6,9 @@
 //
 // Up: a loopback MQTT client of the hub's own broker, identity `centre` (console role, an in-memory
 // credential), subscribes to the configured up topics with a persistent session, so what arrives while
-// the bridge is stopped waits in the broker's store. While the link is down each message is
-// acknowledged to the broker only once it is in the bridge's on-disk queue (fsynced for QoS 1); while
-// it is up, at once (it is already on its way; the fsync follows). The queue sends to the centre in
+// the bridge is stopped waits in the broker's store. Each message is acknowledged to the broker only
+// once it is written to the bridge's on-disk queue; for QoS 1 while the link is down, once fsynced (while
+// it is up, the fsync follows unless the centre took it first: queue.ts). The queue sends to the centre in
 // arrival order: QoS 1 (retained for states), QoS 0 for telemetry, at most `inFlight` unacknowledged.
 // A message leaves the queue only when the central broker acknowledged it; after a cut everything
 // unacknowledged is sent again from the oldest (QoS 1 may deliver twice; payload ids dedupe).
@@ -254,21 +254,15 @@ export class Bridge implements Service {
       if (this.seenBefore(chat.id)) return;
     }
     if (isAck(topic) && parseAck(payload)?.by === CENTRE_IDENTITY) return; // the centre's own, back
-    const stored = queue.put({
-      topic,
-      payload,
-      qos: cls === 'telemetry' ? 0 : 1,
-      retain: cls === 'state',
-      cls,
-    });
-    // put() hands the message to the sender at once. While the link is up it is on its way to the
-    // centre already: acknowledge the site broker now and let the fsync follow, because MQTT.js hands
-    // over one message at a time and waiting would space a burst of alerts one fsync apart (tens of
-    // ms each on an SD card). While the link is down nothing else holds it: keep custody until it is
-    // on disk (docs/bridge.md, Store and forward).
-    if (this.up)
-      stored.catch((error: unknown) => this.log('warn', { err: error, topic }, 'bridge: not stored'));
-    else await stored;
+    // The site broker's PUBACK waits until the message is written (a kill -9 of the daemon cannot lose
+    // it). While the link is up its fsync follows only if the centre has not taken it within the
+    // queue's SYNC_DELAY_MS: MQTT.js hands over one message at a time, and an fsync each would space a
+    // burst of alerts tens of ms apart on an SD card. While the link is down it is fsynced first
+    // (docs/bridge.md, Store and forward, says what a power cut can still take).
+    await queue.put(
+      { topic, payload, qos: cls === 'telemetry' ? 0 : 1, retain: cls === 'state', cls },
+      this.up ? 'later' : 'now',
+    );
   }
 
   private classify(topic: string): BridgeClass | undefined {
@@ -384,6 +378,8 @@ export class Bridge implements Service {
       this.generation += 1; // late callbacks of this connection are ignored from here on
       this.inFlight = 0;
       this.queue?.rewind();
+      // What was taken while the link was up and is still here must now survive a power cut too.
+      void this.queue?.sync();
       if (connected || this.up) {
         this.setUp(false);
         this.log(

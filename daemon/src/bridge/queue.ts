@@ -8,11 +8,14 @@
 // by class (persisted with the store). A retained state (a box's status, a camera's state) replaces the
 // queued one of the same topic that has not been sent yet: only the newest state matters.
 //
-// Durability: a QoS 1 message is fsynced before put() resolves (the bridge acknowledges it to the site
-// broker only then, so a kill -9 loses nothing the broker let go of); puts arriving together share one
-// fsync. A QoS 0 message (telemetry) is written only if it is still waiting a second later: while the
-// link is up it leaves from memory and never touches the SD card. Deletes are not fsynced (after a power
-// cut the worst case is one message sent twice, which QoS 1 allows).
+// Durability: a QoS 1 message is written to LevelDB's log (in the OS, past a kill -9 of the daemon)
+// before put() resolves; the bridge acknowledges it to the site broker only then. Its fsync (past a
+// power cut) is put()'s `sync`: with 'now', put() resolves after the fsync (puts arriving together share
+// one); with 'later', the fsync is taken only if the message is still queued SYNC_DELAY_MS afterwards,
+// or at once on sync() (normally the centre has it by then, and an SD card is spared an fsync a
+// message). A QoS 0 message (telemetry) is written only if it is still waiting a second later: while
+// the link is up it leaves from memory and never touches the SD card. Deletes are not fsynced (after a
+// power cut the worst case is one message sent twice, which QoS 1 allows).
 //
 // Disk: LevelDB keys `q!{seq}` (zero-padded: key order is arrival order) → a binary record (class,
 // QoS, retain, topic, payload); `d!{class}` → drops of that class; `w!{filter}` → the bridge's
@@ -51,9 +54,13 @@ export interface QueueStats {
 const CACHE_BYTES = 4 * 1024 * 1024;
 /** A QoS 0 message still waiting this long is written to disk. */
 const QOS0_WRITE_DELAY_MS = 1000;
+/** A QoS 1 message put with `sync: 'later'` and still queued this long is fsynced. */
+const SYNC_DELAY_MS = 100;
 /** Stored messages read from disk at once when the sender catches up with the disk (a replay). */
 const READ_AHEAD = 128;
 
+/** Deleted with sync: a record in LevelDB's log whose only purpose is the fsync. */
+const SYNC_KEY = 's!';
 const CLASS_INDEX = new Map<BridgeClass, number>(BRIDGE_CLASSES.map((cls, i) => [cls, i]));
 const RECORD_VERSION = 1;
 
@@ -94,6 +101,9 @@ export class BridgeQueue {
   private flushScheduled = false;
   private lazyTimer: NodeJS.Timeout | undefined;
   private readonly lazy = new Set<Entry>();
+  /** QoS 1 messages written (in the OS) but not fsynced yet, and the timer that fsyncs them. */
+  private readonly unsynced = new Set<Entry>();
+  private syncTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
   private readonly maxBytes: number;
@@ -149,10 +159,12 @@ export class BridgeQueue {
   }
 
   /**
-   * Queue a message. Resolves once it is durable (QoS 1: fsynced) or, for QoS 0, at once. A message
-   * that does not fit even after dropping every lower class is itself dropped (and counted).
+   * Queue a message. QoS 1: resolves once it is written (a kill -9 cannot lose it) and, with `sync`
+   * 'now', fsynced (a power cut cannot either); with 'later' the fsync follows (see Durability above).
+   * QoS 0: resolves at once. A message that does not fit even after dropping every lower class is
+   * itself dropped (and counted).
    */
-  put(message: BridgeMessage): Promise<void> {
+  put(message: BridgeMessage, sync: 'now' | 'later' = 'now'): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the bridge store is closed'));
     const bytes = sizeOf(message);
     const rank = rankOf(message.cls);
@@ -175,7 +187,11 @@ export class BridgeQueue {
     const entry = this.admit(this.nextSeq++, message, false);
     if (message.qos === 1) {
       entry.stored = true;
-      const done = this.write({ type: 'put', key: keyOf(entry.seq), value: encode(message) }, true);
+      const done = this.write({ type: 'put', key: keyOf(entry.seq), value: encode(message) }, sync === 'now');
+      if (sync === 'later') {
+        this.unsynced.add(entry);
+        this.syncTimer ??= setTimeout(() => void this.sync(), SYNC_DELAY_MS);
+      }
       this.onQueued();
       return done;
     }
@@ -225,6 +241,18 @@ export class BridgeQueue {
     }
   }
 
+  /**
+   * fsync the messages put with `sync: 'later'` that are still queued (the link dropped, or they waited
+   * SYNC_DELAY_MS): one small synchronous write makes LevelDB's log durable up to it.
+   */
+  sync(): Promise<void> {
+    clearTimeout(this.syncTimer);
+    this.syncTimer = undefined;
+    const waiting = [...this.unsynced].some((entry) => !entry.removed);
+    this.unsynced.clear();
+    return waiting ? this.write({ type: 'del', key: SYNC_KEY }, true) : Promise.resolve();
+  }
+
   /** The on-demand clip windows (bridge.ts): filter → until (ms since the epoch). */
   async windows(): Promise<Map<string, number>> {
     const found = new Map<string, number>();
@@ -245,6 +273,7 @@ export class BridgeQueue {
   async close(): Promise<void> {
     if (this.closed) return;
     this.storeLazy();
+    void this.sync();
     this.closed = true;
     await this.flush();
     await this.writing;
@@ -275,6 +304,7 @@ export class BridgeQueue {
     entry.removed = true;
     this.bySeq.delete(entry.seq);
     this.lazy.delete(entry);
+    this.unsynced.delete(entry);
     if (entry.topic !== undefined && this.latestState.get(entry.topic) === entry) {
       this.latestState.delete(entry.topic);
     }
