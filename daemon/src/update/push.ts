@@ -62,7 +62,8 @@ async function bundleVersion(file: string): Promise<string> {
   return /-(\d+\.\d+\.\d+[^/]*?)\.raucb$/.exec(basename(file))?.[1] ?? 'unknown';
 }
 
-class Requester {
+/** Commands to one box and their replies (exported for tests). */
+export class Requester {
   private readonly waiting = new Map<
     string,
     (reply: { ok: boolean; result?: unknown; error?: { message: string } }) => void
@@ -108,9 +109,17 @@ class Requester {
         });
       },
     );
-    await this.client.publishAsync(topics.cmd(this.site, this.device, verb), JSON.stringify({ id, args }), {
-      qos,
-    });
+    // The reply's timer runs from here: a publish slower than it (a slow box, a full socket) must not
+    // leave its rejection unhandled, which ended the whole tool (seen on the twin under load).
+    reply.catch(() => undefined);
+    try {
+      await this.client.publishAsync(topics.cmd(this.site, this.device, verb), JSON.stringify({ id, args }), {
+        qos,
+      });
+    } catch (error) {
+      this.waiting.delete(id);
+      throw error;
+    }
     const answer = await reply;
     if (!answer.ok)
       throw new OutpostError(
