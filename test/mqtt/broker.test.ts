@@ -17,6 +17,7 @@ import {
   mosquittoTls,
   PEOPLE,
   readPem,
+  recordingLogger,
   run,
   SITE,
   startTestBroker,
@@ -295,13 +296,15 @@ describe('embedded broker: authentication', () => {
     expect(anonymous.stderr).toMatch(/not authori[sz]ed/i);
   });
 
-  it("a client id in another identity's namespace is refused, so nobody can take over a session", async () => {
+  it("a client id in another identity's namespace is rejected (0x02), so nobody can take over a session", async () => {
     hub = await startTestBroker();
     await client('cam-a', { clientId: 'cam-a' });
-    await expect(client('cam-b', { clientId: 'cam-a' })).rejects.toThrow(/Not authorized/i);
-    await expect(client('cam-b', { clientId: 'cam-a.tool' })).rejects.toThrow(/Not authorized/i);
+    await expect(client('cam-b', { clientId: 'cam-a' })).rejects.toThrow(/Identifier rejected/i);
+    await expect(client('cam-b', { clientId: 'cam-a.tool' })).rejects.toThrow(/Identifier rejected/i);
     // A persistent session must be in the identity's own namespace.
-    await expect(client('cam-b', { clientId: 'random-id', clean: false })).rejects.toThrow(/Not authorized/i);
+    await expect(client('cam-b', { clientId: 'random-id', clean: false })).rejects.toThrow(
+      /Identifier rejected/i,
+    );
     await client('cam-b', { clientId: 'cam-b.uplink', clean: false });
   });
 });
@@ -630,11 +633,33 @@ describe('embedded broker: listeners and limits', () => {
     expect(hub.broker.healthy()).toBe(true);
   });
 
-  it('a keep-alive of 0 (never checked) or beyond the maximum is refused', async () => {
+  it('a standard client with keep-alive 0, or any keep-alive up to 65535, connects over TLS and WSS', async () => {
     hub = await startTestBroker();
-    await expect(client('cam-a', { keepalive: 0 })).rejects.toThrow();
-    await expect(client('cam-a', { keepalive: 3600 })).rejects.toThrow();
-    await client('cam-a', { keepalive: 30 });
+    for (const keepalive of [0, 3600, 65535]) {
+      const made = await client('cam-a', { keepalive });
+      await made.publishAsync(`${P}/cam-a/telemetry`, '{}', { qos: 1 });
+    }
+    await client('console', { keepalive: 0 }, 'wss');
+    // mosquitto_pub itself will not send a keep-alive below 5; the broker takes its maximum.
+    const published = await run('mosquitto_pub', [
+      ...mosquittoTls(hub, 'cam-b'),
+      '-k',
+      '65535',
+      '-t',
+      `${P}/cam-b/status`,
+      '-m',
+      'online',
+    ]);
+    expect(published.code, published.stderr).toBe(0);
+  });
+
+  it('every accepted connection is probed by TCP keep-alive after broker.limits.tcpKeepAliveSeconds of silence', async () => {
+    hub = await startTestBroker({ limits: { tcpKeepAliveSeconds: 45 } });
+    const silent = await client('cam-a', { keepalive: 0 });
+    const local = (silent.stream as unknown as { localPort?: number }).localPort;
+    // The broker's end of the connection (its peer is this client's port), as the kernel reports it.
+    const sockets = await run('ss', ['-tnoH', 'state', 'established', `( dport = :${local} )`]);
+    expect(sockets.stdout).toMatch(/timer:\(keepalive,(4[0-5]|[1-3]\d|\d)(\.\d+)?sec/);
   });
 });
 
@@ -801,6 +826,25 @@ describe('embedded broker: identities reload', () => {
     const { seen, sessionPresent } = await backUntilMarker('cam-b', 'cam-b.session', alice);
     expect(sessionPresent).toBe(false);
     expect(seen.filter((line) => line.includes('queued for cam-b'))).toEqual([]);
+  });
+
+  it('a clean stop does not call the wills of its own clients ones of an earlier broker run', async () => {
+    const { log, lines } = recordingLogger();
+    hub = await startTestBroker({ log });
+    // The hub's own uplink: connected with a last will when the broker stops under it.
+    await client('cam-a', {
+      clientId: 'cam-a.uplink',
+      clean: false,
+      will: { topic: `${P}/cam-a/status`, payload: Buffer.from('offline'), qos: 1, retain: true },
+    });
+    await hub.stop();
+    const wills = lines.filter((line) => String(line.msg).includes('last will'));
+    expect(wills.map((line) => line.msg)).not.toContain(
+      'last will of a client of an earlier broker run published',
+    );
+    expect(wills.map((line) => line.msg)).not.toContain(
+      'last will of a client of an earlier broker run refused; dropped',
+    );
   });
 
   it('a broken identities file on reload keeps the identities in force', async () => {

@@ -99,6 +99,9 @@ const CHAT_HISTORY_INTERVAL_MS = 1000;
 /** authenticate()'s answer for a login it did not check: CONNACK 3, server unavailable. */
 const UNAVAILABLE = Symbol('unavailable');
 
+/** authenticate()'s answer for a client id the broker does not accept: CONNACK 2, identifier rejected. */
+class ClientIdRefused {}
+
 /** Refused publishes are re-addressed here and dropped: nobody may subscribe to `$outpost/…`. */
 const REFUSED_TOPIC = '$outpost/refused';
 
@@ -161,6 +164,10 @@ export class Broker implements Service {
   private readonly sockets = new Set<Duplex>();
   private readonly connections = new WeakMap<object, Connection>();
   private readonly identityOf = new WeakMap<Client, Identity>();
+  /** Clients whose CONNECT had a zero-byte client id and clean session 0 (preConnect). */
+  private readonly emptyPersistentId = new WeakSet<Client>();
+  /** This run's broker id, kept after stop(): a will published while stopping is this run's. */
+  private runId: string | undefined;
   private readonly limiterOf = new WeakMap<Client, RateLimiter>();
   /**
    * publishRefusal's answers per identity and topic ('' = allowed): a client publishes on a handful of
@@ -230,17 +237,26 @@ export class Broker implements Service {
       (error) => this.log.warn({ err: error }, 'retained messages could not be read for a subscription'),
     );
     this.persistence = persistence;
+    this.runId = `outpost-${this.config.device}-${String(run).padStart(10, '0')}`;
     const aedes = await Aedes.createBroker({
-      id: `outpost-${this.config.device}-${String(run).padStart(10, '0')}`,
+      id: this.runId,
       persistence,
-      // CONNACK refused (code 6) for a keep-alive of 0 (a dead client would never be noticed) or above this.
-      keepaliveLimit: settings.limits.keepAliveMaxSeconds,
+      // No keepaliveLimit: Aedes would refuse keep-alive 0 with CONNACK 6, which MQTT 3.1.1 does not
+      // define. Every keep-alive is accepted; TCP keep-alive on each socket finds dead peers (accept()).
       ...AEDES_GUARDS,
+      // [MQTT-3.1.3-8] wants CONNACK 0x02 for a zero-byte client id with clean session 0, but Aedes
+      // gives such a client a random id before authenticate() sees it: remember it here.
+      preConnect: (client, packet, done) => {
+        if (packet.clientId === '' && !packet.clean) this.emptyPersistentId.add(client);
+        done(null, true);
+      },
       authenticate: (client, username, password, done) => {
         this.authenticate(client, username, password).then(
           (identity) => {
             if (identity === UNAVAILABLE) {
               done(Object.assign(new Error('server unavailable'), { returnCode: 3 as const }), false);
+            } else if (identity instanceof ClientIdRefused) {
+              done(Object.assign(new Error('identifier rejected'), { returnCode: 2 as const }), false);
             } else if (identity) {
               this.identityOf.set(client, identity);
               (client as unknown as { duplicates: object }).duplicates = NO_DEDUPE;
@@ -525,7 +541,7 @@ export class Broker implements Service {
     client: Client,
     username: string | undefined,
     password: Buffer | undefined,
-  ): Promise<Identity | typeof UNAVAILABLE | undefined> {
+  ): Promise<Identity | typeof UNAVAILABLE | ClientIdRefused | undefined> {
     const connection = this.connections.get(client.conn);
     const refuse = (reason: string): undefined => {
       this.counters.authFailures += 1;
@@ -541,6 +557,13 @@ export class Broker implements Service {
       return undefined;
     };
     if (!connection) return refuse('unknown connection');
+    // [MQTT-3.1.3-9]: a client id the broker does not accept is refused with 0x02, before any password.
+    const refuseClientId = (reason: string): ClientIdRefused => {
+      refuse(reason);
+      return new ClientIdRefused();
+    };
+    if (this.emptyPersistentId.has(client))
+      return refuseClientId('a zero-byte client id needs clean session 1 [MQTT-3.1.3-8]');
     let identity: Identity | undefined;
     if (password !== undefined && username !== undefined) {
       const given = password.toString('utf8');
@@ -598,14 +621,16 @@ export class Broker implements Service {
     // session (and its queued messages): ids are bound to their identity.
     const owner = this.clientIdOwner(client.id);
     if (owner && owner !== identity.name)
-      return refuse(`client id ${client.id} belongs to identity ${owner}`);
+      return refuseClientId(`client id ${client.id} belongs to identity ${owner}`);
     const current = this.aedes ? connectedClients(this.aedes)[client.id] : undefined;
     const currentIdentity = current ? this.identityOf.get(current) : undefined;
     if (currentIdentity && currentIdentity.name !== identity.name) {
-      return refuse(`client id ${client.id} is in use by identity ${currentIdentity.name}`);
+      return refuseClientId(`client id ${client.id} is in use by identity ${currentIdentity.name}`);
     }
     if (!client.clean && owner !== identity.name) {
-      return refuse(`a persistent session needs client id ${identity.name} or ${identity.name}.SUFFIX`);
+      return refuseClientId(
+        `a persistent session needs client id ${identity.name} or ${identity.name}.SUFFIX`,
+      );
     }
     this.log.info(
       { client: client.id, identity: identity.name, role: identity.role, listener: connection.kind },
@@ -650,7 +675,7 @@ export class Broker implements Service {
   ): void {
     const site = this.config.site;
     const brokerId = (packet as StoredWill).brokerId;
-    if (!client || (brokerId !== undefined && brokerId !== this.aedes?.id)) {
+    if (!client || (brokerId !== undefined && brokerId !== this.runId)) {
       this.authorizeStaleWill(packet);
       done(null);
       return;
@@ -804,7 +829,10 @@ export class Broker implements Service {
       return;
     }
     // MQTT is request/acknowledge: without TCP_NODELAY each PUBACK can wait out a 40 ms delayed ACK.
-    (tls ?? (stream as Socket)).setNoDelay?.(true);
+    const socket = tls ?? (stream as Socket);
+    socket.setNoDelay?.(true);
+    // Finds dead peers whatever keep-alive the client asked for (0 turns MQTT's own check off).
+    socket.setKeepAlive?.(true, this.config.broker.limits.tcpKeepAliveSeconds * 1000);
     this.sockets.add(stream);
     stream.once('close', () => this.sockets.delete(stream));
     stream.on('error', () => stream.destroy());
