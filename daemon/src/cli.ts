@@ -12,13 +12,12 @@ import { askDaemonForClip } from './clips/ask.js';
 import { pullClips } from './clips/pull.js';
 import { embeddedDefaults } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { localAdminFile } from './mqtt/broker.js';
+import { localAdminFile } from './mqtt/local-admin.js';
 import { formatConfigError } from './config/report.js';
 import { sendChat, tailChat } from './chat/tool.js';
 import { describeError, ExitCode, OutpostError } from './errors.js';
 import { createLogger } from './log.js';
 import { connectTool, type ToolConnection, type ToolOptions } from './mqtt/tool-client.js';
-import { runDaemon } from './main.js';
 import { VERSION } from './version.js';
 
 function program(): Command {
@@ -38,6 +37,8 @@ function program(): Command {
     )
     .option('--defaults', 'run on the embedded defaults: one test-pattern camera, broker on 127.0.0.1')
     .action(async (options: { config?: string; defaults?: boolean }) => {
+      // Loaded here, not at the top: the other verbs must not load the broker, cameras and the rest.
+      const { runDaemon } = await import('./main.js');
       const code = await runDaemon({ configPath: options.config, defaults: options.defaults === true });
       // Exit now rather than wait for stray handles: the stop bound promised to systemd includes this.
       process.exit(code);

@@ -11,7 +11,7 @@ import {
   type MqttClient,
 } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LOCAL_ADMIN } from '../../daemon/src/mqtt/broker.js';
+import { LOCAL_ADMIN } from '../../daemon/src/mqtt/local-admin.js';
 import {
   connectAs,
   mosquittoTls,

@@ -3,9 +3,8 @@
 // publish and subscribe passes the ACL (acl.ts), packets and publish rates are bounded (limits.ts), and
 // retained messages, persistent sessions and their queued QoS 1/2 messages live on disk
 // (aedes-persistence-level under dataDir/broker), so they survive a restart and a kill -9.
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -43,6 +42,7 @@ import {
   type SessionStore,
 } from './persistence.js';
 import { LEVEL_MEMORY } from './level-store.js';
+import { LOCAL_ADMIN, LocalCredentials } from './local-admin.js';
 
 // mqtt-packet (Aedes's and MQTT.js's writer) otherwise builds, at its first write, a cache of 65,536
 // two-byte Buffers for message ids: ~6.4 MB of heap and 65k objects for every garbage collection to
@@ -58,14 +58,6 @@ interface Connection {
   /** The TLS socket underneath (mqtts, wss): its verified client certificate names an identity. */
   tls: TLSSocket | undefined;
   remote: string;
-}
-
-/** The user name of the daemon's local credential, for tools on the box (loopback listener only). */
-export const LOCAL_ADMIN = 'local-admin';
-
-/** Where the daemon keeps the local-admin password (0600), under its data dir. */
-export function localAdminFile(dataDir: string): string {
-  return join(dataDir, 'local-admin.password');
 }
 
 /**
@@ -184,15 +176,15 @@ export class Broker implements Service {
   private unavailableSinceLog = 0;
   private lastUnavailableLog = -Infinity;
   private chatHistory: ChatHistory | undefined;
-  /** The daemon's own credentials, kept in memory: its uplink uses them in hub role. */
-  private selfPassword = '';
-  private localPassword = '';
+  /** local-admin and the daemon's own device credential (loopback listener only). */
+  private readonly local: LocalCredentials;
 
   constructor(
     private readonly config: BrokerConfig,
     private readonly log: Logger,
   ) {
     this.logins = new LoginGate(config.broker.limits.loginConcurrency, config.broker.limits.loginQueue);
+    this.local = new LocalCredentials(config.dataDir, config.device);
   }
 
   /** The plain loopback listener's address (the port is known after start, even when 0 was asked). */
@@ -203,19 +195,19 @@ export class Broker implements Service {
 
   /** Username and password the daemon's own client uses on the loopback listener. */
   selfCredential(): { username: string; password: string } {
-    return { username: this.config.device, password: this.selfPassword };
+    return this.local.self();
   }
 
   /** File holding the local-admin password for tools on the box (`outpost chat`, mosquitto_sub). */
   get localAdminFile(): string {
-    return localAdminFile(this.config.dataDir);
+    return this.local.file;
   }
 
   async start(): Promise<void> {
     const { broker: settings, dataDir } = this.config;
     await mkdir(dataDir, { recursive: true, mode: 0o750 });
     await this.loadIdentities();
-    await this.prepareLocalCredentials();
+    await this.local.prepare();
 
     const tls = settings.tls ? await readTlsMaterial(settings.tls) : undefined;
     this.db = new Level<string, unknown>(join(dataDir, 'broker'), { valueEncoding: 'view', ...LEVEL_MEMORY });
@@ -522,21 +514,6 @@ export class Broker implements Service {
     return undefined;
   }
 
-  private async prepareLocalCredentials(): Promise<void> {
-    this.selfPassword = randomBytes(24).toString('base64url');
-    const file = this.localAdminFile;
-    try {
-      this.localPassword = (await readFile(file, 'utf8')).trim();
-    } catch {
-      this.localPassword = '';
-    }
-    if (this.localPassword.length < 16) {
-      this.localPassword = randomBytes(24).toString('base64url');
-      await writeFile(file, `${this.localPassword}\n`, { mode: 0o600 });
-    }
-    await chmod(file, 0o600);
-  }
-
   private async authenticate(
     client: Client,
     username: string | undefined,
@@ -569,9 +546,10 @@ export class Broker implements Service {
       const given = password.toString('utf8');
       if (username === LOCAL_ADMIN || (username === this.config.device && !this.identities.get(username))) {
         // The in-memory credentials work on the loopback listener only.
-        const expected = username === LOCAL_ADMIN ? this.localPassword : this.selfPassword;
         identity =
-          connection.kind === 'tcp' && sameSecret(given, expected) ? this.lookup(username) : undefined;
+          connection.kind === 'tcp' && this.local.matches(username, given)
+            ? this.lookup(username)
+            : undefined;
       } else {
         // Address backoff on the LAN listeners only: on loopback every local tool shares one address.
         const lan = connection.kind !== 'tcp';
@@ -937,13 +915,6 @@ function connectedClients(aedes: Aedes): Record<string, Client> {
 function refuseInPlace(packet: { topic: string; retain: boolean }): void {
   packet.topic = REFUSED_TOPIC;
   packet.retain = false;
-}
-
-function sameSecret(given: string, expected: string): boolean {
-  // Compare hashes of both, so the comparison takes the same time whatever the lengths.
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return expected.length > 0 && timingSafeEqual(a, b);
 }
 
 async function readTlsMaterial(files: {

@@ -7,7 +7,7 @@ import { connectAsync, type MqttClient } from 'mqtt';
 import { DEFAULT_CONFIG_PATH, embeddedDefaults, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { OutpostError } from '../errors.js';
-import { LOCAL_ADMIN, localAdminFile } from './broker.js';
+import { LOCAL_ADMIN, localAdminFile } from './local-admin.js';
 
 export interface ToolOptions {
   config?: string;
