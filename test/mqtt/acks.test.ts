@@ -1,13 +1,13 @@
 // Every QoS 1 publish is acknowledged: large binary chunks and small JSON alerts interleaved, sent
 // through the uplink's on-disk store. (A bug, found benchmarking panic clips: the broker's connection
 // wrapper, Node's Duplex.from around the packet guard, sometimes lost the last chunk under Aedes's
-// reading, so one PUBLISH never got its PUBACK. Fixed by GuardedConnection in mqtt/limits.ts.)
+// reading, so one PUBLISH never got its PUBACK. Fixed by GuardedConnection in mqtt/broker/framing.ts.)
 // And no PUBACK before the message is stored: Aedes 1.x acknowledged first and stored after, so a
 // kill -9 in between lost an acknowledged message.
 import { Duplex, PassThrough } from 'node:stream';
 import { expect, it } from 'vitest';
 import { LevelStore } from '../../daemon/src/mqtt/level-store.js';
-import { GuardedConnection } from '../../daemon/src/mqtt/limits.js';
+import { GuardedConnection } from '../../daemon/src/mqtt/broker/framing.js';
 import { connectAs, SITE, startTestBroker } from '../support/broker.js';
 import { tempDir } from '../support/processes.js';
 

@@ -22,15 +22,9 @@ import type { Service } from '../lifecycle/service.js';
 import { mayPublish, maySubscribe, ReadScope } from './acl.js';
 import { stampChat } from './chat-stamp.js';
 import { IdentityTable, loadIdentities, type Identity } from './identities.js';
-import {
-  FailureBackoff,
-  FramingError,
-  GuardedConnection,
-  LoginGate,
-  packetSizeGuard,
-  RateLimiter,
-  SHED,
-} from './limits.js';
+import { FramingError, GuardedConnection, packetSizeGuard } from './broker/framing.js';
+import { FailureBackoff, LoginGate, SHED } from './broker/login-gate.js';
+import { RateLimiter } from './broker/publish-policy.js';
 import { ChatHistory } from './chat-history.js';
 import { chatChannel, topics } from './topics.js';
 import {
