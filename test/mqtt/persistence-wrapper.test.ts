@@ -1,11 +1,11 @@
-// skipCleanSessionClears (daemon/src/mqtt/persistence.ts) on the real level persistence: a PUBACK from a
+// skipCleanSessionClears (daemon/src/mqtt/broker/persistence.ts) on the real level persistence: a PUBACK from a
 // clean-session client costs no LevelDB read, and whatever a clean session did store is still cleared.
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import aedesPersistenceLevel from 'aedes-persistence-level';
 import { Level } from 'level';
 import { afterEach, describe, expect, it } from 'vitest';
-import { catchRetainedStreamErrors, skipCleanSessionClears } from '../../daemon/src/mqtt/persistence.js';
+import { catchRetainedStreamErrors, skipCleanSessionClears } from '../../daemon/src/mqtt/broker/persistence.js';
 import { tempDir } from '../support/processes.js';
 
 interface Persistence {

@@ -7,13 +7,10 @@ import type { EventEmitter } from 'node:events';
 import { mkdir, readFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type Client, type PublishPacket } from 'aedes';
 import mqttPacket from 'mqtt-packet';
-import aedesPersistenceLevel from 'aedes-persistence-level';
-import { Level } from 'level';
 import type { Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Config } from '../config/schema.js';
@@ -28,14 +25,12 @@ import { RateLimiter } from './broker/publish-policy.js';
 import { ChatHistory } from './chat-history.js';
 import { chatChannel, topics } from './topics.js';
 import {
-  catchRetainedStreamErrors,
+  closeStore,
   forgetSession,
-  nextRun,
+  openStore,
   persistedSubscriptions,
-  skipCleanSessionClears,
-  type SessionStore,
-} from './persistence.js';
-import { LEVEL_MEMORY } from './level-store.js';
+  type OpenStore,
+} from './broker/persistence.js';
 import { LOCAL_ADMIN, LocalCredentials } from './local-admin.js';
 
 // mqtt-packet (Aedes's and MQTT.js's writer) otherwise builds, at its first write, a cache of 65,536
@@ -143,8 +138,7 @@ export class Broker implements Service {
     loginsPeakInFlight: 0,
   };
   private aedes: Aedes | undefined;
-  private db: Level<string, unknown> | undefined;
-  private persistence: SessionStore | undefined;
+  private store: OpenStore | undefined;
   private readonly servers = new Map<ListenerKind, Server | HttpsServer>();
   private wss: WebSocketServer | undefined;
   private readonly sockets = new Set<Duplex>();
@@ -187,6 +181,11 @@ export class Broker implements Service {
     return address && typeof address === 'object' ? { host: address.address, port: address.port } : undefined;
   }
 
+  /** The level persistence Aedes uses (tests slow it down to see what waits for it). */
+  get persistence(): OpenStore['persistence'] | undefined {
+    return this.store?.persistence;
+  }
+
   /** Username and password the daemon's own client uses on the loopback listener. */
   selfCredential(): { username: string; password: string } {
     return this.local.self();
@@ -204,25 +203,11 @@ export class Broker implements Service {
     await this.local.prepare();
 
     const tls = settings.tls ? await readTlsMaterial(settings.tls) : undefined;
-    this.db = new Level<string, unknown>(join(dataDir, 'broker'), { valueEncoding: 'view', ...LEVEL_MEMORY });
-    try {
-      await this.db.open();
-    } catch (error) {
-      throw new OutpostError('START_FAILED', `cannot open the broker's store in ${join(dataDir, 'broker')}`, {
-        hint: 'is another outpost daemon running on this data dir? check dataDir and its permissions',
-        cause: error,
-      });
-    }
-    // aedes-persistence-level keys a message queued for an offline client by broker id and a counter
-    // that restarts at 0 with every broker start: with a fixed id, messages queued after a restart
-    // overwrote those queued before it (alerts lost for a console that was away across a hub restart)
-    // and were delivered ahead of them. A per-run id that sorts by run keeps both, in order.
-    const run = await nextRun(this.db);
-    const persistence = catchRetainedStreamErrors(
-      skipCleanSessionClears(aedesPersistenceLevel(this.db)),
-      (error) => this.log.warn({ err: error }, 'retained messages could not be read for a subscription'),
+    const store = await openStore(dataDir, (error) =>
+      this.log.warn({ err: error }, 'retained messages could not be read for a subscription'),
     );
-    this.persistence = persistence;
+    this.store = store;
+    const { persistence, run } = store;
     this.runId = `outpost-${this.config.device}-${String(run).padStart(10, '0')}`;
     const aedes = await Aedes.createBroker({
       id: this.runId,
@@ -394,8 +379,8 @@ export class Broker implements Service {
    * subscriptions are removed. What is already queued is judged again at delivery (authorizeForward).
    */
   private async forgetSessionsOfRevokedIdentities(): Promise<void> {
-    const { db, persistence } = this;
-    if (!db || !persistence) return;
+    if (!this.store) return;
+    const { db, persistence } = this.store;
     try {
       for (const [clientId, filters] of await persistedSubscriptions(db)) {
         const owner = this.clientIdOwner(clientId);
@@ -424,11 +409,10 @@ export class Broker implements Service {
     const chatHistory = this.chatHistory;
     this.chatHistory = undefined;
     await chatHistory?.stop();
-    const { aedes, wss, persistence, db } = this;
+    const { aedes, wss, store } = this;
     this.aedes = undefined;
     this.wss = undefined;
-    this.persistence = undefined;
-    this.db = undefined;
+    this.store = undefined;
     // Stop accepting, close the broker, then end every client connection: server.close() completes
     // only when they are gone, and a client should see its broker leave rather than a silent socket.
     const closed = [...this.servers.values()].map(
@@ -439,8 +423,7 @@ export class Broker implements Service {
     wss?.close();
     for (const socket of this.sockets) socket.destroy();
     await Promise.all(closed);
-    if (persistence) await persistence.destroy().catch(() => undefined);
-    if (db && db.status !== 'closed') await db.close().catch(() => undefined);
+    await closeStore(store);
   }
 
   /**

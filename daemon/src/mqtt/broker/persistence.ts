@@ -1,6 +1,7 @@
-// The broker's on-disk persistence (aedes-persistence-level): one lookup taken off the hot path, a
-// retained-stream error kept from crashing the daemon, and what the broker reads and clears in the
-// level store's own key layout (persisted subscriptions, a forgotten session, the run number).
+// The broker's on-disk persistence (aedes-persistence-level on LevelDB, in dataDir/broker): opening it,
+// one lookup taken off the hot path, a retained-stream error kept from crashing the daemon, and what the
+// broker reads and clears in the level store's own key layout (persisted subscriptions, a forgotten
+// session, the run number). The one importer of aedes-persistence-level.
 //
 // On every PUBACK Aedes asks the persistence to forget the acknowledged message
 // (`outgoingClearMessageId`), which in the level persistence is a LevelDB read, through the libuv
@@ -10,10 +11,56 @@
 // earlier persistent session of the same client id, replayed at CONNECT, and a QoS 2 PUBREL. So the
 // wrapper remembers, per clean-session client, the message ids it was asked to store, and answers
 // the others at once. bench:broker: the read was 14 % of the broker's CPU at QoS 1.
-import type aedesPersistenceLevel from 'aedes-persistence-level';
-import type { Level } from 'level';
+import { join } from 'node:path';
+import aedesPersistenceLevel from 'aedes-persistence-level';
+import { Level } from 'level';
+import { OutpostError } from '../../errors.js';
+import { LEVEL_MEMORY } from '../level-store.js';
 
 export type SessionStore = ReturnType<typeof aedesPersistenceLevel>;
+
+/** The broker's open store: the LevelDB, the persistence Aedes uses on it, and this start's run number. */
+export interface OpenStore {
+  db: Level<string, unknown>;
+  persistence: SessionStore;
+  run: number;
+}
+
+/**
+ * Open `{dataDir}/broker` and the level persistence on it, wrapped (below). `onRetainedError` hears of a
+ * retained message that could not be read for a subscription.
+ */
+export async function openStore(
+  dataDir: string,
+  onRetainedError: (error: Error) => void,
+): Promise<OpenStore> {
+  const db = new Level<string, unknown>(join(dataDir, 'broker'), { valueEncoding: 'view', ...LEVEL_MEMORY });
+  try {
+    await db.open();
+  } catch (error) {
+    throw new OutpostError('START_FAILED', `cannot open the broker's store in ${join(dataDir, 'broker')}`, {
+      hint: 'is another outpost daemon running on this data dir? check dataDir and its permissions',
+      cause: error,
+    });
+  }
+  // aedes-persistence-level keys a message queued for an offline client by broker id and a counter
+  // that restarts at 0 with every broker start: with a fixed id, messages queued after a restart
+  // overwrote those queued before it (alerts lost for a console that was away across a hub restart)
+  // and were delivered ahead of them. A per-run id that sorts by run keeps both, in order.
+  const run = await nextRun(db);
+  const persistence = catchRetainedStreamErrors(
+    skipCleanSessionClears(aedesPersistenceLevel(db)),
+    onRetainedError,
+  );
+  return { db, persistence, run };
+}
+
+/** Release the persistence and close the database (idempotent; errors are not interesting at stop). */
+export async function closeStore(store: OpenStore | undefined): Promise<void> {
+  if (!store) return;
+  await store.persistence.destroy().catch(() => undefined);
+  if (store.db.status !== 'closed') await store.db.close().catch(() => undefined);
+}
 
 interface ClientLike {
   clean?: boolean;
