@@ -3,14 +3,23 @@
 // publish and subscribe passes the ACL (acl.ts), packets and publish rates are bounded (limits.ts), and
 // retained messages, persistent sessions and their queued QoS 1/2 messages live on disk
 // (aedes-persistence-level under dataDir/broker), so they survive a restart and a kill -9.
-import type { EventEmitter } from 'node:events';
 import { mkdir, readFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import { Aedes, type Client, type PublishPacket } from 'aedes';
-import mqttPacket from 'mqtt-packet';
+import {
+  busBacklog,
+  connectedClient,
+  connectedClients,
+  createAedes,
+  pendingWill,
+  prepareClient,
+  type Aedes,
+  type AedesClient as Client,
+  type PublishPacket,
+  type StoredWill,
+} from './broker/aedes.js';
 import type { Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Config } from '../config/schema.js';
@@ -32,11 +41,6 @@ import {
   type OpenStore,
 } from './broker/persistence.js';
 import { LOCAL_ADMIN, LocalCredentials } from './local-admin.js';
-
-// mqtt-packet (Aedes's and MQTT.js's writer) otherwise builds, at its first write, a cache of 65,536
-// two-byte Buffers for message ids: ~6.4 MB of heap and 65k objects for every garbage collection to
-// walk, in a daemon that has a few hundred ids in flight. It then allocates the two bytes per write.
-mqttPacket.writeToStream.cacheNumbers = false;
 
 export type BrokerConfig = Pick<Config, 'broker' | 'site' | 'device' | 'dataDir'>;
 
@@ -61,19 +65,6 @@ const REFUSAL_CACHE_TOPICS = 256;
 
 const CHANNEL_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
-/**
- * Aedes drops, per client, every message whose broker counter is not above the highest it has already
- * delivered to that client (`dedupe` in aedes/lib/client.js, meant for a message both queued and
- * delivered live while a persistent session reconnects). With a persistence that answers
- * asynchronously the counters do not reach delivery in order: a QoS 1 message whose queueing for a
- * persistent subscriber took longer than a later message's was dropped as a "duplicate" and never
- * delivered live (clip chunks missing until the receiver asked again; an alert overtaken by QoS 0
- * telemetry was lost). Each client gets this instead, which never calls a message a duplicate:
- * delivery is at least once, and a message published while a persistent session reconnects can
- * arrive twice, which QoS 1 allows (consumers dedupe by the id in the payload).
- */
-const NO_DEDUPE: object = new Proxy(Object.create(null) as object, { get: () => 0, set: () => true });
-
 /** A channel's retained history is rewritten at most this often (chat-history.ts). */
 const CHAT_HISTORY_INTERVAL_MS = 1000;
 
@@ -85,27 +76,6 @@ class ClientIdRefused {}
 
 /** Refused publishes are re-addressed here and dropped: nobody may subscribe to `$outpost/…`. */
 const REFUSED_TOPIC = '$outpost/refused';
-
-/**
- * Aedes's own guards, set on purpose (docs/mqtt.md lists them):
- * - maxInflightInbound 100: QoS 2 publishes one client may hold awaiting PUBREL; our clients publish
- *   QoS 1, so 100 is generous and bounds the dedup store on disk.
- * - maxTopicLevels 16: contract v1 topics have at most 8 levels.
- * - drainTimeout 20 s: a subscriber that stops reading is dropped instead of stalling delivery to all.
- * - queueLimit 64: packets a client may send before its CONNECT is authenticated (scrypt takes ~50 ms).
- * - connectTimeout 10 s: a socket that sends no CONNECT is closed.
- * - heartbeatInterval 5 s: Aedes sweeps the last wills of clients of an earlier broker run (the daemon
- *   was killed with them connected) every 4 heartbeats: 20 s after a crash instead of 4 min. A client
- *   that reconnects before the sweep replaces its will, so a quick reconnect is not announced offline.
- */
-const AEDES_GUARDS = {
-  maxInflightInbound: 100,
-  maxTopicLevels: 16,
-  drainTimeout: 20_000,
-  queueLimit: 64,
-  connectTimeout: 10_000,
-  heartbeatInterval: 5000,
-} as const;
 
 export interface BrokerCounters {
   refusedPublish: number;
@@ -209,85 +179,77 @@ export class Broker implements Service {
     this.store = store;
     const { persistence, run } = store;
     this.runId = `outpost-${this.config.device}-${String(run).padStart(10, '0')}`;
-    const aedes = await Aedes.createBroker({
-      id: this.runId,
-      persistence,
-      // No keepaliveLimit: Aedes would refuse keep-alive 0 with CONNACK 6, which MQTT 3.1.1 does not
-      // define. Every keep-alive is accepted; TCP keep-alive on each socket finds dead peers (accept()).
-      ...AEDES_GUARDS,
-      // [MQTT-3.1.3-8] wants CONNACK 0x02 for a zero-byte client id with clean session 0, but Aedes
-      // gives such a client a random id before authenticate() sees it: remember it here.
-      preConnect: (client, packet, done) => {
-        if (packet.clientId === '' && !packet.clean) this.emptyPersistentId.add(client);
-        done(null, true);
-      },
-      authenticate: (client, username, password, done) => {
-        this.authenticate(client, username, password).then(
-          (identity) => {
-            if (identity === UNAVAILABLE) {
+    const aedes = await createAedes(
+      {
+        id: this.runId,
+        persistence,
+        // [MQTT-3.1.3-8] wants CONNACK 0x02 for a zero-byte client id with clean session 0, but Aedes
+        // gives such a client a random id before authenticate() sees it: remember it here.
+        preConnect: (client, packet, done) => {
+          if (packet.clientId === '' && !packet.clean) this.emptyPersistentId.add(client);
+          done(null, true);
+        },
+        authenticate: (client, username, password, done) => {
+          this.authenticate(client, username, password).then(
+            (identity) => {
+              if (identity === UNAVAILABLE) {
+                done(Object.assign(new Error('server unavailable'), { returnCode: 3 as const }), false);
+              } else if (identity instanceof ClientIdRefused) {
+                done(Object.assign(new Error('identifier rejected'), { returnCode: 2 as const }), false);
+              } else if (identity) {
+                this.identityOf.set(client, identity);
+                prepareClient(client);
+                this.scopeOf.set(client, ReadScope.of(identity, this.config.site));
+                this.limiterOf.set(client, new RateLimiter(settings.limits.maxPublishRate));
+                done(null, true);
+              } else {
+                const error = Object.assign(new Error('not authorized'), { returnCode: 5 as const });
+                done(error, false);
+              }
+            },
+            (error: unknown) => {
+              this.log.error({ err: error }, 'mqtt authentication failed unexpectedly');
               done(Object.assign(new Error('server unavailable'), { returnCode: 3 as const }), false);
-            } else if (identity instanceof ClientIdRefused) {
-              done(Object.assign(new Error('identifier rejected'), { returnCode: 2 as const }), false);
-            } else if (identity) {
-              this.identityOf.set(client, identity);
-              (client as unknown as { duplicates: object }).duplicates = NO_DEDUPE;
-              this.scopeOf.set(client, ReadScope.of(identity, this.config.site));
-              this.limiterOf.set(client, new RateLimiter(settings.limits.maxPublishRate));
-              done(null, true);
-            } else {
-              const error = Object.assign(new Error('not authorized'), { returnCode: 5 as const });
-              done(error, false);
-            }
-          },
-          (error: unknown) => {
-            this.log.error({ err: error }, 'mqtt authentication failed unexpectedly');
-            done(Object.assign(new Error('server unavailable'), { returnCode: 3 as const }), false);
-          },
-        );
+            },
+          );
+        },
+        authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
+        authorizeSubscribe: (client, subscription, done) => {
+          const identity = this.identityOf.get(client);
+          if (identity && maySubscribe(identity, this.config.site, subscription.topic)) {
+            done(null, subscription);
+            return;
+          }
+          this.counters.refusedSubscribe += 1;
+          this.log.warn(
+            { identity: identity?.name, role: identity?.role, client: client.id, topic: subscription.topic },
+            'mqtt subscribe refused by ACL',
+          );
+          done(null, null); // SUBACK 0x80 for this filter; the client stays connected
+        },
+        // Runs for every message delivered to a client, live and replayed from its persisted queue: a
+        // persistent session's subscriptions and queue were made under the identity it had then, and the
+        // identity may have been demoted or removed since. Cost per delivery: one WeakMap lookup and a
+        // prefix comparison or two (acl.ts ReadScope). Aedes drops a refused message from the queue too.
+        authorizeForward: (client, packet) => {
+          if (packet.topic !== REFUSED_TOPIC && this.scopeOf.get(client)?.allows(packet.topic)) return packet;
+          if (packet.topic !== REFUSED_TOPIC) this.counters.refusedDeliveries += 1;
+          return null;
+        },
+        // The message is stored and handed on: its PUBACK, held by the connection, may go (limits.ts).
+        published: (packet, client, done) => {
+          const conn = (client as (Client & { conn?: unknown }) | null)?.conn;
+          if (packet.qos === 1 && packet.messageId !== undefined && conn instanceof GuardedConnection) {
+            conn.released(packet.messageId);
+          }
+          done(null);
+        },
       },
-      authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
-      authorizeSubscribe: (client, subscription, done) => {
-        const identity = this.identityOf.get(client);
-        if (identity && maySubscribe(identity, this.config.site, subscription.topic)) {
-          done(null, subscription);
-          return;
-        }
-        this.counters.refusedSubscribe += 1;
-        this.log.warn(
-          { identity: identity?.name, role: identity?.role, client: client.id, topic: subscription.topic },
-          'mqtt subscribe refused by ACL',
-        );
-        done(null, null); // SUBACK 0x80 for this filter; the client stays connected
+      {
+        error: (error) => this.log.error({ err: error }, 'mqtt broker error'),
+        clientError: (client, error) =>
+          this.log.debug({ client: client.id, err: error }, 'mqtt client error; disconnected'),
       },
-      // Runs for every message delivered to a client, live and replayed from its persisted queue: a
-      // persistent session's subscriptions and queue were made under the identity it had then, and the
-      // identity may have been demoted or removed since. Cost per delivery: one WeakMap lookup and a
-      // prefix comparison or two (acl.ts ReadScope). Aedes drops a refused message from the queue too.
-      authorizeForward: (client, packet) => {
-        if (packet.topic !== REFUSED_TOPIC && this.scopeOf.get(client)?.allows(packet.topic)) return packet;
-        if (packet.topic !== REFUSED_TOPIC) this.counters.refusedDeliveries += 1;
-        return null;
-      },
-      // The message is stored and handed on: its PUBACK, held by the connection, may go (limits.ts).
-      published: (packet, client, done) => {
-        const conn = (client as (Client & { conn?: unknown }) | null)?.conn;
-        if (packet.qos === 1 && packet.messageId !== undefined && conn instanceof GuardedConnection) {
-          conn.released(packet.messageId);
-        }
-        done(null);
-      },
-    });
-    keepDeliveryAsynchronous(aedes);
-    // Aedes emits 'error' for persistence failures and stale-will publishing; without a listener that
-    // would throw and take the daemon down.
-    (aedes as unknown as EventEmitter).on('error', (error: unknown) =>
-      this.log.error({ err: error }, 'mqtt broker error'),
-    );
-    aedes.on('clientError', (client, error) =>
-      this.log.debug({ client: client.id, err: error }, 'mqtt client error; disconnected'),
-    );
-    aedes.on('connectionError', (client, error) =>
-      this.log.debug({ client: client.id, err: error }, 'mqtt connection error; disconnected'),
     );
     this.aedes = aedes;
     await this.forgetSessionsOfRevokedIdentities();
@@ -351,7 +313,7 @@ export class Broker implements Service {
     }
     const aedes = this.aedes;
     if (!aedes) return;
-    for (const client of Object.values(connectedClients(aedes))) {
+    for (const client of connectedClients(aedes)) {
       const identity = this.identityOf.get(client);
       if (!identity) continue;
       const now = this.lookup(identity.name);
@@ -565,7 +527,7 @@ export class Broker implements Service {
     }
     // Aedes stores the will at CONNECT without asking authorizePublish: check it now, or a client could
     // leave a will on a topic it may not publish to (another device's status).
-    const will = (client as unknown as { _will?: StoredWill })._will;
+    const will = pendingWill(client);
     if (will?.topic !== undefined && this.publishRefusal(identity, will.topic)) {
       return refuse(`last-will topic ${will.topic} is not one this identity may publish to`);
     }
@@ -577,7 +539,7 @@ export class Broker implements Service {
     const owner = this.clientIdOwner(client.id);
     if (owner && owner !== identity.name)
       return refuseClientId(`client id ${client.id} belongs to identity ${owner}`);
-    const current = this.aedes ? connectedClients(this.aedes)[client.id] : undefined;
+    const current = this.aedes ? connectedClient(this.aedes, client.id) : undefined;
     const currentIdentity = current ? this.identityOf.get(current) : undefined;
     if (currentIdentity && currentIdentity.name !== identity.name) {
       return refuseClientId(`client id ${client.id} is in use by identity ${currentIdentity.name}`);
@@ -792,8 +754,10 @@ export class Broker implements Service {
     stream.once('close', () => this.sockets.delete(stream));
     stream.on('error', () => stream.destroy());
     // The guard sits between the socket and Aedes's parser; replies go straight to the socket.
-    const bus = messageBus(aedes);
-    const guard = packetSizeGuard(this.config.broker.limits.maxPacketBytes, () => bus.length < BUS_BACKLOG);
+    const guard = packetSizeGuard(
+      this.config.broker.limits.maxPacketBytes,
+      () => busBacklog(aedes) < BUS_BACKLOG,
+    );
     const conn = new GuardedConnection(stream, guard);
     guard.on('error', (error) => {
       if (!(error instanceof FramingError)) return;
@@ -844,49 +808,6 @@ export class Broker implements Service {
       server.on('tlsClientError', (error) => this.log.debug({ err: error }, 'tls handshake failed'));
     this.servers.set(kind, server);
   }
-}
-
-interface MessageBus {
-  /** Messages waiting for a delivery slot (mqemitter's public `length`). */
-  readonly length: number;
-  on(topic: string, handler: (packet: unknown, done: () => void) => void): void;
-}
-
-function messageBus(aedes: Aedes): MessageBus {
-  return (aedes as unknown as { mq: MessageBus }).mq;
-}
-
-/**
- * mqemitter (Aedes's message bus) starts the next queued message from the completion of the previous
- * one. A message nobody subscribes to completes synchronously, so when its queue is full (a slow
- * subscriber under a flood) and that subscriber leaves, the backlog drains by recursion until
- * "Maximum call stack size exceeded" kills the daemon (seen in bench:broker; mcollina/mqemitter#204,
- * unreleased). One handler on every topic breaks such a chain: it completes at once, except that past
- * 500 completions in one turn of the event loop it completes on the next turn.
- */
-function keepDeliveryAsynchronous(aedes: Aedes): void {
-  let thisTurn = 0;
-  messageBus(aedes).on('#', (_packet, done) => {
-    thisTurn += 1;
-    if (thisTurn === 1) setImmediate(() => (thisTurn = 0));
-    if (thisTurn < 500) done();
-    else setImmediate(done);
-  });
-}
-
-/** A last will as aedes-persistence-level stores it (the CONNECT's will plus these fields). */
-interface StoredWill {
-  topic?: string;
-  clientId?: string;
-  /** The id of the broker run the client was connected to. */
-  brokerId?: string;
-  /** Set by authenticate(): the identity that left this will. */
-  outpostIdentity?: string;
-}
-
-/** Aedes keeps its connected clients by id; its type declarations leave the map out. */
-function connectedClients(aedes: Aedes): Record<string, Client> {
-  return (aedes as unknown as { clients: Record<string, Client> }).clients;
 }
 
 function refuseInPlace(packet: { topic: string; retain: boolean }): void {
