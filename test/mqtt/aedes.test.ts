@@ -11,11 +11,13 @@ import {
   type SessionStore,
 } from '../../daemon/src/mqtt/broker/persistence.js';
 import { tempDir } from '../support/processes.js';
+import { topicMatches } from '../../daemon/src/mqtt/acl.js';
 import {
   busBacklog,
   connectedClient,
   connectedClients,
   createAedes,
+  filterMatches,
   pendingWill,
   prepareClient,
   type Aedes,
@@ -82,7 +84,7 @@ describe('Aedes private state the broker relies on (aedes.ts)', () => {
     const broker = aedes as Aedes;
     const plain = await client(port, 'plain');
     const prepared = await client(port, 'prepared');
-    prepareClient(connectedClient(broker, 'prepared') as AedesClient);
+    prepareClient(connectedClient(broker, 'prepared') as AedesClient, (_client, packet) => packet);
     const seen = { plain: [] as string[], prepared: [] as string[] };
     plain.on('message', (_topic, payload) => seen.plain.push(payload.toString()));
     prepared.on('message', (_topic, payload) => seen.prepared.push(payload.toString()));
@@ -93,6 +95,83 @@ describe('Aedes private state the broker relies on (aedes.ts)', () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(seen.plain).toEqual(['10']);
     expect(seen.prepared).toEqual(['10', '5']);
+  });
+
+  it('Aedes alone sends a message matched by a/b (QoS 0) and a/+ (QoS 1) at the QoS it looks up by topic, 0; a prepared client gets it at 1, once', async () => {
+    const port = await bareAedes();
+    const broker = aedes as Aedes;
+    const copies = async (clientId: string, prepare: boolean): Promise<number[]> => {
+      const made = await client(port, clientId);
+      if (prepare) prepareClient(connectedClient(broker, clientId) as AedesClient, (_c, packet) => packet);
+      const qos: number[] = [];
+      made.on('packetreceive', (packet) => {
+        if (packet.cmd === 'publish') qos.push(packet.qos);
+      });
+      await made.subscribeAsync('a/b', { qos: 0 });
+      await made.subscribeAsync('a/+', { qos: 1 });
+      return qos;
+    };
+    const plain = await copies('plain', false);
+    const prepared = await copies('prepared', true);
+    const publisher = await client(port, 'publisher');
+    await publisher.publishAsync('a/b', 'x', { qos: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(plain).toEqual([0]);
+    expect(prepared).toEqual([1]);
+  });
+
+  it("a client's delivery state is where aedes.ts reads it: subscriptions by filter with their QoS, the next packet id, waitForDrain", async () => {
+    const port = await bareAedes();
+    const made = await client(port, 'shape');
+    await made.subscribeAsync('s/+', { qos: 1 });
+    const internals = connectedClient(aedes as Aedes, 'shape') as unknown as Record<string, unknown>;
+    expect((internals.subscriptions as Record<string, { qos: number }>)['s/+']?.qos).toBe(1);
+    expect(internals._nextId).toBeGreaterThanOrEqual(1);
+    expect(internals._nextId).toBeLessThanOrEqual(65535);
+    for (const name of ['deliver0', 'deliverQoS', 'waitForDrain'])
+      expect(typeof internals[name]).toBe('function');
+  });
+
+  it("filterMatches agrees with the ACL's topic matching, and keeps $ topics from wildcard-first filters", () => {
+    const filters = [
+      '#',
+      '+',
+      'a',
+      'a/#',
+      'a/+',
+      'a/b',
+      '+/b',
+      'a/+/c',
+      'a/b/#',
+      '+/+',
+      '$SYS/#',
+      '+/x',
+      'a//b',
+      'a/+/#',
+    ];
+    const names = [
+      'a',
+      'a/b',
+      'a/b/c',
+      'a/c',
+      'b',
+      'x/b',
+      'a//b',
+      'a/',
+      '$SYS/x',
+      '$SYS',
+      'ab',
+      'a/bc',
+      'a/b/c/d',
+    ];
+    for (const filter of filters) {
+      for (const topic of names) {
+        const dollar = topic.startsWith('$') && (filter.startsWith('#') || filter.startsWith('+'));
+        expect(filterMatches(filter, topic), `${filter} ~ ${topic}`).toBe(
+          !dollar && topicMatches(filter, topic),
+        );
+      }
+    }
   });
 
   it('connected clients are kept by id (connectedClient, connectedClients)', async () => {

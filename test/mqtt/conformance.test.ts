@@ -356,8 +356,7 @@ describe('PUBLISH (MQTT 3.1.1 §3.3, §4.3, §4.7)', () => {
     expect(late.publishes('r/two')).toEqual([]);
   });
 
-  // Fails on Aedes 1.2 as it is: fixed in a later commit.
-  it.fails('[MQTT-3.3.1-3] the DUP flag of an incoming PUBLISH is not passed on to subscribers', async () => {
+  it('[MQTT-3.3.1-3] the DUP flag of an incoming PUBLISH is not passed on to subscribers', async () => {
     const root = await connected('root');
     const reader = await connected('root');
     await subscribe(reader, [['d/+', 1]]);
@@ -378,54 +377,42 @@ describe('PUBLISH (MQTT 3.1.1 §3.3, §4.3, §4.7)', () => {
     expect((await one.next('publish')).qos).toBe(0);
   });
 
-  // Fails on Aedes 1.2 as it is: fixed in a later commit.
-  it.fails(
-    '[MQTT-3.3.5-1] overlapping subscriptions (a/# at QoS 2, a/+ at QoS 1): one copy, at the highest granted QoS',
-    async () => {
-      const root = await connected('root');
-      const reader = await connected('root');
-      expect(await subscribe(reader, [['a/#', 2]])).toEqual([2]);
-      expect(await subscribe(reader, [['a/+', 1]])).toEqual([1]);
-      publish(root, 'a/b', 'both', 2);
-      await reader.next('publish', (packet) => packet.topic === 'a/b');
-      await settle();
-      expect(reader.publishes('a/b').map((packet) => packet.qos)).toEqual([2]);
-    },
-  );
+  it('[MQTT-3.3.5-1] overlapping subscriptions (a/# at QoS 2, a/+ at QoS 1): one copy, at the highest granted QoS', async () => {
+    const root = await connected('root');
+    const reader = await connected('root');
+    expect(await subscribe(reader, [['a/#', 2]])).toEqual([2]);
+    expect(await subscribe(reader, [['a/+', 1]])).toEqual([1]);
+    publish(root, 'a/b', 'both', 2);
+    await reader.next('publish', (packet) => packet.topic === 'a/b');
+    await settle();
+    expect(reader.publishes('a/b').map((packet) => packet.qos)).toEqual([2]);
+  });
 
-  // Fails on Aedes 1.2 as it is: fixed in a later commit.
-  it.fails(
-    '[MQTT-3.3.5-1] overlapping subscriptions (a/b at QoS 0, a/+ at QoS 1): a QoS 1 message comes once, at QoS 1',
-    async () => {
-      const root = await connected('root');
-      const reader = await connected('root');
-      expect(await subscribe(reader, [['a/b', 0]])).toEqual([0]);
-      expect(await subscribe(reader, [['a/+', 1]])).toEqual([1]);
-      publish(root, 'a/b', 'alert', 1);
-      await reader.next('publish', (packet) => packet.topic === 'a/b');
-      await settle();
-      expect(reader.publishes('a/b').map((packet) => packet.qos)).toEqual([1]);
-    },
-  );
+  it('[MQTT-3.3.5-1] overlapping subscriptions (a/b at QoS 0, a/+ at QoS 1): a QoS 1 message comes once, at QoS 1', async () => {
+    const root = await connected('root');
+    const reader = await connected('root');
+    expect(await subscribe(reader, [['a/b', 0]])).toEqual([0]);
+    expect(await subscribe(reader, [['a/+', 1]])).toEqual([1]);
+    publish(root, 'a/b', 'alert', 1);
+    await reader.next('publish', (packet) => packet.topic === 'a/b');
+    await settle();
+    expect(reader.publishes('a/b').map((packet) => packet.qos)).toEqual([1]);
+  });
 
-  // Fails on Aedes 1.2 as it is: fixed in a later commit.
-  it.fails(
-    '[MQTT-3.3.5-1] a console watching P/# at QoS 0 and P/+/alert at QoS 1 gets each alert once, at QoS 1',
-    async () => {
-      const consoleClient = await connected('console');
-      await subscribe(consoleClient, [
-        [`${P}/#`, 0],
-        [`${P}/+/alert`, 1],
-      ]);
-      const camera = await connected('cam-a');
-      publish(camera, `${P}/cam-a/telemetry`, '{}', 0);
-      publish(camera, `${P}/cam-a/alert`, '{"kind":"panic"}', 1);
-      await consoleClient.next('publish', (packet) => packet.topic === `${P}/cam-a/alert`);
-      await settle();
-      expect(consoleClient.publishes(`${P}/cam-a/alert`).map((packet) => packet.qos)).toEqual([1]);
-      expect(consoleClient.publishes(`${P}/cam-a/telemetry`).map((packet) => packet.qos)).toEqual([0]);
-    },
-  );
+  it('[MQTT-3.3.5-1] a console watching P/# at QoS 0 and P/+/alert at QoS 1 gets each alert once, at QoS 1', async () => {
+    const consoleClient = await connected('console');
+    await subscribe(consoleClient, [
+      [`${P}/#`, 0],
+      [`${P}/+/alert`, 1],
+    ]);
+    const camera = await connected('cam-a');
+    publish(camera, `${P}/cam-a/telemetry`, '{}', 0);
+    publish(camera, `${P}/cam-a/alert`, '{"kind":"panic"}', 1);
+    await consoleClient.next('publish', (packet) => packet.topic === `${P}/cam-a/alert`);
+    await settle();
+    expect(consoleClient.publishes(`${P}/cam-a/alert`).map((packet) => packet.qos)).toEqual([1]);
+    expect(consoleClient.publishes(`${P}/cam-a/telemetry`).map((packet) => packet.qos)).toEqual([0]);
+  });
 
   it('[MQTT-3.3.5-2] a publish the ACL refuses is acknowledged and dropped; the client stays connected', async () => {
     const reader = await connected('console');

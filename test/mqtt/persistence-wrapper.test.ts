@@ -5,7 +5,10 @@ import { Writable } from 'node:stream';
 import aedesPersistenceLevel from 'aedes-persistence-level';
 import { Level } from 'level';
 import { afterEach, describe, expect, it } from 'vitest';
-import { catchRetainedStreamErrors, skipCleanSessionClears } from '../../daemon/src/mqtt/broker/persistence.js';
+import {
+  catchRetainedStreamErrors,
+  skipCleanSessionClears,
+} from '../../daemon/src/mqtt/broker/persistence.js';
 import { tempDir } from '../support/processes.js';
 
 interface Persistence {

@@ -84,7 +84,7 @@ export class Broker implements Service {
       },
       publishRefusal: (identity, topic) => this.publishing.refusal(identity, topic),
       onAccepted: (client, identity) => {
-        prepareClient(client);
+        prepareClient(client, this.reading.forward);
         this.reading.accepted(client, identity);
         this.publishing.accepted(client);
       },

@@ -4,10 +4,17 @@
 // private state is a function below, with the Aedes 1.2 behaviour it relies on pinned by
 // test/mqtt/aedes.test.ts, so an Aedes upgrade that changes one fails there first.
 import type { EventEmitter } from 'node:events';
-import { Aedes, type AedesOptions, type Client, type PublishPacket, type Subscription } from 'aedes';
+import {
+  Aedes,
+  type AedesOptions,
+  type AedesPublishPacket,
+  type Client,
+  type PublishPacket,
+  type Subscription,
+} from 'aedes';
 import mqttPacket from 'mqtt-packet';
 
-export type { Client as AedesClient, PublishPacket, Subscription };
+export type { Client as AedesClient, AedesPublishPacket, PublishPacket, Subscription };
 export type { Aedes };
 
 /**
@@ -64,22 +71,248 @@ export async function createAedes(
 }
 
 /**
- * Aedes drops, per client, every message whose broker counter is not above the highest it has already
- * delivered to that client (`dedupe` in aedes/lib/client.js, meant for a message both queued and
- * delivered live while a persistent session reconnects). With a persistence that answers
- * asynchronously the counters do not reach delivery in order: a QoS 1 message whose queueing for a
- * persistent subscriber took longer than a later message's was dropped as a "duplicate" and never
- * delivered live (clip chunks missing until the receiver asked again; an alert overtaken by QoS 0
- * telemetry was lost). Each client gets this instead, which never calls a message a duplicate:
- * delivery is at least once, and a message published while a persistent session reconnects can
- * arrive twice, which QoS 1 allows (consumers dedupe by the id in the payload).
+ * What Aedes asks the broker before each delivery (the authorizeForward hook): the packet to send, or
+ * null to drop it.
  */
-const NO_DEDUPE: object = new Proxy(Object.create(null) as object, { get: () => 0, set: () => true });
+export type Forward = (client: Client, packet: AedesPublishPacket) => AedesPublishPacket | null;
 
-/** Called from authenticate() once a client is accepted, before any of its subscriptions exist. */
-export function prepareClient(client: Client): void {
-  (client as unknown as { duplicates: object }).duplicates = NO_DEDUPE;
+/** A packet on its way to one client, as Aedes hands it to a subscription's delivery function. */
+interface Outgoing extends PublishPacket {
+  brokerId?: string | null;
+  brokerCounter?: number;
+  /** MQTT 5 no-local (Aedes carries it; 3.1.1 clients never set it). */
+  nl?: boolean;
+  clientId?: string;
 }
+
+/** What of Aedes's Client the delivery below uses (aedes/lib/client.js, 1.2). */
+interface ClientInternals {
+  id: string;
+  clean: boolean;
+  connecting: boolean;
+  connected: boolean;
+  conn: NodeJS.WritableStream;
+  /** Filter → its subscription, with the QoS granted. */
+  subscriptions: Record<string, { qos: number }>;
+  /** The next packet id for a QoS > 0 message to this client (shared with Aedes's own resends). */
+  _nextId: number;
+  /** Calls back once the connection has drained (or fails it after drainTimeout). */
+  waitForDrain(callback: (error: Error | null) => void): void;
+  broker: {
+    persistence: {
+      outgoingUpdate(c: unknown, p: unknown): Promise<unknown>;
+      outgoingClearMessageId(c: unknown, p: unknown): Promise<unknown>;
+    };
+  };
+  /** The functions each new subscription captures to deliver to this client. */
+  deliver0: (packet: Outgoing, done: () => void) => void;
+  deliverQoS: (packet: Outgoing, done: () => void) => void;
+  emit(event: 'error', error: Error): boolean;
+}
+
+/**
+ * Called from authenticate() once a client is accepted, before any of its subscriptions exist (each
+ * subscription captures the client's delivery functions when it is made): from then on, this client's
+ * deliveries are ours instead of Aedes's `deliver0`/`deliverQoS`, for three reasons.
+ *
+ * - Overlapping subscriptions. A client whose subscriptions `a/#` (QoS 2) and `a/+` (QoS 1) both match
+ *   a message is called once per subscription, and Aedes's `deliverQoS` looks the granted QoS up by
+ *   the message's topic (`subscriptions[topic]`), not by the filter that matched: both copies went
+ *   out at the message's QoS, or, with an exact `a/b` at QoS 0 beside `a/+` at QoS 1, both at QoS 0.
+ *   [MQTT-3.3.5-1] asks for the maximum QoS of all the matching subscriptions: here, one copy at
+ *   min(message QoS, highest granted QoS among the client's subscriptions that match its topic). The
+ *   calls for one message come one after another, synchronously (mqemitter's parallel loop), so a
+ *   call for the same message (broker id and counter) as the previous one is the same message again.
+ * - No message called a duplicate. Aedes drops every message whose broker counter is not above the
+ *   highest it delivered to that client (`dedupe`, for a message both queued and delivered live while
+ *   a persistent session reconnects). With a persistence that answers asynchronously, counters do not
+ *   reach delivery in order: a QoS 1 message whose queueing for a persistent subscriber took longer
+ *   than a later message's was dropped and never delivered (clip chunks missing; an alert overtaken by
+ *   QoS 0 telemetry lost). Here nothing is dropped for its counter: delivery is at least once, and a
+ *   message published while a persistent session reconnects can arrive twice, which QoS 1 allows.
+ * - DUP is not passed on ([MQTT-3.3.1-3]): Aedes copied the publisher's DUP flag to every subscriber.
+ *
+ * Each delivery is encoded into one buffer (encodePublish) and written to the connection at once; its
+ * completion is reported to mqemitter on the next turn (all of a turn's together), or after the
+ * connection drains when it is full (Aedes's drainTimeout still drops a client that never drains).
+ */
+export function prepareClient(client: Client, forward: Forward): void {
+  const internals = client as unknown as ClientInternals;
+  let lastId: string | null | undefined;
+  let lastCounter = -1;
+  const deliver = (packet: Outgoing, done: () => void): void => {
+    if (packet.nl === true && packet.clientId === internals.id) {
+      completeLater(done);
+      return;
+    }
+    const counter = packet.brokerCounter ?? -1;
+    if (counter === lastCounter && packet.brokerId === lastId && counter !== -1) {
+      completeLater(done);
+      return;
+    }
+    lastId = packet.brokerId;
+    lastCounter = counter;
+    const qos = Math.min(packet.qos, grantedQoS(internals.subscriptions, packet.topic)) as 0 | 1 | 2;
+    const toForward = forward(client, packet as AedesPublishPacket) as Outgoing | null;
+    if (!toForward) {
+      // Aedes drops a refused message from a persistent session's queue too.
+      if (!internals.clean && qos > 0)
+        internals.broker.persistence.outgoingClearMessageId(client, packet).then(noop, noop);
+      completeLater(done);
+      return;
+    }
+    if (qos === 0) {
+      send(internals, toForward, 0, undefined, done);
+      return;
+    }
+    const messageId = internals._nextId;
+    internals._nextId = messageId >= 65535 ? 1 : messageId + 1;
+    if (internals.clean || toForward.retain) {
+      send(internals, toForward, qos, messageId, done);
+      return;
+    }
+    // A persistent session: the message id is recorded with the queued message first, so the PUBACK
+    // (or a resend after a reconnect) finds it (what Aedes's deliverQoS does).
+    const stored = { ...toForward, qos, messageId, dup: false };
+    const write = (): void => send(internals, toForward, qos, messageId, done);
+    internals.broker.persistence.outgoingUpdate(client, stored).then(write, (error: unknown) => {
+      internals.emit('error', error instanceof Error ? error : new Error(String(error)));
+      done();
+    });
+  };
+  internals.deliver0 = deliver;
+  internals.deliverQoS = deliver;
+}
+
+/** The highest QoS granted among the subscriptions that match `topic`. */
+function grantedQoS(subscriptions: Record<string, { qos: number }>, topic: string): number {
+  let highest = -1;
+  let only: { qos: number } | undefined;
+  let count = 0;
+  for (const filter in subscriptions) {
+    count += 1;
+    only = subscriptions[filter];
+    if (count > 1) break;
+  }
+  // One subscription: it is the one that matched (the common case, no matching needed).
+  if (count === 1 && only) return only.qos;
+  for (const filter in subscriptions) {
+    const qos = subscriptions[filter]?.qos ?? 0;
+    if (qos > highest && filterMatches(filter, topic)) highest = qos;
+  }
+  // None matches: a retained message for a subscription being replaced; Aedes granted it already.
+  return highest < 0 ? 2 : highest;
+}
+
+/**
+ * MQTT topic matching (§4.7) without splitting: `+` is one level (empty included, as Aedes's matcher
+ * has it), `#` the rest of the topic and its parent level; a filter starting with a wildcard does not
+ * match a topic starting with `$` [MQTT-4.7.2-1].
+ */
+export function filterMatches(filter: string, topic: string): boolean {
+  const first = filter.charCodeAt(0);
+  if (topic.charCodeAt(0) === 36 && (first === 35 || first === 43)) return false;
+  let f = 0;
+  let t = 0;
+  while (f < filter.length) {
+    const c = filter.charCodeAt(f);
+    if (c === 35) return true;
+    if (c === 43) {
+      while (t < topic.length && topic.charCodeAt(t) !== 47) t += 1;
+      f += 1;
+    } else if (t < topic.length && topic.charCodeAt(t) === c) {
+      f += 1;
+      t += 1;
+    } else {
+      // `a/#` matches `a` too.
+      return t === topic.length && c === 47 && f + 2 === filter.length && filter.charCodeAt(f + 1) === 35;
+    }
+  }
+  return t === topic.length;
+}
+
+/** Write a PUBLISH to the client's connection; `done` when it is on its way (or the client is gone). */
+function send(
+  client: ClientInternals,
+  packet: Outgoing,
+  qos: 0 | 1 | 2,
+  messageId: number | undefined,
+  done: () => void,
+): void {
+  if (!client.connecting && !client.connected) {
+    completeLater(done);
+    return;
+  }
+  const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+  const flowing = writePublish(client.conn, packet.topic, payload, qos, packet.retain, messageId);
+  if (flowing) completeLater(done);
+  else client.waitForDrain(() => done());
+}
+
+/**
+ * PUBLISH (MQTT 3.1.1 §3.3): fixed header (type 3, DUP 0, QoS, RETAIN), remaining length, topic,
+ * packet id when QoS > 0, payload. Small messages leave as one buffer; a large payload is written
+ * after its header as it is (no copy). False when the connection is full.
+ */
+export function writePublish(
+  stream: NodeJS.WritableStream,
+  topic: string,
+  payload: Buffer,
+  qos: 0 | 1 | 2,
+  retain: boolean,
+  messageId: number | undefined,
+): boolean {
+  const topicBytes = Buffer.byteLength(topic);
+  const remaining = 2 + topicBytes + (qos > 0 ? 2 : 0) + payload.length;
+  const lengthBytes = remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4;
+  const inline = payload.length <= 4096;
+  const header = Buffer.allocUnsafe(
+    1 + lengthBytes + 2 + topicBytes + (qos > 0 ? 2 : 0) + (inline ? payload.length : 0),
+  );
+  let at = 0;
+  header[at++] = 0x30 | (qos << 1) | (retain ? 1 : 0);
+  let left = remaining;
+  do {
+    let byte = left % 128;
+    left = Math.floor(left / 128);
+    if (left > 0) byte |= 0x80;
+    header[at++] = byte;
+  } while (left > 0);
+  header[at++] = topicBytes >> 8;
+  header[at++] = topicBytes & 0xff;
+  at += header.write(topic, at, 'utf8');
+  if (qos > 0) {
+    const id = messageId ?? 0;
+    header[at++] = id >> 8;
+    header[at++] = id & 0xff;
+  }
+  if (inline) {
+    payload.copy(header, at);
+    return stream.write(header);
+  }
+  stream.write(header);
+  return stream.write(payload);
+}
+
+/**
+ * Completions of this turn's deliveries, reported to mqemitter together on the next turn: one
+ * setImmediate for all of them instead of one each, and never synchronously (mqemitter starts its next
+ * queued message from a completion; see keepDeliveryAsynchronous).
+ */
+let completions: Array<() => void> = [];
+
+function completeLater(done: () => void): void {
+  if (completions.length === 0) setImmediate(completeAll);
+  completions.push(done);
+}
+
+function completeAll(): void {
+  const now = completions;
+  completions = [];
+  for (const done of now) done();
+}
+
+function noop(): void {}
 
 /** Messages waiting on Aedes's bus for a delivery slot (mqemitter's `length`). */
 export function busBacklog(aedes: Aedes): number {

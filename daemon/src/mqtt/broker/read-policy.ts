@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import { maySubscribe, ReadScope } from '../acl.js';
 import type { Identity } from '../identities.js';
-import type { AedesClient, AedesHooks } from './aedes.js';
+import type { AedesClient, AedesHooks, Forward } from './aedes.js';
 import type { BrokerCounters } from './counters.js';
 import { REFUSED_TOPIC } from './publish-policy.js';
 
@@ -55,11 +55,14 @@ export class ReadPolicy {
         done(null, null); // SUBACK 0x80 for this filter; the client stays connected
       },
       // Aedes drops a message refused here from the client's persisted queue too.
-      authorizeForward: (client, packet) => {
-        if (packet.topic !== REFUSED_TOPIC && this.scopeOf.get(client)?.allows(packet.topic)) return packet;
-        if (packet.topic !== REFUSED_TOPIC) counters.refusedDeliveries += 1;
-        return null;
-      },
+      authorizeForward: this.forward,
     };
   }
+
+  /** authorizeForward: the packet, or null when the client may not receive it (now). */
+  readonly forward: Forward = (client, packet) => {
+    if (packet.topic !== REFUSED_TOPIC && this.scopeOf.get(client)?.allows(packet.topic)) return packet;
+    if (packet.topic !== REFUSED_TOPIC) this.deps.counters.refusedDeliveries += 1;
+    return null;
+  };
 }
