@@ -10,9 +10,33 @@ export class FramingError extends Error {
 }
 
 /**
+ * The first packet is a CONNECT for a protocol level no MQTT version has (3.1 is 3, 3.1.1 is 4, 5 is
+ * 5). mqtt-packet refuses to parse it, so Aedes would close the connection without a word; the broker
+ * answers CONNACK 0x01 (unacceptable protocol level) and closes instead [MQTT-3.1.2-2].
+ */
+export class UnsupportedProtocolLevel extends Error {
+  override readonly name = 'UnsupportedProtocolLevel';
+  /** CONNACK, return code 0x01, session present 0 (MQTT 3.1.1 §3.2). */
+  static readonly CONNACK = Buffer.from([0x20, 0x02, 0x00, 0x01]);
+}
+
+/** The protocol level of a CONNECT at the start of `chunk`, when its name is MQTT's; else undefined. */
+function connectLevel(chunk: Buffer): number | undefined {
+  if (chunk[0] !== 0x10) return undefined;
+  let at = 1;
+  while (at < 5 && ((chunk[at] ?? 0) & 0x80) !== 0) at += 1;
+  at += 1;
+  const nameLength = ((chunk[at] ?? 0) << 8) | (chunk[at + 1] ?? 0);
+  const name = chunk.toString('latin1', at + 2, at + 2 + nameLength);
+  const level = chunk[at + 2 + nameLength];
+  return (name === 'MQTT' || name === 'MQIsdp') && level !== undefined ? level : undefined;
+}
+
+/**
  * Passes bytes through unchanged while following MQTT's framing: a fixed-header byte, then the
  * "remaining length" varint (1–4 bytes, MQTT 3.1.1 §2.2.3), then that many bytes. Errors with
- * FramingError as soon as a header announces more than `limit` bytes, and on a varint longer than 4.
+ * FramingError as soon as a header announces more than `limit` bytes, and on a varint longer than 4;
+ * with UnsupportedProtocolLevel when the first packet is a CONNECT no MQTT version sends.
  * `admit()` false holds the chunk until it turns true: backpressure from the broker to the socket.
  */
 export function packetSizeGuard(limit: number, admit: () => boolean = () => true): Transform {
@@ -21,8 +45,17 @@ export function packetSizeGuard(limit: number, admit: () => boolean = () => true
   let multiplier = 1;
   let lengthBytes = 0;
   let left = 0;
+  let first = true;
   return new Transform({
     transform(chunk: Buffer, _encoding, done: TransformCallback) {
+      if (first) {
+        first = false;
+        const level = connectLevel(chunk);
+        if (level !== undefined && level !== 3 && level !== 4 && level !== 5) {
+          done(new UnsupportedProtocolLevel(`CONNECT with protocol level ${level}`));
+          return;
+        }
+      }
       let i = 0;
       while (i < chunk.length) {
         if (state === 'type') {

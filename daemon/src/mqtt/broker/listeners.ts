@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Config } from '../../config/schema.js';
 import { OutpostError } from '../../errors.js';
-import { FramingError, GuardedConnection, packetSizeGuard } from './framing.js';
+import { FramingError, GuardedConnection, packetSizeGuard, UnsupportedProtocolLevel } from './framing.js';
 
 export type ListenerKind = 'tcp' | 'mqtts' | 'wss';
 
@@ -149,6 +149,11 @@ export class Listeners {
     const guard = packetSizeGuard(settings.limits.maxPacketBytes, this.deps.admit);
     const connection = new GuardedConnection(stream, guard);
     guard.on('error', (error) => {
+      if (error instanceof UnsupportedProtocolLevel) {
+        log.debug({ listener: kind, remote, err: error }, 'mqtt client refused: unacceptable protocol level');
+        stream.end(UnsupportedProtocolLevel.CONNACK);
+        return;
+      }
       if (!(error instanceof FramingError)) return;
       this.deps.onFramingError();
       log.warn(
