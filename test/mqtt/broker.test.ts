@@ -162,6 +162,18 @@ async function chatPair(): Promise<{ alice: MqttClient; delivered: (count: numbe
   return { alice, delivered };
 }
 
+/** MQTT.js over TLS with a client certificate and no password. */
+function withCertificate(files: { cert: string; key: string }): Promise<MqttClient> {
+  if (!hub) throw new Error('no broker');
+  return connectAsync(`mqtts://127.0.0.1:${hub.mqttsPort}`, {
+    ca: [readPem(testPki().ca)],
+    cert: readPem(files.cert),
+    key: readPem(files.key),
+    reconnectPeriod: 0,
+    connectTimeout: 3000,
+  });
+}
+
 function closed(mqtt: MqttClient): Promise<void> {
   return new Promise((resolve) => mqtt.once('close', () => resolve()));
 }
@@ -212,35 +224,12 @@ describe('embedded broker: authentication', () => {
   it('a client certificate signed by the site CA authenticates its CN; one from another CA does not', async () => {
     hub = await startTestBroker();
     const pki = testPki();
-    const good = pki.client('console');
-    const viaCert = await client('console', {
-      password: undefined,
-      username: undefined,
-      cert: readPem(good.cert),
-      key: readPem(good.key),
-    });
+    const viaCert = await withCertificate(pki.client('console'));
+    clients.push(viaCert);
     await viaCert.subscribeAsync(`${P}/#`);
-    const rogue = pki.rogueClient('console');
-    await expect(
-      connectAsync(`mqtts://127.0.0.1:${hub.mqttsPort}`, {
-        ca: [readPem(pki.ca)],
-        cert: readPem(rogue.cert),
-        key: readPem(rogue.key),
-        reconnectPeriod: 0,
-        connectTimeout: 3000,
-      }),
-    ).rejects.toThrow(/Not authorized/i);
+    await expect(withCertificate(pki.rogueClient('console'))).rejects.toThrow(/Not authorized/i);
     // A site certificate whose CN is not allowed to use certificates (cam-a) is refused too.
-    const camCert = pki.client('cam-a');
-    await expect(
-      connectAsync(`mqtts://127.0.0.1:${hub.mqttsPort}`, {
-        ca: [readPem(pki.ca)],
-        cert: readPem(camCert.cert),
-        key: readPem(camCert.key),
-        reconnectPeriod: 0,
-        connectTimeout: 3000,
-      }),
-    ).rejects.toThrow(/Not authorized/i);
+    await expect(withCertificate(pki.client('cam-a'))).rejects.toThrow(/Not authorized/i);
   });
 
   it('TLS below 1.2 is refused', async () => {
@@ -403,6 +392,37 @@ describe('embedded broker: ACL', () => {
     await (await client('alice')).publishAsync(`${P}/chat/ops`, 'four', { qos: 1 });
     await until(() => seen.length === 2, 5000, 'the history update');
     expect(seen[1]).toContain('"text":"four"');
+  });
+});
+
+describe('embedded broker: stamping hooks', () => {
+  it('a second stamping hook is one more registration: its topics are stamped with the sender, others are not', async () => {
+    hub = await startTestBroker();
+    // An alert acknowledgement, as the console would send it: who acknowledged comes from the login.
+    hub.broker.addStamp({
+      name: 'ack',
+      clearsRetain: false,
+      owns: (topic) => topic.endsWith('/ack'),
+      stamp: ({ payload, identity, now }) => {
+        const body = JSON.parse(payload.toString()) as Record<string, unknown>;
+        if (typeof body.alertId !== 'string') return { ok: false, reason: 'alertId missing' };
+        return { ok: true, payload: Buffer.from(JSON.stringify({ ...body, by: identity.name, at: now })) };
+      },
+    });
+    const reader = await client('root');
+    const seen = inbox(reader);
+    await reader.subscribeAsync(['a/ack', 'a/other'], { qos: 1 });
+    const admin = await client('root');
+    await admin.publishAsync('a/ack', JSON.stringify({ alertId: 'x1', by: 'mallory' }), { qos: 1 });
+    await admin.publishAsync('a/ack', JSON.stringify({ nothing: true }), { qos: 1 });
+    await admin.publishAsync('a/other', JSON.stringify({ by: 'mallory' }), { qos: 1 });
+    await until(() => seen.length === 2, 5000, 'the stamped ack and the other message');
+    const [ack, other] = seen.map(
+      (line) => JSON.parse(line.slice(line.indexOf(' ') + 1)) as Record<string, unknown>,
+    );
+    expect(ack).toMatchObject({ alertId: 'x1', by: 'root' });
+    expect(other).toEqual({ by: 'mallory' });
+    expect(hub.broker.counters.refusedPublish).toBe(1);
   });
 });
 

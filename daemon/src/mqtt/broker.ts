@@ -34,7 +34,8 @@ import { ReadPolicy } from './broker/read-policy.js';
 import { Revocation } from './broker/revocation.js';
 
 export type { BrokerCounters } from './broker/counters.js';
-export type { StampHook } from './broker/publish-policy.js';
+import type { StampHook } from './broker/publish-policy.js';
+export type { StampHook, StampInput, StampOutcome } from './broker/publish-policy.js';
 
 export type BrokerConfig = Pick<Config, 'broker' | 'site' | 'device' | 'dataDir'>;
 
@@ -111,6 +112,14 @@ export class Broker implements Service {
       silence: (client) => this.reading.revoke(client),
       maySubscribe: (identity, filter) => this.reading.maySubscribe(identity, filter),
     });
+  }
+
+  /**
+   * Register a stamping hook (publish-policy.ts describes the interface): publishes on the topics it
+   * owns are rewritten from the sender's authenticated identity. Chat is registered in start().
+   */
+  addStamp(hook: StampHook): void {
+    this.publishing.addStamp(hook);
   }
 
   /** A listener's address (the port is known after start, even when 0 was asked). */
