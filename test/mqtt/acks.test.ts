@@ -83,23 +83,22 @@ it('GuardedConnection holds each PUBACK until its message is released, and sends
     await new Promise((resolve) => setImmediate(resolve));
     return [...Buffer.concat(sent)];
   };
-  // A PUBLISH whose payload holds PUBACK-looking bytes passes straight through.
+  // Other packets pass straight through (a PUBLISH, a PINGRESP), PUBACKs are held (aedes.ts hands
+  // each PUBACK Aedes writes to holdPuback).
   const publish = [0x30, 0x08, 0x00, 0x02, 0x61, 0x2f, 0x40, 0x02, 0x00, 0x01];
   conn.write(Buffer.from(publish));
-  // PUBACK 1, written in pieces as mqtt-packet does (header, length, id), then PUBACK 2 whole.
-  conn.write(Buffer.from([0x40]));
-  conn.write(Buffer.from([0x02]));
-  conn.write(Buffer.from([0x00, 0x01]));
-  conn.write(Buffer.from([0x40, 0x02, 0x00, 0x02, 0xd0, 0x00])); // PUBACK 2, then a PINGRESP
+  conn.holdPuback(1);
+  conn.holdPuback(2);
+  conn.writePacket(Buffer.from([0xd0, 0x00]));
   expect(await out()).toEqual([...publish, 0xd0, 0x00]);
   expect(conn.heldAcks).toBe(2);
   conn.released(2); // stored first, but acknowledged after 1 (MQTT 3.1.1 §4.6)
   expect(await out()).toEqual([...publish, 0xd0, 0x00]);
   conn.released(1);
   expect(await out()).toEqual([...publish, 0xd0, 0x00, 0x40, 0x02, 0x00, 0x01, 0x40, 0x02, 0x00, 0x02]);
-  // Released before the PUBACK reached the connection (still buffered): it goes at once.
+  // Released before its PUBACK was held: it goes at once.
   conn.released(3);
-  conn.write(Buffer.from([0x40, 0x02, 0x00, 0x03]));
+  conn.holdPuback(3);
   expect((await out()).slice(-4)).toEqual([0x40, 0x02, 0x00, 0x03]);
   expect(conn.heldAcks).toBe(0);
   conn.destroy();

@@ -21,6 +21,7 @@ import {
   connectedClients,
   createAedes,
   prepareClient,
+  useFastParser,
   type Aedes,
 } from './broker/aedes.js';
 import { Authentication } from './broker/authentication.js';
@@ -70,7 +71,10 @@ export class Broker implements Service {
     this.listeners = new Listeners({
       settings: config.broker,
       log,
-      onConnection: (connection) => this.aedes?.handle(connection),
+      onConnection: (connection) => {
+        const client = this.aedes?.handle(connection);
+        if (client) useFastParser(client);
+      },
       admit: () => this.aedes === undefined || busBacklog(this.aedes) < BUS_BACKLOG,
       onFramingError: () => (counters.limitDisconnects += 1),
     });

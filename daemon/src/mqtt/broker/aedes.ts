@@ -13,6 +13,7 @@ import {
   type Subscription,
 } from 'aedes';
 import mqttPacket from 'mqtt-packet';
+import { FastParser, GuardedConnection, type PacketParser } from './framing.js';
 
 export type { Client as AedesClient, AedesPublishPacket, PublishPacket, Subscription };
 export type { Aedes };
@@ -60,6 +61,7 @@ export async function createAedes(
   // two-byte Buffers for message ids: ~6.4 MB of heap and 65k objects for every garbage collection to
   // walk, in a daemon that has a few hundred ids in flight. It then allocates the two bytes per write.
   mqttPacket.writeToStream.cacheNumbers = false;
+  holdPubacksWrittenByAedes();
   const aedes = await Aedes.createBroker({ ...AEDES_GUARDS, ...options });
   keepDeliveryAsynchronous(aedes);
   // Aedes emits 'error' for persistence failures and stale-will publishing; without a listener that
@@ -245,6 +247,7 @@ function send(
   }
   const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
   const flowing = writePublish(client.conn, packet.topic, payload, qos, packet.retain, messageId);
+
   if (flowing) completeLater(done);
   else client.waitForDrain(() => done());
 }
@@ -288,10 +291,14 @@ export function writePublish(
   }
   if (inline) {
     payload.copy(header, at);
-    return stream.write(header);
+    return writeBytes(stream, header);
   }
-  stream.write(header);
-  return stream.write(payload);
+  writeBytes(stream, header);
+  return writeBytes(stream, payload);
+}
+
+function writeBytes(stream: NodeJS.WritableStream, bytes: Buffer): boolean {
+  return stream instanceof GuardedConnection ? stream.writePacket(bytes) : stream.write(bytes);
 }
 
 /**
@@ -313,6 +320,59 @@ function completeAll(): void {
 }
 
 function noop(): void {}
+
+/**
+ * A connection Aedes has just taken on (`aedes.handle(connection)` returned `client`; it reads nothing
+ * before the next turn): its packets are parsed by framing.ts's FastParser, which hands what it does
+ * not decode itself to the client's own mqtt-packet parser. Aedes's listeners on its parser (packets,
+ * errors) and the two fields they read (`client`, `_queue`) move to the new one.
+ */
+export function useFastParser(client: Client): void {
+  const internals = client as unknown as { _parser: PacketParser & ParserInternals };
+  const original = internals._parser;
+  const packetListeners = original.listeners('packet');
+  const errorListeners = original.listeners('error');
+  original.removeAllListeners('packet');
+  original.removeAllListeners('error');
+  const fast = new FastParser(original);
+  for (const listener of packetListeners) fast.on('packet', listener as (packet: unknown) => void);
+  for (const listener of errorListeners) fast.on('error', listener as (error: Error) => void);
+  fast.client = original.client;
+  fast._queue = original._queue;
+  internals._parser = fast;
+}
+
+interface ParserInternals {
+  client: unknown;
+  _queue: unknown[] | null;
+  listeners(event: string): unknown[];
+  removeAllListeners(event: string): unknown;
+}
+
+/**
+ * Aedes writes every packet with mqtt-packet's `writeToStream(packet, client.conn)` (lib/write.js),
+ * reading the function from the module at each call. For our connections a QoS 1 PUBACK is not
+ * written but handed to the connection, which holds it until the message is stored (framing.ts,
+ * "PUBACK after the message is stored"); everything else, and every other stream (MQTT.js's in this
+ * process among them), goes to mqtt-packet as before. Installed once; `cacheNumbers` stays the
+ * writer's own switch.
+ */
+function holdPubacksWrittenByAedes(): void {
+  const original = mqttPacket.writeToStream as WriteToStream & { outpostHoldsPubacks?: true };
+  if (original.outpostHoldsPubacks) return;
+  const writeToStream = ((packet, stream, options) =>
+    packet.cmd === 'puback' && stream instanceof GuardedConnection && packet.messageId !== undefined
+      ? stream.holdPuback(packet.messageId)
+      : original(packet, stream, options)) as WriteToStream & { outpostHoldsPubacks?: true };
+  Object.defineProperty(writeToStream, 'cacheNumbers', {
+    get: () => original.cacheNumbers,
+    set: (value: boolean) => (original.cacheNumbers = value),
+  });
+  writeToStream.outpostHoldsPubacks = true;
+  mqttPacket.writeToStream = writeToStream;
+}
+
+type WriteToStream = typeof mqttPacket.writeToStream;
 
 /** Messages waiting on Aedes's bus for a delivery slot (mqemitter's `length`). */
 export function busBacklog(aedes: Aedes): number {

@@ -1,7 +1,9 @@
 // MQTT framing on each connection, between the socket and Aedes: the size of one packet is checked on
-// the byte stream before the parser buffers it (a 200 MB "remaining length" costs nothing), and each
-// QoS 1 PUBACK Aedes writes is held until the message is stored. Aedes's own guards (in-flight, topic
-// levels, drain timeout, queue) are set in aedes.ts.
+// the byte stream before the parser buffers it (a 200 MB "remaining length" costs nothing), the common
+// packets are decoded without mqtt-packet's per-packet garbage (FastParser), and each QoS 1 PUBACK
+// Aedes writes is held until the message is stored. Aedes's own guards (in-flight, topic levels, drain
+// timeout, queue) are set in aedes.ts.
+import { EventEmitter } from 'node:events';
 import { Duplex, Transform, type TransformCallback } from 'node:stream';
 
 /** The byte stream broke MQTT framing or announced a packet over the limit. */
@@ -102,13 +104,8 @@ export function packetSizeGuard(limit: number, admit: () => boolean = () => true
   });
 }
 
-/** MQTT 3.1.1 PUBACK: fixed header 0x40, remaining length 2, then the message id (§3.4). */
-const PUBACK = 0x40;
-const PUBACK_BYTES = 4;
-
 interface HeldAck {
   messageId: number;
-  bytes: Buffer;
   /** The broker has finished publishing (stored) the message this PUBACK acknowledges. */
   released: boolean;
 }
@@ -122,23 +119,18 @@ interface HeldAck {
  * **PUBACK after the message is stored.** Aedes 1.x writes a QoS 1 PUBACK *before* it stores the
  * message (retained, queued for offline persistent sessions): a `kill -9` or a power cut in between
  * lost a message the client had been told was safe (a console away during an alert never got it). The
- * connection follows MQTT framing on the way out and holds each PUBACK until the broker's `published`
- * hook says that message is through (`released(messageId)`), then sends the PUBACKs in the order Aedes
- * wrote them (§4.6: in the order the PUBLISHes arrived). Other packets pass straight through. A
- * publish that fails (the store cannot write) disconnects the client with its PUBACK unsent.
+ * PUBACK Aedes writes is taken here instead (`holdPuback`, called by aedes.ts for every PUBACK Aedes
+ * writes) and sent once the broker's `published` hook says that message is through
+ * (`released(messageId)`), the PUBACKs in the order Aedes wrote them (§4.6: in the order the PUBLISHes
+ * arrived). Other packets pass straight through. A publish that fails (the store cannot write)
+ * disconnects the client with its PUBACK unsent.
  */
 export class GuardedConnection extends Duplex {
-  // Framing of the outgoing bytes.
-  private outState: 'type' | 'length' | 'body' = 'type';
-  private outLength = 0;
-  private outMultiplier = 1;
-  private outLeft = 0;
-  /** The bytes of a PUBACK being written, until all four are in. */
-  private ack: number[] | undefined;
   private readonly held: HeldAck[] = [];
   private corked = false;
-  /** Released before Aedes's PUBACK reached this stream (it was still buffered): id → count. */
+  /** Released before its PUBACK was held (not seen with Aedes 1.2; kept for safety): id → count. */
   private readonly releasedEarly = new Map<number, number>();
+  private drainPending = false;
 
   constructor(
     private readonly socket: Duplex,
@@ -161,9 +153,22 @@ export class GuardedConnection extends Duplex {
     this.guard.resume();
   }
 
+  /** The PUBACK of `messageId`, written by Aedes: held until released(messageId). */
+  holdPuback(messageId: number): boolean {
+    const early = this.releasedEarly.get(messageId) ?? 0;
+    if (early > 1) this.releasedEarly.set(messageId, early - 1);
+    else if (early === 1) this.releasedEarly.delete(messageId);
+    this.held.push({ messageId, released: early > 0 });
+    return this.sendReleasedAcks();
+  }
+
   /** The broker has stored (and handed on) the QoS 1 message `messageId` this client published. */
   released(messageId: number): void {
-    const waiting = this.held.find((ack) => ack.messageId === messageId && !ack.released);
+    const head = this.held[0];
+    const waiting =
+      head?.messageId === messageId && !head.released
+        ? head
+        : this.held.find((ack) => ack.messageId === messageId && !ack.released);
     if (waiting) {
       waiting.released = true;
       this.sendReleasedAcks();
@@ -177,13 +182,32 @@ export class GuardedConnection extends Duplex {
     return this.held.length;
   }
 
+  /**
+   * A whole packet from the broker's own delivery (aedes.ts), written to the socket without a trip
+   * through this stream's buffer when nothing is queued ahead of it. False when the socket is full;
+   * this stream emits 'drain' when it has drained (Aedes's waitForDrain listens here).
+   */
+  writePacket(bytes: Buffer): boolean {
+    if (this.writableLength > 0 || this.writableCorked > 0 || this.socket.destroyed) return this.write(bytes);
+    this.corkSocket();
+    if (this.socket.write(bytes)) return true;
+    if (!this.drainPending) {
+      this.drainPending = true;
+      this.socket.once('drain', () => {
+        this.drainPending = false;
+        this.emit('drain');
+      });
+    }
+    return false;
+  }
+
   override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
     if (this.socket.destroyed) {
       done(new Error('connection closed'));
       return;
     }
     this.corkSocket();
-    if (this.pass(chunk)) done();
+    if (this.socket.write(chunk)) done();
     else this.socket.once('drain', done);
   }
 
@@ -198,14 +222,14 @@ export class GuardedConnection extends Duplex {
     }
     this.corkSocket();
     let flowing = true;
-    for (const { chunk } of chunks) flowing = this.pass(chunk) && flowing;
+    for (const { chunk } of chunks) flowing = this.socket.write(chunk) && flowing;
     if (flowing) done();
     else this.socket.once('drain', done);
   }
 
   /**
-   * mqtt-packet writes a packet in several pieces (header, length, topic, payload): corked until the
-   * end of this tick, they leave as one write (one TLS record, one syscall) instead of many.
+   * Packets written in one tick (several deliveries, mqtt-packet's pieces of one packet) leave as one
+   * write (one TLS record, one syscall) at the end of the tick instead of one each.
    */
   private corkSocket(): void {
     if (this.corked) return;
@@ -214,77 +238,28 @@ export class GuardedConnection extends Duplex {
     process.nextTick(uncorkConnection, this);
   }
 
-  /** Follow the framing of `chunk` and write it on, holding PUBACKs; false when the socket is full. */
-  private pass(chunk: Buffer): boolean {
-    // No closures here: this runs for every piece of every packet (bench:broker's allocation profile).
-    let flowing = true;
-    let start = 0;
-    let i = 0;
-    while (i < chunk.length) {
-      const byte = chunk[i] ?? 0;
-      if (this.ack) {
-        this.ack.push(byte);
-        i += 1;
-        start = i;
-        if (this.ack.length === PUBACK_BYTES) {
-          this.holdAck(Buffer.from(this.ack));
-          this.ack = undefined;
-          flowing = this.sendReleasedAcks() && flowing;
-        }
-      } else if (this.outState === 'type') {
-        if (byte === PUBACK) {
-          if (i > start && !this.socket.write(chunk.subarray(start, i))) flowing = false;
-          this.ack = [byte];
-          i += 1;
-          start = i;
-        } else {
-          this.outState = 'length';
-          this.outLength = 0;
-          this.outMultiplier = 1;
-          i += 1;
-        }
-      } else if (this.outState === 'length') {
-        this.outLength += (byte & 0x7f) * this.outMultiplier;
-        this.outMultiplier *= 128;
-        i += 1;
-        if ((byte & 0x80) === 0) {
-          this.outLeft = this.outLength;
-          this.outState = this.outLeft === 0 ? 'type' : 'body';
-        }
-      } else {
-        const take = Math.min(this.outLeft, chunk.length - i);
-        this.outLeft -= take;
-        i += take;
-        if (this.outLeft === 0) this.outState = 'type';
-      }
-    }
-    if (start < chunk.length && !this.socket.write(start === 0 ? chunk : chunk.subarray(start)))
-      flowing = false;
-    return flowing;
-  }
-
   /** (For corkSocket's nextTick.) The end of the tick in which the first write corked the socket. */
   uncorkSocket(): void {
     this.corked = false;
     this.socket.uncork();
   }
 
-  private holdAck(bytes: Buffer): void {
-    const messageId = ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0);
-    const early = this.releasedEarly.get(messageId) ?? 0;
-    if (early > 1) this.releasedEarly.set(messageId, early - 1);
-    else this.releasedEarly.delete(messageId);
-    this.held.push({ messageId, bytes, released: early > 0 });
-  }
-
   /** Send the PUBACKs at the head of the queue whose messages are stored; false when the socket is full. */
   private sendReleasedAcks(): boolean {
-    let flowing = true;
-    while (this.held[0]?.released === true) {
-      const ack = this.held.shift();
-      if (ack && !this.socket.destroyed && !this.socket.write(ack.bytes)) flowing = false;
-    }
-    return flowing;
+    let count = 0;
+    while (this.held[count]?.released === true) count += 1;
+    if (count === 0 || this.socket.destroyed) return true;
+    const acks = this.held.splice(0, count);
+    // MQTT 3.1.1 PUBACK (§3.4): 0x40, remaining length 2, the packet id.
+    const bytes = Buffer.allocUnsafe(4 * count);
+    acks.forEach((ack, i) => {
+      bytes[i * 4] = 0x40;
+      bytes[i * 4 + 1] = 2;
+      bytes[i * 4 + 2] = ack.messageId >> 8;
+      bytes[i * 4 + 3] = ack.messageId & 0xff;
+    });
+    this.corkSocket();
+    return this.socket.write(bytes);
   }
 
   override _final(done: (error?: Error | null) => void): void {
@@ -300,4 +275,158 @@ export class GuardedConnection extends Duplex {
 
 function uncorkConnection(connection: GuardedConnection): void {
   connection.uncorkSocket();
+}
+
+/** What of mqtt-packet's Parser the fast parser hands packets to and hears from. */
+export interface PacketParser {
+  parse(buffer: Buffer): number;
+  on(event: 'packet', listener: (packet: unknown) => void): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+}
+
+/** The flags MQTT 3.1.1 requires in the fixed header of each packet type (§2.2.2); PUBLISH's vary. */
+const REQUIRED_FLAGS = [-1, 0, 0, -1, 0, 0, 2, 0, 2, 0, 2, 0, 0, 0, 0, 0];
+
+function headerAllowed(first: number): boolean {
+  const type = first >> 4;
+  return type === 3 ? ((first >> 1) & 3) !== 3 : REQUIRED_FLAGS[type] === (first & 0x0f);
+}
+
+/** A decoded packet, with the fields (and their order) of mqtt-packet's Packet. */
+class DecodedPacket {
+  constructor(
+    readonly cmd: 'publish' | 'puback' | 'pingreq',
+    readonly retain: boolean,
+    readonly qos: 0 | 1 | 2,
+    readonly dup: boolean,
+    readonly length: number,
+    readonly topic: string | null,
+    readonly payload: Buffer | null,
+    readonly messageId: number | undefined,
+  ) {}
+}
+
+/**
+ * The parser Aedes reads each client's packets with (aedes.ts puts it in the place of the client's
+ * mqtt-packet parser). mqtt-packet allocates several objects for every packet it parses: an offset
+ * pair per read from its BufferList, an argument array for each of the ~10 `debug()` lines a packet
+ * passes (even with debugging off), a copy of a payload that spans two chunks; under bench:broker's
+ * QoS 0 flood that was over half of the broker's allocations and a quarter of its CPU in garbage
+ * collection. This one decodes the packets that make up the traffic (PUBLISH, PUBACK, PINGREQ, MQTT
+ * 3.1.1 §3.3, §3.4, §3.12) into one object each, the payload a view of the bytes read, and hands every
+ * other packet (CONNECT, SUBSCRIBE, …, and anything unusual about these three) whole to mqtt-packet,
+ * so validation and errors stay mqtt-packet's. It emits what mqtt-packet would: 'packet' and 'error'.
+ */
+export class FastParser extends EventEmitter {
+  /** Aedes keeps these two on its parser (lib/client.js): its listeners read them as `this.…`. */
+  client: unknown;
+  _queue: unknown[] | null = null;
+  /** Bytes of an incomplete packet, and how many the packet needs (0: its header is incomplete). */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private needed = 0;
+  private failed = false;
+
+  constructor(private readonly fallback: PacketParser) {
+    super();
+    fallback.on('packet', (packet) => this.emit('packet', packet));
+    fallback.on('error', (error) => {
+      this.failed = true;
+      this.emit('error', error);
+    });
+  }
+
+  parse(chunk: Buffer): number {
+    if (this.failed) return 0;
+    let bytes = chunk;
+    if (this.pendingBytes > 0) {
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      if (this.needed > 0 && this.pendingBytes < this.needed) return this.pendingBytes;
+      bytes = Buffer.concat(this.pending, this.pendingBytes);
+      this.pending = [];
+      this.pendingBytes = 0;
+    }
+    let at = 0;
+    while (at < bytes.length && !this.failed) {
+      // Fixed header: the type byte, then the remaining length (1–4 bytes, §2.2.3). A type byte with
+      // flags the spec forbids goes to mqtt-packet at once, which closes the connection on it
+      // [MQTT-2.2.2-2] without waiting for the body its length announces.
+      if (!headerAllowed(bytes[at] as number)) {
+        this.fallback.parse(bytes.subarray(at));
+        return 0;
+      }
+      let remaining = 0;
+      let multiplier = 1;
+      let i = at + 1;
+      let complete = false;
+      while (i < bytes.length && i <= at + 4) {
+        const byte = bytes[i] as number;
+        remaining += (byte & 0x7f) * multiplier;
+        multiplier *= 128;
+        i += 1;
+        if ((byte & 0x80) === 0) {
+          complete = true;
+          break;
+        }
+      }
+      if (!complete && i > at + 4) {
+        // A remaining length of more than 4 bytes: mqtt-packet reports it.
+        this.fallback.parse(bytes.subarray(at));
+        return 0;
+      }
+      const end = i + remaining;
+      if (!complete || end > bytes.length) {
+        this.pending.push(bytes.subarray(at));
+        this.pendingBytes = bytes.length - at;
+        this.needed = complete ? end - at : 0;
+        return this.pendingBytes;
+      }
+      if (!this.decode(bytes, at, i, end)) this.fallback.parse(bytes.subarray(at, end));
+      at = end;
+    }
+    return 0;
+  }
+
+  /** Emit the packet in bytes[start, end) if it is one decoded here; false to leave it to mqtt-packet. */
+  private decode(bytes: Buffer, start: number, body: number, end: number): boolean {
+    const first = bytes[start] as number;
+    const length = end - body;
+    switch (first >> 4) {
+      case 3: {
+        const qos = (first >> 1) & 3;
+        if (qos === 3 || length < 2) return false;
+        const topicEnd = body + 2 + bytes.readUInt16BE(body);
+        const payloadStart = qos > 0 ? topicEnd + 2 : topicEnd;
+        if (payloadStart > end) return false;
+        this.emit(
+          'packet',
+          new DecodedPacket(
+            'publish',
+            (first & 1) !== 0,
+            qos as 0 | 1 | 2,
+            (first & 8) !== 0,
+            length,
+            bytes.toString('utf8', body + 2, topicEnd),
+            bytes.subarray(payloadStart, end),
+            qos > 0 ? bytes.readUInt16BE(topicEnd) : undefined,
+          ),
+        );
+        return true;
+      }
+      case 4:
+        if (first !== 0x40 || length !== 2) return false;
+        this.emit(
+          'packet',
+          new DecodedPacket('puback', false, 0, false, 2, null, null, bytes.readUInt16BE(body)),
+        );
+        return true;
+      case 12:
+        if (first !== 0xc0 || length !== 0) return false;
+        this.emit('packet', new DecodedPacket('pingreq', false, 0, false, 0, null, null, undefined));
+        return true;
+      default:
+        return false;
+    }
+  }
 }
