@@ -205,6 +205,27 @@ describe('Aedes private state the broker relies on (aedes.ts)', () => {
     expect(wills[0]?.clientId).toBe('with-will');
   });
 
+  it('handlers remembered for a topic are forgotten when a subscription comes or goes', async () => {
+    const port = await bareAedes();
+    const first = await client(port, 'first');
+    const second = await client(port, 'second');
+    const seen: string[] = [];
+    first.on('message', (_topic, payload) => seen.push(`first ${payload.toString()}`));
+    second.on('message', (_topic, payload) => seen.push(`second ${payload.toString()}`));
+    await first.subscribeAsync('m/x');
+    const publisher = await client(port, 'publisher');
+    await publisher.publishAsync('m/x', '1', { qos: 1 });
+    await second.subscribeAsync('m/+');
+    await publisher.publishAsync('m/x', '2', { qos: 1 });
+    await first.unsubscribeAsync('m/x');
+    await publisher.publishAsync('m/x', '3', { qos: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(seen.sort()).toEqual(['first 1', 'first 2', 'second 2', 'second 3']);
+    // mqemitter keeps its trie where aedes.ts reaches it.
+    const matcher = (aedes as unknown as { mq: { _matcher: Record<string, unknown> } }).mq._matcher;
+    for (const name of ['match', 'add', 'remove', 'clear']) expect(typeof matcher[name]).toBe('function');
+  });
+
   it("the message bus's backlog is a number (busBacklog)", async () => {
     await bareAedes();
     expect(busBacklog(aedes as Aedes)).toBe(0);

@@ -61,8 +61,8 @@ function parsed(
   return { packets, errors };
 }
 
-const plain = (): PacketParser => mqttPacket.parser() as unknown as PacketParser;
-const fast = (): PacketParser => new FastParser(mqttPacket.parser() as unknown as PacketParser);
+const plain = (): PacketParser => mqttPacket.parser();
+const fast = (): PacketParser => new FastParser(mqttPacket.parser());
 
 describe('FastParser', () => {
   it('emits what mqtt-packet emits, packet for packet and field for field, however the bytes are chunked', () => {
