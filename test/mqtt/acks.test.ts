@@ -89,7 +89,7 @@ it('GuardedConnection holds each PUBACK until its message is released, and sends
   conn.write(Buffer.from(publish));
   conn.holdPuback(1);
   conn.holdPuback(2);
-  conn.writePacket(Buffer.from([0xd0, 0x00]));
+  conn.write(Buffer.from([0xd0, 0x00]));
   expect(await out()).toEqual([...publish, 0xd0, 0x00]);
   expect(conn.heldAcks).toBe(2);
   conn.released(2); // stored first, but acknowledged after 1 (MQTT 3.1.1 §4.6)

@@ -638,7 +638,12 @@ describe('embedded broker: listeners and limits', () => {
     const stuck = await client('console');
     await stuck.subscribeAsync(`${P}/+/telemetry`, { qos: 0 });
     (stuck.stream as unknown as { pause(): void }).pause();
-    const flooders = await Promise.all(Array.from({ length: 100 }, () => client('cam-a')));
+    // Logged in ten at a time: a hundred scrypt checks at once outlast MQTT.js's connect timeout on a
+    // loaded machine, and the logins are not what this test is about.
+    const flooders: MqttClient[] = [];
+    for (let i = 0; i < 10; i += 1) {
+      flooders.push(...(await Promise.all(Array.from({ length: 10 }, () => client('cam-a')))));
+    }
     const payload = Buffer.alloc(64, 1);
     for (let round = 0; round < 300; round += 1) {
       for (const flooder of flooders) flooder.publish(`${P}/cam-a/telemetry`, payload, { qos: 0 });

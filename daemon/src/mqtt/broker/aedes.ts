@@ -13,7 +13,7 @@ import {
   type Subscription,
 } from 'aedes';
 import mqttPacket from 'mqtt-packet';
-import { FastParser, GuardedConnection, type PacketParser } from './framing.js';
+import { encodePublish, FastParser, GuardedConnection, type PacketParser } from './framing.js';
 
 export type { Client as AedesClient, AedesPublishPacket, PublishPacket, Subscription };
 export type { Aedes };
@@ -247,59 +247,23 @@ function send(
     return;
   }
   const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-  const flowing = writePublish(client.conn, packet.topic, payload, qos, packet.retain, messageId);
+  const flowing = writePublish(client.conn, packet.topic, payload, qos, packet.retain, messageId ?? 0);
 
   if (flowing) completeLater(done);
   else client.waitForDrain(() => done());
 }
 
-/**
- * PUBLISH (MQTT 3.1.1 §3.3): fixed header (type 3, DUP 0, QoS, RETAIN), remaining length, topic,
- * packet id when QoS > 0, payload. Small messages leave as one buffer; a large payload is written
- * after its header as it is (no copy). False when the connection is full.
- */
-export function writePublish(
+/** A PUBLISH to `stream`: into our connection's batch, or as one buffer to any other stream. */
+function writePublish(
   stream: NodeJS.WritableStream,
   topic: string,
   payload: Buffer,
   qos: 0 | 1 | 2,
   retain: boolean,
-  messageId: number | undefined,
+  messageId: number,
 ): boolean {
-  const topicBytes = Buffer.byteLength(topic);
-  const remaining = 2 + topicBytes + (qos > 0 ? 2 : 0) + payload.length;
-  const lengthBytes = remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4;
-  const inline = payload.length <= 4096;
-  const header = Buffer.allocUnsafe(
-    1 + lengthBytes + 2 + topicBytes + (qos > 0 ? 2 : 0) + (inline ? payload.length : 0),
-  );
-  let at = 0;
-  header[at++] = 0x30 | (qos << 1) | (retain ? 1 : 0);
-  let left = remaining;
-  do {
-    let byte = left % 128;
-    left = Math.floor(left / 128);
-    if (left > 0) byte |= 0x80;
-    header[at++] = byte;
-  } while (left > 0);
-  header[at++] = topicBytes >> 8;
-  header[at++] = topicBytes & 0xff;
-  at += header.write(topic, at, 'utf8');
-  if (qos > 0) {
-    const id = messageId ?? 0;
-    header[at++] = id >> 8;
-    header[at++] = id & 0xff;
-  }
-  if (inline) {
-    payload.copy(header, at);
-    return writeBytes(stream, header);
-  }
-  writeBytes(stream, header);
-  return writeBytes(stream, payload);
-}
-
-function writeBytes(stream: NodeJS.WritableStream, bytes: Buffer): boolean {
-  return stream instanceof GuardedConnection ? stream.writePacket(bytes) : stream.write(bytes);
+  if (stream instanceof GuardedConnection) return stream.writePublish(topic, payload, qos, retain, messageId);
+  return stream.write(encodePublish(topic, payload, qos, retain, messageId, true));
 }
 
 /**

@@ -104,6 +104,65 @@ export function packetSizeGuard(limit: number, admit: () => boolean = () => true
   });
 }
 
+/** The outgoing batch's size: a TLS record's worth of PUBLISHes. */
+const BATCH_BYTES = 16 * 1024;
+
+/** Bytes of a PUBLISH before its payload: fixed header, remaining length, topic, packet id. */
+function publishHeaderSize(topicBytes: number, qos: number, payloadBytes: number): number {
+  const remaining = 2 + topicBytes + (qos > 0 ? 2 : 0) + payloadBytes;
+  const lengthBytes = remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4;
+  return 1 + lengthBytes + 2 + topicBytes + (qos > 0 ? 2 : 0);
+}
+
+/**
+ * Write a PUBLISH's header into `into` at `at` (MQTT 3.1.1 §3.3: type 3 with DUP 0, the QoS and RETAIN
+ * flags, the remaining length, the topic, the packet id when QoS > 0); returns where the payload goes.
+ */
+function writePublishHeader(
+  into: Buffer,
+  at: number,
+  topic: string,
+  topicBytes: number,
+  payloadBytes: number,
+  qos: number,
+  retain: boolean,
+  messageId: number,
+): number {
+  into[at++] = 0x30 | (qos << 1) | (retain ? 1 : 0);
+  let left = 2 + topicBytes + (qos > 0 ? 2 : 0) + payloadBytes;
+  do {
+    let byte = left % 128;
+    left = Math.floor(left / 128);
+    if (left > 0) byte |= 0x80;
+    into[at++] = byte;
+  } while (left > 0);
+  into[at++] = topicBytes >> 8;
+  into[at++] = topicBytes & 0xff;
+  at += into.write(topic, at, 'utf8');
+  if (qos > 0) {
+    into[at++] = messageId >> 8;
+    into[at++] = messageId & 0xff;
+  }
+  return at;
+}
+
+/** A whole PUBLISH in one new buffer (with its payload when `withPayload`). */
+export function encodePublish(
+  topic: string,
+  payload: Buffer,
+  qos: 0 | 1 | 2,
+  retain: boolean,
+  messageId: number,
+  withPayload: boolean,
+): Buffer {
+  const topicBytes = Buffer.byteLength(topic);
+  const header = publishHeaderSize(topicBytes, qos, payload.length);
+  const bytes = Buffer.allocUnsafe(header + (withPayload ? payload.length : 0));
+  const at = writePublishHeader(bytes, 0, topic, topicBytes, payload.length, qos, retain, messageId);
+  if (withPayload) payload.copy(bytes, at);
+  return bytes;
+}
+
 interface HeldAck {
   messageId: number;
   /** The broker has finished publishing (stored) the message this PUBACK acknowledges. */
@@ -130,7 +189,11 @@ export class GuardedConnection extends Duplex {
   private corked = false;
   /** Released before its PUBACK was held (not seen with Aedes 1.2; kept for safety): id → count. */
   private readonly releasedEarly = new Map<number, number>();
-  private drainPending = false;
+  /** This tick's outgoing PUBLISHes (writePublish), sent at the end of the tick. */
+  private batch = Buffer.allocUnsafe(BATCH_BYTES);
+  private batchLength = 0;
+  /** writePublish said the socket was full: 'drain' is owed once it is not. */
+  private owesDrain = false;
 
   constructor(
     private readonly socket: Duplex,
@@ -183,22 +246,53 @@ export class GuardedConnection extends Duplex {
   }
 
   /**
-   * A whole packet from the broker's own delivery (aedes.ts), written to the socket without a trip
-   * through this stream's buffer when nothing is queued ahead of it. False when the socket is full;
-   * this stream emits 'drain' when it has drained (Aedes's waitForDrain listens here).
+   * A PUBLISH from the broker's own delivery (aedes.ts), encoded straight into this tick's batch of
+   * outgoing packets, which leaves as one write at the end of the tick (corkSocket): one buffer and one
+   * socket write for all of a tick's deliveries to this client instead of one each. A payload over
+   * 4 KiB is written after its header as it is, without a copy. False when the socket is full; this
+   * stream emits 'drain' once it has drained (Aedes's waitForDrain listens here).
    */
-  writePacket(bytes: Buffer): boolean {
-    if (this.writableLength > 0 || this.writableCorked > 0 || this.socket.destroyed) return this.write(bytes);
-    this.corkSocket();
-    if (this.socket.write(bytes)) return true;
-    if (!this.drainPending) {
-      this.drainPending = true;
-      this.socket.once('drain', () => {
-        this.drainPending = false;
-        this.emit('drain');
-      });
+  writePublish(topic: string, payload: Buffer, qos: 0 | 1 | 2, retain: boolean, messageId: number): boolean {
+    if (this.writableLength > 0 || this.writableCorked > 0 || this.socket.destroyed) {
+      // mqtt-packet's pieces are queued in this stream ahead of it: keep the order.
+      return this.write(encodePublish(topic, payload, qos, retain, messageId, true));
     }
+    const topicBytes = Buffer.byteLength(topic);
+    const inline = payload.length <= 4096;
+    const size = publishHeaderSize(topicBytes, qos, payload.length) + (inline ? payload.length : 0);
+    if (this.batchLength + size > this.batch.length) this.flushBatch();
+    if (size > this.batch.length) {
+      this.corkSocket();
+      this.socket.write(encodePublish(topic, payload, qos, retain, messageId, true));
+    } else {
+      this.batchLength = writePublishHeader(
+        this.batch,
+        this.batchLength,
+        topic,
+        topicBytes,
+        payload.length,
+        qos,
+        retain,
+        messageId,
+      );
+      if (inline) this.batchLength += payload.copy(this.batch, this.batchLength);
+      else this.flushBatch(payload);
+      this.corkSocket();
+    }
+    if (this.socket.writableLength + this.batchLength < this.socket.writableHighWaterMark) return true;
+    this.owesDrain = true;
     return false;
+  }
+
+  /** Hand this tick's batch (and `then`, a large payload to follow it) to the socket. */
+  private flushBatch(then?: Buffer): void {
+    if (this.batchLength > 0 && !this.socket.destroyed) {
+      this.socket.write(this.batch.subarray(0, this.batchLength));
+      // The socket owns the written bytes until they are sent: the next batch is a new buffer.
+      this.batch = Buffer.allocUnsafe(BATCH_BYTES);
+    }
+    this.batchLength = 0;
+    if (then && !this.socket.destroyed) this.socket.write(then);
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
@@ -241,7 +335,12 @@ export class GuardedConnection extends Duplex {
   /** (For corkSocket's nextTick.) The end of the tick in which the first write corked the socket. */
   uncorkSocket(): void {
     this.corked = false;
+    this.flushBatch();
     this.socket.uncork();
+    if (!this.owesDrain) return;
+    this.owesDrain = false;
+    if (this.socket.writableNeedDrain) this.socket.once('drain', () => this.emit('drain'));
+    else process.nextTick(() => this.emit('drain'));
   }
 
   /** Send the PUBACKs at the head of the queue whose messages are stored; false when the socket is full. */
@@ -249,20 +348,21 @@ export class GuardedConnection extends Duplex {
     let count = 0;
     while (this.held[count]?.released === true) count += 1;
     if (count === 0 || this.socket.destroyed) return true;
-    const acks = this.held.splice(0, count);
-    // MQTT 3.1.1 PUBACK (§3.4): 0x40, remaining length 2, the packet id.
-    const bytes = Buffer.allocUnsafe(4 * count);
-    acks.forEach((ack, i) => {
-      bytes[i * 4] = 0x40;
-      bytes[i * 4 + 1] = 2;
-      bytes[i * 4 + 2] = ack.messageId >> 8;
-      bytes[i * 4 + 3] = ack.messageId & 0xff;
-    });
+    if (this.batchLength + 4 * count > this.batch.length) this.flushBatch();
+    if (4 * count > this.batch.length) this.batch = Buffer.allocUnsafe(4 * count);
+    // MQTT 3.1.1 PUBACK (§3.4): 0x40, remaining length 2, the packet id. Into this tick's batch.
+    for (const ack of this.held.splice(0, count)) {
+      this.batch[this.batchLength++] = 0x40;
+      this.batch[this.batchLength++] = 2;
+      this.batch[this.batchLength++] = ack.messageId >> 8;
+      this.batch[this.batchLength++] = ack.messageId & 0xff;
+    }
     this.corkSocket();
-    return this.socket.write(bytes);
+    return this.socket.writableLength + this.batchLength < this.socket.writableHighWaterMark;
   }
 
   override _final(done: (error?: Error | null) => void): void {
+    this.flushBatch();
     this.socket.end();
     done();
   }
