@@ -120,6 +120,26 @@ describe('Aedes private state the broker relies on (aedes.ts)', () => {
     expect(prepared).toEqual([1]);
   });
 
+  it('a prepared client follows its subscriptions as they change: after UNSUBSCRIBE the remaining one decides the QoS', async () => {
+    const port = await bareAedes();
+    const made = await client(port, 'changing');
+    prepareClient(connectedClient(aedes as Aedes, 'changing') as AedesClient, (_c, packet) => packet);
+    const qos: number[] = [];
+    made.on('packetreceive', (packet) => {
+      if (packet.cmd === 'publish') qos.push(packet.qos);
+    });
+    await made.subscribeAsync('c/#', { qos: 2 });
+    await made.subscribeAsync('c/+', { qos: 1 });
+    const publisher = await client(port, 'publisher');
+    await publisher.publishAsync('c/d', 'x', { qos: 2 });
+    await made.unsubscribeAsync('c/#');
+    await publisher.publishAsync('c/d', 'y', { qos: 2 });
+    await made.subscribeAsync('c/+', { qos: 0 });
+    await publisher.publishAsync('c/d', 'z', { qos: 2 });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(qos).toEqual([2, 1, 0]);
+  });
+
   it("a client's delivery state is where aedes.ts reads it: subscriptions by filter with their QoS, the next packet id, waitForDrain", async () => {
     const port = await bareAedes();
     const made = await client(port, 'shape');

@@ -141,6 +141,7 @@ interface ClientInternals {
  */
 export function prepareClient(client: Client, forward: Forward): void {
   const internals = client as unknown as ClientInternals;
+  const subscriptions = followSubscriptions(internals);
   let lastId: string | null | undefined;
   let lastCounter = -1;
   const deliver = (packet: Outgoing, done: () => void): void => {
@@ -155,7 +156,7 @@ export function prepareClient(client: Client, forward: Forward): void {
     }
     lastId = packet.brokerId;
     lastCounter = counter;
-    const qos = Math.min(packet.qos, grantedQoS(internals.subscriptions, packet.topic)) as 0 | 1 | 2;
+    const qos = Math.min(packet.qos, grantedQoS(subscriptions, packet.topic)) as 0 | 1 | 2;
     const toForward = forward(client, packet as AedesPublishPacket) as Outgoing | null;
     if (!toForward) {
       // Aedes drops a refused message from a persistent session's queue too.
@@ -187,20 +188,46 @@ export function prepareClient(client: Client, forward: Forward): void {
   internals.deliverQoS = deliver;
 }
 
+interface Granted {
+  filter: string;
+  qos: number;
+}
+
+/**
+ * The client's subscriptions as a list, kept in step with Aedes's `client.subscriptions` (a filter →
+ * subscription map it writes on SUBSCRIBE, restore and UNSUBSCRIBE, and reads there too): the map is
+ * put behind a Proxy whose writes also rebuild the list. Deliveries read the list, with no walk of a
+ * dictionary per message.
+ */
+function followSubscriptions(client: ClientInternals): Granted[] {
+  const map = client.subscriptions;
+  const list: Granted[] = [];
+  const rebuild = (): void => {
+    list.length = 0;
+    for (const filter of Object.keys(map)) list.push({ filter, qos: map[filter]?.qos ?? 0 });
+  };
+  rebuild();
+  client.subscriptions = new Proxy(map, {
+    set(target, key, value) {
+      const done = Reflect.set(target, key, value);
+      rebuild();
+      return done;
+    },
+    deleteProperty(target, key) {
+      const done = Reflect.deleteProperty(target, key);
+      rebuild();
+      return done;
+    },
+  });
+  return list;
+}
+
 /** The highest QoS granted among the subscriptions that match `topic`. */
-function grantedQoS(subscriptions: Record<string, { qos: number }>, topic: string): number {
-  let highest = -1;
-  let only: { qos: number } | undefined;
-  let count = 0;
-  for (const filter in subscriptions) {
-    count += 1;
-    only = subscriptions[filter];
-    if (count > 1) break;
-  }
+function grantedQoS(subscriptions: Granted[], topic: string): number {
   // One subscription: it is the one that matched (the common case, no matching needed).
-  if (count === 1 && only) return only.qos;
-  for (const filter in subscriptions) {
-    const qos = subscriptions[filter]?.qos ?? 0;
+  if (subscriptions.length === 1) return (subscriptions[0] as Granted).qos;
+  let highest = -1;
+  for (const { filter, qos } of subscriptions) {
     if (qos > highest && filterMatches(filter, topic)) highest = qos;
   }
   // None matches: a retained message for a subscription being replaced; Aedes granted it already.
