@@ -11,9 +11,9 @@
 // CPU per message is the broker's CPU time over a phase divided by the messages delivered in it.
 //
 //   npm run bench:broker -- [--seconds 5] [--site-seconds 20] [--devices 500]
-//                           [--cpu-prof DIR] [--only outpost|mosquitto]
+//                           [--cpu-prof DIR] [--only outpost|mosquitto] [--phases site,qos0_1to1,…]
 // --cpu-prof writes the daemon's V8 CPU profile into DIR (`node dist/bench/cpuprofile.js FILE` lists its
-// top entries); --only runs one broker (no ratios).
+// top entries); --only runs one broker and --phases some phases (for profiling one; no ratios then).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
@@ -40,6 +40,9 @@ const textArg = (name: string): string | undefined => {
 };
 const CPU_PROFILE_DIR = textArg('--cpu-prof');
 const ONLY = textArg('--only');
+/** Phases to run (site, qos0_1to1, qos0_100to1, qos1_1to1, qos1_100to1); all by default. */
+const PHASES = textArg('--phases')?.split(',');
+const runs = (phase: string): boolean => PHASES === undefined || PHASES.includes(phase);
 const SITE = 'bench';
 const P = `outpost/v1/${SITE}`;
 const CLI = fileURLToPath(new URL('../daemon/src/cli.js', import.meta.url));
@@ -413,21 +416,27 @@ async function benchOne(broker: Broker, pki: Pki, deviceNames: string[]) {
   const figures: Record<string, unknown> = {};
   // The site load first, on the fresh broker: its memory is what a box carries every day, and a heap
   // grown by the throughput floods below would not shrink back for it.
-  const devices = await clients(broker, pki, deviceNames);
-  const site = await measured(broker, () => siteLoad(broker, pki, devices, deviceNames));
-  figures.site = rounded(site);
-  await Promise.all(devices.map((c) => c.endAsync(true)));
+  if (runs('site')) {
+    const devices = await clients(broker, pki, deviceNames);
+    const site = await measured(broker, () => siteLoad(broker, pki, devices, deviceNames));
+    figures.site = rounded(site);
+    await Promise.all(devices.map((c) => c.endAsync(true)));
+  }
   const one = await clients(broker, pki, deviceNames.slice(0, 1));
   const hundred = await clients(broker, pki, deviceNames.slice(0, 100));
   for (const qos of [0, 1] as const) {
-    const single = await measured(broker, () =>
-      throughput(broker, pki, one, deviceNames.slice(0, 1), qos, `qos${qos}-1to1`),
-    );
-    figures[`qos${qos}_1to1`] = rounded(single);
-    const many = await measured(broker, () =>
-      throughput(broker, pki, hundred, deviceNames.slice(0, 100), qos, `qos${qos}-100to1`),
-    );
-    figures[`qos${qos}_100to1`] = rounded(many);
+    if (runs(`qos${qos}_1to1`)) {
+      const single = await measured(broker, () =>
+        throughput(broker, pki, one, deviceNames.slice(0, 1), qos, `qos${qos}-1to1`),
+      );
+      figures[`qos${qos}_1to1`] = rounded(single);
+    }
+    if (runs(`qos${qos}_100to1`)) {
+      const many = await measured(broker, () =>
+        throughput(broker, pki, hundred, deviceNames.slice(0, 100), qos, `qos${qos}-100to1`),
+      );
+      figures[`qos${qos}_100to1`] = rounded(many);
+    }
   }
   await Promise.all([...one, ...hundred].map((c) => c.endAsync(true)));
   return figures;
@@ -524,7 +533,7 @@ async function main(): Promise<void> {
     console.log(`${broker.name}: ${JSON.stringify(results[broker.name])}`);
   }
 
-  const floor = ONLY === 'mosquitto' ? undefined : await tlsFloor(pki, DEVICES + 1);
+  const floor = ONLY === 'mosquitto' || !runs('site') ? undefined : await tlsFloor(pki, DEVICES + 1);
   if (floor) console.log(`bare Node TLS server: ${JSON.stringify(floor)}`);
 
   const ours = results.outpost ?? {};
