@@ -106,6 +106,9 @@ export function packetSizeGuard(limit: number, admit: () => boolean = () => true
 
 /** The outgoing batch's size: a TLS record's worth of PUBLISHes. */
 const BATCH_BYTES = 16 * 1024;
+/** A tick's first batch: most ticks carry a packet or two to a client. */
+const FIRST_BATCH_BYTES = 1024;
+const EMPTY = Buffer.alloc(0);
 
 /** Bytes of a PUBLISH before its payload: fixed header, remaining length, topic, packet id. */
 function publishHeaderSize(topicBytes: number, qos: number, payloadBytes: number): number {
@@ -189,8 +192,11 @@ export class GuardedConnection extends Duplex {
   private corked = false;
   /** Released before its PUBACK was held (not seen with Aedes 1.2; kept for safety): id → count. */
   private readonly releasedEarly = new Map<number, number>();
-  /** This tick's outgoing PUBLISHes (writePublish), sent at the end of the tick. */
-  private batch = Buffer.allocUnsafe(BATCH_BYTES);
+  /**
+   * This tick's outgoing packets (writePublish, released PUBACKs), sent at the end of the tick. Empty
+   * between ticks: an idle connection holds no buffer.
+   */
+  private batch = EMPTY;
   private batchLength = 0;
   /** writePublish said the socket was full: 'drain' is owed once it is not. */
   private owesDrain = false;
@@ -260,7 +266,7 @@ export class GuardedConnection extends Duplex {
     const topicBytes = Buffer.byteLength(topic);
     const inline = payload.length <= 4096;
     const size = publishHeaderSize(topicBytes, qos, payload.length) + (inline ? payload.length : 0);
-    if (this.batchLength + size > this.batch.length) this.flushBatch();
+    if (this.batchLength + size > this.batch.length) this.growBatch(size);
     if (size > this.batch.length) {
       this.corkSocket();
       this.socket.write(encodePublish(topic, payload, qos, retain, messageId, true));
@@ -284,13 +290,23 @@ export class GuardedConnection extends Duplex {
     return false;
   }
 
+  /**
+   * Room for `size` more bytes: a first batch of a tick is small (from Node's shared pool); one that
+   * overflows is sent and followed by a full-size one.
+   */
+  private growBatch(size: number): void {
+    const first = this.batch === EMPTY;
+    this.flushBatch();
+    this.batch = Buffer.allocUnsafe(first ? Math.max(FIRST_BATCH_BYTES, size) : BATCH_BYTES);
+  }
+
   /** Hand this tick's batch (and `then`, a large payload to follow it) to the socket. */
   private flushBatch(then?: Buffer): void {
     if (this.batchLength > 0 && !this.socket.destroyed) {
-      this.socket.write(this.batch.subarray(0, this.batchLength));
       // The socket owns the written bytes until they are sent: the next batch is a new buffer.
-      this.batch = Buffer.allocUnsafe(BATCH_BYTES);
+      this.socket.write(this.batch.subarray(0, this.batchLength));
     }
+    this.batch = EMPTY;
     this.batchLength = 0;
     if (then && !this.socket.destroyed) this.socket.write(then);
   }
@@ -348,8 +364,7 @@ export class GuardedConnection extends Duplex {
     let count = 0;
     while (this.held[count]?.released === true) count += 1;
     if (count === 0 || this.socket.destroyed) return true;
-    if (this.batchLength + 4 * count > this.batch.length) this.flushBatch();
-    if (4 * count > this.batch.length) this.batch = Buffer.allocUnsafe(4 * count);
+    if (this.batchLength + 4 * count > this.batch.length) this.growBatch(4 * count);
     // MQTT 3.1.1 PUBACK (§3.4): 0x40, remaining length 2, the packet id. Into this tick's batch.
     for (const ack of this.held.splice(0, count)) {
       this.batch[this.batchLength++] = 0x40;
