@@ -4,7 +4,7 @@
 // reading, so one PUBLISH never got its PUBACK. Fixed by GuardedConnection in mqtt/broker/framing.ts.)
 // And no PUBACK before the message is stored: Aedes 1.x acknowledged first and stored after, so a
 // kill -9 in between lost an acknowledged message.
-import { Duplex, PassThrough } from 'node:stream';
+import { Duplex } from 'node:stream';
 import { expect, it } from 'vitest';
 import { LevelStore } from '../../daemon/src/mqtt/level-store.js';
 import { GuardedConnection } from '../../daemon/src/mqtt/broker/framing.js';
@@ -77,7 +77,7 @@ it('GuardedConnection holds each PUBACK until its message is released, and sends
       done();
     },
   });
-  const conn = new GuardedConnection(socket, new PassThrough());
+  const conn = new GuardedConnection(socket, 1024);
   // Writes are corked until the end of the tick: look after it.
   const out = async (): Promise<number[]> => {
     await new Promise((resolve) => setImmediate(resolve));

@@ -4,7 +4,7 @@
 // Aedes writes is held until the message is stored. Aedes's own guards (in-flight, topic levels, drain
 // timeout, queue) are set in aedes.ts.
 import { EventEmitter } from 'node:events';
-import { Duplex, Transform, type TransformCallback } from 'node:stream';
+import { Duplex } from 'node:stream';
 
 /** The byte stream broke MQTT framing or announced a packet over the limit. */
 export class FramingError extends Error {
@@ -35,73 +35,62 @@ function connectLevel(chunk: Buffer): number | undefined {
 }
 
 /**
- * Passes bytes through unchanged while following MQTT's framing: a fixed-header byte, then the
- * "remaining length" varint (1–4 bytes, MQTT 3.1.1 §2.2.3), then that many bytes. Errors with
- * FramingError as soon as a header announces more than `limit` bytes, and on a varint longer than 4;
- * with UnsupportedProtocolLevel when the first packet is a CONNECT no MQTT version sends.
- * `admit()` false holds the chunk until it turns true: backpressure from the broker to the socket.
+ * Follows MQTT's framing of the bytes a client sends: a fixed-header byte, then the "remaining length"
+ * varint (1–4 bytes, MQTT 3.1.1 §2.2.3), then that many bytes. `check` returns a FramingError as soon as
+ * a header announces more than `limit` bytes, and on a varint longer than 4; an
+ * UnsupportedProtocolLevel when the first packet is a CONNECT no MQTT version sends.
  */
-export function packetSizeGuard(limit: number, admit: () => boolean = () => true): Transform {
-  let state: 'type' | 'length' | 'body' = 'type';
-  let length = 0;
-  let multiplier = 1;
-  let lengthBytes = 0;
-  let left = 0;
-  let first = true;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, done: TransformCallback) {
-      if (first) {
-        first = false;
-        const level = connectLevel(chunk);
-        if (level !== undefined && level !== 3 && level !== 4 && level !== 5) {
-          done(new UnsupportedProtocolLevel(`CONNECT with protocol level ${level}`));
-          return;
-        }
+export class SizeGuard {
+  private state: 0 | 1 | 2 = 0; // type byte, remaining length, body
+  private length = 0;
+  private multiplier = 1;
+  private lengthBytes = 0;
+  private left = 0;
+  private first = true;
+
+  constructor(private readonly limit: number) {}
+
+  check(chunk: Buffer): Error | undefined {
+    if (this.first) {
+      this.first = false;
+      const level = connectLevel(chunk);
+      if (level !== undefined && level !== 3 && level !== 4 && level !== 5) {
+        return new UnsupportedProtocolLevel(`CONNECT with protocol level ${level}`);
       }
-      let i = 0;
-      while (i < chunk.length) {
-        if (state === 'type') {
-          state = 'length';
-          length = 0;
-          multiplier = 1;
-          lengthBytes = 0;
-          i += 1;
-        } else if (state === 'length') {
-          const byte = chunk[i] ?? 0;
-          i += 1;
-          length += (byte & 0x7f) * multiplier;
-          multiplier *= 128;
-          lengthBytes += 1;
-          if (length + 1 + lengthBytes > limit) {
-            done(
-              new FramingError(
-                `MQTT packet of ${length + 1 + lengthBytes} bytes exceeds the ${limit}-byte limit`,
-              ),
-            );
-            return;
-          }
-          if ((byte & 0x80) === 0) {
-            left = length;
-            state = left === 0 ? 'type' : 'body';
-          } else if (lengthBytes === 4) {
-            done(new FramingError('malformed MQTT remaining length (more than 4 bytes)'));
-            return;
-          }
-        } else {
-          const take = Math.min(left, chunk.length - i);
-          left -= take;
-          i += take;
-          if (left === 0) state = 'type';
+    }
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.state === 0) {
+        this.state = 1;
+        this.length = 0;
+        this.multiplier = 1;
+        this.lengthBytes = 0;
+        i += 1;
+      } else if (this.state === 1) {
+        const byte = chunk[i] as number;
+        i += 1;
+        this.length += (byte & 0x7f) * this.multiplier;
+        this.multiplier *= 128;
+        this.lengthBytes += 1;
+        const size = this.length + 1 + this.lengthBytes;
+        if (size > this.limit) {
+          return new FramingError(`MQTT packet of ${size} bytes exceeds the ${this.limit}-byte limit`);
         }
+        if ((byte & 0x80) === 0) {
+          this.left = this.length;
+          this.state = this.left === 0 ? 0 : 2;
+        } else if (this.lengthBytes === 4) {
+          return new FramingError('malformed MQTT remaining length (more than 4 bytes)');
+        }
+      } else {
+        const take = Math.min(this.left, chunk.length - i);
+        this.left -= take;
+        i += take;
+        if (this.left === 0) this.state = 0;
       }
-      // Hold the bytes (and so stop reading the socket) while the broker says it is too far behind.
-      const pass = (): void => {
-        if (admit() || this.destroyed) done(null, chunk);
-        else setTimeout(pass, 1);
-      };
-      pass();
-    },
-  });
+    }
+    return undefined;
+  }
 }
 
 /** The outgoing batch's size: a TLS record's worth of PUBLISHes. */
@@ -201,25 +190,58 @@ export class GuardedConnection extends Duplex {
   /** writePublish said the socket was full: 'drain' is owed once it is not. */
   private owesDrain = false;
 
+  /**
+   * `limit`: the largest packet accepted (SizeGuard). `admit()` false holds the bytes read (and so
+   * stops reading the socket) until it turns true: backpressure from the broker to the socket.
+   * `onRefused` hears why the bytes were refused; the socket is then ended (after a CONNACK 0x01 for an
+   * UnsupportedProtocolLevel) or destroyed.
+   */
   constructor(
     private readonly socket: Duplex,
-    private readonly guard: Transform,
+    limit: number,
+    private readonly admit: () => boolean = () => true,
+    private readonly onRefused: (error: Error) => void = () => undefined,
   ) {
     super();
-    socket.pipe(guard);
-    guard.on('data', (chunk: Buffer) => {
-      if (!this.push(chunk)) guard.pause();
+    const guard = new SizeGuard(limit);
+    socket.on('data', (chunk: Buffer) => {
+      const refused = guard.check(chunk);
+      if (refused) {
+        socket.removeAllListeners('data');
+        socket.pause();
+        this.onRefused(refused);
+        if (refused instanceof UnsupportedProtocolLevel) socket.end(UnsupportedProtocolLevel.CONNACK);
+        else socket.destroy();
+        return;
+      }
+      if (!this.push(chunk)) socket.pause();
+      else if (!this.admit()) this.holdReading();
     });
-    guard.once('end', () => this.push(null));
-    // A peer that sent its last packets and a FIN ends the stream normally (guard 'end' → EOF for
-    // Aedes, after it has read everything buffered); only an abrupt close discards what is unread.
+    // A peer that sent its last packets and a FIN ends the stream normally (EOF for Aedes, after it has
+    // read everything buffered); only an abrupt close discards what is unread.
+    socket.once('end', () => this.push(null));
     socket.once('close', () => {
       if (!socket.readableEnded) this.destroy();
     });
   }
 
   override _read(): void {
-    this.guard.resume();
+    if (!this.holding) this.socket.resume();
+  }
+
+  private holding = false;
+
+  /** The broker is too far behind: stop reading until admit() says otherwise (checked every 1 ms). */
+  private holdReading(): void {
+    this.holding = true;
+    this.socket.pause();
+    const retry = (): void => {
+      if (this.destroyed || this.admit()) {
+        this.holding = false;
+        this.socket.resume();
+      } else setTimeout(retry, 1);
+    };
+    setTimeout(retry, 1);
   }
 
   /** The PUBACK of `messageId`, written by Aedes: held until released(messageId). */

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Config } from '../../config/schema.js';
 import { OutpostError } from '../../errors.js';
-import { FramingError, GuardedConnection, packetSizeGuard, UnsupportedProtocolLevel } from './framing.js';
+import { GuardedConnection, UnsupportedProtocolLevel } from './framing.js';
 
 export type ListenerKind = 'tcp' | 'mqtts' | 'wss';
 
@@ -145,23 +145,26 @@ export class Listeners {
     this.sockets.add(stream);
     stream.once('close', () => this.sockets.delete(stream));
     stream.on('error', () => stream.destroy());
-    // The guard sits between the socket and Aedes's parser; replies go straight to the socket.
-    const guard = packetSizeGuard(settings.limits.maxPacketBytes, this.deps.admit);
-    const connection = new GuardedConnection(stream, guard);
-    guard.on('error', (error) => {
-      if (error instanceof UnsupportedProtocolLevel) {
-        log.debug({ listener: kind, remote, err: error }, 'mqtt client refused: unacceptable protocol level');
-        stream.end(UnsupportedProtocolLevel.CONNACK);
-        return;
-      }
-      if (!(error instanceof FramingError)) return;
-      this.deps.onFramingError();
-      log.warn(
-        { listener: kind, remote, err: error },
-        'mqtt client sent an oversized or malformed packet: disconnected',
-      );
-      stream.destroy();
-    });
+    // The connection checks the framing before Aedes's parser sees the bytes; replies go to the socket.
+    const connection = new GuardedConnection(
+      stream,
+      settings.limits.maxPacketBytes,
+      this.deps.admit,
+      (error) => {
+        if (error instanceof UnsupportedProtocolLevel) {
+          log.debug(
+            { listener: kind, remote, err: error },
+            'mqtt client refused: unacceptable protocol level',
+          );
+          return;
+        }
+        this.deps.onFramingError();
+        log.warn(
+          { listener: kind, remote, err: error },
+          'mqtt client sent an oversized or malformed packet: disconnected',
+        );
+      },
+    );
     connection.on('error', () => stream.destroy());
     this.connections.set(connection, { kind, tls, remote });
     this.deps.onConnection(connection);
