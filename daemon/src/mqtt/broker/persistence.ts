@@ -49,7 +49,7 @@ export async function openStore(
   // and were delivered ahead of them. A per-run id that sorts by run keeps both, in order.
   const run = await nextRun(db);
   const persistence = catchRetainedStreamErrors(
-    skipCleanSessionClears(aedesPersistenceLevel(db)),
+    rememberSubscriptionsByTopic(skipCleanSessionClears(aedesPersistenceLevel(db))),
     onRetainedError,
   );
   return { db, persistence, run };
@@ -87,10 +87,58 @@ export function skipCleanSessionClears<T extends object>(persistence: T): T {
   target.outgoingClearMessageId = (client, packet, cb) => {
     if (client.clean === true && cb === undefined && packet.messageId !== undefined) {
       const ids = stored.get(client);
-      if (!ids?.delete(packet.messageId)) return Promise.resolve(undefined);
+      if (!ids?.delete(packet.messageId)) return NOTHING;
     }
     return clear(client, packet, cb);
   };
+  return persistence;
+}
+
+/** One settled promise for the answers that need no work (Aedes only chains `.then` on them). */
+const NOTHING: Promise<undefined> = Promise.resolve(undefined);
+
+/** Topics whose persisted subscribers are remembered; past it the memory starts again. */
+const REMEMBERED_TOPICS = 4096;
+
+/**
+ * For every QoS 1/2 message Aedes asks the persistence which persisted sessions subscribe to its topic
+ * (to queue it for those offline) and then has it queue the message for them. The answer is a walk of
+ * the level persistence's trie, asked anew for each message although it changes only when persisted
+ * subscriptions do: it is remembered per topic (the settled promise itself) until any of them is added
+ * or removed, and queueing for nobody answers at once.
+ */
+export function rememberSubscriptionsByTopic<T extends object>(persistence: T): T {
+  type Method = (...args: unknown[]) => Promise<unknown>;
+  const target = persistence as unknown as Record<
+    | 'subscriptionsByTopic'
+    | 'outgoingEnqueueCombi'
+    | 'addSubscriptions'
+    | 'removeSubscriptions'
+    | 'cleanSubscriptions',
+    Method
+  >;
+  let remembered = new Map<string, Promise<unknown>>();
+  const byTopic = target.subscriptionsByTopic.bind(persistence);
+  target.subscriptionsByTopic = (topic: unknown) => {
+    const key = topic as string;
+    let answer = remembered.get(key);
+    if (answer === undefined) {
+      answer = byTopic(topic);
+      if (remembered.size >= REMEMBERED_TOPICS) remembered = new Map();
+      remembered.set(key, answer);
+    }
+    return answer;
+  };
+  const enqueue = target.outgoingEnqueueCombi.bind(persistence);
+  target.outgoingEnqueueCombi = (subs: unknown, packet: unknown) =>
+    Array.isArray(subs) && subs.length === 0 ? NOTHING : enqueue(subs, packet);
+  for (const name of ['addSubscriptions', 'removeSubscriptions', 'cleanSubscriptions'] as const) {
+    const change = target[name].bind(persistence);
+    target[name] = (...args: unknown[]) => {
+      remembered = new Map();
+      return change(...args).finally(() => (remembered = new Map()));
+    };
+  }
   return persistence;
 }
 
