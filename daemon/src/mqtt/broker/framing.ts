@@ -179,6 +179,7 @@ interface HeldAck {
 export class GuardedConnection extends Duplex {
   private readonly held: HeldAck[] = [];
   private corked = false;
+  private tickEnding = false;
   /** Released before its PUBACK was held (not seen with Aedes 1.2; kept for safety): id → count. */
   private readonly releasedEarly = new Map<number, number>();
   /**
@@ -290,7 +291,6 @@ export class GuardedConnection extends Duplex {
     const size = publishHeaderSize(topicBytes, qos, payload.length) + (inline ? payload.length : 0);
     if (this.batchLength + size > this.batch.length) this.growBatch(size);
     if (size > this.batch.length) {
-      this.corkSocket();
       this.socket.write(encodePublish(topic, payload, qos, retain, messageId, true));
     } else {
       this.batchLength = writePublishHeader(
@@ -305,7 +305,7 @@ export class GuardedConnection extends Duplex {
       );
       if (inline) this.batchLength += payload.copy(this.batch, this.batchLength);
       else this.flushBatch(payload);
-      this.corkSocket();
+      this.endTickLater();
     }
     if (this.socket.writableLength + this.batchLength < this.socket.writableHighWaterMark) return true;
     this.owesDrain = true;
@@ -360,21 +360,31 @@ export class GuardedConnection extends Duplex {
   }
 
   /**
-   * Packets written in one tick (several deliveries, mqtt-packet's pieces of one packet) leave as one
-   * write (one TLS record, one syscall) at the end of the tick instead of one each.
+   * mqtt-packet writes a packet in pieces (header, length, topic, payload): the socket is corked until
+   * the end of the tick, so they leave as one write (one TLS record, one syscall) instead of many.
    */
   private corkSocket(): void {
     if (this.corked) return;
     this.corked = true;
     this.socket.cork();
-    process.nextTick(uncorkConnection, this);
+    this.endTickLater();
   }
 
-  /** (For corkSocket's nextTick.) The end of the tick in which the first write corked the socket. */
-  uncorkSocket(): void {
-    this.corked = false;
+  /** The batch goes at the end of this tick (endTick). */
+  private endTickLater(): void {
+    if (this.tickEnding) return;
+    this.tickEnding = true;
+    process.nextTick(endConnectionTick, this);
+  }
+
+  /** (For endTickLater's nextTick.) The batch goes out after any corked pieces, then the socket uncorks. */
+  endTick(): void {
+    this.tickEnding = false;
     this.flushBatch();
-    this.socket.uncork();
+    if (this.corked) {
+      this.corked = false;
+      this.socket.uncork();
+    }
     if (!this.owesDrain) return;
     this.owesDrain = false;
     if (this.socket.writableNeedDrain) this.socket.once('drain', () => this.emit('drain'));
@@ -394,7 +404,7 @@ export class GuardedConnection extends Duplex {
       this.batch[this.batchLength++] = ack.messageId >> 8;
       this.batch[this.batchLength++] = ack.messageId & 0xff;
     }
-    this.corkSocket();
+    this.endTickLater();
     return this.socket.writableLength + this.batchLength < this.socket.writableHighWaterMark;
   }
 
@@ -410,8 +420,8 @@ export class GuardedConnection extends Duplex {
   }
 }
 
-function uncorkConnection(connection: GuardedConnection): void {
-  connection.uncorkSocket();
+function endConnectionTick(connection: GuardedConnection): void {
+  connection.endTick();
 }
 
 /** What of mqtt-packet's Parser the fast parser hands packets to and hears from. */
