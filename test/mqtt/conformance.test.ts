@@ -277,6 +277,12 @@ describe('SUBSCRIBE (MQTT 3.1.1 §3.8, §3.9, §4.7)', () => {
     expect(await client.closedWithin(3000)).toBe(true);
   });
 
+  it('[MQTT-4.7.3-2] a filter holding U+0000 closes the connection', async () => {
+    const client = await connected('root');
+    client.send({ cmd: 'subscribe', messageId: 8, subscriptions: [{ topic: 'a/\u0000', qos: 0 }] });
+    expect(await client.closedWithin(3000)).toBe(true);
+  });
+
   it('[MQTT-4.7.2-1] a filter starting with a wildcard does not match $ topics', async () => {
     const everything = await connected('root');
     await subscribe(everything, [['#', 0]]);
@@ -305,6 +311,16 @@ describe('PUBLISH (MQTT 3.1.1 §3.3, §4.3, §4.7)', () => {
     const other = await connected('root');
     publish(other, 'a/#', 'x', 0);
     expect(await other.closedWithin(3000)).toBe(true);
+  });
+
+  it('[MQTT-1.5.3-1] [MQTT-1.5.3-2] [MQTT-4.7.3-2] a topic name of ill-formed UTF-8, or holding U+0000, closes the connection', async () => {
+    for (const topic of [Buffer.from([0x61, 0x2f, 0xff]), Buffer.from([0x61, 0x00, 0x62])]) {
+      const client = await connected('root');
+      client.send(
+        Buffer.concat([Buffer.from([0x30, 2 + topic.length + 1, 0, topic.length]), topic, Buffer.from('x')]),
+      );
+      expect(await client.closedWithin(3000), topic.toString('hex')).toBe(true);
+    }
   });
 
   it('[MQTT-4.7.3-1] an empty topic name closes the connection', async () => {

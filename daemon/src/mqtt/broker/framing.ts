@@ -3,6 +3,7 @@
 // packets are decoded without mqtt-packet's per-packet garbage (FastParser), and each QoS 1 PUBACK
 // Aedes writes is held until the message is stored. Aedes's own guards (in-flight, topic levels, drain
 // timeout, queue) are set in aedes.ts.
+import { isUtf8 } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
 
@@ -546,6 +547,14 @@ export class FastParser extends EventEmitter {
         const topicEnd = body + 2 + bytes.readUInt16BE(body);
         const payloadStart = qos > 0 ? topicEnd + 2 : topicEnd;
         if (payloadStart > end) return false;
+        // A topic must be well-formed UTF-8 without U+0000: the connection is closed otherwise
+        // [MQTT-1.5.3-1] [MQTT-1.5.3-2] [MQTT-4.7.3-2]. (mqtt-packet decodes bad bytes to U+FFFD.)
+        const topic = bytes.subarray(body + 2, topicEnd);
+        if (!isUtf8(topic) || topic.includes(0)) {
+          this.failed = true;
+          this.emit('error', new Error('PUBLISH topic is not well-formed UTF-8 or holds U+0000'));
+          return true;
+        }
         this.emit(
           'packet',
           new DecodedPacket(

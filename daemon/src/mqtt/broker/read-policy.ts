@@ -42,6 +42,11 @@ export class ReadPolicy {
     const { counters, log } = this.deps;
     return {
       authorizeSubscribe: (client, subscription, done) => {
+        // A filter holding U+0000 closes the connection [MQTT-4.7.3-2].
+        if (subscription.topic.includes('\u0000')) {
+          done(new Error('topic filter holds U+0000'), null);
+          return;
+        }
         const identity = this.deps.identityOf(client);
         if (identity && maySubscribe(identity, this.deps.site, subscription.topic)) {
           done(null, subscription);
