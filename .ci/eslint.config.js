@@ -5,7 +5,16 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.ci/**', 'daemon/bin/**', 'provisioning/bin/**'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      '.ci/**',
+      'daemon/bin/**',
+      'provisioning/bin/**',
+      'console/vite.config.ts',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -19,7 +28,55 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
       // Everything the daemon says goes through pino; the CLI writes to stdout/stderr explicitly.
       'no-console': 'error',
+      // A constructor takes one named deps object (STYLE.md: telemetry/sampler.ts), not a long
+      // positional list where everything reaches everything and `undefined` fills the gaps.
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "MethodDefinition[kind='constructor'] > FunctionExpression[params.length>3]",
+          message: 'a constructor takes at most 3 parameters: pass one named deps object instead',
+        },
+      ],
     },
+  },
+  {
+    // Only the process shells touch process-wide state (docs/architecture.md, "Dependency rules"): the
+    // daemon's (main.ts), the command's (cli.ts) and the worker processes' entries. A room that set an
+    // exit code or caught a signal would fight main.ts's shutdown.
+    files: ['daemon/src/**/*.ts'],
+    ignores: [
+      'daemon/src/main.ts',
+      'daemon/src/cli.ts',
+      'daemon/src/camera/worker.ts',
+      'daemon/src/gst/job-worker.ts',
+    ],
+    rules: {
+      'no-restricted-properties': [
+        'error',
+        ...['exit', 'exitCode', 'abort', 'kill', 'chdir', 'umask']
+          .concat([
+            'on',
+            'once',
+            'off',
+            'addListener',
+            'prependListener',
+            'removeListener',
+            'removeAllListeners',
+          ])
+          .map((property) => ({
+            object: 'process',
+            property,
+            message:
+              'only main.ts, cli.ts and the worker entries touch process-wide state: return or throw instead',
+          })),
+      ],
+    },
+  },
+  {
+    // ChatHistory (4 parameters) is the last positional constructor; mqtt/chat-history.ts belongs to the
+    // MQTT rework (issue 18), which gives it a deps object. Remove this exemption then.
+    files: ['daemon/src/mqtt/chat-history.ts'],
+    rules: { 'no-restricted-syntax': 'off' },
   },
   {
     // The viewer page's script runs in the browser as it is (no build step): plain JavaScript, outside
@@ -34,6 +91,46 @@ export default tseslint.config(
           .concat(['URLSearchParams', 'RTCPeerConnection', 'MediaStream'])
           .map((name) => [name, 'readonly']),
       ),
+    },
+  },
+  {
+    // The page never imports daemon code: only the topic contract it shares with the daemon.
+    files: ['console/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^(\\.\\./)+daemon/src/(?!mqtt/(contract|topics)\\.js$)',
+              message: 'the console imports only the topic contract (daemon/src/mqtt/contract.ts, topics.ts)',
+            },
+            {
+              regex: '^(\\.\\./)+(provisioning|test|bench)/',
+              message: 'the console imports no repository code',
+            },
+            { regex: '^node:', message: 'the console runs in a browser' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The topic contract is shared with the page: zod and each other only, no Node, no daemon code.
+    files: ['daemon/src/mqtt/contract.ts', 'daemon/src/mqtt/topics.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^(?!zod$|\\./(contract|topics)\\.js$)',
+              message: 'the contract imports only zod (the page imports it)',
+            },
+          ],
+        },
+      ],
+      'no-restricted-globals': ['error', 'Buffer', 'process', 'require'],
     },
   },
   {

@@ -96,7 +96,7 @@ const receiver = spawn(
   [
     fileURLToPath(new URL('../daemon/src/cli.js', import.meta.url)),
     'clips', 'pull', '--out', out, '--url', `mqtt://127.0.0.1:${port}`, '--site', config.site,
-    '--password-file', localAdminFile(dataDir),
+    '--username', 'local-admin', '--password-file', localAdminFile(dataDir),
   ],
   { stdio: ['ignore', 'pipe', 'inherit'] },
 ); // prettier-ignore

@@ -12,7 +12,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cameraChain, renderPipeline } from '../daemon/src/camera/pipeline.js';
+import { cameraChain } from '../daemon/src/camera/pipeline.js';
+import { renderPipeline } from '../daemon/src/gst/describe.js';
 import { configSchema, type Config } from '../daemon/src/config/schema.js';
 import { cpuTicks, freePort, memoryKb, processTree as tree, sharedOnceKb, unitEnvironment } from './proc.js';
 

@@ -6,8 +6,10 @@
 //   node dist/bench/latency/bare-sender.js --port 5004 [--name cam0] [--no-stamp (videotestsrc instead)]
 //     [--width 1280 --height 720 --framerate 30 --bitrate 2000]
 import { createRequire } from 'node:module';
-import { cameraChain, renderPipeline } from '../../daemon/src/camera/pipeline.js';
-import { startStampedSource } from '../../daemon/src/camera/stamped-source.js';
+import { cameraChain } from '../../daemon/src/camera/pipeline.js';
+import { renderPipeline } from '../../daemon/src/gst/describe.js';
+import { startStampedSource } from '../../daemon/src/camera/stamped-feeder.js';
+import { STAMPED_SOURCE_NAME } from '../../daemon/src/camera/stamped-source.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 
 const gstreamer = createRequire(import.meta.url)(
@@ -46,7 +48,7 @@ pipeline.pollBus((message) => {
   }
 });
 pipeline.play();
-const source = startStampedSource(pipeline);
+const source = startStampedSource(pipeline, STAMPED_SOURCE_NAME);
 process.stdout.write(`${JSON.stringify({ ready: true, pipeline: description })}\n`);
 const stop = (): void => {
   source?.stop();

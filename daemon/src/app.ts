@@ -1,27 +1,31 @@
 // Composition root: the one list of subsystems, built from the validated config, in dependency order.
 // It touches no process state (signals, exit codes, sd_notify): main.ts does. Tests drive this directly.
+import { readFileSync } from 'node:fs';
 import { Camera } from './camera/camera.js';
 import { Encoders } from './camera/encoders.js';
+import { JanusProcess } from './camera/janus-process.js';
 import { JanusMountpoints } from './camera/janus.js';
+import { CameraStateReport } from './camera/state-report.js';
+import { ClipDelivery } from './clips/delivery.js';
+import { PreRollClipSource } from './clips/mux.js';
+import { Panic } from './clips/panic.js';
+import { PreRoll, preRollRoot } from './clips/preroll.js';
+import { clipStoreAlerts, ClipStore } from './clips/store.js';
+import { verbs } from './commands/verbs.js';
+import { ClipArchive } from './console/clip-archive.js';
+import { AlertInbox } from './console/inbox.js';
+import { ConsoleServer } from './console/server.js';
+import { TelemetryHistory } from './console/telemetry-history.js';
 import type { Config } from './config/schema.js';
+import { pinOpener, type PinOpener } from './gpio/open-pin.js';
+import { ledBase, panicButton, statusLed } from './gpio/panel.js';
 import { lifecycle, type Lifecycle, type Service } from './lifecycle/service.js';
 import type { Logger } from './log.js';
 import { Broker } from './mqtt/broker.js';
+import { localAdminFile } from './mqtt/local-admin.js';
+import { Commands } from './mqtt/commands.js';
 import { Uplink } from './mqtt/uplink.js';
-import { argsOf, CommandError, Commands, type Verb } from './mqtt/commands.js';
-import { VERSION } from './version.js';
-import { z } from 'zod';
-import { CameraStateReport } from './camera/state-report.js';
 import { Telemetry } from './telemetry/sampler.js';
-import { ClipDelivery } from './clips/delivery.js';
-import { Panic } from './clips/panic.js';
-import { ClipStore } from './clips/store.js';
-import { PreRollClipSource } from './clips/mux.js';
-import { PreRoll, preRollRoot } from './clips/preroll.js';
-import { Button } from './gpio/button.js';
-import { Led, type LedBase } from './gpio/led.js';
-import { pinOpener, type PinOpener } from './gpio/open-pin.js';
-import { topics } from './mqtt/topics.js';
 
 export interface App extends Lifecycle {
   readonly services: readonly Service[];
@@ -29,6 +33,8 @@ export interface App extends Lifecycle {
   readonly panic: Panic;
   /** The cameras' pre-roll buffers (bench:panic reports their size). */
   readonly preroll: PreRoll;
+  /** The site console (hub role with `console`): its URL and login link once started. */
+  readonly console: ConsoleServer | undefined;
   /** One line for systemd's STATUS= and the log: what is running. */
   summary(): string;
   /** SIGHUP: re-read what can change without a restart (the broker's identities). */
@@ -42,212 +48,198 @@ export interface AppDeps {
 }
 
 export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
-  const broker = new Broker(config, log.child({ service: 'broker' }));
-  const uplink = new Uplink(config, broker, log.child({ service: 'uplink' }));
-  const encoders = new Encoders(log.child({ service: 'encoders' }));
+  const logFor = (service: string) => log.child({ service });
+  const { site, device } = config;
+
+  const broker = new Broker(config, logFor('broker'));
+  const uplink = new Uplink(config, broker, logFor('uplink'));
+  const encoders = new Encoders(logFor('encoders'));
   // sfu.mode janus: mountpoints on the site's Janus; its start() returns at once, Janus up or not.
-  const janus =
-    config.sfu.mode === 'janus' ? new JanusMountpoints(config, log.child({ service: 'janus' })) : undefined;
+  const janus = config.sfu.mode === 'janus' ? new JanusMountpoints(config, logFor('janus')) : undefined;
+  const janusUrl = config.sfu.janus.url ?? `http://${config.sfu.host}:8088/janus`;
+  // sfu.janus.launch: a Janus of our own on loopback (development box, --defaults).
+  const janusProcess = config.sfu.janus.launch
+    ? new JanusProcess(janusUrl, config.dataDir, logFor('janus-process'))
+    : undefined;
+  // The site console, on the hub: the alert inbox and telemetry history it shows, and its HTTPS server.
+  const consoleConfig = config.role === 'hub' ? config.console : undefined;
+  const inbox = consoleConfig
+    ? new AlertInbox({
+        site,
+        dataDir: config.dataDir,
+        keep: consoleConfig.alerts.keep,
+        bus: broker,
+        log: logFor('inbox'),
+      })
+    : undefined;
+  const telemetryHistory = consoleConfig
+    ? new TelemetryHistory({
+        site,
+        dataDir: config.dataDir,
+        windowMinutes: consoleConfig.telemetryHistoryMinutes,
+        bus: broker,
+        log: logFor('telemetry-history'),
+      })
+    : undefined;
+  // The console's clip archive: the clip receiver on a persistent session at this hub's own broker.
+  const clipArchive =
+    consoleConfig && inbox
+      ? new ClipArchive({
+          site,
+          dataDir: config.dataDir,
+          quotaBytes: consoleConfig.clips.quotaBytes,
+          bus: broker,
+          inbox,
+          connection: () => {
+            const address = broker.address();
+            const host = address?.host.includes(':') ? `[${address.host}]` : (address?.host ?? '127.0.0.1');
+            return {
+              url: `mqtt://${host}:${address?.port ?? config.broker.tcp.port}`,
+              password: readFileSync(localAdminFile(config.dataDir), 'utf8').trim(),
+            };
+          },
+          log: logFor('clip-archive'),
+        })
+      : undefined;
+  const siteConsole =
+    consoleConfig && telemetryHistory
+      ? new ConsoleServer({
+          site,
+          device,
+          dataDir: config.dataDir,
+          console: consoleConfig,
+          tls: config.broker.tls,
+          janus:
+            config.sfu.mode === 'janus'
+              ? { url: janusUrl, apiSecret: config.sfu.janus.apiSecret }
+              : undefined,
+          broker,
+          telemetry: telemetryHistory,
+          clips: clipArchive,
+          maxPacketBytes: config.broker.limits.maxPacketBytes,
+          log: logFor('console'),
+        })
+      : undefined;
   // Each camera's pipeline keeps its last clips.preRollSeconds of H.264 in a folder this owns (tmpfs).
   const preroll = new PreRoll(
     config.cameras,
     { root: preRollRoot(config), preRollSeconds: config.clips.preRollSeconds },
-    log.child({ service: 'preroll' }),
+    logFor('preroll'),
   );
   const cameras = config.cameras.map((camera) => ({
     name: camera.name,
-    camera: new Camera(
+    camera: new Camera({
       camera,
-      config.sfu,
+      sfu: config.sfu,
       encoders,
-      log.child({ service: 'camera', camera: camera.name }),
-      undefined,
-      janus?.mountpoint(camera.name),
-      preroll.ring(camera.name),
-    ),
+      log: log.child({ service: 'camera', camera: camera.name }),
+      mountpoint: janus?.mountpoint(camera.name),
+      preroll: preroll.ring(camera.name),
+    }),
   }));
-  const cameraStates = new CameraStateReport(
+  const streaming = () => cameras.filter(({ camera }) => camera.status().state === 'streaming').length;
+  const cameraStates = new CameraStateReport({
     cameras,
-    config.site,
-    config.device,
-    uplink,
-    log.child({ service: 'camera-state' }),
-  );
+    site,
+    device,
+    publisher: uplink,
+    log: logFor('camera-state'),
+  });
   const telemetry = new Telemetry({
-    site: config.site,
-    device: config.device,
+    site,
+    device,
     dataDir: config.dataDir,
     intervalMs: config.telemetry.intervalSeconds * 1000,
     publisher: uplink,
     stamp: () => uplink.stamp(),
-    log: log.child({ service: 'telemetry' }),
+    log: logFor('telemetry'),
   });
-  const byName = new Map(cameras.map(({ name, camera }) => [name, camera]));
 
   // Panic clips: the store, delivery through the uplink, the panic service; then the LED and button.
-  const clipStore = new ClipStore(config.dataDir, config.clips, log.child({ service: 'clip-store' }), {
-    diskDanger: (state, message) =>
-      uplink.publish(
-        topics.alert(config.site, config.device),
-        {
-          ...uplink.stamp(),
-          id: `clip-store-${uplink.bootId.slice(0, 8)}`,
-          device: config.device,
-          kind: 'clip-store',
-          severity: state === 'raised' ? 'critical' : 'info',
-          state,
-          message,
-        },
-        { qos: 1 },
-      ),
+  const clipStore = new ClipStore({
+    dataDir: config.dataDir,
+    limits: config.clips,
+    log: logFor('clip-store'),
+    hooks: { diskDanger: clipStoreAlerts({ site, device, publisher: uplink }) },
   });
-  const gpio = config.gpio;
-  const openPin = gpio ? (deps.openPin ?? pinOpener(gpio)) : undefined;
-  const ledBase = (): LedBase =>
-    !life.healthy() || button?.problem() !== undefined
-      ? 'fault'
-      : cameras.some(({ camera }) => camera.status().state === 'streaming')
-        ? 'streaming'
-        : 'idle';
-  const ledConfig = gpio?.led;
-  const led = new Led(
-    openPin && ledConfig ? () => openPin(ledConfig.pin, { direction: 'out' }) : undefined,
-    ledConfig?.activeLow ?? false,
-    ledBase,
-    log.child({ service: 'led' }),
-  );
-  const delivery = new ClipDelivery(
-    { site: config.site, device: config.device, inFlightChunks: config.clips.inFlightChunks },
-    clipStore,
-    uplink,
-    log.child({ service: 'clip-delivery' }),
-    { delivered: () => led.show('clip-delivered') },
-  );
-  const clipSource = new PreRollClipSource(preroll, log.child({ service: 'clip-source' }));
-  const panic = new Panic(
-    {
-      site: config.site,
-      device: config.device,
+  const openPin = config.gpio ? (deps.openPin ?? pinOpener(config.gpio)) : undefined;
+  const led = statusLed({
+    gpio: config.gpio,
+    openPin,
+    baseState: () =>
+      ledBase({
+        healthy: life.healthy(),
+        buttonProblem: button?.problem() !== undefined,
+        streaming: streaming() > 0,
+      }),
+    log: logFor('led'),
+  });
+  const delivery = new ClipDelivery({
+    settings: { site, device, inFlightChunks: config.clips.inFlightChunks },
+    store: clipStore,
+    channel: uplink,
+    log: logFor('clip-delivery'),
+    events: { delivered: () => led.show('clip-delivered') },
+  });
+  const panic = new Panic({
+    settings: {
+      site,
+      device,
       preRollSeconds: config.clips.preRollSeconds,
       postRollSeconds: config.clips.postRollSeconds,
       cameras: config.clips.cameras ?? config.cameras.map((camera) => camera.name),
     },
-    uplink,
-    clipSource,
-    clipStore,
+    publisher: uplink,
+    source: new PreRollClipSource(preroll, logFor('clip-source')),
+    store: clipStore,
     delivery,
-    log.child({ service: 'panic' }),
-    { alertSent: () => led.show('alert-sent') },
-  );
-  const buttonConfig = gpio?.button;
-  const button =
-    openPin && buttonConfig
-      ? new Button(
-          () => openPin(buttonConfig.pin, { direction: 'in', edge: 'both', bias: buttonConfig.bias }),
-          buttonConfig,
-          {
-            press: (at) => {
-              if (buttonConfig.onPress === 'panic') panic.trigger('button', { at });
-            },
-            longPress: (at) => {
-              if (buttonConfig.onLongPress === 'panic') panic.trigger('button', { at });
-            },
-          },
-          log.child({ service: 'button' }),
-        )
-      : undefined;
-  const verbs: Record<string, Verb> = {
-    ping: () =>
-      Promise.resolve({
-        pong: true,
-        device: config.device,
-        version: VERSION,
-        uptimeSeconds: process.uptime(),
-      }),
-    status: () =>
-      Promise.resolve({
-        cameras: cameras.map(({ name, camera }) => ({
-          name,
-          ...camera.status(),
-          // The pre-roll ring's finished segments (tmpfs): what the clip buffer costs in RAM.
-          preRoll: { bytes: preroll.ring(name)?.bytes() ?? 0, files: preroll.ring(name)?.files() ?? 0 },
-        })),
-      }),
-    'restart-camera': async (args) => {
-      const { camera: name } = argsOf(z.strictObject({ camera: z.string() }), args);
-      const camera = byName.get(name);
-      if (!camera)
-        throw new CommandError(
-          'BAD_ARGUMENTS',
-          `no camera ${name}; cameras: ${[...byName.keys()].join(', ')}`,
-        );
-      await camera.stop();
-      await camera.start();
-      return { camera: name, state: camera.status().state };
-    },
-    // The console (or `outpost clip`, via: cli) asks for a panic clip: the alert goes out first.
-    clip: (args) => {
-      const { cameras: wanted, via } = argsOf(
-        z.strictObject({
-          cameras: z.array(z.string()).optional(),
-          via: z.enum(['mqtt', 'cli']).default('mqtt'),
-        }),
-        args,
-      );
-      const unknown = (wanted ?? []).filter((name) => !byName.has(name));
-      if (unknown.length > 0)
-        throw new CommandError(
-          'BAD_ARGUMENTS',
-          `no camera ${unknown.join(', ')}; cameras: ${[...byName.keys()].join(', ')}`,
-        );
-      return Promise.resolve(panic.trigger(via, { cameras: wanted }));
-    },
-    // The console missed chunks of a clip: publish them again (no chunks: the manifest again).
-    'clip-chunks': async (args) => {
-      const { clipId, chunks } = argsOf(
-        z.strictObject({
-          clipId: z.string().min(1).max(64),
-          chunks: z.array(z.int().nonnegative()).max(4096),
-        }),
-        args,
-      );
-      try {
-        return await delivery.resend(clipId, chunks);
-      } catch (error) {
-        throw new CommandError('BAD_ARGUMENTS', error instanceof Error ? error.message : String(error));
-      }
-    },
-  };
-  const commands = new Commands(
-    config.site,
-    config.device,
-    uplink,
-    verbs,
-    log.child({ service: 'commands' }),
-  );
+    log: logFor('panic'),
+    events: { alertSent: () => led.show('alert-sent') },
+  });
+  const button = panicButton({
+    gpio: config.gpio,
+    openPin,
+    panic: (at) => panic.trigger('button', { at }),
+    log: logFor('button'),
+  });
+
+  const commandVerbs = verbs({ device, cameras, preroll, panic, delivery });
+  const commands = new Commands({
+    site,
+    device,
+    channel: uplink,
+    verbs: commandVerbs,
+    log: logFor('commands'),
+  });
   // A camera box's uplink listens at the hub; tools on the box (`outpost clip`) publish on its own
   // loopback broker, so the same verbs are answered there too. (A hub's uplink is its own broker.)
   const localCommands =
     config.role === 'camera'
-      ? new Commands(
-          config.site,
-          config.device,
-          {
+      ? new Commands({
+          site,
+          device,
+          channel: {
             publish: (topic, payload, options) => broker.publishLocal(topic, payload, options),
             stamp: () => uplink.stamp(),
             subscribe: (filter, handler) => broker.subscribeLocal(filter, handler),
           },
-          verbs,
-          log.child({ service: 'local-commands' }),
-        )
+          verbs: commandVerbs,
+          log: logFor('local-commands'),
+        })
       : undefined;
+
   // Start order is dependency order: the broker, then the uplink that publishes through it (or to the
   // hub); the encoder probe before the cameras that use its answer; the state report after the cameras
   // (so it stops first and can say `stopped`).
   const services: Service[] = [
     broker,
+    // Before anything publishes an alert or telemetry on this hub's broker.
+    ...(inbox ? [inbox] : []),
+    ...(telemetryHistory ? [telemetryHistory] : []),
     uplink,
+    ...(clipArchive ? [clipArchive] : []),
     encoders,
+    ...(janusProcess ? [janusProcess] : []),
     ...(janus ? [janus] : []),
     // Before the cameras that write into it, so it is removed only after they stopped.
     preroll,
@@ -257,10 +249,12 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     clipStore,
     delivery,
     panic,
-    ...(ledConfig ? [led] : []),
+    ...(config.gpio?.led ? [led] : []),
     ...(button ? [button] : []),
     commands,
     ...(localCommands ? [localCommands] : []),
+    // Last: the page opens on a hub whose every subsystem is up.
+    ...(siteConsole ? [siteConsole] : []),
   ];
   const life = lifecycle(services, log, config.shutdown.timeoutMs);
   return {
@@ -268,12 +262,15 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     services,
     panic,
     preroll,
-    reload: () => broker.reloadIdentities(),
+    console: siteConsole,
+    async reload() {
+      await broker.reloadIdentities();
+      siteConsole?.endRevokedLogins();
+    },
     summary() {
       const address = broker.address();
-      const streaming = cameras.filter(({ camera }) => camera.status().state === 'streaming').length;
       const hub = uplink.connected() ? 'uplink connected' : `uplink offline, ${uplink.pending()} queued`;
-      return `broker on ${address ? `${address.host}:${address.port}` : 'nothing'}; ${hub}; ${streaming}/${cameras.length} cameras streaming to ${config.sfu.host}`;
+      return `broker on ${address ? `${address.host}:${address.port}` : 'nothing'}; ${hub}; ${streaming()}/${cameras.length} cameras streaming to ${config.sfu.host}`;
     },
   };
 }

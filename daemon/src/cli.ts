@@ -6,18 +6,22 @@ import { stringify } from 'yaml';
 import { findCameras, formatCameraList } from './camera/devices.js';
 import { Encoders } from './camera/encoders.js';
 import { sourceProblems } from './camera/sources.js';
-import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, redactSecrets } from './config/load.js';
-import { readFile } from 'node:fs/promises';
+import { DEFAULT_CONFIG_PATH, loadConfig, redactSecrets } from './config/load.js';
 import { askDaemonForClip } from './clips/ask.js';
 import { pullClips } from './clips/pull.js';
-import { embeddedDefaults } from './config/load.js';
+import { locateConfig, type ConfigChoice } from './config/locate.js';
 import type { Config } from './config/schema.js';
-import { localAdminFile } from './mqtt/local-admin.js';
 import { formatConfigError } from './config/report.js';
 import { sendChat, tailChat } from './chat/tool.js';
-import { describeError, ExitCode, OutpostError } from './errors.js';
+import { ConfigError, describeError, ExitCode, OutpostError } from './errors.js';
 import { createLogger } from './log.js';
-import { connectTool, type ToolConnection, type ToolOptions } from './mqtt/tool-client.js';
+import {
+  brokerTarget,
+  connectTool,
+  type BrokerTarget,
+  type ToolConnection,
+  type ToolOptions,
+} from './mqtt/tool-client.js';
 import { VERSION } from './version.js';
 
 function program(): Command {
@@ -35,11 +39,21 @@ function program(): Command {
         'defaults',
       ),
     )
+    .addOption(
+      new Option(
+        '--root <dir>',
+        'run a box provisioned under DIR (firstboot --root DIR): DIR/etc/outpost/outpost.yaml, its paths under DIR',
+      ).conflicts(['config', 'defaults']),
+    )
     .option('--defaults', 'run on the embedded defaults: one test-pattern camera, broker on 127.0.0.1')
-    .action(async (options: { config?: string; defaults?: boolean }) => {
+    .action(async (options: { config?: string; root?: string; defaults?: boolean }) => {
       // Loaded here, not at the top: the other verbs must not load the broker, cameras and the rest.
       const { runDaemon } = await import('./main.js');
-      const code = await runDaemon({ configPath: options.config, defaults: options.defaults === true });
+      const code = await runDaemon({
+        configPath: options.config,
+        root: options.root,
+        defaults: options.defaults === true,
+      });
       // Exit now rather than wait for stray handles: the stop bound promised to systemd includes this.
       process.exit(code);
     });
@@ -124,18 +138,13 @@ function program(): Command {
       process.exitCode = ExitCode.OK;
     });
 
-  cli
-    .command('clip')
-    .description("ask this box's running daemon for a panic clip: the alert goes out at once")
-    .addOption(
-      new Option(
-        '-c, --config <file>',
-        `the daemon's config file (default: ${DEFAULT_CONFIG_PATH})`,
-      ).conflicts('defaults'),
-    )
-    .option('--defaults', 'the daemon runs on the embedded defaults (outpost run --defaults)')
+  withDaemon(
+    cli
+      .command('clip')
+      .description("ask this box's running daemon for a panic clip: the alert goes out at once"),
+  )
     .option('--camera <name...>', 'cameras in the clip (default: clips.cameras, or every camera)')
-    .action(async (options: { config?: string; defaults?: boolean; camera?: string[] }) => {
+    .action(async (options: ConfigChoice & { camera?: string[] }) => {
       const config = await configFor(options);
       if (!config) return;
       try {
@@ -150,69 +159,58 @@ function program(): Command {
       }
     });
 
-  cli
-    .command('clips')
-    .description('panic clips, console side')
-    .command('pull')
-    .description('receive alerts and clips from the site (persistent session), verify sha256, write MP4s')
+  withBroker(
+    cli
+      .command('clips')
+      .description('panic clips, console side')
+      .command('pull')
+      .description(
+        'receive alerts and clips from the site (persistent session), verify sha256, write MP4s; ' +
+          "this box's broker by default, or --url",
+      ),
+  )
     .requiredOption('-o, --out <dir>', 'where clips are written: DIR/{device}/{clipId}.mp4')
-    .option('--url <url>', 'the site broker', 'mqtt://127.0.0.1:1883')
-    .option('--site <site>', 'the site name (first topic segment)', 'demo')
-    .option('--username <name>', 'a console identity', 'local-admin')
-    .option('--password-file <file>', "that identity's password (default: the local-admin password)")
-    .option('--ca <file>', 'the site CA (PEM), for mqtts://')
     .option('--once', 'exit after the first verified clip')
     .option('--timeout <seconds>', 'exit after this many seconds', (value) => Number(value))
-    .action(
-      async (options: {
-        out: string;
-        url: string;
-        site: string;
-        username: string;
-        passwordFile?: string;
-        ca?: string;
-        once?: boolean;
-        timeout?: number;
-      }) => {
-        const passwordFile = options.passwordFile ?? localAdminFile(embeddedDefaults().dataDir);
-        let password: string;
-        let ca: Buffer | undefined;
-        try {
-          password = (await readFile(passwordFile, 'utf8')).trim();
-          ca = options.ca ? await readFile(options.ca) : undefined;
-        } catch (error) {
-          process.stderr.write(`outpost clips pull: ${describeError(error)}\n`);
-          process.exitCode = ExitCode.CONFIG;
-          return;
-        }
-        const tty = process.stderr.isTTY === true;
-        const abort = new AbortController();
-        process.once('SIGINT', () => abort.abort());
-        process.once('SIGTERM', () => abort.abort());
-        try {
-          const result = await pullClips({
-            url: options.url,
-            username: options.username,
-            password,
-            ca,
-            site: options.site,
-            out: options.out,
-            once: options.once === true,
-            ...(options.timeout ? { timeoutMs: options.timeout * 1000 } : {}),
-            signal: abort.signal,
-            say: (line) => process.stdout.write(`${tty ? '\r\x1b[K' : ''}${line}\n`),
-            progress: (line) => {
-              if (tty) process.stderr.write(`\r\x1b[K${line.slice(0, (process.stderr.columns || 120) - 1)}`);
-            },
-          });
-          if (tty) process.stderr.write('\n');
-          process.exitCode = result.incomplete.length > 0 ? ExitCode.INTERNAL : ExitCode.OK;
-        } catch (error) {
-          process.stderr.write(`outpost clips pull: ${describeError(error)}\n`);
-          process.exitCode = ExitCode.START_FAILED;
-        }
-      },
-    );
+    .action(async (options: ToolOptions & { out: string; once?: boolean; timeout?: number }) => {
+      let target: BrokerTarget;
+      try {
+        target = await brokerTarget(options);
+      } catch (error) {
+        process.stderr.write(`outpost clips pull: ${describeError(error)}\n`);
+        process.exitCode =
+          error instanceof OutpostError && error.code === 'START_FAILED'
+            ? ExitCode.START_FAILED
+            : ExitCode.CONFIG;
+        return;
+      }
+      const tty = process.stderr.isTTY === true;
+      const abort = new AbortController();
+      process.once('SIGINT', () => abort.abort());
+      process.once('SIGTERM', () => abort.abort());
+      try {
+        const result = await pullClips({
+          url: target.url,
+          username: target.username,
+          password: target.password,
+          ca: target.ca === undefined ? undefined : Buffer.from(target.ca),
+          site: target.site,
+          out: options.out,
+          once: options.once === true,
+          ...(options.timeout ? { timeoutMs: options.timeout * 1000 } : {}),
+          signal: abort.signal,
+          say: (line) => process.stdout.write(`${tty ? '\r\x1b[K' : ''}${line}\n`),
+          progress: (line) => {
+            if (tty) process.stderr.write(`\r\x1b[K${line.slice(0, (process.stderr.columns || 120) - 1)}`);
+          },
+        });
+        if (tty) process.stderr.write('\n');
+        process.exitCode = result.incomplete.length > 0 ? ExitCode.INTERNAL : ExitCode.OK;
+      } catch (error) {
+        process.stderr.write(`outpost clips pull: ${describeError(error)}\n`);
+        process.exitCode = ExitCode.START_FAILED;
+      }
+    });
 
   cli
     .command('version')
@@ -224,16 +222,30 @@ function program(): Command {
   return cli;
 }
 
-/** Options every MQTT verb takes: the box's own broker (default) or a remote one. */
-function withBroker(command: Command): Command {
+/**
+ * How a tool finds the running daemon on this box (config/locate.ts): --config FILE, --root DIR or
+ * --defaults; with none, /etc/outpost/outpost.yaml if it exists, else the embedded defaults.
+ */
+function withDaemon(command: Command): Command {
   return command
     .addOption(
       new Option(
         '-c, --config <file>',
-        `this box's config, for its broker (default: ${DEFAULT_CONFIG_PATH})`,
+        `the daemon's config file (default: ${DEFAULT_CONFIG_PATH} if it exists, else the embedded defaults)`,
+      ).conflicts(['defaults', 'root']),
+    )
+    .addOption(
+      new Option(
+        '--root <dir>',
+        'the daemon of a box provisioned under DIR (outpost run --root DIR)',
       ).conflicts('defaults'),
     )
-    .option('--defaults', 'the broker of a daemon started with `outpost run --defaults`')
+    .option('--defaults', 'the daemon started on the embedded defaults (outpost run --defaults, npm start)');
+}
+
+/** Options every MQTT verb takes: the box's own broker (the daemon found as above) or a remote one. */
+function withBroker(command: Command): Command {
+  return withDaemon(command)
     .option('--url <url>', 'a remote broker instead, e.g. mqtts://hub.plant.lan:8883')
     .option('--username <name>', 'with --url: your identity')
     .option('--password-file <file>', 'with --url: file holding your password')
@@ -267,10 +279,10 @@ function positiveInt(value: string): number {
   return number;
 }
 
-/** The daemon's config for a tool on the box: --defaults, --config FILE, or the default file. */
-async function configFor(options: { config?: string; defaults?: boolean }): Promise<Config | undefined> {
+/** The daemon's config for a tool on the box, by the one rule (config/locate.ts). */
+async function configFor(options: ConfigChoice): Promise<Config | undefined> {
   try {
-    return options.defaults ? embeddedDefaults() : await loadConfig(options.config ?? DEFAULT_CONFIG_PATH);
+    return (await locateConfig(options, true)).config;
   } catch (error) {
     process.stderr.write(
       `${error instanceof ConfigError ? formatConfigError(error) : `outpost: ${describeError(error)}`}\n`,

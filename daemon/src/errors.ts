@@ -46,7 +46,12 @@ export type ErrorCode =
   // camera sources and `outpost cameras`
   | 'SOURCE_UNAVAILABLE'
   | 'CAMERA_DEVICE_MISSING'
-  | 'DEVICE_MONITOR_FAILED';
+  | 'DEVICE_MONITOR_FAILED'
+  // `cmd` replies (mqtt/commands.ts; docs/topics.md)
+  | CommandErrorCode;
+
+/** The codes of a `cmd` error reply. */
+export type CommandErrorCode = 'UNKNOWN_VERB' | 'BAD_COMMAND' | 'BAD_ARGUMENTS' | 'FAILED';
 
 /** An error that names its problem and the fix. `code` is stable; `message` is for people. */
 export class OutpostError extends Error {
@@ -66,4 +71,40 @@ export function describeError(error: unknown): string {
   if (error instanceof OutpostError) return error.hint ? `${error.message} (${error.hint})` : error.message;
   if (error instanceof Error) return error.message;
   return String(error);
+}
+
+/** One problem in a config file, as `outpost check-config` and the daemon report it. */
+export interface ConfigProblem {
+  /** Key path as a person writes it: `cameras[0].rtp.port`; empty for the whole file. */
+  path: string;
+  /** 1-based line in the file, when the key or value can be found there. */
+  line: number | undefined;
+  /** The value found at that path (absent for missing keys). */
+  value: unknown;
+  message: string;
+}
+
+/** A config that does not validate: every problem found, not just the first (config/report.ts prints them). */
+export class ConfigError extends OutpostError {
+  readonly source: string;
+  readonly problems: readonly ConfigProblem[];
+
+  constructor(source: string, problems: readonly ConfigProblem[]) {
+    const count = problems.length === 1 ? '1 problem' : `${problems.length} problems`;
+    super('CONFIG_INVALID', `${source}: ${count}`, {
+      hint: 'fix each line listed, then run `outpost check-config FILE` again',
+    });
+    this.source = source;
+    this.problems = problems;
+  }
+}
+
+/** A refused or failed `cmd`: its code and message go into the error reply. */
+export class CommandError extends OutpostError {
+  declare readonly code: CommandErrorCode;
+
+  constructor(code: CommandErrorCode, message: string) {
+    super(code, message);
+    this.name = 'CommandError';
+  }
 }

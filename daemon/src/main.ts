@@ -1,17 +1,21 @@
 // The process shell: config → app → signals → sd_notify → exit code. The only module that touches
 // process-wide state; everything it runs is built by app.ts.
 import { buildApp } from './app.js';
-import { ConfigError, DEFAULT_CONFIG_PATH, embeddedDefaults, loadConfig } from './config/load.js';
+import { DEFAULT_CONFIG_PATH } from './config/load.js';
+import { locateConfig } from './config/locate.js';
 import { formatConfigError } from './config/report.js';
 import type { Config } from './config/schema.js';
-import { describeError, ExitCode, OutpostError } from './errors.js';
+import { ConfigError, describeError, ExitCode, OutpostError } from './errors.js';
 import { connectNotifier } from './lifecycle/sdnotify.js';
+import { childTieProblem } from './lifecycle/tied-child.js';
 import { createLogger } from './log.js';
 import { VERSION } from './version.js';
 
 export interface RunOptions {
-  /** Config file; DEFAULT_CONFIG_PATH when absent. */
+  /** Config file; DEFAULT_CONFIG_PATH when absent (config/locate.ts). */
   configPath: string | undefined;
+  /** A box provisioned under this folder (`firstboot --root`): its config, paths under it. */
+  root?: string | undefined;
   /** Run on the embedded defaults (test camera, loopback broker) instead of a file. */
   defaults: boolean;
 }
@@ -21,23 +25,21 @@ const STATUS_INTERVAL_MS = 10_000;
 
 export async function runDaemon(options: RunOptions): Promise<ExitCode> {
   let config: Config;
+  let source: string;
   try {
-    config = options.defaults
-      ? embeddedDefaults()
-      : await loadConfig(options.configPath ?? DEFAULT_CONFIG_PATH);
+    ({ config, source } = await locateConfig(
+      { config: options.configPath, root: options.root, defaults: options.defaults },
+      false,
+    ));
   } catch (error) {
     reportConfigFailure(error, options);
     return ExitCode.CONFIG;
   }
 
   const log = createLogger(config.log.level);
-  log.info(
-    {
-      version: VERSION,
-      config: options.defaults ? 'embedded defaults' : (options.configPath ?? DEFAULT_CONFIG_PATH),
-    },
-    'outpost starting',
-  );
+  log.info({ version: VERSION, config: source }, 'outpost starting');
+  const untied = childTieProblem();
+  if (untied) log.warn({ reason: untied }, 'child processes are not tied to the daemon');
   const app = buildApp(config, log);
   const notifier = await connectNotifier(process.env, log, () => app.healthy());
 
@@ -92,6 +94,13 @@ export async function runDaemon(options: RunOptions): Promise<ExitCode> {
   let lastStatus = app.summary();
   notifier.ready(lastStatus);
   log.info({ status: lastStatus }, 'outpost running');
+  const consoleUrl = app.console?.loginUrl() ?? app.console?.url();
+  if (consoleUrl) {
+    log.info(
+      { url: consoleUrl, certificate: app.console?.devCaFile ?? 'the hub certificate' },
+      `site console: open ${consoleUrl}`,
+    );
+  }
   const statusTimer = setInterval(() => {
     const status = app.summary();
     if (status === lastStatus) return;
@@ -123,11 +132,12 @@ function reportConfigFailure(error: unknown, options: RunOptions): void {
   } else if (
     error instanceof OutpostError &&
     error.code === 'CONFIG_UNREADABLE' &&
-    options.configPath === undefined
+    options.configPath === undefined &&
+    options.root === undefined
   ) {
     text =
-      `outpost: no config at ${DEFAULT_CONFIG_PATH}: provision the box, pass --config FILE, ` +
-      'or run with --defaults (test camera, broker on loopback)';
+      `outpost: no config at ${DEFAULT_CONFIG_PATH}: provision the box, pass --config FILE (or --root DIR ` +
+      'for a box provisioned under DIR), or run with --defaults (test camera, broker on loopback)';
   } else {
     text = `outpost: ${describeError(error)}`;
   }

@@ -28,14 +28,15 @@ while (($# > 0)); do
   esac
 done
 [[ -d $root ]] || { echo "install-outpost.sh: $root is not a folder" >&2; exit 2; }
-[[ -f $repo/dist/daemon/src/cli.js && -f $repo/dist/provisioning/src/cli.js ]] ||
+[[ -f $repo/dist/daemon/src/cli.js && -f $repo/dist/provisioning/src/cli.js && -f $repo/dist/console/index.html ]] ||
   { echo "install-outpost.sh: no dist/: run \`npm run build\` first" >&2; exit 2; }
 
 # --- the daemon: compiled JavaScript, package files (node_modules: stages/node-modules.sh), docs
 lib=$root/usr/lib/outpost
 rm -rf "$lib/dist"
 install -d -m 0755 "$lib" "$lib/dist" "$lib/docs"
-cp -r "$repo/dist/daemon" "$repo/dist/provisioning" "$lib/dist/"
+# dist/console: the site console's page, which a hub serves (docs/console.md).
+cp -r "$repo/dist/daemon" "$repo/dist/provisioning" "$repo/dist/console" "$lib/dist/"
 install -m 0644 "$repo/package.json" "$repo/package-lock.json" "$lib/"
 install -m 0644 "$repo"/docs/*.md "$lib/docs/"
 chmod -R u=rwX,go=rX "$lib/dist"

@@ -12,13 +12,13 @@
 import { createHash, sign, verify, X509Certificate } from 'node:crypto';
 import { stringify } from 'yaml';
 import { z } from 'zod';
-import { ConfigError, parseConfig } from '../../daemon/src/config/load.js';
+import { parseConfig } from '../../daemon/src/config/load.js';
 import { formatConfigError } from '../../daemon/src/config/report.js';
 import type { Config } from '../../daemon/src/config/schema.js';
-import { OutpostError } from '../../daemon/src/errors.js';
+import { ConfigError, OutpostError } from '../../daemon/src/errors.js';
 import { identityName, parseIdentities, type IdentitiesFile } from '../../daemon/src/mqtt/identities.js';
 import { readIfExists } from './files.js';
-import { fingerprint, normaliseFingerprint } from './pki.js';
+import { fingerprint, normaliseFingerprint } from '../../daemon/src/tls/pki.js';
 import { readSite, sitePaths, type Site } from './site.js';
 
 export const BUNDLE_FORMAT = 'outpost-bundle/1';

@@ -12,8 +12,9 @@ import { VERSION } from '../../daemon/src/version.js';
 import { makeBundle, openBundle, sameFiles, type Trust } from './bundle.js';
 import { readIfExists, SECRET_MODE, writeFileAtomic } from './files.js';
 import { DEFAULT_BUNDLE, exitCodeFor, firstboot, FirstbootExit } from './firstboot.js';
-import { fingerprint } from './pki.js';
+import { fingerprint } from '../../daemon/src/tls/pki.js';
 import { addIdentity, initSite, readSite, revokeIdentity, type IdentityKind } from './site.js';
+import { writeTrustKit } from './trust.js';
 
 const out = (text: string): void => void process.stdout.write(`${text}\n`);
 
@@ -222,7 +223,25 @@ function program(): Command {
       }),
     );
 
-  addCommand(cli.command('console').description('console operator accounts (read all, send cmd)'), 'console');
+  const consoleCommand = cli.command('console').description('console operator accounts (read all, send cmd)');
+  addCommand(consoleCommand, 'console');
+  consoleCommand
+    .command('trust')
+    .description("write what a console machine or phone installs to trust the site console's certificate")
+    .requiredOption(
+      '-o, --out <dir>',
+      'folder to write site-ca.crt, site-ca.cer, site-ca.mobileconfig, README.txt',
+    )
+    .addOption(siteOption())
+    .action(
+      action(async (options: { out: string; dir?: string }) => {
+        const kit = await writeTrustKit(siteDir(options), resolve(options.out));
+        out(`console: ${kit.url}`);
+        out(`site CA fingerprint (SHA-256): ${kit.fingerprint}`);
+        for (const file of kit.files) out(`  ${file}`);
+        out('install it on each console machine and phone as README.txt says (docs/console.md)');
+      }),
+    );
   addCommand(cli.command('staff').description('on-site staff accounts (chat)'), 'staff');
 
   const bundle = cli
@@ -336,6 +355,14 @@ function program(): Command {
               log,
             });
             log.info({ event: 'done', outcome }, 'first boot finished');
+            const root = resolve(options.root);
+            if (root !== '/' && outcome !== 'no-bundle') {
+              // The config is the bundle's, naming /etc/outpost and /var/lib/outpost as on the box.
+              process.stdout.write(
+                `installed under ${root}; its config names /etc/outpost and /var/lib/outpost as on the box: ` +
+                  `run it with \`outpost run --root ${root}\`, which takes those paths under ${root}\n`,
+              );
+            }
           } catch (error) {
             log.error(
               {

@@ -24,7 +24,7 @@ import {
   type IdentityRecord,
 } from '../../daemon/src/mqtt/identities.js';
 import { readIfExists, SECRET_MODE, PUBLIC_MODE, writeFileAtomic } from './files.js';
-import { createSiteCa, issueCertificate, type KeyAndCertificate } from './pki.js';
+import { createSiteCa, issueCertificate, type KeyAndCertificate } from '../../daemon/src/tls/pki.js';
 
 /** AES-CM-128 SRTP master key (16 bytes) + master salt (14 bytes), base64: what SDES/srtpenc take. */
 export const SRTP_KEY_BYTES = 30;

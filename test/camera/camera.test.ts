@@ -10,10 +10,10 @@ import { CameraStateReport } from '../../daemon/src/camera/state-report.js';
 import { cameraStatePayload } from '../../daemon/src/mqtt/contract.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 import { decodingReceiver, h264RtpCaps } from '../support/decoder.js';
-import { until } from '../support/processes.js';
+import { FAST_CAMERA } from '../support/cameras.js';
+import { freeUdpPort, until } from '../support/processes.js';
 
 const log = pino({ level: 'silent' });
-const fast = { stallMs: 3000, backoffMinMs: 200, backoffMaxMs: 1000, exitGraceMs: 1000 };
 
 const encoders = new Encoders(log);
 beforeAll(() => encoders.start());
@@ -44,14 +44,6 @@ async function rtpReceiver() {
   return { port: socket.address().port, packets };
 }
 
-async function freeUdpPort(): Promise<number> {
-  const socket = createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(resolve));
-  return port;
-}
-
 function configFor(port: number, encoder = 'auto', extra: Record<string, unknown> = {}) {
   const config = configSchema.parse({
     cameras: [{ name: 'gate', width: 320, height: 240, encoder, rtp: { port, payloadType: 102 }, ...extra }],
@@ -63,7 +55,7 @@ describe('camera', () => {
   it('streams H.264 RTP with the configured payload type and a stable SSRC to the SFU port', async () => {
     const rtp = await rtpReceiver();
     const { camera: settings, sfu } = configFor(rtp.port);
-    camera = new Camera(settings, sfu, encoders, log, fast);
+    camera = new Camera({ camera: settings, sfu, encoders, log, timings: FAST_CAMERA });
     await camera.start();
     await until(() => camera!.status().state === 'streaming', 10_000, 'streaming');
     await until(() => rtp.packets.length >= 30, 5000, '30 RTP packets');
@@ -75,18 +67,18 @@ describe('camera', () => {
   it('measures fps and bitrate in GStreamer: a 320x240@15 camera reports about 15 fps and bits flowing', async () => {
     const rtp = await rtpReceiver();
     const { camera: settings, sfu } = configFor(rtp.port, 'auto', { framerate: 15, bitrateKbps: 300 });
-    camera = new Camera(settings, sfu, encoders, log, fast);
+    camera = new Camera({ camera: settings, sfu, encoders, log, timings: FAST_CAMERA });
     const published: unknown[] = [];
-    const report = new CameraStateReport(
-      [{ camera, name: 'gate' }],
-      'site',
-      'box',
-      {
+    const report = new CameraStateReport({
+      cameras: [{ camera, name: 'gate' }],
+      site: 'site',
+      device: 'box',
+      publisher: {
         publish: (_topic, payload) => published.push(payload),
         stamp: () => ({ at: Date.now(), bootId: '0123456789abcdef', seq: published.length }),
       },
       log,
-    );
+    });
     expect(camera.status()).toMatchObject({ fps: undefined, bitrateKbps: undefined });
     await camera.start();
     await report.start();
@@ -118,7 +110,7 @@ describe('camera', () => {
     // The size filter fails negotiation on a wrong size.
     const receiver = decodingReceiver(port, { caps: h264RtpCaps(102), size: { width: 320, height: 240 } });
     try {
-      camera = new Camera(settings, sfu, encoders, log, fast);
+      camera = new Camera({ camera: settings, sfu, encoders, log, timings: FAST_CAMERA });
       await camera.start();
       await until(() => receiver.frames >= 30, 15_000, '30 decoded frames');
     } finally {
@@ -130,7 +122,7 @@ describe('camera', () => {
   it('a killed worker is replaced: restarting, then streaming again, with the same SSRC', async () => {
     const rtp = await rtpReceiver();
     const { camera: settings, sfu } = configFor(rtp.port);
-    camera = new Camera(settings, sfu, encoders, log, fast);
+    camera = new Camera({ camera: settings, sfu, encoders, log, timings: FAST_CAMERA });
     const states: CameraState[] = [];
     await camera.start();
     await until(() => camera!.status().state === 'streaming', 10_000, 'streaming');
@@ -159,7 +151,7 @@ describe('camera', () => {
   it.each(['x264enc', 'openh264enc'])('streams with %s when the config forces it', async (encoder) => {
     const rtp = await rtpReceiver();
     const { camera: settings, sfu } = configFor(rtp.port, encoder);
-    camera = new Camera(settings, sfu, encoders, log, fast);
+    camera = new Camera({ camera: settings, sfu, encoders, log, timings: FAST_CAMERA });
     await camera.start();
     await until(() => rtp.packets.length >= 20, 10_000, '20 RTP packets');
     expect(camera.status().encoder).toBe(encoder);
@@ -168,7 +160,7 @@ describe('camera', () => {
   it('a forced encoder this box lacks: the camera is failed with the reason, and does not retry', async () => {
     const rtp = await rtpReceiver();
     const { camera: settings, sfu } = configFor(rtp.port, 'v4l2h264enc');
-    camera = new Camera(settings, sfu, encoders, log, fast);
+    camera = new Camera({ camera: settings, sfu, encoders, log, timings: FAST_CAMERA });
     await camera.start();
     expect(camera.status()).toMatchObject({ state: 'failed', workerPid: undefined, restarts: 0 });
     expect(camera.status().lastError).toMatch(
@@ -180,7 +172,7 @@ describe('camera', () => {
   it('stop ends the worker process and resolves only once it has exited', async () => {
     const rtp = await rtpReceiver();
     const { camera: settings, sfu } = configFor(rtp.port);
-    camera = new Camera(settings, sfu, encoders, log, fast);
+    camera = new Camera({ camera: settings, sfu, encoders, log, timings: FAST_CAMERA });
     await camera.start();
     const pid = camera.status().workerPid!;
     await camera.stop();

@@ -12,18 +12,15 @@ import { join } from 'node:path';
 import pino from 'pino';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Camera } from '../../daemon/src/camera/camera.js';
 import { Encoders } from '../../daemon/src/camera/encoders.js';
-import { JanusMountpoints } from '../../daemon/src/camera/janus.js';
 import { configSchema, mountpointIdFor } from '../../daemon/src/config/schema.js';
+import { cameraOnJanus } from '../support/cameras.js';
 import { headlessChromium } from '../support/chromium.js';
 import { janusServer } from '../support/janus.js';
 import { freeUdpPortPair, REPO, requireBuilt, tempDir, until } from '../support/processes.js';
 import { startsIdr } from '../support/rtp.js';
 
 const log = pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' });
-const fastCamera = { stallMs: 3000, backoffMinMs: 200, backoffMaxMs: 1000, exitGraceMs: 1000 };
-const fastJanus = { checkMs: 250, requestTimeoutMs: 1000, backoffMinMs: 200, backoffMaxMs: 1000 };
 const PAGES = join(REPO, 'bench/latency');
 
 const encoders = new Encoders(log);
@@ -165,18 +162,13 @@ describe('keyframe requests through Janus (rtp.rtcp)', () => {
           ],
         });
       // Janus's mountpoint listens where the relay sends; the camera sends to the relay.
-      const mountpoints = new JanusMountpoints(configFor(janusPort), log, fastJanus);
-      const cameraConfig = configFor(rtpPort);
-      const camera = new Camera(
-        cameraConfig.cameras[0]!,
-        cameraConfig.sfu,
+      const { camera, mountpoints } = cameraOnJanus({
+        janus: configFor(janusPort),
+        camera: configFor(rtpPort),
         encoders,
         log,
-        fastCamera,
-        mountpoints.mountpoint('gate'),
-      );
-      cleanups.push(() => mountpoints.stop());
-      cleanups.push(() => camera.stop());
+        cleanups,
+      });
       await mountpoints.start();
       const cameraStartedAt = performance.now();
       await camera.start();

@@ -2,20 +2,17 @@
 // receives its RTP; a Janus restart is noticed and the mountpoint comes back; SRTP is decrypted by
 // Janus with the box's key; a Janus that is down never stops the camera.
 import { randomBytes } from 'node:crypto';
-import { createSocket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import pino from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Camera } from '../../daemon/src/camera/camera.js';
 import { Encoders } from '../../daemon/src/camera/encoders.js';
 import { JanusMountpoints, type MountpointStatus } from '../../daemon/src/camera/janus.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 import { janusServer, type TestJanus } from '../support/janus.js';
-import { daemonConfig, freePort, freeUdpPortPair, runCli, until } from '../support/processes.js';
+import { cameraOnJanus, FAST_JANUS } from '../support/cameras.js';
+import { daemonConfig, freePort, freeUdpPort, freeUdpPortPair, runCli, until } from '../support/processes.js';
 
 const log = pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' });
-const fastCamera = { stallMs: 3000, backoffMinMs: 200, backoffMaxMs: 1000, exitGraceMs: 1000 };
-const fastJanus = { checkMs: 250, requestTimeoutMs: 1000, backoffMinMs: 200, backoffMaxMs: 1000 };
 const API_SECRET = 'api-secret-1';
 const ADMIN_KEY = 'admin-key-1';
 
@@ -27,14 +24,6 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function freeUdpPort(): Promise<number> {
-  const socket = createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(resolve));
-  return port;
-}
-
 async function startJanus(): Promise<TestJanus> {
   const janus = await janusServer({ apiSecret: API_SECRET, adminKey: ADMIN_KEY });
   cleanups.push(() => janus.stop());
@@ -45,7 +34,7 @@ async function startJanus(): Promise<TestJanus> {
 async function startDaemonCamera(
   url: string,
   sfu: Record<string, unknown> = {},
-  timings = fastJanus,
+  timings = FAST_JANUS,
   janusLog = log,
   rtp: { port?: number; rtcp?: boolean } = {},
 ) {
@@ -60,17 +49,14 @@ async function startDaemonCamera(
     },
     cameras: [{ name: 'gate', width: 320, height: 240, rtp: { ...rtp, port: rtpPort } }],
   });
-  const mountpoints = new JanusMountpoints(config, janusLog, timings);
-  const camera = new Camera(
-    config.cameras[0]!,
-    config.sfu,
+  const { camera, mountpoints } = cameraOnJanus({
+    janus: config,
     encoders,
     log,
-    fastCamera,
-    mountpoints.mountpoint('gate'),
-  );
-  cleanups.push(() => mountpoints.stop());
-  cleanups.push(() => camera.stop());
+    janusTimings: timings,
+    janusLog,
+    cleanups,
+  });
   await mountpoints.start();
   await camera.start();
   return { camera, mountpoints, rtpPort, mountpoint: (): MountpointStatus => camera.status().mountpoint! };
@@ -221,7 +207,7 @@ describe('Janus mountpoints (sfu.mode janus)', () => {
     // next keepalive meets a Janus that never heard of the session (458), not a refused connection.
     const events: string[] = [];
     const recorder = pino({ level: 'info' }, { write: (line: string) => events.push(line) });
-    const { mountpoint } = await startDaemonCamera(janus.url, {}, { ...fastJanus, checkMs: 3000 }, recorder);
+    const { mountpoint } = await startDaemonCamera(janus.url, {}, { ...FAST_JANUS, checkMs: 3000 }, recorder);
     await until(() => mountpoint().creations === 1, 10_000, 'first creation');
     await janus.restart();
     await until(() => mountpoint().creations === 2, 10_000, 'the mountpoint to be re-created');
@@ -311,7 +297,7 @@ describe('Janus mountpoints (sfu.mode janus)', () => {
       },
       cameras: [{ name: 'gate', width: 320, height: 240, rtp: { port: rtpPort } }],
     });
-    const other = new JanusMountpoints(config, log, fastJanus);
+    const other = new JanusMountpoints(config, log, FAST_JANUS);
     cleanups.push(() => other.stop());
     await other.start();
     await until(() => /SRTP unprotect error/.test(janus.output()), 15_000, 'Janus to refuse the packets');
@@ -354,7 +340,7 @@ describe('Janus mountpoints (sfu.mode janus)', () => {
     const janus = await startJanus();
     const key = randomBytes(30).toString('base64');
     const rtpPort = await freeUdpPortPair();
-    const { camera } = await startDaemonCamera(janus.url, { srtp: { key } }, fastJanus, log, {
+    const { camera } = await startDaemonCamera(janus.url, { srtp: { key } }, FAST_JANUS, log, {
       port: rtpPort,
       rtcp: true,
     });

@@ -55,7 +55,7 @@ async function startCamera(
     sfu,
     cameras: [{ name: 'gate', width: 320, height: 240, ...camera, rtp: { port, rtcp: true } }],
   });
-  const started = new Camera(config.cameras[0]!, config.sfu, encoders, log, fast);
+  const started = new Camera({ camera: config.cameras[0]!, sfu: config.sfu, encoders, log, timings: fast });
   cleanups.push(() => started.stop());
   await started.start();
   return started;

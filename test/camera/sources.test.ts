@@ -8,7 +8,8 @@ import pino from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Camera } from '../../daemon/src/camera/camera.js';
 import { Encoders } from '../../daemon/src/camera/encoders.js';
-import { cameraChain, renderPipeline } from '../../daemon/src/camera/pipeline.js';
+import { cameraChain } from '../../daemon/src/camera/pipeline.js';
+import { renderPipeline } from '../../daemon/src/gst/describe.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 import { decodingReceiver, h264RtpCaps } from '../support/decoder.js';
 import { freePort, REPO, runCliToEnd, tempDir, until, writeTemp } from '../support/processes.js';
@@ -240,7 +241,7 @@ describe('a source that cannot run here', () => {
     const yard = cameraConfig({ type: 'test' }, { name: 'yard', rtp: { port: rtpPort } });
     const receiver = receiverOf(rtpPort, 320, 240);
     for (const settings of [porch, pi, yard]) {
-      const camera = new Camera(settings.camera, settings.sfu, encoders, log, fast);
+      const camera = new Camera({ camera: settings.camera, sfu: settings.sfu, encoders, log, timings: fast });
       cameras.push(camera);
       await camera.start();
     }
@@ -275,7 +276,7 @@ describe('rtsp camera (GStreamer RTSP server on 127.0.0.1)', () => {
     );
     expect(renderPipeline(cameraChain(settings, sfu, undefined))).not.toMatch(ENCODER_OR_DECODER);
     const receiver = receiverOf(rtpPort, 320, 240);
-    const camera = new Camera(settings, sfu, encoders, log, fast);
+    const camera = new Camera({ camera: settings, sfu, encoders, log, timings: fast });
     cameras.push(camera);
     await camera.start();
     await until(() => receiver.frames >= 15, 20_000, '15 frames decoded from the passed-through stream');
@@ -300,7 +301,7 @@ describe('rtsp camera (GStreamer RTSP server on 127.0.0.1)', () => {
       { name: 'gone', rtp: { port: 5006 } },
     );
     for (const settings of [wrong, absent]) {
-      const camera = new Camera(settings.camera, settings.sfu, encoders, log, fast);
+      const camera = new Camera({ camera: settings.camera, sfu: settings.sfu, encoders, log, timings: fast });
       cameras.push(camera);
       await camera.start();
     }

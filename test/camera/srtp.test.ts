@@ -9,14 +9,16 @@ import pino from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Camera } from '../../daemon/src/camera/camera.js';
 import { Encoders } from '../../daemon/src/camera/encoders.js';
-import { cameraChain, renderPipeline, ssrcFor } from '../../daemon/src/camera/pipeline.js';
-import { ConfigError, parseConfig, redactSecrets } from '../../daemon/src/config/load.js';
+import { cameraChain, ssrcFor } from '../../daemon/src/camera/pipeline.js';
+import { renderPipeline } from '../../daemon/src/gst/describe.js';
+import { parseConfig, redactSecrets } from '../../daemon/src/config/load.js';
+import { ConfigError } from '../../daemon/src/errors.js';
 import { configSchema, SRTP_SUITES, type SrtpSuite } from '../../daemon/src/config/schema.js';
 import { decodingReceiver } from '../support/decoder.js';
-import { tempDir, until } from '../support/processes.js';
+import { FAST_CAMERA } from '../support/cameras.js';
+import { freeUdpPort, tempDir, until } from '../support/processes.js';
 
 const log = pino({ level: 'silent' });
-const fast = { stallMs: 3000, backoffMinMs: 200, backoffMaxMs: 1000, exitGraceMs: 1000 };
 const encoders = new Encoders(log);
 beforeAll(() => encoders.start());
 
@@ -29,13 +31,6 @@ async function boundUdp(): Promise<Socket> {
   const socket = createSocket('udp4');
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
   return socket;
-}
-
-async function freeUdpPort(): Promise<number> {
-  const socket = await boundUdp();
-  const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(resolve));
-  return port;
 }
 
 /** The camera's port: every packet is copied to each of `to`, so several receivers see the same stream. */
@@ -72,7 +67,13 @@ function srtpConfig(port: number, srtp: Record<string, unknown>) {
 }
 
 async function startCamera(settings: ReturnType<typeof srtpConfig>): Promise<Camera> {
-  const camera = new Camera(settings.camera, settings.sfu, encoders, log, fast);
+  const camera = new Camera({
+    camera: settings.camera,
+    sfu: settings.sfu,
+    encoders,
+    log,
+    timings: FAST_CAMERA,
+  });
   cleanups.push(() => camera.stop());
   await camera.start();
   return camera;

@@ -2,14 +2,11 @@
 // source only and off by default; the pipeline starts with the appsrc the worker feeds; the source
 // pushes frames at the configured rate whose stamps read back as the push time and a running counter.
 import { describe, expect, it } from 'vitest';
-import { cameraChain, renderPipeline } from '../../daemon/src/camera/pipeline.js';
+import { cameraChain } from '../../daemon/src/camera/pipeline.js';
+import { renderPipeline } from '../../daemon/src/gst/describe.js';
 import { readStamp } from '../../daemon/src/camera/stamp.js';
-import {
-  shapeFromCaps,
-  STAMPED_SOURCE_NAME,
-  startStampedSource,
-  StampedSource,
-} from '../../daemon/src/camera/stamped-source.js';
+import { shapeFromCaps, startStampedSource, StampedSource } from '../../daemon/src/camera/stamped-feeder.js';
+import { STAMPED_SOURCE_NAME } from '../../daemon/src/camera/stamped-source.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 
 function cameraWith(source: Record<string, unknown>) {
@@ -57,7 +54,7 @@ describe('stamped test source', () => {
   });
 
   it('leaves pipelines without the appsrc alone', () => {
-    expect(startStampedSource({ findChild: () => undefined })).toBeUndefined();
+    expect(startStampedSource({ findChild: () => undefined }, STAMPED_SOURCE_NAME)).toBeUndefined();
   });
 
   it('pushes frames at the configured rate, each stamped with its push time and the next counter', async () => {

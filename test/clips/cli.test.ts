@@ -37,10 +37,8 @@ describe('outpost clip and outpost clips pull', () => {
     const daemon = start(['run', '--config', file]);
     await daemon.waitForLog((line) => line.msg === 'uplink connected');
     const out = await tempDir('outpost-console-');
-    const pull = start([
-      'clips', 'pull', '--out', out, '--url', `mqtt://127.0.0.1:${port}`, '--site', 'test',
-      '--password-file', join(dataDir, 'local-admin.password'), '--once', '--timeout', '40',
-    ]); // prettier-ignore
+    // The box's own daemon, found from its config as every tool finds it.
+    const pull = start(['clips', 'pull', '--out', out, '--config', file, '--once', '--timeout', '40']);
     await until(() => pull.stdout().includes('listening for clips'), 20_000, 'the receiver to subscribe');
 
     const asked = await runCliToEnd(['clip', '--config', file]);

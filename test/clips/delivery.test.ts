@@ -76,49 +76,48 @@ async function startBox(config: Config) {
     log,
   );
   const cameras = config.cameras.map(
-    (camera) =>
-      new Camera(camera, config.sfu, encoders, log, undefined, undefined, preroll.ring(camera.name)),
+    (camera) => new Camera({ camera, sfu: config.sfu, encoders, log, preroll: preroll.ring(camera.name) }),
   );
   const uplink = new Uplink(config, noLocalBroker, log);
-  const store = new ClipStore(config.dataDir, config.clips, log);
-  const delivery = new ClipDelivery(
-    { site: config.site, device: config.device, inFlightChunks: config.clips.inFlightChunks },
+  const store = new ClipStore({ dataDir: config.dataDir, limits: config.clips, log });
+  const delivery = new ClipDelivery({
+    settings: { site: config.site, device: config.device, inFlightChunks: config.clips.inFlightChunks },
     store,
-    uplink,
+    channel: uplink,
     log,
-  );
-  const panic = new Panic(
-    {
+  });
+  const panic = new Panic({
+    settings: {
       site: config.site,
       device: config.device,
       preRollSeconds: config.clips.preRollSeconds,
       postRollSeconds: config.clips.postRollSeconds,
       cameras: ['cam0'],
     },
-    uplink,
-    new PreRollClipSource(preroll, log),
+    publisher: uplink,
+    source: new PreRollClipSource(preroll, log),
     store,
     delivery,
     log,
-  );
+  });
   const pin = new FakePin({ level: 1 });
-  const button = new Button(
-    () => Promise.resolve(pin),
-    { activeLow: true, debounceMs: 20, longPressMs: 2000 },
-    { press: (at) => panic.trigger('button', { at }) },
+  const button = new Button({
+    open: () => Promise.resolve(pin),
+    options: { activeLow: true, debounceMs: 20, longPressMs: 2000 },
+    handlers: { press: (at) => panic.trigger('button', { at }) },
     log,
-  );
+  });
   // The console's requests for missing chunks, as app.ts answers them.
-  const commands = new Commands(
-    config.site,
-    config.device,
-    uplink,
-    {
+  const commands = new Commands({
+    site: config.site,
+    device: config.device,
+    channel: uplink,
+    verbs: {
       'clip-chunks': (args) =>
         delivery.resend(String(args.clipId), Array.isArray(args.chunks) ? (args.chunks as number[]) : []),
     },
     log,
-  );
+  });
   const services = [preroll, ...cameras, uplink, store, delivery, panic, button, commands];
   const clipPath = services.indexOf(uplink);
   for (const service of services.slice(0, clipPath)) await service.start();

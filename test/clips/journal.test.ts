@@ -37,18 +37,36 @@ async function cameraBox(hubPort: number, postRollSeconds: number, cameras = tes
 async function consoleAtHub(broker: TestBroker, options: { clientId?: string; clean?: boolean } = {}) {
   const alerts: { kind: string; clipId?: string; message: string }[] = [];
   const manifests: string[] = [];
-  const client = await connectAs(broker, 'console', options);
-  clients.push(client);
-  client.on('message', (topic, payload) => {
+  const client = await connectAs(broker, 'console', options, 'mqtts', (topic, payload) => {
     if (topic.endsWith('/alert'))
       alerts.push(JSON.parse(payload.toString()) as { kind: string; clipId?: string; message: string });
     const manifest = /\/clip\/([^/]+)$/.exec(topic);
     if (manifest?.[1]) manifests.push(manifest[1]);
   });
+  clients.push(client);
   await client.subscribeAsync([`outpost/v1/${SITE}/cam-a/alert`, `outpost/v1/${SITE}/cam-a/clip/+`], {
     qos: 1,
   });
   return { alerts, manifests };
+}
+
+/** `cmd/clip-chunks` with an empty list from a console at the hub: the box's reply. */
+async function askForManifest(clipId: string): Promise<Record<string, unknown>> {
+  if (!hub) throw new Error('no hub');
+  const client = await connectAs(hub, 'console');
+  clients.push(client);
+  await client.subscribeAsync(`outpost/v1/${SITE}/cam-a/reply/clip-chunks`, { qos: 1 });
+  const reply = new Promise<Record<string, unknown>>((resolve) =>
+    client.on('message', (_topic, payload) =>
+      resolve(JSON.parse(payload.toString()) as Record<string, unknown>),
+    ),
+  );
+  await client.publishAsync(
+    `outpost/v1/${SITE}/cam-a/cmd/clip-chunks`,
+    JSON.stringify({ id: 'ask-1', args: { clipId, chunks: [] } }),
+    { qos: 1 },
+  );
+  return reply;
 }
 
 /** `outpost clip` on the box: the alert goes out at once; returns the clip id. */
@@ -78,6 +96,11 @@ describe('clips in progress when the daemon is killed', () => {
       'the panic alert at the console',
     );
     expect(first.stdout()).not.toContain('clip muxed from the pre-roll');
+    // A receiver asking for the manifest now is told the clip is still being recorded.
+    expect(await askForManifest(clipId)).toMatchObject({
+      ok: false,
+      error: { message: `clip ${clipId} is still being recorded; its manifest follows once it is stored` },
+    });
     first.child.kill('SIGKILL');
     await first.exited();
 

@@ -85,7 +85,7 @@ async function startBox(options: {
   const cameras = config.cameras.map((camera) => {
     const ring = preroll.ring(camera.name)!;
     const hook = options.hookFor?.(ring) ?? ring;
-    return new Camera(camera, config.sfu, encoders, log, fast, undefined, hook);
+    return new Camera({ camera, sfu: config.sfu, encoders, log, timings: fast, preroll: hook });
   });
   await preroll.start();
   await options.beforeCameras?.(preroll);
@@ -95,6 +95,19 @@ async function startBox(options: {
     await preroll.stop();
   });
   return { config, preroll, cameras, source: new PreRollClipSource(preroll, log), dataDir };
+}
+
+/** A box (1 s pre-roll and post-roll) whose cam0 pre-roll folder holds `name`, made by `make`, before its cameras start. */
+function startBoxWithSegment(name: string, make: (path: string) => Promise<unknown>) {
+  return startBox({
+    preRollSeconds: 1,
+    postRollSeconds: 1,
+    beforeCameras: async (preroll) => {
+      const dir = preroll.ring('cam0')!.dir;
+      await mkdir(dir, { recursive: true });
+      await make(join(dir, name));
+    },
+  });
 }
 
 /** Duration and stream list reported by gst-discoverer-1.0. */
@@ -150,6 +163,15 @@ function lonePreRoll(root: string, preRollSeconds: number): PreRoll {
     { root, preRollSeconds },
     log,
   );
+}
+
+/** A started lone pre-roll (in a temp folder named `prefix`…) and its cam0 ring, launched once. */
+async function launchedRing(prefix: string, preRollSeconds: number) {
+  const preroll = lonePreRoll(await tempDir(prefix), preRollSeconds);
+  await preroll.start();
+  const ring = preroll.ring('cam0')!;
+  ring.launch();
+  return { preroll, ring };
 }
 
 describe('camera pre-roll', () => {
@@ -312,15 +334,7 @@ describe('camera pre-roll', () => {
   it('a pre-roll branch stuck on its filesystem never stalls the RTP stream', async () => {
     // The fourth file is a FIFO nobody reads: opening it blocks the pre-roll branch's thread for good.
     // (The first file, whose start is unknown, is deleted; the second and third are the ring's two.)
-    const box = await startBox({
-      preRollSeconds: 1,
-      postRollSeconds: 1,
-      beforeCameras: async (preroll) => {
-        const dir = preroll.ring('cam0')!.dir;
-        await mkdir(dir, { recursive: true });
-        await run('mkfifo', [join(dir, '1-00000003.ts')]);
-      },
-    });
+    const box = await startBoxWithSegment('1-00000003.ts', (path) => run('mkfifo', [path]));
     const camera = box.cameras[0]!;
     const ring = box.preroll.ring('cam0')!;
     await until(() => ring.files() === 2, 30_000, 'two segments before the stuck one');
@@ -340,15 +354,7 @@ describe('camera pre-roll', () => {
 
   it('a pre-roll branch that cannot write costs one camera restart: RTP runs without it, not in a loop, and it is tried again later', async () => {
     // The first segment file is a link to /dev/full: every write fails with ENOSPC, as on a full /run.
-    const box = await startBox({
-      preRollSeconds: 1,
-      postRollSeconds: 1,
-      beforeCameras: async (preroll) => {
-        const dir = preroll.ring('cam0')!.dir;
-        await mkdir(dir, { recursive: true });
-        await symlink('/dev/full', join(dir, '1-00000000.ts'));
-      },
-    });
+    const box = await startBoxWithSegment('1-00000000.ts', (path) => symlink('/dev/full', path));
     const camera = box.cameras[0]!;
     await until(
       () => camera.status().preRollOff !== undefined && camera.status().state === 'streaming',
@@ -378,11 +384,7 @@ describe('camera pre-roll', () => {
   }, 60_000);
 
   it('a segment file cut short (not whole MPEG-TS packets, as when a full folder failed its last write) is never used', async () => {
-    const root = await tempDir('outpost-preroll-short-');
-    const preroll = lonePreRoll(root, 2);
-    await preroll.start();
-    const ring = preroll.ring('cam0')!;
-    ring.launch();
+    const { preroll, ring } = await launchedRing('outpost-preroll-short-', 2);
     const whole = join(ring.dir, '1-00000001.ts');
     const short = join(ring.dir, '1-00000002.ts');
     await writeFile(whole, Buffer.alloc(188 * 1000));
@@ -402,11 +404,7 @@ describe('camera pre-roll', () => {
   });
 
   it("a worker's last file, closed without a report when it stopped, is deleted when the next worker starts", async () => {
-    const root = await tempDir('outpost-preroll-orphan-');
-    const preroll = lonePreRoll(root, 30);
-    await preroll.start();
-    const ring = preroll.ring('cam0')!;
-    ring.launch();
+    const { preroll, ring } = await launchedRing('outpost-preroll-orphan-', 30);
     const kept = join(ring.dir, '1-00000001.ts');
     const unreported = join(ring.dir, '1-00000002.ts');
     await writeFile(kept, Buffer.alloc(188 * 100));

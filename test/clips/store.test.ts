@@ -27,7 +27,7 @@ async function keepClip(store: ClipStore, id: string, bytes = MiB) {
 
 describe('clip store', () => {
   it('filling the store past its quota removes the oldest delivered clips only', async () => {
-    const store = new ClipStore(await tempDir('outpost-clips-'), limits, log);
+    const store = new ClipStore({ dataDir: await tempDir('outpost-clips-'), limits, log });
     await store.start();
     for (const id of ['a', 'b', 'c']) await keepClip(store, id);
     await store.update('a', { delivered: true });
@@ -47,7 +47,7 @@ describe('clip store', () => {
 
   it('delivered clips past the age limit are deleted; undelivered ones are kept', async () => {
     const dataDir = await tempDir('outpost-clips-');
-    const store = new ClipStore(dataDir, { ...limits, maxAgeDays: 0.001 }, log);
+    const store = new ClipStore({ dataDir, limits: { ...limits, maxAgeDays: 0.001 }, log });
     await store.start();
     await keepClip(store, 'old-delivered', 1000);
     await keepClip(store, 'old-undelivered', 1000);
@@ -65,15 +65,15 @@ describe('clip store', () => {
   it('when the disk is in danger, undelivered clips go too, oldest first, and an alert says so', async () => {
     let free = 10 * MiB;
     const alerts: Array<[string, string]> = [];
-    const store = new ClipStore(
-      await tempDir('outpost-clips-'),
-      { ...limits, minFreeBytes: 5 * MiB, quotaBytes: 100 * MiB },
+    const store = new ClipStore({
+      dataDir: await tempDir('outpost-clips-'),
+      limits: { ...limits, minFreeBytes: 5 * MiB, quotaBytes: 100 * MiB },
       log,
-      {
+      hooks: {
         freeBytes: () => Promise.resolve(free),
         diskDanger: (state, message) => alerts.push([state, message]),
       },
-    );
+    });
     await store.start();
     await keepClip(store, 'u1');
     await keepClip(store, 'u2');
@@ -93,14 +93,14 @@ describe('clip store', () => {
 
   it('records and delivery progress survive a restart; half-written files are cleared', async () => {
     const dataDir = await tempDir('outpost-clips-');
-    const first = new ClipStore(dataDir, limits, log);
+    const first = new ClipStore({ dataDir, limits, log });
     await first.start();
     const record = await keepClip(first, 'x', 300 * 1024);
     expect(record.chunks).toBe(3);
     await first.update('x', { manifestAcked: true, ackedChunks: 2 });
     await writeFile(join(first.tempDir, 'half.mp4'), 'partial');
     await first.stop();
-    const second = new ClipStore(dataDir, limits, log);
+    const second = new ClipStore({ dataDir, limits, log });
     await second.start();
     expect(second.get('x')).toMatchObject({
       manifestAcked: true,
@@ -114,13 +114,13 @@ describe('clip store', () => {
 
   it('a kill between a clip record and its video leaves no clip: the record is dropped at start', async () => {
     const dataDir = await tempDir('outpost-clips-');
-    const first = new ClipStore(dataDir, limits, log);
+    const first = new ClipStore({ dataDir, limits, log });
     await first.start();
     await keepClip(first, 'y', 1000);
     await first.stop();
     // keep() writes the record, then renames the video in: undo the rename, as a kill before it would.
     await rename(first.filePath('y'), join(first.tempDir, 'y.mp4'));
-    const second = new ClipStore(dataDir, limits, log);
+    const second = new ClipStore({ dataDir, limits, log });
     await second.start();
     expect(second.get('y')).toBeUndefined();
     expect((await readdir(second.dir)).filter((name) => name.startsWith('y'))).toEqual([]);

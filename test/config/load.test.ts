@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../daemon/src/errors.js';
 import {
-  ConfigError,
   embeddedDefaults,
   formatPath,
   loadConfig,
@@ -41,8 +41,20 @@ describe('configuration', () => {
     });
   });
 
-  it('an empty file means the defaults (with the system data dir, not a developer one)', () => {
-    expect(parseConfig('', 'empty.yaml')).toEqual({ ...embeddedDefaults(), dataDir: '/var/lib/outpost' });
+  it('an empty file means the schema defaults: the system data dir, no console, no Janus of its own', () => {
+    const config = parseConfig('', 'empty.yaml');
+    expect(config.dataDir).toBe('/var/lib/outpost');
+    expect(config.console).toBeUndefined();
+    expect(config.sfu).toMatchObject({ mode: 'static', janus: { launch: false } });
+    const defaults = embeddedDefaults();
+    expect(config.broker).toEqual(defaults.broker);
+    expect(config.clips).toEqual(defaults.clips);
+  });
+
+  it('embedded defaults run a Janus of their own and the console on loopback with a development login', () => {
+    const config = embeddedDefaults();
+    expect(config.sfu).toMatchObject({ mode: 'janus', host: '127.0.0.1', janus: { launch: true } });
+    expect(config.console).toMatchObject({ host: '127.0.0.1', port: 8443, devLogin: true });
   });
 
   it('reports every mistake with its path, value and line, not just the first', () => {

@@ -13,16 +13,16 @@ afterEach(() => vi.useRealTimers());
 
 async function button(pin: FakePin, longPressMs = 2000) {
   const events: string[] = [];
-  const b = new Button(
-    () => Promise.resolve(pin),
-    { activeLow: true, debounceMs: 20, longPressMs },
-    {
+  const b = new Button({
+    open: () => Promise.resolve(pin),
+    options: { activeLow: true, debounceMs: 20, longPressMs },
+    handlers: {
       press: () => events.push('press'),
       longPress: () => events.push('long'),
       release: (_held, long) => events.push(long ? 'release-long' : 'release'),
     },
     log,
-  );
+  });
   await b.start();
   return { b, events };
 }
@@ -89,12 +89,12 @@ describe('panic button', () => {
   it('active high wiring works the same way', async () => {
     const pin = new FakePin({ level: 0 });
     const events: string[] = [];
-    const b = new Button(
-      () => Promise.resolve(pin),
-      { activeLow: false, debounceMs: 20, longPressMs: 2000 },
-      { press: () => events.push('press') },
+    const b = new Button({
+      open: () => Promise.resolve(pin),
+      options: { activeLow: false, debounceMs: 20, longPressMs: 2000 },
+      handlers: { press: () => events.push('press') },
       log,
-    );
+    });
     await b.start();
     pin.set(1);
     await vi.advanceTimersByTimeAsync(25);
@@ -107,12 +107,7 @@ describe('status LED', () => {
   it('shows the steady state, plays alert-sent once over it, then returns', async () => {
     const pin = new FakePin();
     let base: LedBase = 'streaming';
-    const led = new Led(
-      () => Promise.resolve(pin),
-      false,
-      () => base,
-      log,
-    );
+    const led = new Led({ open: () => Promise.resolve(pin), activeLow: false, baseState: () => base, log });
     await led.start();
     expect(led.current()).toBe('streaming');
     expect(pin.written).toEqual([1]);
@@ -131,16 +126,16 @@ describe('status LED', () => {
 
   it('active low inverts the level; no LED configured is fine', async () => {
     const pin = new FakePin();
-    const led = new Led(
-      () => Promise.resolve(pin),
-      true,
-      () => 'streaming',
+    const led = new Led({
+      open: () => Promise.resolve(pin),
+      activeLow: true,
+      baseState: () => 'streaming',
       log,
-    );
+    });
     await led.start();
     expect(pin.written).toEqual([0]);
     await led.stop();
-    const none = new Led(undefined, false, () => 'idle', log);
+    const none = new Led({ activeLow: false, baseState: () => 'idle', log });
     await none.start();
     none.show('clip-delivered');
     expect(none.current()).toBeUndefined();

@@ -63,6 +63,8 @@ describe('image recipe', () => {
     for (const file of [
       'dist/daemon/src/cli.js',
       'dist/provisioning/src/cli.js',
+      // The site console's page, served by the hub (docs/console.md).
+      'dist/console/index.html',
       'package.json',
       'package-lock.json',
     ]) {

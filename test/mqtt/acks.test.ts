@@ -77,7 +77,7 @@ it('GuardedConnection holds each PUBACK until its message is released, and sends
       done();
     },
   });
-  const conn = new GuardedConnection(socket, 1024);
+  const conn = new GuardedConnection(socket, { maxPacketBytes: 1024 });
   // Writes are corked until the end of the tick: look after it.
   const out = async (): Promise<number[]> => {
     await new Promise((resolve) => setImmediate(resolve));

@@ -7,7 +7,7 @@ import { OutpostError } from '../../daemon/src/errors.js';
 import { parseConfig } from '../../daemon/src/config/load.js';
 import { parseIdentities, verifyPassword } from '../../daemon/src/mqtt/identities.js';
 import { INSTALLED, makeBundle, openBundle, type BundleEnvelope } from '../../provisioning/src/bundle.js';
-import { fingerprint } from '../../provisioning/src/pki.js';
+import { fingerprint } from '../../daemon/src/tls/pki.js';
 import { addIdentity, initSite, sitePaths } from '../../provisioning/src/site.js';
 import { join } from 'node:path';
 import { tempDir } from '../support/processes.js';

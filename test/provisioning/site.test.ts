@@ -9,7 +9,7 @@ import { connect, createServer, type TLSSocket } from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { describeError } from '../../daemon/src/errors.js';
 import { parseIdentities, verifyPassword } from '../../daemon/src/mqtt/identities.js';
-import { createSiteCa, issueCertificate } from '../../provisioning/src/pki.js';
+import { createSiteCa, issueCertificate } from '../../daemon/src/tls/pki.js';
 import { addIdentity, initSite, readSite, revokeIdentity, sitePaths } from '../../provisioning/src/site.js';
 import { tempDir } from '../support/processes.js';
 

@@ -50,11 +50,17 @@ for (let waited = 0; children() > 0; waited += 10) {
 const config = configSchema.parse({
   cameras: [{ name: 'flaky', source: { type: 'rtsp', url: `rtsp://127.0.0.1:${closedPort}/cam` } }],
 });
-const camera = new Camera(config.cameras[0]!, config.sfu, encoders, log, {
-  stallMs: 5000,
-  backoffMinMs: 5,
-  backoffMaxMs: 5,
-  exitGraceMs: 1000,
+const camera = new Camera({
+  camera: config.cameras[0]!,
+  sfu: config.sfu,
+  encoders,
+  log,
+  timings: {
+    stallMs: 5000,
+    backoffMinMs: 5,
+    backoffMaxMs: 5,
+    exitGraceMs: 1000,
+  },
 });
 
 const started = Date.now();

@@ -4,26 +4,29 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { createSocket } from 'node:dgram';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../bench/proc.js';
 
-export const REPO = fileURLToPath(new URL('../..', import.meta.url));
+export { freePort };
+
+const above = fileURLToPath(new URL('../..', import.meta.url));
+/** The repository, whether this runs from its sources (vitest) or compiled under dist/ (benchmarks). */
+export const REPO = /[/\\]dist[/\\]$/.test(above) ? join(above, '..', '/') : above;
 export const CLI = join(REPO, 'dist/daemon/src/cli.js');
 
 export function requireBuilt(): void {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
 }
 
-/** A TCP port that was free on 127.0.0.1 a moment ago. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (!address || typeof address === 'string') throw new Error('no port');
-  return address.port;
+/** A UDP port that was free on 127.0.0.1 a moment ago. */
+export async function freeUdpPort(): Promise<number> {
+  const socket = createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const { port } = socket.address();
+  await new Promise<void>((resolve) => socket.close(resolve));
+  return port;
 }
 
 /** An even UDP port that was free on 127.0.0.1 with the one above it (RTP and its RTCP). */

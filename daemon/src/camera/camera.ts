@@ -1,6 +1,8 @@
 // Supervises one camera: runs its pipeline in a worker process (worker.ts), watches it stream, and
 // restarts it with capped exponential backoff and jitter when it errors, ends, stalls or dies. A camera
-// that cannot stream never stops the daemon: other cameras and the broker keep running.
+// that cannot stream never stops the daemon: other cameras and the broker keep running. What it measures
+// is rates.ts; when the pre-roll branch is left out, preroll-fallback.ts; what it scrubs from the log,
+// redact.ts.
 import type { ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import type { CameraConfig, Config } from '../config/schema.js';
@@ -8,20 +10,23 @@ import { describeError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import type { EncoderChoice, EncoderName } from './encoders.js';
 import type { MountpointStatus } from './janus.js';
+import { renderPipeline } from '../gst/describe.js';
+import { forkWorker } from '../gst/fork.js';
 import {
   cameraChain,
   METER_NAME,
   PAYLOADER_NAME,
-  PREROLL_MUX_NAME,
   PREROLL_SINK_NAME,
-  renderPipeline,
   rtcpRelayPlan,
   type PreRollBranch,
 } from './pipeline.js';
 import type { RtcpRelayPlan } from './rtcp-relay.js';
+import { PreRollFallback } from './preroll-fallback.js';
+import { RateMeter } from './rates.js';
+import { redactSecrets } from './redact.js';
 import { checkDevice } from './sources.js';
 import { loadSrtpKey } from './srtp.js';
-import { forkWorker } from './worker-process.js';
+import { isStamped, STAMPED_SOURCE_NAME } from './stamped-source.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
 /** `failed`: cannot run until a person changes something (forced encoder missing, bad settings). */
@@ -78,29 +83,16 @@ export interface PreRollHook {
 /** CameraTimings.preRollRetryMs by default. */
 export const PREROLL_RETRY_MS = 60_000;
 
-/** Rates are measured over the last few stats messages (one a second): a keyframe is not a spike. */
-const RATE_WINDOW_SAMPLES = 5;
-
-interface MeterSample {
-  atMs: number;
-  frames: number;
-  bytes: number;
-}
-
-/**
- * Why the pre-roll branch failed, for status and the log: GStreamer's message, and the system's reason
- * when the debug text's last line carries it (multifilesink says "Error while writing to file." and puts
- * "No space left on device" there).
- */
-function preRollFailure(message: string, debug: string | undefined): string {
-  const lines = debug?.split('\n') ?? [];
-  const cause = lines.length > 1 ? lines.at(-1)?.trim() : undefined;
-  return cause && !message.includes(cause) ? `${message} (${cause})` : message;
-}
-
-/** Whether an element path is the pre-roll branch's muxer or file sink. */
-function isPreRollElement(path: string | undefined): boolean {
-  return path !== undefined && new RegExp(`:(${PREROLL_SINK_NAME}|${PREROLL_MUX_NAME})(/|$)`).test(path);
+export interface CameraDeps {
+  camera: CameraConfig;
+  sfu: Config['sfu'];
+  encoders: EncoderChooser;
+  log: Logger;
+  timings?: CameraTimings;
+  /** sfu.mode janus: the mountpoint that receives this camera, shown in its status. */
+  mountpoint?: { status(): MountpointStatus };
+  /** Where the pre-roll branch writes; undefined: no pre-roll branch (no clips from this camera). */
+  preroll?: PreRollHook;
 }
 
 export class Camera implements Service {
@@ -115,11 +107,8 @@ export class Camera implements Service {
   /** With rtp.rtcp the worker relays the camera's RTCP to and from the SFU (rtcp-relay.ts). */
   private rtcpRelay: RtcpRelayPlan | undefined;
   private lastError: string | undefined;
-  /** The current worker's counters, newest last; cleared when a worker starts. */
-  private meterSamples: MeterSample[] = [];
-  /** Measured output; undefined until the first measurement, 0 while nothing flows. */
-  private fps: number | undefined;
-  private bitrateKbps: number | undefined;
+  /** Measured output (fps, kbit/s) from the current worker's counters. */
+  private readonly rates = new RateMeter();
   private lastStatsAt = 0;
   private lastProgressAt = 0;
   private stopping = false;
@@ -133,25 +122,19 @@ export class Camera implements Service {
    */
   private secrets: string[] = [];
   private logDescription = '';
-  /** Until when the pre-roll branch is left out after it failed (wall clock), and why. */
-  private preRollOff: { until: number; reason: string } | undefined;
-  /** Restarts a camera running without its pre-roll once preRollOff.until has passed. */
+  /** Whether the pre-roll branch is left out after it failed, until when and why. */
+  private readonly preRollFallback: PreRollFallback;
+  /** Restarts a camera running without its pre-roll once its retry period has passed. */
   private preRollRetryTimer: NodeJS.Timeout | undefined;
   /** The pipeline without the pre-roll's location, which changes at each launch. */
   private chainFor: ((preroll: PreRollBranch | undefined) => ReturnType<typeof cameraChain>) | undefined;
 
-  constructor(
-    private readonly camera: CameraConfig,
-    private readonly sfu: Config['sfu'],
-    private readonly encoders: EncoderChooser,
-    private readonly log: Logger,
-    private readonly timings: CameraTimings = DEFAULT_TIMINGS,
-    /** sfu.mode janus: the mountpoint that receives this camera, shown in its status. */
-    private readonly mountpoint?: { status(): MountpointStatus },
-    /** Where the pre-roll branch writes; undefined: no pre-roll branch (no clips from this camera). */
-    private readonly preroll?: PreRollHook,
-  ) {
-    this.name = `camera ${camera.name}`;
+  private readonly timings: CameraTimings;
+
+  constructor(private readonly deps: CameraDeps) {
+    this.timings = deps.timings ?? DEFAULT_TIMINGS;
+    this.name = `camera ${deps.camera.name}`;
+    this.preRollFallback = new PreRollFallback(this.timings.preRollRetryMs ?? PREROLL_RETRY_MS);
   }
 
   /** What a status line or (later) the retained MQTT state shows. */
@@ -171,11 +154,11 @@ export class Camera implements Service {
     preRollOff: string | undefined;
   } {
     return {
-      preRollOff: this.preRollOff?.reason,
-      mountpoint: this.mountpoint?.status(),
+      preRollOff: this.preRollFallback.reason(),
+      mountpoint: this.deps.mountpoint?.status(),
       encoder: this.encoder,
-      fps: this.fps,
-      bitrateKbps: this.bitrateKbps,
+      fps: this.rates.fps,
+      bitrateKbps: this.rates.bitrateKbps,
       state: this.state,
       packets: this.packets,
       restarts: this.restarts,
@@ -189,38 +172,38 @@ export class Camera implements Service {
     // Choose and render first: a forced encoder that is missing, or settings GStreamer cannot take,
     // will not fix themselves by retrying. The camera is `failed`; the rest of the daemon runs on.
     try {
-      this.encoders.requireSource(this.camera.source, this.camera.name);
+      this.deps.encoders.requireSource(this.deps.camera.source, this.deps.camera.name);
       // An RTSP camera's H.264 is passed through: no encoder of ours runs.
       this.encoder =
-        this.camera.source.type === 'rtsp'
+        this.deps.camera.source.type === 'rtsp'
           ? undefined
-          : this.encoders.choose(this.camera.encoder, this.camera.name);
-      const srtp = this.sfu.srtp ? loadSrtpKey(this.sfu.srtp) : undefined;
+          : this.deps.encoders.choose(this.deps.camera.encoder, this.deps.camera.name);
+      const srtp = this.deps.sfu.srtp ? loadSrtpKey(this.deps.sfu.srtp) : undefined;
       this.secrets = [
         ...(srtp ? [Buffer.from(srtp.masterKey).toString('hex')] : []),
-        ...(this.camera.source.type === 'rtsp' && this.camera.source.password !== undefined
-          ? [this.camera.source.password]
+        ...(this.deps.camera.source.type === 'rtsp' && this.deps.camera.source.password !== undefined
+          ? [this.deps.camera.source.password]
           : []),
       ];
       const encoder = this.encoder;
-      this.chainFor = (preroll) => cameraChain(this.camera, this.sfu, encoder, srtp, preroll);
+      this.chainFor = (preroll) => cameraChain(this.deps.camera, this.deps.sfu, encoder, srtp, preroll);
       // Rendered here to refuse bad settings before any worker starts, and for the log line; with a
       // pre-roll, each launch renders it again with its own segment location (this one is a placeholder).
       const chain = this.chainFor(
-        this.preroll
-          ? { location: 'preroll-%08d.ts', segmentSeconds: this.preroll.segmentSeconds }
+        this.deps.preroll
+          ? { location: 'preroll-%08d.ts', segmentSeconds: this.deps.preroll.segmentSeconds }
           : undefined,
       );
-      this.rtcpRelay = rtcpRelayPlan(this.camera, this.sfu);
+      this.rtcpRelay = rtcpRelayPlan(this.deps.camera, this.deps.sfu);
       this.description = renderPipeline(chain);
       this.logDescription = renderPipeline(chain, { redact: true });
     } catch (error) {
       this.lastError = describeError(error);
-      this.log.error({ err: error, reason: this.lastError }, 'camera cannot start');
+      this.deps.log.error({ err: error, reason: this.lastError }, 'camera cannot start');
       this.setState('failed');
       return;
     }
-    this.log.info({ encoder: this.encoder, pipeline: this.logDescription }, 'camera pipeline');
+    this.deps.log.info({ encoder: this.encoder, pipeline: this.logDescription }, 'camera pipeline');
     await this.launch(this.description);
   }
 
@@ -233,8 +216,7 @@ export class Camera implements Service {
     this.stallTimer = undefined;
     this.preRollRetryTimer = undefined;
     await this.endWorker();
-    if (this.fps !== undefined) this.fps = 0;
-    if (this.bitrateKbps !== undefined) this.bitrateKbps = 0;
+    this.rates.zero();
     this.setState('stopped');
   }
 
@@ -251,52 +233,48 @@ export class Camera implements Service {
     this.setState(this.restarts === 0 && this.failures === 0 ? 'starting' : 'restarting');
     try {
       // An unplugged USB camera: no worker, retry with backoff, so it starts when plugged back in.
-      checkDevice(this.camera.source, this.camera.name);
+      checkDevice(this.deps.camera.source, this.deps.camera.name);
     } catch (error) {
       this.scheduleRestart(describeError(error), undefined);
       return Promise.resolve();
     }
-    if (this.preRollOff && performance.now() >= this.preRollOff.until) {
-      this.log.info({ after: this.preRollOff.reason }, 'camera pre-roll: trying the branch again');
-      this.preRollOff = undefined;
-    }
-    if (this.preroll && this.chainFor && this.preRollOff) {
+    const retried = this.preRollFallback.retryIfDue();
+    if (retried !== undefined)
+      this.deps.log.info({ after: retried }, 'camera pre-roll: trying the branch again');
+    if (this.deps.preroll && this.chainFor && this.preRollFallback.isOff()) {
       // Streaming without the pre-roll: clips leave this camera out until the branch is back.
       description = renderPipeline(this.chainFor(undefined));
-    } else if (this.preroll && this.chainFor) {
+    } else if (this.deps.preroll && this.chainFor) {
       // Each worker writes its own segment files: a clip still reading the last one's keeps them.
       try {
-        const location = this.preroll.launch();
+        const location = this.deps.preroll.launch();
         description = renderPipeline(
-          this.chainFor({ location, segmentSeconds: this.preroll.segmentSeconds }),
+          this.chainFor({ location, segmentSeconds: this.deps.preroll.segmentSeconds }),
         );
       } catch (error) {
         this.scheduleRestart(describeError(error), undefined);
         return Promise.resolve();
       }
     }
-    const worker = forkWorker();
+    const worker = forkWorker(import.meta.url, 'worker');
     this.worker = worker;
     clearTimeout(this.preRollRetryTimer);
     this.preRollRetryTimer = undefined;
-    if (this.preroll && this.preRollOff) {
+    if (this.deps.preroll && this.preRollFallback.isOff()) {
       // Running without the pre-roll: when its time is up, restart with it (not a failure: no backoff).
-      this.preRollRetryTimer = setTimeout(
-        () => {
-          this.preRollRetryTimer = undefined;
-          if (this.stopping || this.restartTimer || this.worker !== worker) return;
-          void this.endWorker().then(() => {
-            if (this.stopping || this.restartTimer || this.worker !== undefined) return;
-            this.restarts += 1;
-            return this.launch(this.description);
-          });
-        },
-        Math.max(0, this.preRollOff.until - performance.now()),
-      );
+      this.preRollRetryTimer = setTimeout(() => {
+        this.preRollRetryTimer = undefined;
+        if (this.stopping || this.restartTimer || this.worker !== worker) return;
+        void this.endWorker().then(() => {
+          if (this.stopping || this.restartTimer || this.worker !== undefined) return;
+          this.restarts += 1;
+          return this.launch(this.description);
+        });
+      }, this.preRollFallback.msUntilRetry());
     }
     this.lastStatsAt = performance.now();
     this.lastProgressAt = performance.now();
-    this.meterSamples = [];
+    this.rates.restart();
     let lastPackets = 0;
 
     return new Promise<void>((resolve) => {
@@ -311,7 +289,7 @@ export class Camera implements Service {
             // camera `streaming` again.
             if (this.worker !== worker) break;
             this.lastStatsAt = performance.now();
-            this.measure(message);
+            this.rates.add(message);
             if (message.packets > lastPackets) {
               this.packets += message.packets - lastPackets;
               lastPackets = message.packets;
@@ -323,24 +301,13 @@ export class Camera implements Service {
             }
             break;
           case 'error':
-            if (
-              this.preroll &&
-              isPreRollElement(message.path) &&
-              !this.preRollOff &&
-              this.worker === worker
-            ) {
-              this.preRollOff = {
-                until: performance.now() + (this.timings.preRollRetryMs ?? PREROLL_RETRY_MS),
-                reason: preRollFailure(message.message, message.debug),
-              };
-              this.log.error(
-                {
-                  reason: this.preRollOff.reason,
-                  path: message.path,
-                  retryInMs: this.timings.preRollRetryMs ?? PREROLL_RETRY_MS,
-                },
-                'camera pre-roll branch failed: restarting the camera without it (no clips from it meanwhile); check the free space of the pre-roll folder (clips.preRollDir)',
-              );
+            if (this.deps.preroll && this.worker === worker) {
+              const reason = this.preRollFallback.failed(message.path, message.message, message.debug);
+              if (reason !== undefined)
+                this.deps.log.error(
+                  { reason, path: message.path, retryInMs: this.timings.preRollRetryMs ?? PREROLL_RETRY_MS },
+                  'camera pre-roll branch failed: restarting the camera without it (no clips from it meanwhile); check the free space of the pre-roll folder (clips.preRollDir)',
+                );
             }
             this.fail(worker, `${message.element ?? 'pipeline'}: ${message.message}`, message.debug);
             settle();
@@ -350,14 +317,11 @@ export class Camera implements Service {
             settle();
             break;
           case 'segment':
-            this.preroll?.segment({
+            this.deps.preroll?.segment({
               path: message.location,
               startAt: message.startSteadyMs,
               endAt: message.endSteadyMs,
             });
-            break;
-          case 'probed':
-          case 'ran':
             break;
         }
       });
@@ -378,7 +342,8 @@ export class Camera implements Service {
         payloader: PAYLOADER_NAME,
         meter: METER_NAME,
         rtcpRelay: this.rtcpRelay,
-        preroll: this.preroll ? PREROLL_SINK_NAME : undefined,
+        preroll: this.deps.preroll ? PREROLL_SINK_NAME : undefined,
+        stampedSource: isStamped(this.deps.camera) ? STAMPED_SOURCE_NAME : undefined,
       } satisfies ToWorker);
       clearInterval(this.stallTimer);
       this.stallTimer = setInterval(
@@ -392,18 +357,6 @@ export class Camera implements Service {
     });
   }
 
-  /** Frames and bytes over the window of recent samples (the worker's own clock, so IPC delay does not count). */
-  private measure(sample: MeterSample): void {
-    const samples = this.meterSamples;
-    samples.push({ atMs: sample.atMs, frames: sample.frames, bytes: sample.bytes });
-    if (samples.length > RATE_WINDOW_SAMPLES + 1) samples.shift();
-    const first = samples[0]!;
-    const seconds = (sample.atMs - first.atMs) / 1000;
-    if (samples.length < 2 || seconds <= 0) return;
-    this.fps = Math.round(((sample.frames - first.frames) / seconds) * 10) / 10;
-    this.bitrateKbps = Math.round(((sample.bytes - first.bytes) * 8) / 1000 / seconds);
-  }
-
   /** Record a failure of `worker`, end it, and schedule the next attempt. Ignores stale workers. */
   private fail(worker: ChildProcess, reason: string, debug: string | undefined): void {
     if (this.stopping || this.restartTimer) return;
@@ -414,18 +367,15 @@ export class Camera implements Service {
   /** Count a failure, back off, and launch again (ending the current worker first, if any). */
   private scheduleRestart(reason: string, debug: string | undefined): void {
     if (this.stopping || this.restartTimer) return;
-    for (const secret of this.secrets) {
-      reason = reason.replaceAll(secret, '<redacted>');
-      if (debug !== undefined) debug = debug.replaceAll(secret, '<redacted>');
-    }
+    reason = redactSecrets(reason, this.secrets);
+    debug = redactSecrets(debug, this.secrets);
     this.failures += 1;
     this.lastError = reason;
     // Nothing flows until the next worker measures again: say 0, not the last good figure.
-    if (this.fps !== undefined) this.fps = 0;
-    if (this.bitrateKbps !== undefined) this.bitrateKbps = 0;
+    this.rates.zero();
     const base = Math.min(this.timings.backoffMaxMs, this.timings.backoffMinMs * 2 ** (this.failures - 1));
     const delayMs = Math.round(base * (0.8 + Math.random() * 0.4));
-    this.log.warn({ reason, debug, retryInMs: delayMs, failures: this.failures }, 'camera failed');
+    this.deps.log.warn({ reason, debug, retryInMs: delayMs, failures: this.failures }, 'camera failed');
     this.setState('restarting');
     clearInterval(this.stallTimer);
     this.stallTimer = undefined;
@@ -472,7 +422,7 @@ export class Camera implements Service {
     };
     if (await escalate(undefined)) return;
     if (await escalate('SIGTERM')) return;
-    this.log.error('camera worker ignored SIGTERM; killing it');
+    this.deps.log.error('camera worker ignored SIGTERM; killing it');
     worker.kill('SIGKILL');
     await exited;
   }
@@ -480,6 +430,6 @@ export class Camera implements Service {
   private setState(state: CameraState): void {
     if (state === this.state) return;
     this.state = state;
-    this.log.info({ state, restarts: this.restarts }, 'camera state');
+    this.deps.log.info({ state, restarts: this.restarts }, 'camera state');
   }
 }

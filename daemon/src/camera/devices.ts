@@ -6,7 +6,7 @@ import { readdirSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { OutpostError } from '../errors.js';
 import type { EncoderStatus } from './encoders.js';
-import { runDeviceMonitor } from './worker-process.js';
+import { runDeviceMonitor } from '../gst/fork.js';
 
 const MONITOR_TIMEOUT_MS = 10_000;
 const BY_ID = '/dev/v4l/by-id';

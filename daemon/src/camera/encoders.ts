@@ -2,14 +2,12 @@
 // worker process) rather than by guessing the board: the Pi 3/4/Zero 2/CM4 hardware encoder
 // (v4l2h264enc) first, tried with a short trial run because it can be registered yet unusable; then
 // x264enc; then openh264enc. A Pi 5 has no hardware encoder and falls back without drama.
-import type { ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import { OutpostError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
-import { caps, element, renderPipeline } from './pipeline.js';
+import { caps, element, renderPipeline } from '../gst/describe.js';
+import { probeRegistry, type ProbeCandidate } from '../gst/jobs.js';
 import { requireSourceElements, SOURCE_ELEMENTS, type CameraSource, type SourceElement } from './sources.js';
-import { forkWorker } from './worker-process.js';
-import type { FromWorker, ProbeResult, ToWorker } from './worker-protocol.js';
 
 /** In order of preference. */
 export const ENCODERS = ['v4l2h264enc', 'x264enc', 'openh264enc'] as const;
@@ -53,7 +51,7 @@ export class Encoders implements Service {
   constructor(private readonly log: Logger) {}
 
   async start(): Promise<void> {
-    const results = await probeInWorker();
+    const results = await probeRegistry(probeCandidates(), TRIAL_TIMEOUT_MS, PROBE_TIMEOUT_MS);
     this.sourceElements = new Set(
       results
         .filter((r) => r.present && (SOURCE_ELEMENTS as readonly string[]).includes(r.factory))
@@ -132,55 +130,20 @@ export class Encoders implements Service {
   }
 }
 
-function probeInWorker(): Promise<ProbeResult[]> {
-  const worker: ChildProcess = forkWorker();
-  return new Promise<ProbeResult[]>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      worker.kill('SIGKILL');
-      reject(
-        new OutpostError(
-          'START_FAILED',
-          `GStreamer encoder probe did not answer within ${PROBE_TIMEOUT_MS} ms`,
-        ),
-      );
-    }, PROBE_TIMEOUT_MS);
-    worker.on('message', (message: FromWorker) => {
-      if (message.type !== 'probed') return;
-      clearTimeout(timer);
-      resolve(message.results);
-    });
-    worker.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    worker.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(
-        new OutpostError(
-          'START_FAILED',
-          `GStreamer encoder probe exited early (${signal ?? `code ${code}`})`,
-        ),
-      );
-    });
-    worker.send({
-      type: 'probe',
-      trialTimeoutMs: TRIAL_TIMEOUT_MS,
-      candidates: [
-        ...ENCODERS.map((factory) => ({
-          factory,
-          parse: undefined,
-          trial: factory === 'v4l2h264enc' ? hardwareTrial() : undefined,
-        })),
-        ...SOURCE_ELEMENTS.map((factory) => ({
-          factory,
-          // A source has no sink pad: `fakesrc ! libcamerasrc` would not parse even where it exists. The
-          // extra chain keeps the parse result a pipeline (a lone element would be returned bare).
-          parse: factory.endsWith('src')
-            ? `fakesrc num-buffers=0 ! fakesink ${factory} ! fakesink`
-            : undefined,
-          trial: undefined,
-        })),
-      ],
-    } satisfies ToWorker);
-  });
+/** The probe's candidates: every encoder (the Pi's with a trial run) and every source element. */
+function probeCandidates(): ProbeCandidate[] {
+  return [
+    ...ENCODERS.map((factory) => ({
+      factory,
+      parse: undefined,
+      trial: factory === 'v4l2h264enc' ? hardwareTrial() : undefined,
+    })),
+    ...SOURCE_ELEMENTS.map((factory) => ({
+      factory,
+      // A source has no sink pad: `fakesrc ! libcamerasrc` would not parse even where it exists. The
+      // extra chain keeps the parse result a pipeline (a lone element would be returned bare).
+      parse: factory.endsWith('src') ? `fakesrc num-buffers=0 ! fakesink ${factory} ! fakesink` : undefined,
+      trial: undefined,
+    })),
+  ];
 }

@@ -38,7 +38,9 @@ export interface JanusTimings {
 }
 
 export const DEFAULT_JANUS_TIMINGS: JanusTimings = {
-  checkMs: 5000,
+  // 2 s: a console tile plays again within a few seconds of a Janus restart (two small HTTP requests
+  // per camera per round on the LAN).
+  checkMs: 2000,
   requestTimeoutMs: 3000,
   backoffMinMs: 1000,
   backoffMaxMs: 30_000,
@@ -52,9 +54,9 @@ const NO_SUCH_MOUNTPOINT = 455;
 /** A failed Janus request: `janusCode` is Janus's own error code when it answered. */
 export class JanusRequestError extends OutpostError {
   readonly janusCode: number | undefined;
-  constructor(message: string, janusCode: number | undefined, hint: string, cause?: unknown) {
-    super('JANUS_REQUEST_FAILED', message, { hint, cause });
-    this.janusCode = janusCode;
+  constructor(message: string, options: { janusCode: number | undefined; hint: string; cause?: unknown }) {
+    super('JANUS_REQUEST_FAILED', message, { hint: options.hint, cause: options.cause });
+    this.janusCode = options.janusCode;
   }
   /** Janus no longer knows our session or handle: it restarted, or the session timed out. */
   get sessionGone(): boolean {
@@ -138,12 +140,11 @@ export class JanusClient {
         (error as Error).name === 'TimeoutError'
           ? `no answer within ${this.timeoutMs} ms`
           : (cause ?? (error as Error).message);
-      throw new JanusRequestError(
-        `Janus at ${this.url} unreachable: ${reason}`,
-        undefined,
-        'check that Janus runs and that sfu.janus.url points at its HTTP transport (janus.transport.http.jcfg)',
-        error,
-      );
+      throw new JanusRequestError(`Janus at ${this.url} unreachable: ${reason}`, {
+        janusCode: undefined,
+        hint: 'check that Janus runs and that sfu.janus.url points at its HTTP transport (janus.transport.http.jcfg)',
+        cause: error,
+      });
     }
     if (reply.janus === 'error') {
       throw this.error(reply.error?.reason ?? 'error without a reason', reply.error?.code);
@@ -164,11 +165,10 @@ export class JanusClient {
         : code === 456 || code === 457
           ? 'the streaming plugin refused the request: check sfu.janus.adminKey (admin_key) and sfu.janus.secret'
           : 'see the Janus log for the reason';
-    return new JanusRequestError(
-      `Janus: ${message}${code === undefined ? '' : ` (code ${code})`}`,
-      code,
+    return new JanusRequestError(`Janus: ${message}${code === undefined ? '' : ` (code ${code})`}`, {
+      janusCode: code,
       hint,
-    );
+    });
   }
 }
 

@@ -1,197 +1,14 @@
-// Pipelines are data: a camera's GStreamer pipeline is a typed list of elements and caps, turned into a
-// gst-launch description by `renderPipeline`, the one function that quotes and escapes. Nothing else
-// concatenates strings into a pipeline, so a hostile config value (a device path with `!` in it, say)
-// can only ever be a property value, never a new element.
+// A camera's pipeline as data (gst/describe.ts renders it): capture → H.264 → meter → tee → RTP (and
+// optional RTCP and SRTP) → UDP to the SFU, plus the pre-roll branch. Config values only ever become
+// property values here; renderPipeline quotes them.
 import { SRTP_SUITES, ssrcFor, type CameraConfig, type Config, type SrtpSuite } from '../config/schema.js';
-import { OutpostError } from '../errors.js';
+import { caps, element, invalidPipeline, pad, type ElementLink, type Link } from '../gst/describe.js';
 import type { EncoderName } from './encoders.js';
 import type { CameraSource } from './sources.js';
 import { RTCP_RELAY, type RtcpRelayPlan } from './rtcp-relay.js';
 import { stampedSourceLinks } from './stamped-source.js';
 
 export { ssrcFor } from '../config/schema.js';
-
-export interface Fraction {
-  num: number;
-  den: number;
-}
-/**
- * A GstBuffer value (srtpenc's `key`, srtpdec's `srtp-key` caps field). GStreamer deserialises a
- * buffer from a bare hex string (gst_value_deserialize_buffer), so it renders as lowercase hex: only
- * [0-9a-f], nothing to quote. It is also the one kind of value that is secret: a redacted render
- * (for logs) shows `<redacted>` instead.
- */
-export interface Bytes {
-  bytes: Uint8Array;
-}
-/** A string that is a secret (an RTSP camera's password): quoted as usual, `<redacted>` in a redacted render. */
-export interface Secret {
-  secret: string;
-}
-export type Value = string | number | boolean | Fraction | Bytes | Secret;
-
-export interface RenderOptions {
-  /** Render Bytes and Secret values as `<redacted>`: for log lines, never for GStreamer. */
-  redact?: boolean;
-}
-
-export interface ElementLink {
-  kind: 'element';
-  factory: string;
-  name?: string;
-  props?: Readonly<Record<string, Value | undefined>>;
-}
-
-export interface CapsLink {
-  kind: 'caps';
-  /** e.g. `video/x-raw` */
-  media: string;
-  fields: Readonly<Record<string, Value>>;
-}
-
-/** A named element's pad (`rtpbin.send_rtp_src_0`): where chains of a non-linear pipeline meet. */
-export interface PadLink {
-  kind: 'pad';
-  element: string;
-  pad: string;
-}
-
-export type Link = ElementLink | CapsLink | PadLink;
-
-/** One linear chain, or several chains joined through named elements' pads. */
-export type Graph = readonly Link[] | readonly (readonly Link[])[];
-
-const IDENTIFIER = /^[a-z][a-z0-9_-]*$/i;
-const MEDIA_TYPE = /^[a-z]+\/[a-z0-9.+-]+$/i;
-/** Caps string values are short tokens (NV12, constrained-baseline); anything else is refused. */
-const CAPS_TOKEN = /^[A-Za-z0-9_.+-]+$/;
-// eslint-disable-next-line no-control-regex -- control characters are exactly what this rejects
-const CONTROL = /[\u0000-\u001f\u007f]/;
-
-export function element(factory: string, props?: ElementLink['props'], name?: string): ElementLink {
-  return name === undefined ? { kind: 'element', factory, props } : { kind: 'element', factory, props, name };
-}
-
-export function caps(media: string, fields: CapsLink['fields']): CapsLink {
-  return { kind: 'caps', media, fields };
-}
-
-export function pad(elementName: string, padName: string): PadLink {
-  return { kind: 'pad', element: elementName, pad: padName };
-}
-
-/** Element and pad names in a pad reference are written bare, so they are held to this. */
-const PAD_PART = /^[a-z][a-z0-9_]*$/i;
-
-/** Render a linear chain as a gst-launch description. Throws PIPELINE_INVALID on anything unsafe. */
-export function renderPipeline(graph: Graph, options: RenderOptions = {}): string {
-  if (graph.length === 0) throw invalid('a pipeline needs at least one element');
-  const chains = isChainList(graph) ? graph : [graph];
-  return chains.map((chain) => renderChain(chain, options)).join(' ');
-}
-
-function isChainList(graph: Graph): graph is readonly (readonly Link[])[] {
-  return Array.isArray(graph[0]);
-}
-
-function renderChain(chain: readonly Link[], options: RenderOptions): string {
-  if (chain.length === 0) throw invalid('a pipeline needs at least one element');
-  return chain
-    .map((link, index) => {
-      if (link.kind === 'element') return renderElement(link, options);
-      if (link.kind === 'caps') return renderCaps(link, options);
-      // A pad reference can only start or end a chain: anywhere else gst-launch would read it as a link
-      // through an element, which is never what we mean.
-      if (index !== 0 && index !== chain.length - 1)
-        throw invalid('a pad reference must start or end a chain');
-      if (!PAD_PART.test(link.element) || !PAD_PART.test(link.pad))
-        throw invalid(`bad pad reference ${JSON.stringify(`${link.element}.${link.pad}`)}`);
-      return `${link.element}.${link.pad}`;
-    })
-    .join(' ! ');
-}
-
-function renderElement(link: ElementLink, options: RenderOptions): string {
-  if (!IDENTIFIER.test(link.factory))
-    throw invalid(`bad element factory name ${JSON.stringify(link.factory)}`);
-  const parts = [link.factory];
-  if (link.name !== undefined) parts.push(`name=${quote(link.name)}`);
-  for (const [key, value] of Object.entries(link.props ?? {})) {
-    if (value === undefined) continue;
-    if (!IDENTIFIER.test(key)) throw invalid(`bad property name ${JSON.stringify(key)} on ${link.factory}`);
-    parts.push(`${key}=${renderValue(value, `${link.factory}.${key}`, options)}`);
-  }
-  return parts.join(' ');
-}
-
-function renderCaps(link: CapsLink, options: RenderOptions): string {
-  if (!MEDIA_TYPE.test(link.media)) throw invalid(`bad caps media type ${JSON.stringify(link.media)}`);
-  const fields = Object.entries(link.fields).map(([key, value]) => {
-    if (!IDENTIFIER.test(key)) throw invalid(`bad caps field name ${JSON.stringify(key)}`);
-    if (typeof value === 'string') {
-      if (!CAPS_TOKEN.test(value))
-        throw invalid(`caps field ${key} has unsafe value ${JSON.stringify(value)}`);
-      return `${key}=(string)${value}`;
-    }
-    if (typeof value === 'number') return `${key}=(int)${integer(value, key)}`;
-    if (typeof value === 'boolean') return `${key}=(boolean)${value}`;
-    if ('bytes' in value) return `${key}=(buffer)${hex(value, key, options)}`;
-    if ('secret' in value) throw invalid(`caps field ${key} cannot hold a secret`);
-    return `${key}=(fraction)${integer(value.num, key)}/${integer(value.den, key)}`;
-  });
-  return [link.media, ...fields].join(',');
-}
-
-function renderValue(value: Value, where: string, options: RenderOptions): string {
-  if (typeof value === 'boolean') return value ? 'true' : 'false';
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw invalid(`${where} is not a finite number`);
-    return String(value);
-  }
-  if (typeof value === 'object') {
-    if ('bytes' in value) return hex(value, where, options);
-    if ('secret' in value) {
-      if (CONTROL.test(value.secret) || value.secret.endsWith('\\'))
-        // Never repeat a secret in an error message.
-        throw invalid(`${where} contains a control character or ends with a backslash; change it`);
-      return options.redact ? '<redacted>' : quote(value.secret);
-    }
-    return `${integer(value.num, where)}/${integer(value.den, where)}`;
-  }
-  return quote(value);
-}
-
-function hex(value: Bytes, where: string, options: RenderOptions): string {
-  if (!(value.bytes instanceof Uint8Array) || value.bytes.length === 0)
-    throw invalid(`${where} needs at least one byte`);
-  return options.redact ? '<redacted>' : Buffer.from(value.bytes).toString('hex');
-}
-
-/**
- * gst-launch unescapes `\x` to `x`, so escaping `\` and `"` keeps a value's characters. But its lexer
- * (parse.l, 1.22) reads a double-quoted string as `"([^"]|\\")*"` with flex's longest match: a `\`
- * right before the closing quote can also be read as an escaped quote, and the string then runs on to
- * the next `"` in the description, so the rest is tokenised anew (a user name ending in `\` followed by
- * a password holding ` ! filesink …` would inject an element). A value ending in a backslash is
- * therefore refused, like control characters (a newline ends a token).
- */
-export function quote(value: string): string {
-  if (CONTROL.test(value)) throw invalid(`value ${JSON.stringify(value)} contains a control character`);
-  if (value.endsWith('\\'))
-    throw invalid(`value ${JSON.stringify(value)} ends with a backslash, which GStreamer cannot quote`);
-  return `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
-}
-
-function integer(value: number, where: string): number {
-  if (!Number.isSafeInteger(value)) throw invalid(`${where} must be a whole number, got ${value}`);
-  return value;
-}
-
-function invalid(message: string): OutpostError {
-  return new OutpostError('PIPELINE_INVALID', `pipeline: ${message}`, {
-    hint: 'this is a bug or a config value GStreamer cannot take; check the camera settings',
-  });
-}
 
 /** Names of elements the camera supervisor reads back (packet counter on the payloader). */
 export const PAYLOADER_NAME = 'pay';
@@ -231,12 +48,10 @@ export interface PreRollBranch {
  * then never waits on it, and the RTP branch, which runs in the encoder's own thread, never stalls
  * because of it.
  *
- * Why multifilesink and not splitmuxsink: splitmuxsink (1.22) collects a whole GOP before it writes it
- * and closes a file only when the next GOP has been collected, so it reports a GOP one keyframe
- * interval after its end (its fragment-opened message comes before the GOP's data is written, with no
- * end time). multifilesink `next-file=key-frame` closes a file (fclose: every byte is in it) when the
- * next keyframe reaches it and then posts `GstMultiFileSink` with that keyframe's running time: a GOP
- * is reported complete ~30 ms after its end. `min-keyframe-distance=0`: a new file at every keyframe
+ * multifilesink `next-file=key-frame` closes a file (fclose: every byte is in it) when the next keyframe
+ * reaches it and posts `GstMultiFileSink` with that keyframe's running time: a GOP is reported ~30 ms
+ * after its end (splitmuxsink: a GOP later; docs/decisions/pre-roll-multifilesink.md).
+ * `min-keyframe-distance=0`: a new file at every keyframe
  * (the default, 10 s, would put ten GOPs in a file). mpegtsmux marks only the first packet after a
  * keyframe as a key unit and sends PAT/PMT before it, so each file is one GOP that starts with
  * PAT/PMT and the keyframe (docs/clips.md).
@@ -290,7 +105,7 @@ export function cameraChain(
   if (camera.source.type === 'rtsp') {
     h264 = rtspLinks(camera.source);
   } else {
-    if (encoder === undefined) throw invalid(`camera ${camera.name} needs an encoder`);
+    if (encoder === undefined) throw invalidPipeline(`camera ${camera.name} needs an encoder`);
     const keyframeFrames = Math.max(1, Math.round(camera.framerate * camera.keyframeIntervalSeconds));
     h264 = [
       ...rawCaptureLinks(camera, camera.source, encoder === 'v4l2h264enc' ? 'NV12' : 'I420'),
@@ -382,7 +197,8 @@ function rawCaptureLinks(
   switch (source.type) {
     case 'test':
       return [
-        // `stamp`: the latency-measurement source (stamped-source.ts) writes the capture time into frames.
+        // `stamp`: the latency-measurement source (stamped-source.ts; the worker's stamped-feeder.ts writes
+        // the capture time into frames).
         ...(source.stamp
           ? stampedSourceLinks(camera, format)
           : [element('videotestsrc', { 'is-live': true, pattern: source.pattern }, 'src')]),

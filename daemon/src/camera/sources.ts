@@ -4,7 +4,7 @@
 // an unplugged USB camera retries with backoff and comes back when it is plugged in again).
 import { statSync } from 'node:fs';
 import type { CameraConfig, Config } from '../config/schema.js';
-import type { ConfigProblem } from '../config/load.js';
+import type { ConfigProblem } from '../errors.js';
 import { OutpostError } from '../errors.js';
 
 export type CameraSource = CameraConfig['source'];

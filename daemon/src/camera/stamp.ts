@@ -1,6 +1,6 @@
 // The latency stamp: a capture time (ms since the epoch) and a frame counter written into a video frame
 // as big black and white blocks, and read back from a decoded frame. The stamped test source writes it
-// before encoding (stamped-source.ts); bench:latency reads it after decoding, in GStreamer and in the
+// before encoding (stamped-feeder.ts); bench:latency reads it after decoding, in GStreamer and in the
 // browser. Nothing here touches Node APIs: the viewer page imports the compiled module as it is.
 //
 // Layout: 8 × 10 cells of 16 × 16 luma pixels at the frame's top-left corner (128 × 160 pixels), row

@@ -22,19 +22,21 @@ interface Tracked {
   alerted: boolean;
 }
 
+export interface CameraStateReportDeps {
+  cameras: ReadonlyArray<{ camera: Camera; name: string }>;
+  site: string;
+  device: string;
+  publisher: Publisher & { stamp: Stamper };
+  log: Logger;
+}
+
 export class CameraStateReport implements Service {
   readonly name = 'camera state';
   private timer: NodeJS.Timeout | undefined;
   private readonly tracked: Tracked[];
 
-  constructor(
-    cameras: ReadonlyArray<{ camera: Camera; name: string }>,
-    private readonly site: string,
-    private readonly device: string,
-    private readonly publisher: Publisher & { stamp: Stamper },
-    private readonly log: Logger,
-  ) {
-    this.tracked = cameras.map(({ camera, name }) => ({
+  constructor(private readonly deps: CameraStateReportDeps) {
+    this.tracked = deps.cameras.map(({ camera, name }) => ({
       camera,
       cameraName: name,
       lastKey: '',
@@ -68,7 +70,7 @@ export class CameraStateReport implements Service {
       const status = entry.camera.status();
       // fps and bitrate change every second: they ride along on the 30 s refresh, except that the first
       // measurement is published at once (a console should not see null for 30 s).
-      const key = `${status.state}|${status.encoder}|${status.restarts}|${status.lastError}|${status.fps === undefined}`;
+      const key = `${status.state}|${status.encoder}|${status.restarts}|${status.lastError}|${status.fps === undefined}|${status.mountpoint?.state}`;
       if (key !== entry.lastKey || now - entry.lastPublishedAt >= REFRESH_MS) this.publishState(entry);
       entry.lastKey = key;
       if (status.state === 'streaming') {
@@ -93,7 +95,7 @@ export class CameraStateReport implements Service {
   private publishState(entry: Tracked, override?: CameraStatePayload['state']): void {
     const status = entry.camera.status();
     const payload: CameraStatePayload = {
-      ...this.publisher.stamp(),
+      ...this.deps.publisher.stamp(),
       camera: entry.cameraName,
       state: override ?? status.state,
       encoder: status.encoder ?? null,
@@ -103,12 +105,19 @@ export class CameraStateReport implements Service {
       packets: status.packets,
       restarts: status.restarts,
       lastError: status.lastError ?? null,
+      ...(status.mountpoint
+        ? { mountpoint: { id: status.mountpoint.id, state: status.mountpoint.state } }
+        : {}),
     };
     entry.lastPublishedAt = performance.now();
-    this.publisher.publish(topics.cameraState(this.site, this.device, entry.cameraName), payload, {
-      qos: 1,
-      retain: true,
-    });
+    this.deps.publisher.publish(
+      topics.cameraState(this.deps.site, this.deps.device, entry.cameraName),
+      payload,
+      {
+        qos: 1,
+        retain: true,
+      },
+    );
   }
 
   private alert(
@@ -118,18 +127,18 @@ export class CameraStateReport implements Service {
     message: string,
   ): void {
     entry.alerted = state === 'raised';
-    const stamp = this.publisher.stamp();
+    const stamp = this.deps.publisher.stamp();
     const payload: AlertPayload = {
       ...stamp,
       id: `camera-${entry.cameraName}-${stamp.bootId.slice(0, 8)}-${stamp.seq}`,
-      device: this.device,
+      device: this.deps.device,
       kind: 'camera-failed',
       severity,
       state,
       message,
       cameras: [entry.cameraName],
     };
-    this.log.warn({ camera: entry.cameraName, state }, message);
-    this.publisher.publish(topics.alert(this.site, this.device), payload, { qos: 1 });
+    this.deps.log.warn({ camera: entry.cameraName, state }, message);
+    this.deps.publisher.publish(topics.alert(this.deps.site, this.deps.device), payload, { qos: 1 });
   }
 }

@@ -1,22 +1,6 @@
-// Messages between the daemon and a GStreamer worker process (Node IPC). Kept in one small module so
+// Messages between a camera's supervisor (camera.ts) and its worker process (worker.ts, Node IPC). Kept in one small module so
 // both sides agree on the shape; the parent validates nothing here because it spawned the child itself.
 import type { RtcpRelayPlan } from './rtcp-relay.js';
-
-/** One element to look for in the registry, with an optional trial pipeline that must reach EOS. */
-export interface ProbeCandidate {
-  factory: string;
-  /** What to parse to see whether it exists; `fakesrc ! FACTORY ! fakesink` when undefined (a source needs its own). */
-  parse: string | undefined;
-  trial: string | undefined;
-}
-
-export interface ProbeResult {
-  factory: string;
-  present: boolean;
-  /** undefined when no trial was asked for. */
-  trialOk: boolean | undefined;
-  error: string | undefined;
-}
 
 export type ToWorker =
   /**
@@ -31,10 +15,9 @@ export type ToWorker =
       preroll: string | undefined;
       /** With rtp.rtcp: the worker relays the camera's RTCP to and from the SFU (rtcp-relay.ts). */
       rtcpRelay: RtcpRelayPlan | undefined;
+      /** The stamped test source's appsrc, which the worker feeds (stamped-feeder.ts); else undefined. */
+      stampedSource: string | undefined;
     }
-  | { type: 'probe'; candidates: ProbeCandidate[]; trialTimeoutMs: number }
-  /** Run a finite pipeline (a clip's mux) to its end of stream, answer `ran`, and exit. */
-  | { type: 'run-to-end'; description: string; timeoutMs: number }
   | { type: 'stop' };
 
 export type FromWorker =
@@ -69,7 +52,4 @@ export type FromWorker =
       endNs: number;
       startSteadyMs: number | undefined;
       endSteadyMs: number;
-    }
-  /** The answer to run-to-end: undefined when it reached its end of stream. */
-  | { type: 'ran'; error: string | undefined }
-  | { type: 'probed'; results: ProbeResult[] };
+    };

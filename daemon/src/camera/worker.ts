@@ -2,17 +2,11 @@
 // reports to its supervisor over IPC. One process per camera because gstreamer-superficial leaks
 // ~1.7 MB per Pipeline and pins a libuv thread per pollBus: a restart is a new process, so nothing
 // leaks across restarts, and a crash in native code takes down one camera, not the daemon.
-import { createRequire } from 'node:module';
-import type { Pipeline } from 'gstreamer-superficial';
 import { steadyNow } from '../clock.js';
+import { gstreamer, type Pipeline } from '../gst/native.js';
 import { RTCP_RELAY, startRtcpRelay, type RtcpRelay, type RtcpRelayPlan } from './rtcp-relay.js';
-import { startStampedSource, type StampedSource } from './stamped-source.js';
-import type { FromWorker, ProbeCandidate, ProbeResult, ToWorker } from './worker-protocol.js';
-
-// The package's entry point is the .node addon itself, which only require() can load.
-const gstreamer = createRequire(import.meta.url)(
-  'gstreamer-superficial',
-) as typeof import('gstreamer-superficial');
+import { startStampedSource, type StampedSource } from './stamped-feeder.js';
+import type { FromWorker, ToWorker } from './worker-protocol.js';
 
 const STATS_INTERVAL_MS = 1000;
 
@@ -53,6 +47,7 @@ async function run(
   meterName: string,
   preRollName: string | undefined,
   relayPlan: RtcpRelayPlan | undefined,
+  stampedSourceName: string | undefined,
 ): Promise<void> {
   if (relayPlan) {
     try {
@@ -140,7 +135,7 @@ async function run(
   });
   playSteadyMs = steadyNow();
   current.play();
-  stampedSource = startStampedSource(current);
+  if (stampedSourceName !== undefined) stampedSource = startStampedSource(current, stampedSourceName);
   send({ type: 'started' });
   const payloader = current.findChild(payloaderName);
   // Frames and bytes are counted by GStreamer itself (identity after the encoder, ~0.1 µs a buffer);
@@ -169,69 +164,17 @@ function stop(code: number): never {
   process.exit(code);
 }
 
-/**
- * Which elements exist, and whether each trial pipeline runs to its end: a hardware encoder can be
- * registered yet unusable (no /dev/video11, a driver that refuses the caps), so it must be tried.
- */
-async function probe(candidates: ProbeCandidate[], trialTimeoutMs: number): Promise<ProbeResult[]> {
-  const results: ProbeResult[] = [];
-  for (const { factory, parse, trial } of candidates) {
-    try {
-      // Parsing resolves every element by name; linking and negotiation wait for play().
-      new gstreamer.Pipeline(parse ?? `fakesrc num-buffers=0 ! ${factory} ! fakesink`);
-    } catch (error) {
-      results.push({ factory, present: false, trialOk: undefined, error: (error as Error).message });
-      continue;
-    }
-    if (trial === undefined) {
-      results.push({ factory, present: true, trialOk: undefined, error: undefined });
-      continue;
-    }
-    const error = await runToEnd(trial, trialTimeoutMs);
-    results.push({ factory, present: true, trialOk: error === undefined, error });
-  }
-  return results;
-}
-
-/** Run a finite pipeline; resolves undefined at EOS, or the reason it did not get there. */
-function runToEnd(description: string, timeoutMs: number): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    let trial: Pipeline;
-    try {
-      trial = new gstreamer.Pipeline(description);
-    } catch (error) {
-      resolve((error as Error).message);
-      return;
-    }
-    const finish = (outcome: string | undefined): void => {
-      clearTimeout(timer);
-      trial.stop();
-      resolve(outcome);
-    };
-    const timer = setTimeout(() => finish(`no end of stream within ${timeoutMs} ms`), timeoutMs);
-    trial.pollBus((message) => {
-      if (message.type === 'eos') finish(undefined);
-      else if (message.type === 'error')
-        finish(typeof message.message === 'string' ? message.message : 'error');
-    });
-    trial.play();
-  });
-}
-
 process.on('message', (message: ToWorker) => {
   switch (message.type) {
     case 'run':
-      void run(message.description, message.payloader, message.meter, message.preroll, message.rtcpRelay);
-      break;
-    case 'probe':
-      void probe(message.candidates, message.trialTimeoutMs).then((results) => {
-        send({ type: 'probed', results }, () => stop(0));
-      });
-      break;
-    case 'run-to-end':
-      void runToEnd(message.description, message.timeoutMs).then((error) => {
-        send({ type: 'ran', error }, () => stop(0));
-      });
+      void run(
+        message.description,
+        message.payloader,
+        message.meter,
+        message.preroll,
+        message.rtcpRelay,
+        message.stampedSource,
+      );
       break;
     case 'stop':
       stop(0);

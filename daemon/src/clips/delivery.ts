@@ -31,6 +31,14 @@ const PROGRESS_EVERY_MS = 1000;
 
 class Stopped extends Error {}
 
+export interface ClipDeliveryDeps {
+  settings: DeliverySettings;
+  store: ClipStore;
+  channel: ClipChannel;
+  log: Logger;
+  events?: { delivered?(record: ClipRecord): void };
+}
+
 export class ClipDelivery implements Service {
   readonly name = 'clip-delivery';
   private readonly queue: string[] = [];
@@ -41,13 +49,11 @@ export class ClipDelivery implements Service {
   private stopNow: (() => void) | undefined;
   private current: string | undefined;
 
-  constructor(
-    private readonly settings: DeliverySettings,
-    private readonly store: ClipStore,
-    private readonly channel: ClipChannel,
-    private readonly log: Logger,
-    private readonly events: { delivered?(record: ClipRecord): void } = {},
-  ) {}
+  private readonly events: { delivered?(record: ClipRecord): void };
+
+  constructor(private readonly deps: ClipDeliveryDeps) {
+    this.events = deps.events ?? {};
+  }
 
   start(): Promise<void> {
     if (this.running) return Promise.resolve();
@@ -56,8 +62,8 @@ export class ClipDelivery implements Service {
       this.stopNow = () => reject(new Stopped());
     });
     this.stopped.catch(() => undefined);
-    for (const record of this.store.list()) if (!record.delivered) this.queue.push(record.id);
-    if (this.queue.length > 0) this.log.info({ clips: this.queue }, 'resuming clip delivery');
+    for (const record of this.deps.store.list()) if (!record.delivered) this.queue.push(record.id);
+    if (this.queue.length > 0) this.deps.log.info({ clips: this.queue }, 'resuming clip delivery');
     this.loop = this.run();
     return Promise.resolve();
   }
@@ -75,22 +81,23 @@ export class ClipDelivery implements Service {
 
   /** `cmd/clip-chunks`: publish these chunks again (a console missed them). Resolves once queued. */
   async resend(clipId: string, chunks: readonly number[]): Promise<{ clipId: string; chunks: number[] }> {
-    const record = this.store.get(clipId);
+    const record = this.deps.store.get(clipId);
     if (!record) throw new Error(`no clip ${clipId} on this box (never made, or deleted)`);
     const wanted = [...new Set(chunks)].filter((n) => n >= 0 && n < record.chunks).sort((a, b) => a - b);
-    const file = await open(this.store.filePath(clipId), 'r');
+    const file = await open(this.deps.store.filePath(clipId), 'r');
     // In the background, with the same in-flight bound as a delivery.
     void (async () => {
       try {
         if (wanted.length === 0 || chunks.length === 0) await this.publishManifest(record);
         await this.sendChunks(record, file, wanted, () => undefined);
       } catch (error) {
-        if (!(error instanceof Stopped)) this.log.warn({ err: error, clipId }, 'clip chunk resend failed');
+        if (!(error instanceof Stopped))
+          this.deps.log.warn({ err: error, clipId }, 'clip chunk resend failed');
       } finally {
         await file.close();
       }
     })();
-    this.log.info({ clipId, chunks: wanted.length }, 'resending clip chunks on request');
+    this.deps.log.info({ clipId, chunks: wanted.length }, 'resending clip chunks on request');
     return { clipId, chunks: wanted };
   }
 
@@ -119,7 +126,7 @@ export class ClipDelivery implements Service {
         await this.deliver(clipId);
       } catch (error) {
         if (error instanceof Stopped) break;
-        this.log.error({ err: error, clipId }, 'clip delivery failed; will retry');
+        this.deps.log.error({ err: error, clipId }, 'clip delivery failed; will retry');
         this.queue.push(clipId);
         await Promise.race([new Promise((resolve) => setTimeout(resolve, 5000)), this.stopped]).catch(
           () => undefined,
@@ -131,14 +138,14 @@ export class ClipDelivery implements Service {
   }
 
   private async deliver(clipId: string): Promise<void> {
-    const record = this.store.get(clipId);
+    const record = this.deps.store.get(clipId);
     if (!record || record.delivered) return;
     const began = Date.now();
     if (!record.manifestAcked) {
       await this.publishManifest(record);
-      await this.store.update(clipId, { manifestAcked: true });
+      await this.deps.store.update(clipId, { manifestAcked: true });
     }
-    const file = await open(this.store.filePath(clipId), 'r');
+    const file = await open(this.deps.store.filePath(clipId), 'r');
     try {
       const acked = new Set<number>();
       let prefix = record.ackedChunks;
@@ -149,23 +156,30 @@ export class ClipDelivery implements Service {
         while (acked.has(prefix)) acked.delete(prefix++);
         if (Date.now() - savedAt >= PROGRESS_EVERY_MS) {
           savedAt = Date.now();
-          void this.store.update(clipId, { ackedChunks: prefix });
+          void this.deps.store.update(clipId, { ackedChunks: prefix });
         }
       });
     } finally {
       await file.close();
     }
-    await this.store.update(clipId, { ackedChunks: record.chunks, delivered: true, deliveredAt: Date.now() });
-    this.log.info({ clipId, chunks: record.chunks, ms: Date.now() - began }, 'clip delivered to the hub');
+    await this.deps.store.update(clipId, {
+      ackedChunks: record.chunks,
+      delivered: true,
+      deliveredAt: Date.now(),
+    });
+    this.deps.log.info(
+      { clipId, chunks: record.chunks, ms: Date.now() - began },
+      'clip delivered to the hub',
+    );
     this.events.delivered?.(record);
-    await this.store.enforce();
+    await this.deps.store.enforce();
   }
 
   private async publishManifest(record: ClipRecord): Promise<void> {
     const manifest: ClipManifestPayload = {
-      ...this.channel.stamp(),
+      ...this.deps.channel.stamp(),
       clipId: record.id,
-      device: this.settings.device,
+      device: this.deps.settings.device,
       cameras: record.cameras,
       sizeBytes: record.sizeBytes,
       sha256: record.sha256,
@@ -178,8 +192,8 @@ export class ClipDelivery implements Service {
       ...(record.relatedClipId ? { relatedClipId: record.relatedClipId } : {}),
     };
     await this.guard(
-      this.channel.publishAcked(
-        topics.clipManifest(this.settings.site, this.settings.device, record.id),
+      this.deps.channel.publishAcked(
+        topics.clipManifest(this.deps.settings.site, this.deps.settings.device, record.id),
         manifest,
       ),
     );
@@ -194,12 +208,12 @@ export class ClipDelivery implements Service {
   ): Promise<void> {
     const inFlight = new Set<Promise<void>>();
     for (const n of chunks) {
-      while (inFlight.size >= this.settings.inFlightChunks) await this.guard(Promise.race(inFlight));
+      while (inFlight.size >= this.deps.settings.inFlightChunks) await this.guard(Promise.race(inFlight));
       const length = Math.min(record.chunkBytes, record.sizeBytes - n * record.chunkBytes);
       const bytes = Buffer.alloc(length);
       await file.read(bytes, 0, length, n * record.chunkBytes);
-      const topic = topics.clipChunk(this.settings.site, this.settings.device, record.id, n);
-      const sent: Promise<void> = this.channel.publishAcked(topic, bytes).then(() => {
+      const topic = topics.clipChunk(this.deps.settings.site, this.deps.settings.device, record.id, n);
+      const sent: Promise<void> = this.deps.channel.publishAcked(topic, bytes).then(() => {
         inFlight.delete(sent);
         acked(n);
       });

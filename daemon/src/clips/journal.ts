@@ -1,13 +1,21 @@
 // Clips in progress, on disk: one small file per panic clip, `dataDir/clips/in-progress/{clipId}.json`,
-// written with the clip store's writeDurably (temp file, fsync, rename, fsync of the folder) right
-// after the panic alert is handed to the uplink, and removed once the clip is kept in the store or its
-// `clip-failed` alert was acknowledged. A file still there at the next start is a clip the daemon
+// handed to the kernel (temp file, rename) on the press's own thread *before* the panic alert is handed
+// to the uplink, then made durable in the background (fsync of the file and of the folder); removed
+// once the clip is kept in the store or its `clip-failed` alert was acknowledged. A file still there at the next start is a clip the daemon
 // stopped making (kill -9, crash, power cut, watchdog): panic.ts settles it, so the console that got
 // the alert always gets an answer (docs/clips.md, "A daemon stopped during a clip").
 //
 // One file per clip, not one journal file rewritten: a press never waits on another clip's write, and
-// removing an entry is one unlink. A press writes about 200 bytes twice; nothing is written otherwise.
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+// removing an entry is one unlink. A press writes about 200 bytes once; nothing is written otherwise.
+//
+// Why before the alert, and why not fsynced first: once the alert may be on the wire, a kill must not
+// be able to leave the box without the entry, or the console gets an alert and never an answer. Data
+// written to the kernel survives a killed process (kill -9, a crash, the watchdog's abort), so the
+// write and rename (~0.1 ms) close that window; waiting for the fsyncs as well would put milliseconds
+// (more on an SD card) between the press and the alert. Only a power cut within those fsyncs can still
+// lose the entry (docs/clips.md, "The window left").
+import { renameSync, writeFileSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -89,9 +97,34 @@ export class ClipJournal implements Service {
     return [...this.found];
   }
 
-  /** Write the clip down as in progress, durably. Never rejects: a failure is logged. */
+  /**
+   * Write the clip down as in progress. Before it returns, the entry is with the kernel (it survives the
+   * process); the promise resolves once it is also durable (fsynced). Never throws or rejects: a
+   * failure is logged. Call it before the clip's alert is published.
+   */
   begin(clip: InProgressClip): Promise<void> {
-    return this.write(clip);
+    const path = this.path(clip.clipId);
+    const temp = `${path}.tmp`;
+    try {
+      writeFileSync(temp, `${JSON.stringify(clip)}\n`, { mode: 0o640 });
+      renameSync(temp, path);
+    } catch (error) {
+      this.log.error(
+        { err: error, clipId: clip.clipId, dir: this.dir },
+        'clip in progress could not be written down: a daemon stopped now would leave the console without an answer for it',
+      );
+      return Promise.resolve();
+    }
+    const synced = fsyncPath(path)
+      .then(() => syncDir(this.dir))
+      .catch((error: unknown) => {
+        this.log.error(
+          { err: error, clipId: clip.clipId, dir: this.dir },
+          'clip in progress could not be fsynced: a power cut now could leave the console without an answer for it',
+        );
+      });
+    this.writes.set(clip.clipId, synced);
+    return synced;
   }
 
   /**
@@ -139,6 +172,16 @@ export class ClipJournal implements Service {
 
   private path(clipId: string): string {
     return join(this.dir, `${clipId}.json`);
+  }
+}
+
+/** fsync a file by its name: what was written to it, through any descriptor, reaches the disk. */
+async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 

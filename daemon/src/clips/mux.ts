@@ -2,7 +2,7 @@
 // press − preRoll, through press + postRoll, muxed into one MP4 (one H.264 track per camera, faststart)
 // without decoding or re-encoding: MPEG-TS segments → tsdemux → h264parse → mp4mux → the clip store's
 // temp path (the store fsyncs and renames it). The mux runs as a pipeline in a worker process of its
-// own (camera/worker-process.ts), so a native crash or a leak stays out of the daemon.
+// own (gst/jobs.ts), so a native crash or a leak stays out of the daemon.
 //
 // Where the clip starts and ends: the start cannot be cut inside a GOP without re-encoding, so each
 // camera's track starts at its keyframe at or before press − pre (up to one keyframe interval early);
@@ -11,8 +11,8 @@
 // writes no empty edit for a later start, and no stock element shifts timestamps, so two cameras'
 // tracks can be up to one keyframe interval apart; the log line gives each camera's pre-roll.
 import type { Logger } from 'pino';
-import { runPipelineToEnd } from '../camera/worker-process.js';
-import { caps, element, pad, renderPipeline, type Link } from '../camera/pipeline.js';
+import { caps, element, pad, renderPipeline, type Link } from '../gst/describe.js';
+import { runPipelineToEnd } from '../gst/jobs.js';
 import { steadyToWall, wallToSteady } from '../clock.js';
 import { OutpostError } from '../errors.js';
 import type { PreRoll, PreRollPick, PreRollRing } from './preroll.js';

@@ -7,8 +7,8 @@
 // press therefore reaches the console as an alert of its own, and no video is dropped (the clips may
 // overlap). Extending the first clip instead would fold a second alarm into the first.
 //
-// Every clip is written down as in progress (journal.ts) as its alert goes out, and forgotten once it is
-// kept or its `clip-failed` alert was acknowledged. At start, a clip the last run left in progress is
+// Every clip is written down as in progress (journal.ts) just before its alert goes out, and forgotten
+// once it is kept or its `clip-failed` alert was acknowledged. At start, a clip the last run left in progress is
 // settled: kept in the store already (a kill after the keep) → delivered as usual; otherwise it is lost
 // with the daemon's memory, and a `clip-failed` alert says so. The console always gets an answer.
 import { randomBytes } from 'node:crypto';
@@ -60,6 +60,21 @@ export function newClipId(at: number): string {
   return `${stamp}-${randomBytes(3).toString('hex')}`;
 }
 
+/** What the panic path tells the rest of the box (the LED). */
+export interface PanicEvents {
+  alertSent?(clipId: string): void;
+}
+
+export interface PanicDeps {
+  settings: PanicSettings;
+  publisher: Publisher & { stamp: Stamper; publishAcked?(topic: string, payload: object): Promise<void> };
+  source: ClipSource;
+  store: ClipStore;
+  delivery: ClipDelivery;
+  log: Logger;
+  events?: PanicEvents;
+}
+
 export class Panic implements Service {
   readonly name = 'panic';
   private readonly recording = new Map<string, Promise<void>>();
@@ -67,20 +82,27 @@ export class Panic implements Service {
   private running = false;
   private readonly journal: ClipJournal;
 
-  constructor(
-    private readonly settings: PanicSettings,
-    private readonly publisher: Publisher & {
-      stamp: Stamper;
-      publishAcked?(topic: string, payload: object): Promise<void>;
-    },
-    private readonly source: ClipSource,
-    private readonly store: ClipStore,
-    private readonly delivery: ClipDelivery,
-    private readonly log: Logger,
-    private readonly events: { alertSent?(clipId: string): void } = {},
-  ) {
+  private readonly settings: PanicSettings;
+  private readonly publisher: Publisher & {
+    stamp: Stamper;
+    publishAcked?(topic: string, payload: object): Promise<void>;
+  };
+  private readonly source: ClipSource;
+  private readonly store: ClipStore;
+  private readonly delivery: ClipDelivery;
+  private readonly log: Logger;
+  private readonly events: PanicEvents;
+
+  constructor(deps: PanicDeps) {
+    this.settings = deps.settings;
+    this.publisher = deps.publisher;
+    this.source = deps.source;
+    this.store = deps.store;
+    this.delivery = deps.delivery;
+    this.log = deps.log;
+    this.events = deps.events ?? {};
     // Beside the clips it speaks for, so that one data dir holds both.
-    this.journal = new ClipJournal(store.dir, log);
+    this.journal = new ClipJournal(deps.store.dir, deps.log);
   }
 
   /** Start after the store (settling asks it which clips were kept) and the uplink. */
@@ -113,6 +135,16 @@ export class Panic implements Service {
       trigger,
       ...(relatedClipId ? { relatedClipId } : {}),
     };
+    const clip: InProgressClip = {
+      clipId,
+      at,
+      trigger,
+      cameras,
+      ...(relatedClipId ? { relatedClipId } : {}),
+    };
+    // Written down first (with the kernel in ~0.1 ms; fsynced in the background): no kill can leave the
+    // alert out and the box without a record of its clip (journal.ts).
+    if (this.running) void this.journal.begin(clip);
     const topic = topics.alert(this.settings.site, this.settings.device);
     // QoS 1 through the uplink's on-disk store. The capture starts once the hub acknowledged the alert,
     // or after ALERT_HEAD_START_MS at the latest (hub away): spawning a recorder blocks the event loop
@@ -126,16 +158,7 @@ export class Panic implements Service {
     const alertAt = Date.now();
     this.log.warn({ clipId, trigger, cameras, relatedClipId, ms: alertAt - at }, 'panic: alert published');
     this.events.alertSent?.(clipId);
-    const clip: InProgressClip = {
-      clipId,
-      at,
-      trigger,
-      cameras,
-      ...(relatedClipId ? { relatedClipId } : {}),
-    };
     if (this.running) {
-      // Right after the alert's bytes, not before: the fsyncs run on the thread pool meanwhile.
-      void this.journal.begin(clip);
       const done = headStart.then(() => this.record(clip)).finally(() => this.recording.delete(clipId));
       this.recording.set(clipId, done);
     } else {

@@ -46,6 +46,17 @@ const TS_PACKET_BYTES = 188;
 /** statfs f_type of tmpfs (linux/magic.h). */
 const TMPFS_MAGIC = 0x01021994;
 
+export interface PreRollRingDeps {
+  camera: string;
+  dir: string;
+  /** How much video to keep behind the newest segment: the pre-roll plus one segment of margin. */
+  keepMs: number;
+  segmentSeconds: number;
+  /** The camera's frame rate: a clip's post-roll is cut after this many frames a second. */
+  framerate: number;
+  log: Logger;
+}
+
 /** One camera's pre-roll folder. */
 export class PreRollRing implements PreRollHook {
   private segments: PreRollSegment[] = [];
@@ -56,16 +67,17 @@ export class PreRollRing implements PreRollHook {
   private readonly pins = new Set<{ from: number }>();
   private readonly waiters = new Set<() => void>();
 
-  constructor(
-    readonly camera: string,
-    readonly dir: string,
-    /** How much video to keep behind the newest segment: the pre-roll plus one segment of margin. */
-    private readonly keepMs: number,
-    readonly segmentSeconds: number,
-    /** The camera's frame rate: a clip's post-roll is cut after this many frames a second. */
-    readonly framerate: number,
-    private readonly log: Logger,
-  ) {}
+  readonly camera: string;
+  readonly dir: string;
+  readonly segmentSeconds: number;
+  readonly framerate: number;
+
+  constructor(private readonly deps: PreRollRingDeps) {
+    this.camera = deps.camera;
+    this.dir = deps.dir;
+    this.segmentSeconds = deps.segmentSeconds;
+    this.framerate = deps.framerate;
+  }
 
   launch(): string {
     mkdirSync(this.dir, { recursive: true, mode: 0o750 });
@@ -78,7 +90,7 @@ export class PreRollRing implements PreRollHook {
   segment(report: { path: string; startAt: number | undefined; endAt: number }): void {
     const match = SEGMENT_NAME.exec(basename(report.path));
     if (!match || resolve(report.path) !== join(resolve(this.dir), basename(report.path))) {
-      this.log.warn({ path: report.path }, 'pre-roll segment outside the pre-roll folder; ignored');
+      this.deps.log.warn({ path: report.path }, 'pre-roll segment outside the pre-roll folder; ignored');
       return;
     }
     this.lastSegmentAt = steadyNow();
@@ -90,7 +102,7 @@ export class PreRollRing implements PreRollHook {
     }
     const bytes = statSync(report.path, { throwIfNoEntry: false })?.size;
     if (bytes === undefined || bytes === 0) {
-      this.log.error(
+      this.deps.log.error(
         { path: report.path, bytes: bytes ?? null },
         'pre-roll segment missing or empty: is the pre-roll folder (clips.preRollDir) full? It is not used for clips',
       );
@@ -102,7 +114,7 @@ export class PreRollRing implements PreRollHook {
       // fail unseen, and the file would cut a clip short without a word. stdio writes whole 4 KiB blocks
       // before that flush, so such a file almost always ends mid-packet (a complete one is whole 188-byte
       // packets); only a cut at a multiple of 47 blocks (188 KiB) would pass.
-      this.log.error(
+      this.deps.log.error(
         { path: report.path, bytes },
         'pre-roll segment cut short (not whole MPEG-TS packets): is the pre-roll folder (clips.preRollDir) full? It is not used for clips',
       );
@@ -231,7 +243,7 @@ export class PreRollRing implements PreRollHook {
     const pinnedFrom = Math.min(...[...this.pins].map((pin) => pin.from));
     const keep = (segment: PreRollSegment): boolean =>
       segment.endAt > pinnedFrom ||
-      (segment.launch === this.launchCount && segment.endAt >= newest - this.keepMs);
+      (segment.launch === this.launchCount && segment.endAt >= newest - this.deps.keepMs);
     const gone = this.segments.filter((segment) => !keep(segment));
     if (gone.length === 0) return;
     this.segments = this.segments.filter(keep);
@@ -260,7 +272,7 @@ export class PreRollRing implements PreRollHook {
 
   private delete(path: string): void {
     rm(path, { force: true }).catch((error: unknown) =>
-      this.log.warn({ err: error, path }, 'could not delete a pre-roll segment'),
+      this.deps.log.warn({ err: error, path }, 'could not delete a pre-roll segment'),
     );
   }
 }
@@ -300,14 +312,14 @@ export class PreRoll implements Service {
       const segmentSeconds = camera.keyframeIntervalSeconds;
       this.rings.set(
         camera.name,
-        new PreRollRing(
-          camera.name,
-          join(settings.root, camera.name),
-          (settings.preRollSeconds + segmentSeconds) * 1000,
+        new PreRollRing({
+          camera: camera.name,
+          dir: join(settings.root, camera.name),
+          keepMs: (settings.preRollSeconds + segmentSeconds) * 1000,
           segmentSeconds,
-          camera.framerate,
-          log.child({ camera: camera.name }),
-        ),
+          framerate: camera.framerate,
+          log: log.child({ camera: camera.name }),
+        }),
       );
     }
   }
@@ -327,6 +339,8 @@ export class PreRoll implements Service {
   }
 
   start(): Promise<void> {
+    // A box without cameras (a hub) has no pre-roll: no folder, and nothing to warn about.
+    if (this.rings.size === 0) return Promise.resolve();
     // Left over from a daemon that was killed: the segments' times meant nothing to this one.
     for (const ring of this.rings.values()) ring.clear();
     mkdirSync(this.settings.root, { recursive: true, mode: 0o750 });

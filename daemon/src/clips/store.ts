@@ -13,6 +13,9 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Service } from '../lifecycle/service.js';
+import type { AlertPayload } from '../mqtt/contract.js';
+import type { Publisher, Stamper } from '../mqtt/publisher.js';
+import { topics } from '../mqtt/topics.js';
 
 export type ClipTrigger = 'button' | 'mqtt' | 'cli';
 
@@ -65,6 +68,13 @@ export interface ClipStoreHooks {
 
 const AGE_CHECK_MS = 10 * 60 * 1000;
 
+export interface ClipStoreDeps {
+  dataDir: string;
+  limits: ClipStoreLimits;
+  log: Logger;
+  hooks?: ClipStoreHooks;
+}
+
 export class ClipStore implements Service {
   readonly name = 'clip-store';
   readonly dir: string;
@@ -77,13 +87,11 @@ export class ClipStore implements Service {
   private readonly removed = new Set<string>();
   private opened = false;
 
-  constructor(
-    dataDir: string,
-    private readonly limits: ClipStoreLimits,
-    private readonly log: Logger,
-    private readonly hooks: ClipStoreHooks = {},
-  ) {
-    this.dir = join(dataDir, 'clips');
+  private readonly hooks: ClipStoreHooks;
+
+  constructor(private readonly deps: ClipStoreDeps) {
+    this.hooks = deps.hooks ?? {};
+    this.dir = join(deps.dataDir, 'clips');
   }
 
   /** Where clip sources write unfinished files (never looked at as clips). */
@@ -106,7 +114,7 @@ export class ClipStore implements Service {
         if (!(await exists(this.filePath(record.id)))) {
           // keep() writes the record before it renames the video in: a kill in between leaves this.
           await rm(join(this.dir, entry), { force: true });
-          this.log.warn(
+          this.deps.log.warn(
             { clipId: record.id },
             'clip record without its video (the daemon stopped while keeping it); removed',
           );
@@ -114,13 +122,13 @@ export class ClipStore implements Service {
         }
         this.records.set(record.id, record);
       } catch (error) {
-        this.log.warn({ file: join(this.dir, entry), err: error }, 'clip record unreadable; skipped');
+        this.deps.log.warn({ file: join(this.dir, entry), err: error }, 'clip record unreadable; skipped');
       }
     }
     this.opened = true;
     this.timer = setInterval(() => void this.enforce(), AGE_CHECK_MS).unref();
     const undelivered = this.list().filter((record) => !record.delivered).length;
-    this.log.info({ dir: this.dir, clips: this.records.size, undelivered }, 'clip store opened');
+    this.deps.log.info({ dir: this.dir, clips: this.records.size, undelivered }, 'clip store opened');
     await this.enforce();
   }
 
@@ -180,8 +188,8 @@ export class ClipStore implements Service {
       startAt: Math.round(clip.startAt),
       endAt: Math.round(clip.endAt),
       keptAt: Date.now(),
-      chunkBytes: this.limits.chunkBytes,
-      chunks: Math.ceil(sizeBytes / this.limits.chunkBytes),
+      chunkBytes: this.deps.limits.chunkBytes,
+      chunks: Math.ceil(sizeBytes / this.deps.limits.chunkBytes),
       manifestAcked: false,
       ackedChunks: 0,
       delivered: false,
@@ -190,7 +198,7 @@ export class ClipStore implements Service {
     await rename(clip.path, this.filePath(clip.id));
     await syncDir(this.dir);
     this.records.set(record.id, record);
-    this.log.info({ clipId: record.id, sizeBytes, sha256, chunks: record.chunks }, 'clip stored');
+    this.deps.log.info({ clipId: record.id, sizeBytes, sha256, chunks: record.chunks }, 'clip stored');
     await this.enforce();
     return record;
   }
@@ -211,27 +219,27 @@ export class ClipStore implements Service {
     this.enforcing = this.enforcing
       .then(() => this.enforceNow())
       .catch((error: unknown) => {
-        this.log.error({ err: error, dir: this.dir }, 'clip store limits could not be applied');
+        this.deps.log.error({ err: error, dir: this.dir }, 'clip store limits could not be applied');
       });
     return this.enforcing;
   }
 
   private async enforceNow(): Promise<void> {
-    const maxAgeMs = this.limits.maxAgeDays * 24 * 3600 * 1000;
+    const maxAgeMs = this.deps.limits.maxAgeDays * 24 * 3600 * 1000;
     const now = Date.now();
     let total = this.totalBytes();
     for (const record of this.list()) {
       if (!record.delivered) continue;
-      const overQuota = total > this.limits.quotaBytes;
+      const overQuota = total > this.deps.limits.quotaBytes;
       const tooOld = now - record.keptAt > maxAgeMs;
       if (!overQuota && !tooOld) continue;
       await this.remove(record, overQuota ? 'quota' : 'age');
       total -= record.sizeBytes;
     }
-    if (total > this.limits.quotaBytes) {
+    if (total > this.deps.limits.quotaBytes) {
       if (!this.overQuotaLogged) {
-        this.log.warn(
-          { totalBytes: total, quotaBytes: this.limits.quotaBytes },
+        this.deps.log.warn(
+          { totalBytes: total, quotaBytes: this.deps.limits.quotaBytes },
           'clip store over quota with undelivered clips only: keeping them until they are delivered',
         );
       }
@@ -241,7 +249,7 @@ export class ClipStore implements Service {
     }
 
     let free = await (this.hooks.freeBytes ?? freeBytesOf)(this.dir);
-    if (free >= this.limits.minFreeBytes) {
+    if (free >= this.deps.limits.minFreeBytes) {
       if (this.danger) {
         this.danger = false;
         this.hooks.diskDanger?.('cleared', `disk has room again: ${free} bytes free`);
@@ -251,20 +259,23 @@ export class ClipStore implements Service {
     const removed: string[] = [];
     const victims = [...this.list().filter((r) => r.delivered), ...this.list().filter((r) => !r.delivered)];
     for (const record of victims) {
-      if (free >= this.limits.minFreeBytes) break;
+      if (free >= this.deps.limits.minFreeBytes) break;
       await this.remove(record, 'disk in danger');
       if (!record.delivered) removed.push(record.id);
       free += record.sizeBytes;
     }
     const message =
       removed.length > 0
-        ? `disk nearly full (${free} bytes free, floor ${this.limits.minFreeBytes}): deleted undelivered clips ${removed.join(', ')}`
-        : `disk nearly full (${free} bytes free, floor ${this.limits.minFreeBytes}); no clip left to delete`;
+        ? `disk nearly full (${free} bytes free, floor ${this.deps.limits.minFreeBytes}): deleted undelivered clips ${removed.join(', ')}`
+        : `disk nearly full (${free} bytes free, floor ${this.deps.limits.minFreeBytes}); no clip left to delete`;
     if (!this.danger || removed.length > 0) {
-      this.log.error({ free, minFreeBytes: this.limits.minFreeBytes, removed }, 'clip store: disk in danger');
+      this.deps.log.error(
+        { free, minFreeBytes: this.deps.limits.minFreeBytes, removed },
+        'clip store: disk in danger',
+      );
       this.hooks.diskDanger?.('raised', message.slice(0, 500));
     }
-    this.danger = free < this.limits.minFreeBytes || removed.length > 0;
+    this.danger = free < this.deps.limits.minFreeBytes || removed.length > 0;
   }
 
   private async remove(record: ClipRecord, reason: string): Promise<void> {
@@ -273,7 +284,7 @@ export class ClipStore implements Service {
     // The record first: a video without a record is an orphan, a record without a video is skipped.
     await rm(join(this.dir, `${record.id}.json`), { force: true });
     await rm(this.filePath(record.id), { force: true });
-    this.log.info(
+    this.deps.log.info(
       { clipId: record.id, delivered: record.delivered, sizeBytes: record.sizeBytes, reason },
       'clip deleted',
     );
@@ -338,4 +349,31 @@ async function exists(path: string): Promise<boolean> {
 async function freeBytesOf(dir: string): Promise<number> {
   const stats = await statfs(dir);
   return stats.bavail * stats.bsize;
+}
+
+/**
+ * ClipStore's diskDanger hook for the daemon: the `clip-store` alert (QoS 1), one id per daemon run,
+ * `critical` when raised and `info` when cleared.
+ */
+export function clipStoreAlerts(deps: {
+  site: string;
+  device: string;
+  publisher: Publisher & { stamp: Stamper };
+}): NonNullable<ClipStoreHooks['diskDanger']> {
+  return (state, message) => {
+    const stamp = deps.publisher.stamp();
+    deps.publisher.publish(
+      topics.alert(deps.site, deps.device),
+      {
+        ...stamp,
+        id: `clip-store-${stamp.bootId.slice(0, 8)}`,
+        device: deps.device,
+        kind: 'clip-store',
+        severity: state === 'raised' ? 'critical' : 'info',
+        state,
+        message,
+      } satisfies AlertPayload,
+      { qos: 1 },
+    );
+  };
 }

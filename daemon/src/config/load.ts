@@ -5,40 +5,25 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { isMap, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
-import { OutpostError } from '../errors.js';
+import { ConfigError, OutpostError, type ConfigProblem } from '../errors.js';
 import { configSchema, SECRET_KEYS, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/outpost/outpost.yaml';
 
-export interface ConfigProblem {
-  /** Key path as a person writes it: `cameras[0].rtp.port`; empty for the whole file. */
-  path: string;
-  /** 1-based line in the file, when the key or value can be found there. */
-  line: number | undefined;
-  /** The value found at that path (absent for missing keys). */
-  value: unknown;
-  message: string;
-}
-
-export class ConfigError extends OutpostError {
-  readonly source: string;
-  readonly problems: readonly ConfigProblem[];
-
-  constructor(source: string, problems: readonly ConfigProblem[]) {
-    const count = problems.length === 1 ? '1 problem' : `${problems.length} problems`;
-    super('CONFIG_INVALID', `${source}: ${count}`, {
-      hint: 'fix each line listed, then run `outpost check-config FILE` again',
-    });
-    this.source = source;
-    this.problems = problems;
-  }
-}
-
-/** The configuration a box runs with when it has no file: one test camera, broker on loopback. */
+/**
+ * The configuration a box runs with when it has no file: one test camera, broker on loopback, a Janus
+ * of its own on loopback, and the site console on https://127.0.0.1:8443 with a development login.
+ */
 export function embeddedDefaults(): Config {
   // Not /var/lib/outpost: a developer's `npm start` runs as themselves, not as the outpost user.
   const dataDir = process.env.STATE_DIRECTORY ?? join(homedir(), '.local', 'state', 'outpost');
-  return configSchema.parse({ dataDir });
+  return configSchema.parse({
+    dataDir,
+    sfu: { mode: 'janus', janus: { launch: true } },
+    // A moving ball, so the console shows at a glance that the picture is live.
+    cameras: [{ name: 'cam0', source: { type: 'test', pattern: 'ball' } }],
+    console: { host: '127.0.0.1', devLogin: true },
+  });
 }
 
 /** Read and validate a config file. Throws ConfigError listing every problem found. */

@@ -1,6 +1,6 @@
 // How configuration problems read to a person: one line each, with line number, key path, the value
 // found and what to do. Used by `outpost check-config` and by `outpost run` before it gives up.
-import type { ConfigError, ConfigProblem } from './load.js';
+import type { ConfigError, ConfigProblem } from '../errors.js';
 
 export function formatConfigError(error: ConfigError): string {
   return [error.message, ...error.problems.map(formatProblem)].join('\n');

@@ -109,6 +109,59 @@ const janus = z.strictObject({
     .min(1)
     .max(2 ** 52)
     .default(1000),
+  /**
+   * Start and supervise a Janus of our own on loopback (Debian's `janus`, a config generated under
+   * dataDir/janus): for a development box and `--defaults`; a site runs its own Janus.
+   */
+  launch: z.boolean().default(false),
+});
+
+/** The site console: the web page the hub serves (console/ in the repository, daemon/src/console/). */
+const siteConsole = z.strictObject({
+  /** Where the console's HTTPS listens; the hub's LAN address, or loopback on a development box. */
+  host: z
+    .union([z.ipv4(), z.ipv6()], { error: 'console.host is an IP, e.g. 0.0.0.0 or 127.0.0.1' })
+    .default('0.0.0.0'),
+  port: port.default(8443),
+  /**
+   * Certificate and key (PEM) for HTTPS; default broker.tls (the hub's certificate from provisioning).
+   * Without either, on loopback only, a development certificate is made under dataDir/console/tls.
+   */
+  tls: z.strictObject({ cert: path, key: path }).optional(),
+  /** A login lasts this long without use (sliding), and at most 7 days. */
+  sessionIdleMinutes: z
+    .int()
+    .min(1)
+    .max(7 * 24 * 60)
+    .default(12 * 60),
+  /**
+   * A development box: the daemon prints a login link for local-admin (valid for this run, loopback
+   * only), so `npm start` ends with a URL that opens the console.
+   */
+  devLogin: z.boolean().default(false),
+  alerts: z
+    .strictObject({
+      /** An unacknowledged panic alert notifies every console again this often. */
+      renotifyMinutes: z.number().min(0.1).max(120).default(5),
+      /** Alerts kept in the inbox; past it, acknowledged ones go first, oldest first. */
+      keep: z.int().min(10).max(10_000).default(500),
+    })
+    .prefault({}),
+  clips: z
+    .strictObject({
+      /** Bytes of panic clips the hub keeps for the console (dataDir/console/clips). */
+      quotaBytes: z
+        .int()
+        .min(16 * 1024 * 1024)
+        .default(4 * 1024 * 1024 * 1024),
+    })
+    .prefault({}),
+  /** Minutes of CPU and temperature kept per box for the Devices page's chart. */
+  telemetryHistoryMinutes: z
+    .int()
+    .min(1)
+    .max(24 * 60)
+    .default(60),
 });
 
 const testSource = z.strictObject({
@@ -415,6 +468,8 @@ export const configSchema = z
       .prefault({}),
     gpio: gpio.optional(),
     clips: clips.prefault({}),
+    /** The site console (hub role only). Absent: no console. */
+    console: siteConsole.optional(),
     cameras: z
       .array(camera)
       .max(8, { error: 'at most 8 cameras per box' })
@@ -438,6 +493,23 @@ export const configSchema = z
           message: 'a camera-role box keeps its broker on loopback; remove this listener or set role: hub',
         });
       }
+    }
+    if (config.console && config.role === 'camera') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['console'],
+        input: config.console,
+        message: 'the site console is served by the hub; remove console or set role: hub',
+      });
+    }
+    if (config.sfu.janus.launch && !['127.0.0.1', '::1', 'localhost'].includes(config.sfu.host)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sfu', 'janus', 'launch'],
+        input: true,
+        message:
+          'a launched Janus listens on loopback only: set sfu.host to 127.0.0.1, or run the site Janus yourself',
+      });
     }
     if (config.role === 'camera' && !config.uplink) {
       ctx.addIssue({
@@ -563,6 +635,7 @@ export const configSchema = z
 
 export type Config = z.output<typeof configSchema>;
 export type CameraConfig = Config['cameras'][number];
+export type ConsoleConfig = NonNullable<Config['console']>;
 export type SrtpConfig = NonNullable<Config['sfu']['srtp']>;
 
 /** The Janus mountpoint id of cameras[index]: its own, or sfu.janus.mountpointIdBase + index. */

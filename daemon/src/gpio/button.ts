@@ -23,6 +23,13 @@ export interface ButtonHandlers {
   release?(heldMs: number, long: boolean): void;
 }
 
+export interface ButtonDeps {
+  open: () => Promise<Pin>;
+  options: ButtonOptions;
+  handlers: ButtonHandlers;
+  log: Logger;
+}
+
 export class Button implements Service {
   readonly name = 'button';
   private pin: Pin | undefined;
@@ -34,23 +41,18 @@ export class Button implements Service {
   private longTimer: NodeJS.Timeout | undefined;
   private fault: string | undefined;
 
-  constructor(
-    private readonly open: () => Promise<Pin>,
-    private readonly options: ButtonOptions,
-    private readonly handlers: ButtonHandlers,
-    private readonly log: Logger,
-  ) {}
+  constructor(private readonly deps: ButtonDeps) {}
 
   async start(): Promise<void> {
     if (this.pin) return;
     let pin: Pin;
     try {
-      pin = await this.open();
+      pin = await this.deps.open();
     } catch (error) {
       // No GPIO interface or no permission: say so with the fix and keep the daemon (cameras, cmd/clip,
       // `outpost clip`) running; a restart would not fix it.
       this.fault = describeError(error);
-      this.log.error(
+      this.deps.log.error(
         { err: error, reason: this.fault },
         'panic button unavailable (cmd/clip and `outpost clip` still work)',
       );
@@ -62,15 +64,15 @@ export class Button implements Service {
     pin.watch((error, _value) => {
       if (error) {
         if (this.fault === undefined)
-          this.log.error({ err: error, pin: pin.description }, 'button pin failed');
+          this.deps.log.error({ err: error, pin: pin.description }, 'button pin failed');
         this.fault = error.message;
         return;
       }
       this.firstEdgeAt ??= Date.now();
       clearTimeout(this.debounceTimer);
-      this.debounceTimer = setTimeout(() => void this.settle(), this.options.debounceMs);
+      this.debounceTimer = setTimeout(() => void this.settle(), this.deps.options.debounceMs);
     });
-    this.log.info({ pin: pin.description, ...this.options }, 'panic button ready');
+    this.deps.log.info({ pin: pin.description, ...this.deps.options }, 'panic button ready');
   }
 
   async stop(): Promise<void> {
@@ -92,7 +94,7 @@ export class Button implements Service {
   }
 
   private isPressed(value: PinValue): boolean {
-    return value === (this.options.activeLow ? 0 : 1);
+    return value === (this.deps.options.activeLow ? 0 : 1);
   }
 
   private async settle(): Promise<void> {
@@ -104,7 +106,7 @@ export class Button implements Service {
     try {
       pressed = this.isPressed(await pin.read());
     } catch (error) {
-      this.log.error({ err: error, pin: pin.description }, 'button pin cannot be read');
+      this.deps.log.error({ err: error, pin: pin.description }, 'button pin cannot be read');
       return;
     }
     if (pressed === this.pressed) return; // a bounce or a glitch that came back: nothing happened
@@ -112,17 +114,17 @@ export class Button implements Service {
     if (pressed) {
       this.pressedAt = edgeAt;
       this.long = false;
-      this.handlers.press?.(edgeAt);
+      this.deps.handlers.press?.(edgeAt);
       this.longTimer = setTimeout(
         () => {
           this.long = true;
-          this.handlers.longPress?.(edgeAt);
+          this.deps.handlers.longPress?.(edgeAt);
         },
-        Math.max(0, this.options.longPressMs - (Date.now() - edgeAt)),
+        Math.max(0, this.deps.options.longPressMs - (Date.now() - edgeAt)),
       );
     } else {
       clearTimeout(this.longTimer);
-      this.handlers.release?.(Date.now() - this.pressedAt, this.long);
+      this.deps.handlers.release?.(Date.now() - this.pressedAt, this.long);
     }
   }
 }

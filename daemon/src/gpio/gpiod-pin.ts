@@ -10,8 +10,9 @@
 //
 // A requested line is exclusive: while `gpiomon` holds the button line no other process can read it,
 // so the level is followed from the edges gpiomon reports, after one `gpioget` at open.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { OutpostError } from '../errors.js';
+import { tiedToParent } from '../lifecycle/tied-child.js';
 import type { ChardevChip, GpioRoots, ResolvedLine } from './chips.js';
 import type { Pin, PinRequest, PinValue, WatchCallback } from './pin.js';
 
@@ -68,12 +69,12 @@ export async function openGpiodPin(line: ChardevLine, request: PinRequest): Prom
     throw failed('cannot read', initial.stderr.trim() || `gpioget exit ${initial.code}`);
   let level: PinValue = initial.stdout.trim() === '1' ? 1 : 0;
   const watchers = new Set<WatchCallback>();
-  const monitor = spawn('gpiomon', gpiomonArgs(line, request), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const monitor = spawnTied('gpiomon', gpiomonArgs(line, request), ['ignore', 'pipe', 'pipe']);
   let stderr = '';
   let partial = '';
   let closing = false;
-  monitor.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  monitor.stdout.on('data', (chunk: Buffer) => {
+  monitor.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  monitor.stdout?.on('data', (chunk: Buffer) => {
     partial += chunk.toString();
     const lines = partial.split('\n');
     partial = lines.pop() ?? '';
@@ -122,9 +123,11 @@ function outputPin(
       holder = undefined;
       if (previous) await stopTool(previous);
       level = value;
-      const child = spawn('gpioset', ['--mode=signal', line.chipLabel, `${line.offset}=${value}`], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
+      const child = spawnTied(
+        'gpioset',
+        ['--mode=signal', line.chipLabel, `${line.offset}=${value}`],
+        ['ignore', 'ignore', 'pipe'],
+      );
       let stderr = '';
       child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
       holder = child;
@@ -167,13 +170,19 @@ async function stopTool(child: ChildProcess): Promise<void> {
   });
 }
 
+/** A gpiod tool that dies with the daemon and inherits none of its files (lifecycle/tied-child.ts). */
+function spawnTied(command: string, args: string[], stdio: StdioOptions): ChildProcess {
+  const tied = tiedToParent(command, args);
+  return spawn(tied.file, tied.args, { stdio });
+}
+
 function runTool(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnTied(command, args, ['ignore', 'pipe', 'pipe']);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('error', (error) => resolve({ code: 127, stdout, stderr: `${command}: ${error.message}` }));
     child.on('exit', (code) => resolve({ code: code ?? 1, stdout, stderr }));
   });

@@ -32,6 +32,15 @@ export const LED_PATTERNS: Record<LedPattern, ReadonlyArray<readonly [boolean, n
   'clip-delivered': Array.from({ length: 3 }, () => [[true, 600] as const, [false, 300] as const]).flat(),
 };
 
+export interface LedDeps {
+  /** Opens the LED's line; undefined: no LED configured, and every call is a no-op. */
+  open?: () => Promise<Pin>;
+  activeLow: boolean;
+  /** The steady pattern (idle, streaming, fault), asked at the end of every cycle. */
+  baseState: () => LedBase;
+  log: Logger;
+}
+
 export class Led implements Service {
   readonly name = 'led';
   private pin: Pin | undefined;
@@ -41,12 +50,7 @@ export class Led implements Service {
   private lit: boolean | undefined;
   private failed = false;
 
-  constructor(
-    private readonly open: (() => Promise<Pin>) | undefined,
-    private readonly activeLow: boolean,
-    private readonly baseState: () => LedBase,
-    private readonly log: Logger,
-  ) {}
+  constructor(private readonly deps: LedDeps) {}
 
   /** The pattern showing now (undefined without an LED or before start). */
   current(): LedPattern | undefined {
@@ -54,12 +58,12 @@ export class Led implements Service {
   }
 
   async start(): Promise<void> {
-    if (!this.open || this.pin) return;
+    if (!this.deps.open || this.pin) return;
     try {
-      this.pin = await this.open();
+      this.pin = await this.deps.open();
     } catch (error) {
       this.failed = true;
-      this.log.error({ err: error, reason: describeError(error) }, 'status LED unavailable');
+      this.deps.log.error({ err: error, reason: describeError(error) }, 'status LED unavailable');
       return;
     }
     this.cycle();
@@ -100,7 +104,7 @@ export class Led implements Service {
   private cycle(): void {
     const pin = this.pin;
     if (!pin) return;
-    const pattern = this.queue.shift() ?? this.baseState();
+    const pattern = this.queue.shift() ?? this.deps.baseState();
     this.playing = pattern;
     const steps = LED_PATTERNS[pattern];
     const step = (index: number) => {
@@ -119,11 +123,12 @@ export class Led implements Service {
   private async set(pin: Pin, lit: boolean): Promise<void> {
     if (this.lit === lit) return;
     this.lit = lit;
-    const value: PinValue = lit !== this.activeLow ? 1 : 0;
+    const value: PinValue = lit !== this.deps.activeLow ? 1 : 0;
     try {
       await pin.write(value);
     } catch (error) {
-      if (!this.failed) this.log.error({ err: error, pin: pin.description }, 'status LED cannot be driven');
+      if (!this.failed)
+        this.deps.log.error({ err: error, pin: pin.description }, 'status LED cannot be driven');
       this.failed = true;
     }
   }

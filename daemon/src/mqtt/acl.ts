@@ -2,8 +2,9 @@
 // two functions, with the authenticated identity (never the client id or a payload field).
 //
 //   device d  publishes  P/d/#, P/chat/+          subscribes  P/d/cmd/#, P/chat/#
-//   console   publishes  P/+/cmd/#, P/chat/+      subscribes  P/# (everything on the site)
-//   staff     publishes  P/chat/+                 subscribes  P/chat/#
+//   console   publishes  P/+/cmd/#, P/chat/+,     subscribes  P/# (everything on the site)
+//                        P/inbox/+/+/+/ack
+//   staff     publishes  P/chat/+                 subscribes  P/chat/#, P/inbox/site/#
 //   admin     publishes  anything not starting with $   subscribes  anything
 // where P = outpost/v1/{site}. A subscription is granted only when every topic it could match is
 // allowed: `#`, `$SYS/#` and another device's prefix are refused, and so is `outpost/v1/+/…`.
@@ -68,7 +69,7 @@ function publishPatterns(identity: Identity, site: string): string[] {
     case 'device':
       return [`${prefix}/${identity.name}/#`, `${prefix}/chat/+`];
     case 'console':
-      return [`${prefix}/+/cmd/#`, `${prefix}/chat/+`];
+      return [`${prefix}/+/cmd/#`, `${prefix}/chat/+`, `${prefix}/inbox/+/+/+/ack`];
     case 'staff':
       return [`${prefix}/chat/+`];
     case 'admin':
@@ -84,7 +85,8 @@ function subscribePatterns(identity: Identity, site: string): string[] {
     case 'console':
       return [`${prefix}/#`];
     case 'staff':
-      return [`${prefix}/chat/#`];
+      // The alerts meant for everyone on the site (panic, clip-failed): the hub's inbox writes them here.
+      return [`${prefix}/chat/#`, `${prefix}/inbox/site/#`];
     case 'admin':
       return ['#'];
   }

@@ -4,7 +4,8 @@
 //   framing.ts         packet-size guard on the byte stream; PUBACKs held until the message is stored
 //   authentication.ts  who a client is (password, certificate, local credentials) and its client id
 //   login-gate.ts      scrypt checks a few at a time, in turn by address; failure backoff
-//   publish-policy.ts  publish rate, ACL, retain on events, stamping hooks (chat-hook.ts), stale wills
+//   publish-policy.ts  publish rate, ACL, retain on events, stamping hooks (chat-hook.ts, ack-hook.ts),
+//                      stale wills
 //   read-policy.ts     what a client may subscribe to and receive
 //   revocation.ts      identities reloaded: clients and persisted sessions brought in line
 //   persistence.ts     the LevelDB store (aedes-persistence-level) and its wrappers
@@ -12,9 +13,13 @@
 // Retained messages, persistent sessions and their queued QoS 1/2 messages live on disk
 // (dataDir/broker), so they survive a restart and a kill -9. docs/mqtt.md describes the whole.
 import { mkdir } from 'node:fs/promises';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Service } from '../lifecycle/service.js';
+import type { Identity } from './identities.js';
+import { AckHook } from './broker/ack-hook.js';
 import {
   busBacklog,
   connectedClient,
@@ -116,6 +121,8 @@ export class Broker implements Service {
       silence: (client) => this.reading.revoke(client),
       maySubscribe: (identity, filter) => this.reading.maySubscribe(identity, filter),
     });
+    // The inbox's acknowledgements (the site console) are stamped like chat.
+    this.publishing.addStamp(new AckHook(site));
   }
 
   /**
@@ -146,6 +153,29 @@ export class Broker implements Service {
     return this.auth.local.file;
   }
 
+  /**
+   * The site console (console/server.ts) checks a login form against the same identities and the same
+   * limits as a CONNECT on a LAN listener (authentication.ts). 'unavailable' when the check was not made.
+   */
+  checkLogin(
+    remote: string,
+    username: string,
+    password: string,
+    loopback: boolean,
+  ): Promise<Identity | 'unavailable' | undefined> {
+    return this.auth.checkLogin(remote, username, password, loopback);
+  }
+
+  /** Whether `identity` still exists with that role (the console ends logins of revoked accounts). */
+  hasIdentity(identity: Identity): boolean {
+    return this.auth.hasIdentity(identity);
+  }
+
+  /** An MQTT-over-WebSocket stream from the console's HTTPS server, for the identity its login named. */
+  acceptSession(stream: Duplex, tls: TLSSocket | undefined, remote: string, identity: Identity): void {
+    this.listeners.acceptSession(stream, tls, remote, identity);
+  }
+
   async start(): Promise<void> {
     const { broker: settings, dataDir, site } = this.config;
     await mkdir(dataDir, { recursive: true, mode: 0o750 });
@@ -157,16 +187,16 @@ export class Broker implements Service {
     this.store = store;
     try {
       this.runId = `outpost-${this.config.device}-${String(store.run).padStart(10, '0')}`;
-      const chat = new ChatHook(
+      const chat = new ChatHook({
         site,
-        {
+        settings: {
           history: settings.chatHistory,
           channels: settings.chatChannels,
           channelIdleSeconds: settings.chatChannelIdleSeconds,
         },
-        (packet) => this.publishHistory(packet),
-        this.log,
-      );
+        publishHistory: (packet) => this.publishHistory(packet),
+        log: this.log,
+      });
       await chat.load(store.persistence.createRetainedStream(chat.historyPattern));
       this.chat = chat;
       this.publishing.addStamp(chat);
@@ -244,12 +274,13 @@ export class Broker implements Service {
   }
 
   /** Publish on this broker from the daemon itself (replies to local tools). */
-  publishLocal(topic: string, payload: object, options: { qos: 0 | 1; retain?: boolean }): void {
+  publishLocal(topic: string, payload: object | Buffer, options: { qos: 0 | 1; retain?: boolean }): void {
     this.aedes?.publish(
       {
         cmd: 'publish',
         topic,
-        payload: Buffer.from(JSON.stringify(payload)),
+        // A Buffer as it is: an empty one clears a retained message (the console's inbox prunes so).
+        payload: Buffer.isBuffer(payload) ? payload : Buffer.from(JSON.stringify(payload)),
         qos: options.qos,
         retain: options.retain ?? false,
         dup: false,

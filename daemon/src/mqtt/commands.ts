@@ -2,7 +2,7 @@
 // `…/{device}/reply/{verb}` with the same id. One handler per verb; an unknown verb, a payload that is
 // not a command, or bad arguments get an error reply with a stable code, never silence.
 import type { Logger } from 'pino';
-import { z } from 'zod';
+import { CommandError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import { commandPayload, type ReplyPayload } from './contract.js';
 import { topics } from './topics.js';
@@ -12,45 +12,29 @@ import type { MessageHandler } from './uplink.js';
 /** A verb's handler: resolves with the result, or throws a CommandError. */
 export type Verb = (args: Record<string, unknown>) => Promise<unknown>;
 
-export class CommandError extends Error {
-  constructor(
-    readonly code: 'UNKNOWN_VERB' | 'BAD_COMMAND' | 'BAD_ARGUMENTS' | 'FAILED',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'CommandError';
-  }
-}
-
-/** Parse a verb's arguments with a schema, turning problems into a BAD_ARGUMENTS reply. */
-export function argsOf<T extends z.ZodType>(schema: T, args: Record<string, unknown>): z.output<T> {
-  const parsed = schema.safeParse(args);
-  if (parsed.success) return parsed.data;
-  const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || 'args'}: ${issue.message}`);
-  throw new CommandError('BAD_ARGUMENTS', problems.join('; '));
-}
-
 interface Channel extends Publisher {
   subscribe(filter: string, handler: MessageHandler): void;
   stamp(): Stamp;
+}
+
+export interface CommandsDeps {
+  site: string;
+  device: string;
+  channel: Channel;
+  verbs: Readonly<Record<string, Verb>>;
+  log: Logger;
 }
 
 export class Commands implements Service {
   readonly name = 'commands';
   private started = false;
 
-  constructor(
-    private readonly site: string,
-    private readonly device: string,
-    private readonly channel: Channel,
-    private readonly verbs: Readonly<Record<string, Verb>>,
-    private readonly log: Logger,
-  ) {}
+  constructor(private readonly deps: CommandsDeps) {}
 
   start(): Promise<void> {
     if (!this.started) {
       this.started = true;
-      this.channel.subscribe(topics.cmd(this.site, this.device, '+'), (topic, payload) => {
+      this.deps.channel.subscribe(topics.cmd(this.deps.site, this.deps.device, '+'), (topic, payload) => {
         void this.handle(topic, payload);
       });
     }
@@ -89,24 +73,24 @@ export class Commands implements Service {
             .join('; '),
         );
       }
-      const handler = Object.hasOwn(this.verbs, verb) ? this.verbs[verb] : undefined;
+      const handler = Object.hasOwn(this.deps.verbs, verb) ? this.deps.verbs[verb] : undefined;
       if (!handler) {
         throw new CommandError(
           'UNKNOWN_VERB',
-          `unknown verb ${verb}; known: ${Object.keys(this.verbs).join(', ')}`,
+          `unknown verb ${verb}; known: ${Object.keys(this.deps.verbs).join(', ')}`,
         );
       }
-      this.log.info({ verb, id }, 'command');
+      this.deps.log.info({ verb, id }, 'command');
       reply = { id, ok: true, result: await handler(command.data.args) };
     } catch (error) {
       const code = error instanceof CommandError ? error.code : 'FAILED';
       const message = error instanceof Error ? error.message : String(error);
-      this.log.warn({ verb, id, code, reason: message }, 'command refused or failed');
+      this.deps.log.warn({ verb, id, code, reason: message }, 'command refused or failed');
       reply = { id, ok: false, error: { code, message } };
     }
-    this.channel.publish(
-      topics.reply(this.site, this.device, verb),
-      { ...this.channel.stamp(), ...reply },
+    this.deps.channel.publish(
+      topics.reply(this.deps.site, this.deps.device, verb),
+      { ...this.deps.channel.stamp(), ...reply },
       { qos: 1 },
     );
   }

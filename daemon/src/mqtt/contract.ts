@@ -2,6 +2,10 @@
 // the validation applied to what crosses into the daemon, and (through z.toJSONSchema) the JSON Schema
 // files in docs/schemas/ that consoles build against. docs/topics.md describes them; a test keeps the
 // files in step with these schemas.
+//
+// This module and topics.ts are the contract the web console (console/) shares with the daemon: they
+// import nothing but zod and each other, never Node (a lint rule holds them to it), so the page can
+// import them without pulling in daemon code.
 import { z } from 'zod';
 
 /**
@@ -68,6 +72,12 @@ export const cameraStatePayload = z.strictObject({
   packets: z.int().nonnegative(),
   restarts: z.int().nonnegative(),
   lastError: z.string().nullable(),
+  /**
+   * With `sfu.mode: janus`: the camera's Janus streaming mountpoint (the id a viewer watches) and
+   * whether Janus has it now. Absent otherwise. Added in v1 (additive): the site console's live grid
+   * is built from it.
+   */
+  mountpoint: z.strictObject({ id: z.int().positive(), state: z.enum(['present', 'missing']) }).optional(),
 });
 
 export const alertPayload = z.strictObject({
@@ -112,6 +122,30 @@ export const commandPayload = z.strictObject({
   args: z.record(z.string(), z.unknown()).default({}),
 });
 
+/**
+ * Each verb's `args`, by verb (docs/topics.md, "cmd and reply"). `ping` and `status` take none (and
+ * ignore any given); the others refuse an unknown key with BAD_ARGUMENTS.
+ */
+export const verbArgs = {
+  ping: z.object({}),
+  status: z.object({}),
+  'restart-camera': z.strictObject({ camera: z.string() }),
+  /** The console (or `outpost clip`, via: cli) asks for a panic clip: the alert goes out first. */
+  clip: z.strictObject({
+    /** Cameras in the clip; default: clips.cameras, else every camera. */
+    cameras: z.array(z.string()).optional(),
+    via: z.enum(['mqtt', 'cli']).default('mqtt'),
+  }),
+  /** Publish a clip's chunks again (an empty list: its manifest). */
+  'clip-chunks': z.strictObject({
+    clipId: z.string().min(1).max(64),
+    chunks: z.array(z.int().nonnegative()).max(4096),
+  }),
+} as const;
+
+/** The `cmd/{verb}` payload of one verb: `commandPayload` with that verb's `args`. */
+const commandOf = <A extends z.ZodType>(args: A) => commandPayload.extend({ args: args.optional() });
+
 export const replyPayload = z.strictObject({
   ...meta,
   id: z.string().min(1).max(64),
@@ -119,6 +153,8 @@ export const replyPayload = z.strictObject({
   result: z.unknown().optional(),
   error: z.strictObject({ code: z.string(), message: z.string() }).optional(),
 });
+
+const utf8 = new TextEncoder();
 
 /** The largest chat text, in bytes of UTF-8. */
 export const CHAT_MAX_BYTES = 2048;
@@ -128,7 +164,7 @@ export const chatInPayload = z.object({
   text: z
     .string()
     .min(1)
-    .refine((text) => Buffer.byteLength(text, 'utf8') <= CHAT_MAX_BYTES, {
+    .refine((text) => utf8.encode(text).length <= CHAT_MAX_BYTES, {
       error: `chat text is at most ${CHAT_MAX_BYTES} bytes of UTF-8`,
     }),
   /** Client-chosen id for de-duplication; the hub draws one when absent. */
@@ -145,6 +181,61 @@ export const chatPayload = z.strictObject({
   at: z.int().nonnegative(),
 });
 
+/** Who may be named as a sender or acknowledger: an identity name and its role, stamped by the broker. */
+const role = z.enum(['device', 'console', 'staff', 'admin']);
+
+/** What a console publishes on `…/inbox/{audience}/{device}/{key}/ack`; anything else is dropped. */
+export const ackInPayload = z.object({
+  /** An optional word for the others ("on my way"). */
+  note: z.string().max(200).optional(),
+});
+
+/** An acknowledgement as delivered: stamped by the broker with the authenticated identity and its clock. */
+export const ackPayload = z.strictObject({
+  by: name,
+  role,
+  at: z.int().nonnegative(),
+  note: z.string().max(200).optional(),
+});
+
+/**
+ * One alert in the hub's inbox, retained on `…/inbox/{audience}/{device}/{key}` (written by the hub
+ * only): the latest alert with that id, when the hub first and last heard of it (hub clock), and who
+ * acknowledged it. Open alerts and acknowledgements survive a reload, a hub restart and a console that
+ * was closed when the alert came. An empty retained message removes an entry (the inbox is bounded).
+ */
+export const inboxEntryPayload = z.strictObject({
+  /** The entry's topic segment: the alert id, or `h-` + a hash of it when the id is not topic-safe. */
+  key: z.string().min(1).max(64),
+  /** `site`: panic and clip-failed, for everyone on the site (staff too); `console`: box health. */
+  audience: z.enum(['site', 'console']),
+  device: name,
+  alert: alertPayload,
+  firstAt: z.int().nonnegative(),
+  updatedAt: z.int().nonnegative(),
+  ack: ackPayload.nullable(),
+  /**
+   * A panic alert's clip at the hub's archive: `waiting` (no manifest yet), `receiving` (`have` of
+   * `of` chunks), `stored` (complete, sha256 checked by the hub; a console fetches it from the hub and
+   * checks it again), `failed` (the box could not make it: `message`), `evicted` (removed by the
+   * archive's quota).
+   */
+  clip: z
+    .strictObject({
+      state: z.enum(['waiting', 'receiving', 'stored', 'failed', 'evicted']),
+      have: z.int().nonnegative(),
+      of: z.int().nonnegative().nullable(),
+      sizeBytes: z.int().nonnegative().nullable(),
+      sha256: z
+        .string()
+        .regex(/^[0-9a-f]{64}$/)
+        .nullable(),
+      durationMs: z.int().nonnegative().nullable(),
+      message: z.string().max(500).optional(),
+    })
+    .optional(),
+});
+
 /** Every schema of contract v1, by the file name its JSON Schema is written to. */
 export const contract = {
   status: statusPayload,
@@ -153,9 +244,17 @@ export const contract = {
   alert: alertPayload,
   'clip-manifest': clipManifestPayload,
   cmd: commandPayload,
+  'cmd-ping': commandOf(verbArgs.ping),
+  'cmd-status': commandOf(verbArgs.status),
+  'cmd-restart-camera': commandOf(verbArgs['restart-camera']),
+  'cmd-clip': commandOf(verbArgs.clip),
+  'cmd-clip-chunks': commandOf(verbArgs['clip-chunks']),
   reply: replyPayload,
   'chat-in': chatInPayload,
   chat: chatPayload,
+  'ack-in': ackInPayload,
+  ack: ackPayload,
+  'inbox-entry': inboxEntryPayload,
 } as const;
 
 export type StatusPayload = z.output<typeof statusPayload>;
@@ -164,5 +263,11 @@ export type CameraStatePayload = z.output<typeof cameraStatePayload>;
 export type AlertPayload = z.output<typeof alertPayload>;
 export type ClipManifestPayload = z.output<typeof clipManifestPayload>;
 export type CommandPayload = z.output<typeof commandPayload>;
+export type VerbName = keyof typeof verbArgs;
 export type ReplyPayload = z.output<typeof replyPayload>;
 export type ChatPayload = z.output<typeof chatPayload>;
+export type AckPayload = z.output<typeof ackPayload>;
+export type InboxEntryPayload = z.output<typeof inboxEntryPayload>;
+export type InboxAudience = InboxEntryPayload['audience'];
+export type InboxClip = NonNullable<InboxEntryPayload['clip']>;
+export type Role = z.output<typeof role>;

@@ -46,6 +46,7 @@ export class LevelStore implements IStore {
    */
   private writes: Promise<unknown> = Promise.resolve();
   private pendingWrites = 0;
+  private replayedCount = 0;
   private closing: Promise<void> | undefined;
 
   private queue<T>(write: () => Promise<T>): Promise<T> {
@@ -53,6 +54,16 @@ export class LevelStore implements IStore {
     const next = this.writes.then(write, write).finally(() => (this.pendingWrites -= 1));
     this.writes = next.catch(() => undefined);
     return next;
+  }
+
+  /**
+   * Packets handed back to MQTT.js since the last call: the ones it resent after (re)connecting. It
+   * emits `connect` only once that replay is done, so at `connect` this is the whole count.
+   */
+  takeReplayed(): number {
+    const count = this.replayedCount;
+    this.replayedCount = 0;
+    return count;
   }
 
   /** Puts and deletes not yet on disk. */
@@ -162,9 +173,13 @@ export class LevelStore implements IStore {
   createStream(): ReturnType<IStore['createStream']> {
     const db = this.db;
     const written = this.writes;
+    const replayed = (): void => void (this.replayedCount += 1);
     async function* packets(): AsyncGenerator<Packet> {
       await written;
-      for await (const value of db.values({ gte: 'p!', lt: 'p~' })) yield decode(value);
+      for await (const value of db.values({ gte: 'p!', lt: 'p~' })) {
+        replayed();
+        yield decode(value);
+      }
     }
     // MQTT.js types its streams with readable-stream's Readable; Node's has the same reading interface.
     return Readable.from(packets(), { objectMode: true }) as unknown as ReturnType<IStore['createStream']>;

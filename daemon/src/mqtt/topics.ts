@@ -32,7 +32,34 @@ export const topics = {
   chat: (site: string, channel: string) => `${sitePrefix(site)}/chat/${channel}`,
   /** Retained by the hub: the channel's last messages, as an array of chat payloads. */
   chatHistory: (site: string, channel: string) => `${sitePrefix(site)}/chat/${channel}/history`,
+  /** Retained by the hub: one alert of its inbox (contract.ts inboxEntryPayload). */
+  inboxEntry: (site: string, audience: string, device: string, key: string) =>
+    `${sitePrefix(site)}/inbox/${audience}/${device}/${key}`,
+  /** A console acknowledges that alert here; the broker stamps who. */
+  inboxAck: (site: string, audience: string, device: string, key: string) =>
+    `${sitePrefix(site)}/inbox/${audience}/${device}/${key}/ack`,
 } as const;
+
+/** An alert id that is a safe topic level is its own inbox key (console/inbox.ts hashes any other). */
+export const INBOX_SAFE_KEY = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+
+/** Panic and its clip's failure concern everyone on the site (staff too); the rest is box health. */
+export function inboxAudience(kind: string): 'site' | 'console' {
+  return kind === 'panic' || kind === 'clip-failed' ? 'site' : 'console';
+}
+
+/** The inbox entry an acknowledgement topic names, when it is exactly `P/inbox/{audience}/{device}/{key}/ack`. */
+export function inboxAckTarget(
+  site: string,
+  topic: string,
+): { audience: 'site' | 'console'; device: string; key: string } | undefined {
+  const prefix = `${sitePrefix(site)}/inbox/`;
+  if (!topic.startsWith(prefix)) return undefined;
+  const [audience, device, key, ack, ...rest] = topic.slice(prefix.length).split('/');
+  if (ack !== 'ack' || rest.length > 0 || !device || !key) return undefined;
+  if (audience !== 'site' && audience !== 'console') return undefined;
+  return { audience, device, key };
+}
 
 const chatPrefixes = new Map<string, string>();
 

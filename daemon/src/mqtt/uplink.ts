@@ -5,6 +5,7 @@
 // retained, with a last will of `offline`. Any MQTT 3.1.1 broker works as the hub.
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
@@ -83,9 +84,15 @@ export class Uplink implements Service, Publisher {
     const ids = new StoreMessageIds(store);
     const client = connect({ ...options, outgoingStore: store, messageIdProvider: ids });
     this.client = client;
+    // One line per failed attempt: over TLS, MQTT.js reports a refused connection twice (the TLS
+    // socket's error and the stream's), and only the first says anything.
+    let errorLogged = false;
+    client.on('reconnect', () => (errorLogged = false));
     client.on('connect', () => {
+      errorLogged = false;
+      // MQTT.js emits `connect` after it has resent what the store held (level-store.ts).
       this.log.info(
-        { url: options.href, resent: store.size, firstTime: !this.connectedOnce },
+        { url: options.href, resent: store.takeReplayed(), firstTime: !this.connectedOnce },
         'uplink connected',
       );
       this.connectedOnce = true;
@@ -104,7 +111,11 @@ export class Uplink implements Service, Publisher {
     client.on('offline', () =>
       this.log.warn({ url: options.href, pending: store.size }, 'uplink offline; storing messages on disk'),
     );
-    client.on('error', (error) => this.log.warn({ err: error, url: options.href }, 'uplink error'));
+    client.on('error', (error) => {
+      if (errorLogged) return;
+      errorLogged = true;
+      this.log.warn({ err: error, url: options.href }, 'uplink error');
+    });
     // start() does not wait for the hub: a camera box must stream and store alerts while the hub is away.
   }
 
@@ -152,13 +163,14 @@ export class Uplink implements Service, Publisher {
   }
 
   private subscribeOnHub(filter: string): void {
-    // MQTT.js queues this while offline and re-subscribes after each reconnect.
+    // MQTT.js queues this while offline and re-subscribes after each reconnect. A SUBSCRIBE queued
+    // while the hub is away is called back with "Connection closed" at the first failed attempt, yet
+    // sent at the connect: only a refusal in the SUBACK (0x80) means the hub said no.
     this.client?.subscribe(filter, { qos: 1 }, (error, granted) => {
-      if (error || granted?.some((grant) => grant.qos === 128)) {
-        this.log.error(
-          { err: error, filter },
-          "uplink subscription refused by the hub (check this identity's ACL)",
-        );
+      if (granted?.some((grant) => grant.qos === 128)) {
+        this.log.error({ filter }, "uplink subscription refused by the hub (check this identity's ACL)");
+      } else if (error) {
+        this.log.debug({ reason: error.message, filter }, 'uplink subscription waits for the hub');
       }
     });
   }
@@ -234,15 +246,18 @@ export class Uplink implements Service, Publisher {
     const cert = uplink.cert ? await readSecret(uplink.cert, 'uplink.cert') : undefined;
     const key = uplink.key ? await readSecret(uplink.key, 'uplink.key') : undefined;
     const url = new URL(uplink.url);
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1'); // an IPv6 address without its brackets
     return {
       ...common,
       href: uplink.url,
       protocol: url.protocol === 'mqtts:' ? 'mqtts' : 'mqtt',
-      host: url.hostname,
+      host,
       port: Number(url.port || (url.protocol === 'mqtts:' ? 8883 : 1883)),
       username: uplink.username,
       password,
-      ...(ca ? { ca: [ca], rejectUnauthorized: true, servername: url.hostname } : {}),
+      // No servername for an IP address: SNI carries host names only (RFC 6066 §3; Node warns,
+      // DEP0123); the certificate is still checked against the address.
+      ...(ca ? { ca: [ca], rejectUnauthorized: true, ...(isIP(host) ? {} : { servername: host }) } : {}),
       ...(cert && key ? { cert, key } : {}),
     };
   }

@@ -14,7 +14,7 @@
 // - Network: /proc/net/dev, one file read. Not si.networkStats('*'): it re-lists interfaces with
 //   several spawned commands on every call (10–70 ms here).
 // - Throttling: the Pi firmware driver's sysfs file (hex, drivers/firmware/raspberrypi.c). Not
-//   `vcgencmd`: no process to spawn, and child_process stays in camera/worker-process.ts alone.
+//   `vcgencmd`: no process to spawn, and child_process stays in gst/fork.ts alone.
 import { readdir, readFile, statfs } from 'node:fs/promises';
 import { uptime } from 'node:os';
 import { join } from 'node:path';

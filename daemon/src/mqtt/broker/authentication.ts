@@ -1,6 +1,7 @@
 // Who a client is: Aedes's preConnect and authenticate hooks. A password (scrypt, through the login
-// gate), a site-signed client certificate, or on loopback one of the box's own credentials
-// (local-admin.ts) names an identity (identities.ts); then the client id is bound to it (`cam-a` and
+// gate), a site-signed client certificate, a site-console login (its session cookie, checked at the
+// WebSocket upgrade), or on loopback one of the box's own credentials (local-admin.ts) names an
+// identity (identities.ts); then the client id is bound to it (`cam-a` and
 // `cam-a.anything` belong to identity cam-a alone, a persistent session must use its own namespace),
 // and a last will is checked against what the identity may publish. Every refusal is a CONNACK return
 // code MQTT 3.1.1 defines: 2 identifier rejected, 3 server unavailable, 5 not authorized.
@@ -106,12 +107,12 @@ export class Authentication {
   async loadIdentities(): Promise<void> {
     const file = this.deps.config.broker.identitiesFile;
     const records = file ? (await loadIdentities(file)).identities : [];
-    // `chat` would make a device's own prefix the site's chat topics.
-    const reserved = records.find((record) => record.name === LOCAL_ADMIN || record.name === 'chat');
+    // `chat` or `inbox` would make a device's own prefix the site's chat or inbox topics.
+    const reserved = records.find((record) => [LOCAL_ADMIN, 'chat', 'inbox'].includes(record.name));
     if (reserved) {
       throw new OutpostError(
         'IDENTITIES_INVALID',
-        `${file}: the name ${reserved.name} is reserved (${LOCAL_ADMIN}: the box's own tools; chat: the chat topics)`,
+        `${file}: the name ${reserved.name} is reserved (${LOCAL_ADMIN}: the box's own tools; chat, inbox: site topics)`,
         { hint: 'rename that identity with outpost-provision' },
       );
     }
@@ -172,7 +173,14 @@ export class Authentication {
     if (this.emptyPersistentId.has(client))
       return refuse('a zero-byte client id needs clean session 1 [MQTT-3.1.3-8]', IDENTIFIER_REJECTED);
     let identity: Identity | undefined;
-    if (password !== undefined && username !== undefined) {
+    if (connection.session) {
+      // Logged in through the console's form (same identities, same login limits): the cookie was
+      // checked at the WebSocket upgrade; the identity must still be what it was then.
+      const now = this.lookup(connection.session.name);
+      if (username !== connection.session.name) return refuse('user name differs from the console login');
+      if (!now || now.role !== connection.session.role) return refuse('identity revoked or changed');
+      identity = now;
+    } else if (password !== undefined && username !== undefined) {
       const given = password.toString('utf8');
       if (
         username === LOCAL_ADMIN ||
@@ -230,6 +238,50 @@ export class Authentication {
       'mqtt client connected',
     );
     return identity;
+  }
+
+  /**
+   * The site console (console/server.ts) checks a login form against the same identities and the same
+   * limits as a CONNECT on a LAN listener: address backoff after failures, the scrypt queue. local-admin
+   * (the box's own credential) only from loopback. 'unavailable' when the check was not made.
+   */
+  async checkLogin(
+    remote: string,
+    username: string,
+    password: string,
+    loopback: boolean,
+  ): Promise<Identity | 'unavailable' | undefined> {
+    const { counters } = this.deps;
+    if (username === LOCAL_ADMIN) {
+      const ok = loopback && this.local.matches(LOCAL_ADMIN, password);
+      if (!ok) counters.authFailures += 1;
+      return ok ? this.lookup(LOCAL_ADMIN) : undefined;
+    }
+    if (this.failures.wait(remote) > 0) {
+      counters.loginsBackedOff += 1;
+      return 'unavailable';
+    }
+    const checked = await this.logins.run(
+      remote,
+      () => this.identities.byPassword(username, password),
+      () => false,
+    );
+    counters.loginsPeakInFlight = this.logins.peakInFlight;
+    if (checked === SHED) {
+      counters.loginsShed += 1;
+      return 'unavailable';
+    }
+    if (checked) this.failures.succeeded(remote);
+    else {
+      this.failures.failed(remote);
+      counters.authFailures += 1;
+    }
+    return checked;
+  }
+
+  /** Whether `identity` still exists with that role (the console ends logins of revoked accounts). */
+  hasIdentity(identity: Identity): boolean {
+    return this.lookup(identity.name)?.role === identity.role;
   }
 
   /** A password check through the login gate; SERVER_UNAVAILABLE when it was not made. */

@@ -22,17 +22,24 @@ export interface ChatHookSettings {
   channelIdleSeconds: number;
 }
 
+export interface ChatHookDeps {
+  site: string;
+  settings: ChatHookSettings;
+  /** Publishes (retained) and stores a channel's history. */
+  publishHistory: PublishHistory;
+  log: Logger;
+}
+
 export class ChatHook implements StampHook {
   readonly name = 'chat';
   readonly clearsRetain = true;
+  private readonly site: string;
+  private readonly log: Logger;
   private readonly history: ChatHistory;
 
-  constructor(
-    private readonly site: string,
-    settings: ChatHookSettings,
-    publishHistory: PublishHistory,
-    private readonly log: Logger,
-  ) {
+  constructor({ site, settings, publishHistory, log }: ChatHookDeps) {
+    this.site = site;
+    this.log = log;
     this.history = new ChatHistory(site, settings.history, publishHistory, {
       maxChannels: settings.channels,
       intervalMs: CHAT_HISTORY_INTERVAL_MS,

@@ -192,20 +192,27 @@ export class GuardedConnection extends Duplex {
   /** writePublish said the socket was full: 'drain' is owed once it is not. */
   private owesDrain = false;
 
+  private readonly admit: () => boolean;
+  private readonly onRefused: (error: Error) => void;
+
   /**
-   * `limit`: the largest packet accepted (SizeGuard). `admit()` false holds the bytes read (and so
-   * stops reading the socket) until it turns true: backpressure from the broker to the socket.
+   * `maxPacketBytes`: the largest packet accepted (SizeGuard). `admit()` false holds the bytes read
+   * (and so stops reading the socket) until it turns true: backpressure from the broker to the socket.
    * `onRefused` hears why the bytes were refused; the socket is then ended (after a CONNACK 0x01 for an
    * UnsupportedProtocolLevel) or destroyed.
    */
   constructor(
     private readonly socket: Duplex,
-    limit: number,
-    private readonly admit: () => boolean = () => true,
-    private readonly onRefused: (error: Error) => void = () => undefined,
+    options: {
+      maxPacketBytes: number;
+      admit?: () => boolean;
+      onRefused?: (error: Error) => void;
+    },
   ) {
     super();
-    const guard = new SizeGuard(limit);
+    this.admit = options.admit ?? (() => true);
+    this.onRefused = options.onRefused ?? (() => undefined);
+    const guard = new SizeGuard(options.maxPacketBytes);
     socket.on('data', (chunk: Buffer) => {
       const refused = guard.check(chunk);
       if (refused) {
@@ -441,17 +448,29 @@ function headerAllowed(first: number): boolean {
 }
 
 /** A decoded packet, with the fields (and their order) of mqtt-packet's Packet. */
-class DecodedPacket {
-  constructor(
-    readonly cmd: 'publish' | 'puback' | 'pingreq',
-    readonly retain: boolean,
-    readonly qos: 0 | 1 | 2,
-    readonly dup: boolean,
-    readonly length: number,
-    readonly topic: string | null,
-    readonly payload: Buffer | null,
-    readonly messageId: number | undefined,
-  ) {}
+interface DecodedPacket {
+  readonly cmd: 'publish' | 'puback' | 'pingreq';
+  readonly retain: boolean;
+  readonly qos: 0 | 1 | 2;
+  readonly dup: boolean;
+  readonly length: number;
+  readonly topic: string | null;
+  readonly payload: Buffer | null;
+  readonly messageId: number | undefined;
+}
+
+/** One literal shape for every decoded packet (its fields always in this order). */
+function decodedPacket(
+  cmd: DecodedPacket['cmd'],
+  retain: boolean,
+  qos: 0 | 1 | 2,
+  dup: boolean,
+  length: number,
+  topic: string | null,
+  payload: Buffer | null,
+  messageId: number | undefined,
+): DecodedPacket {
+  return { cmd, retain, qos, dup, length, topic, payload, messageId };
 }
 
 /**
@@ -557,7 +576,7 @@ export class FastParser extends EventEmitter {
         }
         this.emit(
           'packet',
-          new DecodedPacket(
+          decodedPacket(
             'publish',
             (first & 1) !== 0,
             qos as 0 | 1 | 2,
@@ -574,12 +593,12 @@ export class FastParser extends EventEmitter {
         if (first !== 0x40 || length !== 2) return false;
         this.emit(
           'packet',
-          new DecodedPacket('puback', false, 0, false, 2, null, null, bytes.readUInt16BE(body)),
+          decodedPacket('puback', false, 0, false, 2, null, null, bytes.readUInt16BE(body)),
         );
         return true;
       case 12:
         if (first !== 0xc0 || length !== 0) return false;
-        this.emit('packet', new DecodedPacket('pingreq', false, 0, false, 0, null, null, undefined));
+        this.emit('packet', decodedPacket('pingreq', false, 0, false, 0, null, null, undefined));
         return true;
       default:
         return false;

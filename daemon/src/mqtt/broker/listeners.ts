@@ -2,7 +2,8 @@
 // the LAN (hub role, TLS 1.2+ with the site's certificate). Each accepted socket is bounded
 // (broker.limits.maxConnections), set for request/acknowledge traffic and for finding dead peers, and
 // wrapped in its framing guard (framing.ts) before the broker sees it. What each connection is
-// (listener, TLS socket, remote address) is kept for authentication.
+// (listener, TLS socket, remote address, a console login) is kept for authentication. The site
+// console's HTTPS server hands its MQTT-over-WebSocket streams in too (acceptSession).
 import { readFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -12,6 +13,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Config } from '../../config/schema.js';
 import { OutpostError } from '../../errors.js';
+import type { Identity } from '../identities.js';
 import { GuardedConnection, UnsupportedProtocolLevel } from './framing.js';
 
 export type ListenerKind = 'tcp' | 'mqtts' | 'wss';
@@ -22,6 +24,8 @@ export interface ConnectionInfo {
   /** The TLS socket underneath (mqtts, wss): its verified client certificate names an identity. */
   tls: TLSSocket | undefined;
   remote: string;
+  /** A stream from the site console's HTTPS server: its login (session cookie) names the identity. */
+  session?: Identity;
 }
 
 export interface ListenersDeps {
@@ -121,12 +125,26 @@ export class Listeners {
     return Promise.all(closed).then(() => undefined);
   }
 
+  /**
+   * An MQTT-over-WebSocket stream from the site console's HTTPS server (console/server.ts), for the
+   * identity its login named: bounded and framed like a connection to the WSS listener.
+   */
+  acceptSession(stream: Duplex, tls: TLSSocket | undefined, remote: string, identity: Identity): void {
+    this.accept('wss', stream, tls, remote, identity);
+  }
+
   /** End every connection still open (after the broker has said goodbye to its clients). */
   closeConnections(): void {
     for (const socket of this.sockets) socket.destroy();
   }
 
-  private accept(kind: ListenerKind, stream: Duplex, tls?: TLSSocket, remoteAddress?: string): void {
+  private accept(
+    kind: ListenerKind,
+    stream: Duplex,
+    tls?: TLSSocket,
+    remoteAddress?: string,
+    session?: Identity,
+  ): void {
     const { settings, log } = this.deps;
     const remote = remoteAddress ?? (stream as Socket).remoteAddress ?? 'unknown';
     if (!this.accepting || this.sockets.size >= settings.limits.maxConnections) {
@@ -146,11 +164,10 @@ export class Listeners {
     stream.once('close', () => this.sockets.delete(stream));
     stream.on('error', () => stream.destroy());
     // The connection checks the framing before Aedes's parser sees the bytes; replies go to the socket.
-    const connection = new GuardedConnection(
-      stream,
-      settings.limits.maxPacketBytes,
-      this.deps.admit,
-      (error) => {
+    const connection = new GuardedConnection(stream, {
+      maxPacketBytes: settings.limits.maxPacketBytes,
+      admit: this.deps.admit,
+      onRefused: (error) => {
         if (error instanceof UnsupportedProtocolLevel) {
           log.debug(
             { listener: kind, remote, err: error },
@@ -164,9 +181,9 @@ export class Listeners {
           'mqtt client sent an oversized or malformed packet: disconnected',
         );
       },
-    );
+    });
     connection.on('error', () => stream.destroy());
-    this.connections.set(connection, { kind, tls, remote });
+    this.connections.set(connection, { kind, tls, remote, ...(session ? { session } : {}) });
     this.deps.onConnection(connection);
   }
 

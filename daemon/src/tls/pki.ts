@@ -1,5 +1,6 @@
 // The site's certificates: the site CA, the hub's server certificate and client certificates, all
-// ECDSA P-256 with SHA-256. The X.509 encoding is @peculiar/x509 on Node's WebCrypto (the only file
+// ECDSA P-256 with SHA-256. `outpost-provision` makes them; the daemon uses the same code only for the
+// console's development certificate on loopback (console/dev-cert.ts, loaded only then). The X.509 encoding is @peculiar/x509 on Node's WebCrypto (the only file
 // that imports it); keys are made, exported and used for signing by Node's own crypto, so no ASN.1 is
 // written by hand here.
 //

@@ -1,0 +1,79 @@
+// The console's HTTP API on the hub (daemon/src/console/server.ts): login, log-out, who am I, and the
+// telemetry history. Everything else travels over MQTT. The session is an HttpOnly cookie the page
+// never sees; no password or token is ever stored by the page.
+
+export interface Thresholds {
+  temperatureC: { raiseAt: number; clearBelow: number };
+  diskPercent: { raiseAt: number; clearBelow: number; criticalAt: number };
+  memoryPercent: { raiseAt: number; clearBelow: number };
+}
+
+export interface SessionInfo {
+  username: string;
+  role: 'console' | 'staff' | 'admin';
+  site: string;
+  hub: string;
+  video: boolean;
+  renotifyMinutes: number;
+  thresholds: Thresholds;
+}
+
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
+async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const response = await fetch(path, {
+    credentials: 'same-origin',
+    ...init,
+    headers: init.body ? { 'content-type': 'application/json' } : {},
+  });
+  let body: unknown;
+  try {
+    body = await response.json();
+  } catch {
+    body = undefined;
+  }
+  if (!response.ok) {
+    const reason =
+      (body as { error?: string } | undefined)?.error ?? `${response.status} ${response.statusText}`;
+    throw new ApiError(reason, response.status);
+  }
+  return body as T;
+}
+
+export function login(username: string, password: string): Promise<SessionInfo> {
+  return request('/api/login', { method: 'POST', body: JSON.stringify({ username, password }) });
+}
+
+/** The development login link printed by `npm start` (#login=…). */
+export function loginWithToken(token: string): Promise<SessionInfo> {
+  return request('/api/login', { method: 'POST', body: JSON.stringify({ token }) });
+}
+
+export function logout(): Promise<unknown> {
+  return request('/api/logout', { method: 'POST' });
+}
+
+/** Who is logged in; rejects with status 401 when nobody. */
+export function currentSession(): Promise<SessionInfo> {
+  return request('/api/session');
+}
+
+/** [hub time ms, CPU %, °C or null] */
+export type Sample = [number, number, number | null];
+
+export interface DeviceTelemetryHistory {
+  last: unknown;
+  lastAt: number | null;
+  samples: Sample[];
+}
+
+export function telemetryHistory(): Promise<{ devices: Record<string, DeviceTelemetryHistory> }> {
+  return request('/api/telemetry');
+}

@@ -1,0 +1,234 @@
+// A small typed client for Janus's streaming plugin over its HTTP API, through the hub's same-origin
+// proxy (/janus, behind the login): one Janus session per page, one handle per playing tile. Janus
+// 1.1.2 makes the offer; the page answers (`start` with the answer). Each viewer asks for zero
+// playout delay as bench:latency's viewer does: playoutDelayHint and jitterBufferTarget 0 on the
+// receiver, and Janus's playout-delay RTP extension with min = max = 0.
+
+interface JanusReply {
+  janus: string;
+  data?: { id?: number };
+  error?: { code: number; reason: string };
+  plugindata?: { data?: Record<string, unknown> };
+}
+
+interface JanusEvent extends JanusReply {
+  sender?: number;
+  jsep?: RTCSessionDescriptionInit;
+  candidate?: RTCIceCandidateInit & { completed?: boolean };
+}
+
+export class JanusError extends Error {
+  constructor(
+    message: string,
+    readonly code: number | undefined,
+  ) {
+    super(message);
+  }
+}
+
+let transactions = 0;
+
+async function call(path: string, body: Record<string, unknown>, signal?: AbortSignal): Promise<JanusReply> {
+  const response = await fetch(`/janus${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, transaction: `t${++transactions}` }),
+    credentials: 'same-origin',
+    ...(signal ? { signal } : {}),
+  });
+  const reply = (await response.json()) as JanusReply;
+  if (reply.janus === 'error') throw new JanusError(reply.error?.reason ?? 'Janus error', reply.error?.code);
+  return reply;
+}
+
+/** One Janus session: long-polls its events and hands each to the handle it is for. */
+export class JanusSession {
+  private readonly handlers = new Map<number, (event: JanusEvent) => void>();
+  private closed = false;
+  private readonly abort = new AbortController();
+
+  private constructor(
+    readonly id: number,
+    private readonly onLost: (reason: string) => void,
+  ) {}
+
+  static async create(onLost: (reason: string) => void): Promise<JanusSession> {
+    const reply = await call('', { janus: 'create' });
+    const id = reply.data?.id;
+    if (typeof id !== 'number') throw new JanusError('Janus gave no session id', undefined);
+    const session = new JanusSession(id, onLost);
+    void session.poll();
+    return session;
+  }
+
+  get alive(): boolean {
+    return !this.closed;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort();
+    void call(`/${this.id}`, { janus: 'destroy' }).catch(() => undefined);
+  }
+
+  async attach(onEvent: (event: JanusEvent) => void): Promise<number> {
+    const reply = await call(`/${this.id}`, { janus: 'attach', plugin: 'janus.plugin.streaming' });
+    const handle = reply.data?.id;
+    if (typeof handle !== 'number') throw new JanusError('Janus gave no handle id', undefined);
+    this.handlers.set(handle, onEvent);
+    return handle;
+  }
+
+  async message(
+    handle: number,
+    body: Record<string, unknown>,
+    jsep?: Record<string, unknown>,
+  ): Promise<JanusReply> {
+    return call(`/${this.id}/${handle}`, { janus: 'message', body, ...(jsep ? { jsep } : {}) });
+  }
+
+  async trickle(handle: number, candidate: RTCIceCandidateInit | { completed: true }): Promise<void> {
+    await call(`/${this.id}/${handle}`, { janus: 'trickle', candidate });
+  }
+
+  async detach(handle: number): Promise<void> {
+    this.handlers.delete(handle);
+    if (!this.closed) await call(`/${this.id}/${handle}`, { janus: 'detach' }).catch(() => undefined);
+  }
+
+  /** Janus's HTTP transport: a GET per batch of events, which also keeps the session alive. */
+  private async poll(): Promise<void> {
+    while (!this.closed) {
+      let events: JanusEvent[];
+      try {
+        const response = await fetch(`/janus/${this.id}?maxev=10&rid=${Date.now()}`, {
+          credentials: 'same-origin',
+          signal: this.abort.signal,
+        });
+        const body = (await response.json()) as JanusEvent | JanusEvent[];
+        events = Array.isArray(body) ? body : [body];
+      } catch (error) {
+        if (this.closed) return;
+        this.lose(`lost Janus: ${(error as Error).message}`);
+        return;
+      }
+      for (const event of events) {
+        if (event.janus === 'error') {
+          // 458: no such session (Janus restarted); 403 from the proxy: logged out.
+          this.lose(`Janus: ${event.error?.reason ?? 'error'}`);
+          return;
+        }
+        if (event.sender !== undefined) this.handlers.get(event.sender)?.(event);
+      }
+    }
+  }
+
+  private lose(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort();
+    this.onLost(reason);
+  }
+}
+
+/** Plays one mountpoint into `video`; `close()` hangs up. Rejects when Janus refuses the watch. */
+export class MountpointViewer {
+  private pc: RTCPeerConnection | undefined;
+  private handle: number | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly deps: {
+      session: JanusSession;
+      mountpoint: number;
+      video: HTMLVideoElement;
+      onFailed: (reason: string) => void;
+    },
+  ) {}
+
+  async open(): Promise<void> {
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    this.pc = pc;
+    pc.ontrack = (event) => {
+      const receiver = event.receiver as RTCRtpReceiver & {
+        playoutDelayHint?: number;
+        jitterBufferTarget?: number;
+      };
+      if ('playoutDelayHint' in receiver) receiver.playoutDelayHint = 0;
+      if ('jitterBufferTarget' in receiver) receiver.jitterBufferTarget = 0;
+      this.deps.video.srcObject = event.streams[0] ?? new MediaStream([event.track]);
+      void this.deps.video.play().catch(() => undefined);
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'failed' || pc.connectionState === 'closed')
+        this.fail(`media ${pc.connectionState}`);
+    };
+    const handle = await this.deps.session.attach((event) => void this.onEvent(event));
+    this.handle = handle;
+    const reply = await this.deps.session.message(handle, { request: 'watch', id: this.deps.mountpoint });
+    void reply;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.pc?.close();
+    this.deps.video.srcObject = null;
+    if (this.handle !== undefined) void this.deps.session.detach(this.handle);
+  }
+
+  private fail(reason: string): void {
+    if (this.closed) return;
+    this.close();
+    this.deps.onFailed(reason);
+  }
+
+  private async onEvent(event: JanusEvent): Promise<void> {
+    const pc = this.pc;
+    const handle = this.handle;
+    if (!pc || handle === undefined || this.closed) return;
+    try {
+      const result = event.plugindata?.data;
+      if (result && typeof result.error === 'string') {
+        this.fail(`Janus: ${result.error}`);
+        return;
+      }
+      if (event.janus === 'hangup' || event.janus === 'detached') {
+        this.fail('Janus hung up');
+        return;
+      }
+      if (event.janus === 'trickle' && event.candidate && !event.candidate.completed) {
+        await pc.addIceCandidate(event.candidate);
+        return;
+      }
+      if (event.jsep?.type !== 'offer') return;
+      // Trickle ICE: the answer goes at once and each local candidate follows it, instead of waiting
+      // for gathering to finish (hundreds of ms on a machine with several interfaces).
+      pc.onicecandidate = ({ candidate }) => {
+        if (this.closed) return;
+        void this.deps.session
+          .trickle(handle, candidate ? candidate.toJSON() : { completed: true })
+          .catch(() => undefined);
+      };
+      await pc.setRemoteDescription(event.jsep);
+      await pc.setLocalDescription(await pc.createAnswer());
+      const answer = pc.localDescription;
+      if (!answer || this.closed) return;
+      // Zero playout delay (Janus's playout-delay extension), asked for alongside the start.
+      const configured = this.deps.session.message(handle, {
+        request: 'configure',
+        min_delay: 0,
+        max_delay: 0,
+      });
+      await this.deps.session.message(
+        handle,
+        { request: 'start' },
+        { type: answer.type, sdp: answer.sdp, trickle: true },
+      );
+      await configured;
+    } catch (error) {
+      this.fail((error as Error).message);
+    }
+  }
+}
