@@ -104,6 +104,23 @@ it('GuardedConnection holds each PUBACK until its message is released, and sends
   conn.destroy();
 });
 
+it('GuardedConnection waits for a full socket with one drain listener, however many ticks find it full', async () => {
+  // A socket that takes nothing out: every write queues, and it stays full until it is read.
+  const socket = new Duplex({ read() {}, write() {}, highWaterMark: 64 });
+  const conn = new GuardedConnection(socket, { maxPacketBytes: 1024 });
+  let drains = 0;
+  conn.on('drain', () => (drains += 1));
+  const payload = Buffer.alloc(100, 1);
+  for (let tick = 0; tick < 20; tick += 1) {
+    expect(conn.writePublish('a/b', payload, 0, false, 0)).toBe(false);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  expect(socket.listenerCount('drain')).toBeLessThanOrEqual(1);
+  socket.emit('drain');
+  expect(drains).toBe(1);
+  conn.destroy();
+});
+
 it('a QoS 1 message whose queueing for a persistent session is slow is still delivered when a later message overtakes it', async () => {
   const hub = await startTestBroker();
   try {

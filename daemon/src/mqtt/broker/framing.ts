@@ -189,6 +189,8 @@ export class GuardedConnection extends Duplex {
    */
   private batch = EMPTY;
   private batchLength = 0;
+  /** A 'drain' listener is on the socket already (endTick). */
+  private awaitingSocketDrain = false;
   /** writePublish said the socket was full: 'drain' is owed once it is not. */
   private owesDrain = false;
 
@@ -395,8 +397,15 @@ export class GuardedConnection extends Duplex {
     }
     if (!this.owesDrain) return;
     this.owesDrain = false;
-    if (this.socket.writableNeedDrain) this.socket.once('drain', () => this.emit('drain'));
-    else process.nextTick(() => this.emit('drain'));
+    if (!this.socket.writableNeedDrain) process.nextTick(() => this.emit('drain'));
+    else if (!this.awaitingSocketDrain) {
+      // One listener however many ticks end with the socket still full: its 'drain' answers them all.
+      this.awaitingSocketDrain = true;
+      this.socket.once('drain', () => {
+        this.awaitingSocketDrain = false;
+        this.emit('drain');
+      });
+    }
   }
 
   /** Send the PUBACKs at the head of the queue whose messages are stored; false when the socket is full. */
