@@ -26,6 +26,7 @@ import type { Identity } from '../mqtt/identities.js';
 import { DEFAULT_THRESHOLDS } from '../telemetry/thresholds.js';
 import { devCertificate } from './dev-cert.js';
 import { JanusProxy } from './janus-proxy.js';
+import { readBody } from './request-body.js';
 import { Sessions, type Session } from './sessions.js';
 import type { TelemetryHistory } from './telemetry-history.js';
 import type { ClipArchive } from './clip-archive.js';
@@ -456,15 +457,4 @@ function spkiOf(certPem: Buffer): string {
   )?.[0];
   const publicKey = new X509Certificate(first ?? certPem).publicKey.export({ type: 'spki', format: 'der' });
   return createHash('sha256').update(publicKey).digest('base64');
-}
-
-async function readBody(request: IncomingMessage, limit: number): Promise<string | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) return undefined;
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }

@@ -21,6 +21,17 @@ const meta = {
   seq: z.int().nonnegative(),
 };
 
+const utf8Decoder = new TextDecoder();
+
+/** The JSON value of a message's payload, or undefined when the payload is not JSON. */
+export function jsonOf(payload: Uint8Array): unknown {
+  try {
+    return JSON.parse(utf8Decoder.decode(payload)) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
 const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/);
 
 export const statusPayload = z.strictObject({
@@ -271,3 +282,17 @@ export type InboxEntryPayload = z.output<typeof inboxEntryPayload>;
 export type InboxAudience = InboxEntryPayload['audience'];
 export type InboxClip = NonNullable<InboxEntryPayload['clip']>;
 export type Role = z.output<typeof role>;
+
+/** A clip in the hub's archive, as the console's HTTP API lists it (GET /api/clips). */
+export interface ArchivedClip {
+  device: string;
+  clipId: string;
+  sizeBytes: number;
+  sha256: string | null;
+  durationMs: number | null;
+  startAt: number | null;
+  cameras: string[];
+  /** When the hub had it complete (its clock). */
+  storedAt: number;
+  acknowledged: boolean;
+}
