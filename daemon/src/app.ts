@@ -1,5 +1,6 @@
 // Composition root: the one list of subsystems, built from the validated config, in dependency order.
 // It touches no process state (signals, exit codes, sd_notify): main.ts does. Tests drive this directly.
+import { siteBridge } from './bridge/bridge.js';
 import { Camera } from './camera/camera.js';
 import { Encoders } from './camera/encoders.js';
 import { JanusProcess } from './camera/janus-process.js';
@@ -18,11 +19,13 @@ import { pinOpener, type PinOpener } from './gpio/open-pin.js';
 import { ledBase, panicButton, statusLed } from './gpio/panel.js';
 import { lifecycle, type Lifecycle, type Service } from './lifecycle/service.js';
 import type { Logger } from './log.js';
+import { boxMetrics } from './metrics/metrics.js';
 import { Broker } from './mqtt/broker.js';
 import { localAdminFile } from './mqtt/local-admin.js';
 import { Commands } from './mqtt/commands.js';
 import { Uplink } from './mqtt/uplink.js';
 import { Telemetry } from './telemetry/sampler.js';
+import { VERSION } from './version.js';
 
 export interface App extends Lifecycle {
   readonly services: readonly Service[];
@@ -50,6 +53,8 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
 
   const broker = new Broker(config, logFor('broker'));
   const uplink = new Uplink(config, broker, logFor('uplink'));
+  // Hub with a `bridge` section: the outbound link to the operations centre (docs/bridge.md).
+  const bridge = siteBridge({ config, broker, publisher: uplink, log: logFor('bridge') });
   const encoders = new Encoders(logFor('encoders'));
   // sfu.mode janus: mountpoints on the site's Janus; its start() returns at once, Janus up or not.
   const janus = config.sfu.mode === 'janus' ? new JanusMountpoints(config, logFor('janus')) : undefined;
@@ -140,7 +145,10 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     store: clipStore,
     delivery,
     log: logFor('panic'),
-    events: { alertSent: () => led.show('alert-sent') },
+    events: {
+      alertSent: () => led.show('alert-sent'),
+      alertAcked: (trigger, ms) => metrics?.panicAlert(trigger, ms),
+    },
   });
   const button = panicButton({
     gpio: config.gpio,
@@ -174,6 +182,20 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
         })
       : undefined;
 
+  // Prometheus /metrics (docs/metrics.md): reads the subsystems when scraped.
+  const metrics = boxMetrics({
+    config,
+    version: VERSION,
+    sources: {
+      broker,
+      uplink,
+      bridge,
+      cameras: () => cameras.map(({ name, camera }) => ({ name, ...camera.status() })),
+      clipStore,
+    },
+    log: logFor('metrics'),
+  });
+
   // Start order is dependency order: the broker, then the uplink that publishes through it (or to the
   // hub); the encoder probe before the cameras that use its answer; the state report after the cameras
   // (so it stops first and can say `stopped`).
@@ -182,6 +204,7 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     // Before anything publishes an alert or telemetry on this hub's broker.
     ...(consoleParts ? [consoleParts.inbox, consoleParts.telemetry] : []),
     uplink,
+    ...(bridge ? [bridge] : []),
     ...(consoleParts ? [consoleParts.archive] : []),
     encoders,
     ...(janusProcess ? [janusProcess] : []),
@@ -198,6 +221,7 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     ...(button ? [button] : []),
     commands,
     ...(localCommands ? [localCommands] : []),
+    ...(metrics ? [metrics] : []),
     // Last: the page opens on a hub whose every subsystem is up.
     ...(consoleParts ? [consoleParts.server] : []),
   ];

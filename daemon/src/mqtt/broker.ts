@@ -18,7 +18,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Service } from '../lifecycle/service.js';
-import type { Identity } from './identities.js';
+import type { Identity, Role } from './identities.js';
 import { AckHook } from './broker/ack-hook.js';
 import {
   busBacklog,
@@ -143,6 +143,20 @@ export class Broker implements Service {
     return this.store?.persistence;
   }
 
+  /** MQTT clients connected now (Mosquitto's $SYS/broker/clients/connected). */
+  clientsConnected(): number {
+    return this.aedes?.connectedClients ?? 0;
+  }
+
+  /**
+   * An identity for one of the daemon's own services (the site bridge), with a random password, valid
+   * on the loopback listener only and never in the identities file (its name is reserved from then on).
+   * Call before start(): persisted sessions of identities unknown at start are forgotten.
+   */
+  serviceCredential(name: string, role: Role): { username: string; password: string } {
+    return this.auth.local.addService(name, role);
+  }
+
   /** Username and password the daemon's own client uses on the loopback listener. */
   selfCredential(): { username: string; password: string } {
     return this.auth.local.self();
@@ -209,6 +223,7 @@ export class Broker implements Service {
           ...this.reading.hooks(),
           // The message is stored and handed on: its PUBACK, held by the connection, may go (framing.ts).
           published: (packet, client, done) => {
+            if (client) this.counters.messagesReceived += 1;
             const conn = client?.conn;
             if (packet.qos === 1 && packet.messageId !== undefined && conn instanceof GuardedConnection) {
               conn.released(packet.messageId);

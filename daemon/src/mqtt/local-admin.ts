@@ -1,11 +1,13 @@
 // The box's own credentials on its broker's loopback listener: `local-admin` (role admin) for the tools
 // on the box (`outpost chat`, mosquitto_sub), its password in a 0600 file under the data dir (being able
 // to read the file is the permission), and the daemon's own device identity with a random password kept
-// in memory, for its uplink in hub role when the config names no uplink. Small on purpose: the CLI reads
-// the file name from here without loading the broker (Aedes, LevelDB, ws).
+// in memory, for its uplink in hub role when the config names no uplink, and the in-memory identities of
+// the daemon's own services (the site bridge's `centre`). Small on purpose: the CLI reads the file name
+// from here without loading the broker (Aedes, LevelDB, ws).
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Role } from './identities.js';
 
 /** The user name of the daemon's local credential, for tools on the box (loopback listener only). */
 export const LOCAL_ADMIN = 'local-admin';
@@ -18,6 +20,8 @@ export function localAdminFile(dataDir: string): string {
 /** The two in-memory credentials; made by the broker at start, checked on its loopback listener only. */
 export class LocalCredentials {
   private selfPassword = '';
+  /** In-memory loopback identities of the daemon's own services (the bridge's `centre`): name → role, password. */
+  private readonly services = new Map<string, { role: Role; password: string }>();
   private localPassword = '';
 
   constructor(
@@ -45,14 +49,36 @@ export class LocalCredentials {
     await chmod(this.file, 0o600);
   }
 
+  /**
+   * An identity for one of the daemon's own services, with a random password, valid on the loopback
+   * listener only and never in the identities file (its name is reserved from then on).
+   */
+  addService(name: string, role: Role): { username: string; password: string } {
+    const password = randomBytes(24).toString('base64url');
+    this.services.set(name, { role, password });
+    return { username: name, password };
+  }
+
+  /** The role of a service identity (addService), or undefined for any other name. */
+  serviceRole(name: string): Role | undefined {
+    return this.services.get(name)?.role;
+  }
+
+  /** The names of the service identities, for the reserved-name check of the identities file. */
+  serviceNames(): string[] {
+    return [...this.services.keys()];
+  }
+
   /** Username and password of the daemon's own client. */
   self(): { username: string; password: string } {
     return { username: this.device, password: this.selfPassword };
   }
 
-  /** Whether `password` is the one for `username` (local-admin, or the daemon's own device). */
+  /** Whether `password` is the one for `username` (a service, local-admin, or the daemon's own device). */
   matches(username: string, password: string): boolean {
-    const expected = username === LOCAL_ADMIN ? this.localPassword : this.selfPassword;
+    const expected =
+      this.services.get(username)?.password ??
+      (username === LOCAL_ADMIN ? this.localPassword : this.selfPassword);
     return sameSecret(password, expected);
   }
 }

@@ -35,6 +35,8 @@ export class Uplink implements Service, Publisher {
   private store: LevelStore | undefined;
   private connectedOnce = false;
   private online = false;
+  /** QoS 0 messages (telemetry) not sent because the hub was away (for /metrics). */
+  private droppedOffline = 0;
   private readonly handlers: Array<{ filter: string; handler: MessageHandler }> = [];
 
   constructor(
@@ -52,6 +54,15 @@ export class Uplink implements Service, Publisher {
   /** Messages waiting in the on-disk store for the hub's acknowledgement. */
   pending(): number {
     return this.store?.size ?? 0;
+  }
+
+  /** What /metrics reports: the on-disk store, and QoS 0 messages not sent while offline. */
+  stats(): { queuedMessages: number; queuedBytes: number; droppedOffline: number } {
+    return {
+      queuedMessages: this.store?.size ?? 0,
+      queuedBytes: this.store?.bytes ?? 0,
+      droppedOffline: this.droppedOffline,
+    };
   }
 
   /** Connected, the stored backlog resent, and `online` published. */
@@ -126,7 +137,10 @@ export class Uplink implements Service, Publisher {
       return;
     }
     // QoS 0 (telemetry) is not worth queueing while offline: the next sample replaces it.
-    if (options.qos === 0 && !client.connected) return;
+    if (options.qos === 0 && !client.connected) {
+      this.droppedOffline += 1;
+      return;
+    }
     client.publish(
       topic,
       JSON.stringify(payload),

@@ -107,12 +107,16 @@ export class Authentication {
   async loadIdentities(): Promise<void> {
     const file = this.deps.config.broker.identitiesFile;
     const records = file ? (await loadIdentities(file)).identities : [];
-    // `chat` or `inbox` would make a device's own prefix the site's chat or inbox topics.
-    const reserved = records.find((record) => [LOCAL_ADMIN, 'chat', 'inbox'].includes(record.name));
+    // `chat` or `inbox` would make a device's own prefix the site's chat or inbox topics; a service
+    // identity (the bridge's) is the daemon's own.
+    const services = this.local.serviceNames();
+    const reserved = records.find((record) =>
+      [LOCAL_ADMIN, 'chat', 'inbox', ...services].includes(record.name),
+    );
     if (reserved) {
       throw new OutpostError(
         'IDENTITIES_INVALID',
-        `${file}: the name ${reserved.name} is reserved (${LOCAL_ADMIN}: the box's own tools; chat, inbox: site topics)`,
+        `${file}: the name ${reserved.name} is reserved (${LOCAL_ADMIN}: the box's own tools; chat, inbox: site topics; ${services.join(', ') || 'no'} service identities)`,
         { hint: 'rename that identity with outpost-provision' },
       );
     }
@@ -136,6 +140,8 @@ export class Authentication {
 
   /** The identity by name: the file's, or one of the daemon's two in-memory credentials. */
   lookup(name: string): Identity | undefined {
+    const service = this.local.serviceRole(name);
+    if (service) return { name, role: service };
     const record = this.identities.get(name);
     if (record) return { name: record.name, role: record.role };
     if (name === LOCAL_ADMIN) return { name, role: 'admin' };
@@ -183,6 +189,7 @@ export class Authentication {
     } else if (password !== undefined && username !== undefined) {
       const given = password.toString('utf8');
       if (
+        this.local.serviceRole(username) !== undefined ||
         username === LOCAL_ADMIN ||
         (username === this.deps.config.device && !this.identities.get(username))
       ) {

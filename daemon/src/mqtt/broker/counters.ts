@@ -1,6 +1,10 @@
 // What the broker counts (Broker.counters): each room increments its own fields of the one object.
 
 export interface BrokerCounters {
+  /** PUBLISH packets received from clients (Mosquitto's $SYS/broker/publish/messages/received). */
+  messagesReceived: number;
+  /** Messages delivered to clients ($SYS/broker/publish/messages/sent). */
+  messagesSent: number;
   refusedPublish: number;
   refusedSubscribe: number;
   authFailures: number;
@@ -19,6 +23,8 @@ export interface BrokerCounters {
 
 export function zeroCounters(): BrokerCounters {
   return {
+    messagesReceived: 0,
+    messagesSent: 0,
     refusedPublish: 0,
     refusedSubscribe: 0,
     authFailures: 0,

@@ -66,7 +66,10 @@ export class ReadPolicy {
 
   /** authorizeForward: the packet, or null when the client may not receive it (now). */
   readonly forward: Forward = (client, packet) => {
-    if (packet.topic !== REFUSED_TOPIC && this.scopeOf.get(client)?.allows(packet.topic)) return packet;
+    if (packet.topic !== REFUSED_TOPIC && this.scopeOf.get(client)?.allows(packet.topic)) {
+      this.deps.counters.messagesSent += 1;
+      return packet;
+    }
     if (packet.topic !== REFUSED_TOPIC) this.deps.counters.refusedDeliveries += 1;
     return null;
   };
