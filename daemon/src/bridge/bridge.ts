@@ -21,11 +21,11 @@
 // clip's chunks cross (docs/bridge.md says why). Retain flags do not survive a 3.1.1 subscription, so
 // retention at the centre follows the class: `state` is retained. Link state: `…/{hub}/bridge`,
 // retained, on both brokers; the central copy's last will says `down`.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { BridgeClass, Config } from '../config/schema.js';
+import { readSecret } from '../config/secret.js';
 import { OutpostError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import { topicMatches } from '../mqtt/acl.js';
@@ -39,6 +39,9 @@ import {
 import type { Publisher, Stamper } from '../mqtt/publisher.js';
 import { sitePrefix, topics } from '../mqtt/topics.js';
 import { BridgeQueue, type ClassCounts } from './queue.js';
+
+const BRIDGE_SECRET_HINT =
+  'provision the hub (outpost-provision centre add-site, then bridge set and bundle) or fix the path';
 
 /** The site broker identity the bridge uses; chat from the centre is stamped `from: centre`. */
 export const CENTRE_IDENTITY = 'centre';
@@ -278,11 +281,11 @@ export class Bridge implements Service {
     const { bridge, site } = this.deps.config;
     const url = new URL(bridge.url);
     const password = bridge.passwordFile
-      ? await readSecret(bridge.passwordFile, 'bridge.passwordFile')
+      ? await readSecret(bridge.passwordFile, 'bridge.passwordFile', BRIDGE_SECRET_HINT)
       : undefined;
-    const ca = bridge.ca ? await readSecret(bridge.ca, 'bridge.ca') : undefined;
-    const cert = bridge.cert ? await readSecret(bridge.cert, 'bridge.cert') : undefined;
-    const key = bridge.key ? await readSecret(bridge.key, 'bridge.key') : undefined;
+    const ca = bridge.ca ? await readSecret(bridge.ca, 'bridge.ca', BRIDGE_SECRET_HINT) : undefined;
+    const cert = bridge.cert ? await readSecret(bridge.cert, 'bridge.cert', BRIDGE_SECRET_HINT) : undefined;
+    const key = bridge.key ? await readSecret(bridge.key, 'bridge.key', BRIDGE_SECRET_HINT) : undefined;
     const tls = url.protocol === 'mqtts:';
     return {
       href: `${url.protocol}//${url.host}`,
@@ -605,17 +608,6 @@ function failureHint(error: Error): string {
   if (/certificate|self.signed|unable to verify/i.test(error.message))
     return "the central broker's certificate is not signed by bridge.ca (or its name is not bridge.url's host)";
   return 'messages wait on disk until the central broker accepts the bridge';
-}
-
-async function readSecret(file: string, key: string): Promise<string> {
-  try {
-    return (await readFile(file, 'utf8')).trim();
-  } catch (error) {
-    throw new OutpostError('CONFIG_UNREADABLE', `${key}: ${file} cannot be read`, {
-      hint: 'provision the hub (outpost-provision centre add-site, then bridge set and bundle) or fix the path',
-      cause: error,
-    });
-  }
 }
 
 /** The hub's bridge when its config has a `bridge` section (hub role only), with its `centre` identity. */

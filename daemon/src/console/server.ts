@@ -21,6 +21,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import type { ConsoleConfig } from '../config/schema.js';
 import { OutpostError } from '../errors.js';
+import { listen } from '../lifecycle/listen.js';
 import type { Service } from '../lifecycle/service.js';
 import type { Identity } from '../mqtt/identities.js';
 import { DEFAULT_THRESHOLDS } from '../telemetry/thresholds.js';
@@ -180,28 +181,15 @@ export class ConsoleServer implements Service {
     server.on('upgrade', (request, socket, head) => this.upgrade(request, socket, head));
     server.on('tlsClientError', (error) => log.debug({ err: error }, 'console tls handshake failed'));
     server.on('error', (error) => log.error({ err: error }, 'console server error'));
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host: settings.host, port: settings.port }, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new OutpostError(
-        'START_FAILED',
-        `cannot listen for the console on ${settings.host}:${settings.port} (${code ?? 'error'})`,
-        {
-          hint:
-            code === 'EADDRINUSE'
-              ? 'another program (another outpost?) holds the port: stop it or change console.port'
-              : 'check console.host and console.port',
-          cause: error,
-        },
-      );
-    }
+    await listen(
+      server,
+      { host: settings.host, port: settings.port },
+      {
+        name: 'the console',
+        hostKey: 'console.host',
+        portKey: 'console.port',
+      },
+    );
     this.server = server;
     if (!existsSync(join(this.staticDir, 'index.html'))) {
       log.warn({ dir: this.staticDir }, 'console page not built: run `npm run build`');

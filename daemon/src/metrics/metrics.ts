@@ -7,7 +7,6 @@
 // Prometheus speaks): no anonymous scraping on the LAN. Plain HTTP only on loopback. Its own listener
 // and config key (`metrics`), so that it can later share the console's HTTPS server if that is wanted.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import {
   createServer as createHttpServer,
   type IncomingMessage,
@@ -18,9 +17,13 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { BridgeClass, Config } from '../config/schema.js';
+import { readSecret } from '../config/secret.js';
 import { OutpostError } from '../errors.js';
+import { listen } from '../lifecycle/listen.js';
 import type { Service } from '../lifecycle/service.js';
 import { readDisk, readTemperature, readThrottled } from '../telemetry/sampler.js';
+
+const METRICS_SECRET_HINT = 'provision the box or fix the path';
 
 type MetricsConfig = NonNullable<Config['metrics']>;
 
@@ -132,8 +135,8 @@ export class Metrics implements Service {
     const server = tls
       ? createHttpsServer(
           {
-            cert: await readSecret(tls.cert, 'metrics.tls.cert'),
-            key: await readSecret(tls.key, 'metrics.tls.key'),
+            cert: await readSecret(tls.cert, 'metrics.tls.cert', METRICS_SECRET_HINT),
+            key: await readSecret(tls.key, 'metrics.tls.key', METRICS_SECRET_HINT),
             minVersion: 'TLSv1.2',
           },
           handler,
@@ -142,28 +145,15 @@ export class Metrics implements Service {
     server.headersTimeout = 10_000;
     server.requestTimeout = 15_000;
     server.maxConnections = 32;
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host: config.host, port: config.port }, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new OutpostError(
-        'START_FAILED',
-        `cannot listen for metrics on ${config.host}:${config.port} (${code ?? 'error'})`,
-        {
-          hint:
-            code === 'EADDRINUSE'
-              ? 'another program holds the port: change metrics.port'
-              : 'check metrics.host and metrics.port',
-          cause: error,
-        },
-      );
-    }
+    await listen(
+      server,
+      { host: config.host, port: config.port },
+      {
+        name: 'metrics',
+        hostKey: 'metrics.host',
+        portKey: 'metrics.port',
+      },
+    );
     server.on('error', (error) => log.error({ err: error }, 'metrics listener error'));
     if (tls)
       server.on('tlsClientError', (error) => log.debug({ err: error }, 'metrics: TLS handshake failed'));
@@ -493,7 +483,7 @@ function digest(text: string): Buffer {
 
 /** A scrape credential: at least 16 characters, or anyone on the LAN could guess it. */
 async function readCredential(file: string, key: string): Promise<string> {
-  const secret = await readSecret(file, key);
+  const secret = await readSecret(file, key, METRICS_SECRET_HINT);
   if (secret.length < 16) {
     throw new OutpostError(
       'CONFIG_INVALID',
@@ -504,17 +494,6 @@ async function readCredential(file: string, key: string): Promise<string> {
     );
   }
   return secret;
-}
-
-async function readSecret(file: string, key: string): Promise<string> {
-  try {
-    return (await readFile(file, 'utf8')).trim();
-  } catch (error) {
-    throw new OutpostError('CONFIG_UNREADABLE', `${key}: ${file} cannot be read`, {
-      hint: 'provision the box or fix the path; it must be readable by the outpost user',
-      cause: error,
-    });
-  }
 }
 
 /** The box's /metrics when its config has a `metrics` section. */

@@ -1,0 +1,33 @@
+// A listening socket for a subsystem: resolves once it listens; a port in use or a bad address is a
+// START_FAILED error that names the subsystem, the address and the config keys to change.
+import type { Server } from 'node:net';
+import { OutpostError } from '../errors.js';
+
+export async function listen(
+  server: Server,
+  address: { host: string; port: number },
+  what: { name: string; hostKey: string; portKey: string },
+): Promise<void> {
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: address.host, port: address.port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new OutpostError(
+      'START_FAILED',
+      `cannot listen for ${what.name} on ${address.host}:${address.port} (${code ?? 'error'})`,
+      {
+        hint:
+          code === 'EADDRINUSE'
+            ? `another program (another outpost?) holds the port: stop it or change ${what.portKey}`
+            : `check ${what.hostKey} and ${what.portKey}`,
+        cause: error,
+      },
+    );
+  }
+}
