@@ -14,7 +14,15 @@ import { readIfExists, SECRET_MODE, writeFileAtomic } from './files.js';
 import { DEFAULT_BUNDLE, exitCodeFor, firstboot, FirstbootExit } from './firstboot.js';
 import { fingerprint } from '../../daemon/src/tls/pki.js';
 import { addIdentity, initSite, readSite, revokeIdentity, type IdentityKind } from './site.js';
-import { addCentreConsole, addSite, centrePaths, initCentre, removeSite, setBridge } from './centre.js';
+import {
+  addCentreConsole,
+  addSite,
+  centrePaths,
+  initCentre,
+  removeSite,
+  setBridge,
+  type CentreInit,
+} from './centre.js';
 import { writeTrustKit } from './trust.js';
 
 const out = (text: string): void => void process.stdout.write(`${text}\n`);
@@ -108,24 +116,12 @@ function centreCommands(cli: Command): void {
     .option('--listen <ip>', 'address the listeners bind to (default: every address)')
     .option('--force', 're-issue the broker certificate for a new address (the CA is kept)')
     .action(
-      action(
-        async (
-          dir: string,
-          options: {
-            host: string;
-            ip?: string;
-            port?: number;
-            certPort?: number;
-            listen?: string;
-            force?: boolean;
-          },
-        ) => {
-          const { changed } = await initCentre(resolve(dir), { ...options, force: options.force === true });
-          if (changed.length === 0) return out(`centre in ${dir} already exists as asked: nothing changed`);
-          out(`centre ${options.host} in ${dir}: ${changed.join(', ')}`);
-          out(`mosquitto: include ${centrePaths(resolve(dir)).mosquittoConf} (or run mosquitto -c on it)`);
-        },
-      ),
+      action(async (dir: string, options: CentreInit) => {
+        const { changed } = await initCentre(resolve(dir), { ...options, force: options.force === true });
+        if (changed.length === 0) return out(`centre in ${dir} already exists as asked: nothing changed`);
+        out(`centre ${options.host} in ${dir}: ${changed.join(', ')}`);
+        out(`mosquitto: include ${centrePaths(resolve(dir)).mosquittoConf} (or run mosquitto -c on it)`);
+      }),
     );
   centre
     .command('add-site')

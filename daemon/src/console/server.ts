@@ -181,15 +181,7 @@ export class ConsoleServer implements Service {
     server.on('upgrade', (request, socket, head) => this.upgrade(request, socket, head));
     server.on('tlsClientError', (error) => log.debug({ err: error }, 'console tls handshake failed'));
     server.on('error', (error) => log.error({ err: error }, 'console server error'));
-    await listen(
-      server,
-      { host: settings.host, port: settings.port },
-      {
-        name: 'the console',
-        hostKey: 'console.host',
-        portKey: 'console.port',
-      },
-    );
+    await listen(server, settings, 'console', 'the console');
     this.server = server;
     if (!existsSync(join(this.staticDir, 'index.html'))) {
       log.warn({ dir: this.staticDir }, 'console page not built: run `npm run build`');

@@ -6,7 +6,9 @@ import { OutpostError } from '../errors.js';
 export async function listen(
   server: Server,
   address: { host: string; port: number },
-  what: { name: string; hostKey: string; portKey: string },
+  /** The config section holding `host` and `port`, and what listens there in words. */
+  section: string,
+  name = section,
 ): Promise<void> {
   try {
     await new Promise<void>((resolve, reject) => {
@@ -20,12 +22,12 @@ export async function listen(
     const code = (error as NodeJS.ErrnoException).code;
     throw new OutpostError(
       'START_FAILED',
-      `cannot listen for ${what.name} on ${address.host}:${address.port} (${code ?? 'error'})`,
+      `cannot listen for ${name} on ${address.host}:${address.port} (${code ?? 'error'})`,
       {
         hint:
           code === 'EADDRINUSE'
-            ? `another program (another outpost?) holds the port: stop it or change ${what.portKey}`
-            : `check ${what.hostKey} and ${what.portKey}`,
+            ? `another program (another outpost?) holds the port: stop it or change ${section}.port`
+            : `check ${section}.host and ${section}.port`,
         cause: error,
       },
     );

@@ -145,15 +145,7 @@ export class Metrics implements Service {
     server.headersTimeout = 10_000;
     server.requestTimeout = 15_000;
     server.maxConnections = 32;
-    await listen(
-      server,
-      { host: config.host, port: config.port },
-      {
-        name: 'metrics',
-        hostKey: 'metrics.host',
-        portKey: 'metrics.port',
-      },
-    );
+    await listen(server, config, 'metrics');
     server.on('error', (error) => log.error({ err: error }, 'metrics listener error'));
     if (tls)
       server.on('tlsClientError', (error) => log.debug({ err: error }, 'metrics: TLS handshake failed'));
