@@ -40,7 +40,10 @@ export class ChatHook implements StampHook {
   constructor({ site, settings, publishHistory, log }: ChatHookDeps) {
     this.site = site;
     this.log = log;
-    this.history = new ChatHistory(site, settings.history, publishHistory, {
+    this.history = new ChatHistory({
+      site,
+      limit: settings.history,
+      publish: publishHistory,
       maxChannels: settings.channels,
       intervalMs: CHAT_HISTORY_INTERVAL_MS,
       idleMs: settings.channelIdleSeconds * 1000,
