@@ -21,7 +21,7 @@ import pino from 'pino';
 import { buildApp } from '../daemon/src/app.js';
 import { configSchema } from '../daemon/src/config/schema.js';
 import { FakePin } from '../daemon/src/gpio/fake-pin.js';
-import { LOCAL_ADMIN, localAdminFile } from '../daemon/src/mqtt/broker.js';
+import { LOCAL_ADMIN, localAdminFile } from '../daemon/src/mqtt/local-admin.js';
 import { alertPayload } from '../daemon/src/mqtt/contract.js';
 import { topics } from '../daemon/src/mqtt/topics.js';
 import { freePort } from './proc.js';

@@ -22,7 +22,6 @@ import {
   type ToolConnection,
   type ToolOptions,
 } from './mqtt/tool-client.js';
-import { runDaemon } from './main.js';
 import { registerUpdateCommands } from './update/cli.js';
 import { registerLedCommands } from './gpio/led-cli.js';
 import { VERSION } from './version.js';
@@ -50,6 +49,8 @@ function program(): Command {
     )
     .option('--defaults', 'run on the embedded defaults: one test-pattern camera, broker on 127.0.0.1')
     .action(async (options: { config?: string; root?: string; defaults?: boolean }) => {
+      // Loaded here, not at the top: the other verbs must not load the broker, cameras and the rest.
+      const { runDaemon } = await import('./main.js');
       const code = await runDaemon({
         configPath: options.config,
         root: options.root,

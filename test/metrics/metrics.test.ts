@@ -6,7 +6,7 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOCAL_ADMIN, localAdminFile } from '../../daemon/src/mqtt/broker.js';
+import { LOCAL_ADMIN, localAdminFile } from '../../daemon/src/mqtt/local-admin.js';
 import { topics } from '../../daemon/src/mqtt/topics.js';
 import { readPem, run } from '../support/broker.js';
 import { testCameraYaml } from '../support/box.js';

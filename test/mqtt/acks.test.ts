@@ -1,13 +1,13 @@
 // Every QoS 1 publish is acknowledged: large binary chunks and small JSON alerts interleaved, sent
 // through the uplink's on-disk store. (A bug, found benchmarking panic clips: the broker's connection
 // wrapper, Node's Duplex.from around the packet guard, sometimes lost the last chunk under Aedes's
-// reading, so one PUBLISH never got its PUBACK. Fixed by GuardedConnection in mqtt/limits.ts.)
+// reading, so one PUBLISH never got its PUBACK. Fixed by GuardedConnection in mqtt/broker/framing.ts.)
 // And no PUBACK before the message is stored: Aedes 1.x acknowledged first and stored after, so a
 // kill -9 in between lost an acknowledged message.
-import { Duplex, PassThrough } from 'node:stream';
+import { Duplex } from 'node:stream';
 import { expect, it } from 'vitest';
 import { LevelStore } from '../../daemon/src/mqtt/level-store.js';
-import { GuardedConnection } from '../../daemon/src/mqtt/limits.js';
+import { GuardedConnection } from '../../daemon/src/mqtt/broker/framing.js';
 import { connectAs, SITE, startTestBroker } from '../support/broker.js';
 import { tempDir } from '../support/processes.js';
 
@@ -77,31 +77,47 @@ it('GuardedConnection holds each PUBACK until its message is released, and sends
       done();
     },
   });
-  const conn = new GuardedConnection(socket, new PassThrough());
+  const conn = new GuardedConnection(socket, { maxPacketBytes: 1024 });
   // Writes are corked until the end of the tick: look after it.
   const out = async (): Promise<number[]> => {
     await new Promise((resolve) => setImmediate(resolve));
     return [...Buffer.concat(sent)];
   };
-  // A PUBLISH whose payload holds PUBACK-looking bytes passes straight through.
+  // Other packets pass straight through (a PUBLISH, a PINGRESP), PUBACKs are held (aedes.ts hands
+  // each PUBACK Aedes writes to holdPuback).
   const publish = [0x30, 0x08, 0x00, 0x02, 0x61, 0x2f, 0x40, 0x02, 0x00, 0x01];
   conn.write(Buffer.from(publish));
-  // PUBACK 1, written in pieces as mqtt-packet does (header, length, id), then PUBACK 2 whole.
-  conn.write(Buffer.from([0x40]));
-  conn.write(Buffer.from([0x02]));
-  conn.write(Buffer.from([0x00, 0x01]));
-  conn.write(Buffer.from([0x40, 0x02, 0x00, 0x02, 0xd0, 0x00])); // PUBACK 2, then a PINGRESP
+  conn.holdPuback(1);
+  conn.holdPuback(2);
+  conn.write(Buffer.from([0xd0, 0x00]));
   expect(await out()).toEqual([...publish, 0xd0, 0x00]);
   expect(conn.heldAcks).toBe(2);
   conn.released(2); // stored first, but acknowledged after 1 (MQTT 3.1.1 §4.6)
   expect(await out()).toEqual([...publish, 0xd0, 0x00]);
   conn.released(1);
   expect(await out()).toEqual([...publish, 0xd0, 0x00, 0x40, 0x02, 0x00, 0x01, 0x40, 0x02, 0x00, 0x02]);
-  // Released before the PUBACK reached the connection (still buffered): it goes at once.
+  // Released before its PUBACK was held: it goes at once.
   conn.released(3);
-  conn.write(Buffer.from([0x40, 0x02, 0x00, 0x03]));
+  conn.holdPuback(3);
   expect((await out()).slice(-4)).toEqual([0x40, 0x02, 0x00, 0x03]);
   expect(conn.heldAcks).toBe(0);
+  conn.destroy();
+});
+
+it('GuardedConnection waits for a full socket with one drain listener, however many ticks find it full', async () => {
+  // A socket that takes nothing out: every write queues, and it stays full until it is read.
+  const socket = new Duplex({ read() {}, write() {}, highWaterMark: 64 });
+  const conn = new GuardedConnection(socket, { maxPacketBytes: 1024 });
+  let drains = 0;
+  conn.on('drain', () => (drains += 1));
+  const payload = Buffer.alloc(100, 1);
+  for (let tick = 0; tick < 20; tick += 1) {
+    expect(conn.writePublish('a/b', payload, 0, false, 0)).toBe(false);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  expect(socket.listenerCount('drain')).toBeLessThanOrEqual(1);
+  socket.emit('drain');
+  expect(drains).toBe(1);
   conn.destroy();
 });
 

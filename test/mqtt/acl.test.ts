@@ -1,8 +1,9 @@
 // The read scope the broker checks at every delivery (authorizeForward) is a fast form of the
 // subscribe column of the ACL: for any concrete topic the two must agree, or a delivery check would
 // let through what a subscription could not ask for (or drop what it could).
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { maySubscribe, ReadScope } from '../../daemon/src/mqtt/acl.js';
+import { mayPublish, maySubscribe, ReadScope } from '../../daemon/src/mqtt/acl.js';
 import { ROLES, type Identity } from '../../daemon/src/mqtt/identities.js';
 
 const SITE = 'plant';
@@ -43,5 +44,21 @@ describe('ACL read scope', () => {
 
   it('NOTHING allows nothing', () => {
     expect(TOPICS.some((topic) => ReadScope.NOTHING.allows(topic))).toBe(false);
+  });
+});
+
+describe('ACL publish rules', () => {
+  it('no identity, admin included, publishes on a $ topic, as docs/topics.md and acl.ts say', () => {
+    const admin: Identity = { name: 'root', role: 'admin' };
+    for (const topic of ['$SYS/broker/heartbeat', '$outpost/refused', '$anything/else']) {
+      expect(mayPublish(admin, SITE, topic), topic).toBe(false);
+    }
+    expect(mayPublish(admin, SITE, 'anything/else')).toBe(true);
+    const row = readFileSync('docs/topics.md', 'utf8')
+      .split('\n')
+      .find((line) => line.startsWith('| admin '));
+    expect(row).toMatch(/anything not starting with `\$`/);
+    const header = readFileSync('daemon/src/mqtt/acl.ts', 'utf8').split('\n').slice(0, 12).join('\n');
+    expect(header).toMatch(/admin\s+publishes\s+anything not starting with \$/);
   });
 });

@@ -7,15 +7,18 @@ const HOUR = 3_600_000;
 
 function history(now: () => number) {
   const published: string[] = [];
-  const chat = new ChatHistory(
-    'plant',
-    10,
-    (packet) => {
+  const chat = new ChatHistory({
+    site: 'plant',
+    limit: 10,
+    publish: (packet) => {
       published.push(`${packet.topic} ${packet.payload.length}`);
       return Promise.resolve();
     },
-    { maxChannels: 2, intervalMs: 0, idleMs: HOUR, now },
-  );
+    maxChannels: 2,
+    intervalMs: 0,
+    idleMs: HOUR,
+    now,
+  });
   return { chat, published };
 }
 

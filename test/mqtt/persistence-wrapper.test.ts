@@ -1,11 +1,16 @@
-// skipCleanSessionClears (daemon/src/mqtt/persistence.ts) on the real level persistence: a PUBACK from a
-// clean-session client costs no LevelDB read, and whatever a clean session did store is still cleared.
+// The wrappers of daemon/src/mqtt/broker/persistence.ts on the real level persistence: a PUBACK from a
+// clean-session client costs no LevelDB read, and whatever a clean session did store is still cleared;
+// the persisted subscribers of a topic are remembered, and forgotten when the subscriptions change.
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import aedesPersistenceLevel from 'aedes-persistence-level';
 import { Level } from 'level';
 import { afterEach, describe, expect, it } from 'vitest';
-import { catchRetainedStreamErrors, skipCleanSessionClears } from '../../daemon/src/mqtt/persistence.js';
+import {
+  catchRetainedStreamErrors,
+  rememberSubscriptionsByTopic,
+  skipCleanSessionClears,
+} from '../../daemon/src/mqtt/broker/persistence.js';
 import { tempDir } from '../support/processes.js';
 
 interface Persistence {
@@ -116,5 +121,33 @@ describe('catchRetainedStreamErrors', () => {
       'LEVEL_DATABASE_NOT_OPEN',
     ]);
     expect(seen).toEqual([]);
+  });
+});
+
+describe('rememberSubscriptionsByTopic', () => {
+  it('answers from memory until a persisted subscription is added, removed or cleaned', async () => {
+    const db = new Level<string, unknown>(join(await tempDir('outpost-persistence-'), 'db'), {
+      valueEncoding: 'view',
+    });
+    const persistence = rememberSubscriptionsByTopic(aedesPersistenceLevel(db)) as unknown as Persistence & {
+      subscriptionsByTopic(topic: string): Promise<Array<{ clientId: string }>>;
+      addSubscriptions(client: object, subs: object[]): Promise<void>;
+      removeSubscriptions(client: object, topics: string[]): Promise<void>;
+      cleanSubscriptions(client: object): Promise<void>;
+    };
+    await persistence.setup({ id: 'broker-test' });
+    opened = persistence;
+    const console = { id: 'console', clean: false };
+    const subscribers = async () => (await persistence.subscriptionsByTopic('a/b')).map((s) => s.clientId);
+    expect(await subscribers()).toEqual([]);
+    expect(await subscribers()).toEqual([]);
+    await persistence.addSubscriptions(console, [{ topic: 'a/#', qos: 1 }]);
+    expect(await subscribers()).toEqual(['console']);
+    await persistence.removeSubscriptions(console, ['a/#']);
+    expect(await subscribers()).toEqual([]);
+    await persistence.addSubscriptions(console, [{ topic: 'a/+', qos: 1 }]);
+    expect(await subscribers()).toEqual(['console']);
+    await persistence.cleanSubscriptions(console);
+    expect(await subscribers()).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import type { PullOptions } from '../../daemon/src/clips/pull.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 import { Broker } from '../../daemon/src/mqtt/broker.js';
@@ -50,8 +50,23 @@ export async function identitiesJson(people: typeof PEOPLE): Promise<string> {
   return JSON.stringify({ version: 1, site: SITE, identities }, null, 2);
 }
 
+/** A logger that keeps every line as an object (for tests that check what the broker logs). */
+export function recordingLogger(level = 'info'): { log: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino(
+    { level },
+    { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) },
+  );
+  return { log, lines };
+}
+
 export async function startTestBroker(
-  options: { limits?: Record<string, number>; dataDir?: string; broker?: Record<string, unknown> } = {},
+  options: {
+    limits?: Record<string, number>;
+    dataDir?: string;
+    broker?: Record<string, unknown>;
+    log?: Logger;
+  } = {},
 ): Promise<TestBroker> {
   const pki = testPki();
   const dataDir = options.dataDir ?? (await tempDir('outpost-broker-'));
@@ -74,7 +89,7 @@ export async function startTestBroker(
       ...options.broker,
     },
   });
-  const log = pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' });
+  const log = options.log ?? pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' });
   const handle: TestBroker = {
     broker: new Broker(config, log),
     dataDir,

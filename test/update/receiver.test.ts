@@ -10,7 +10,7 @@ import { connectAsync } from 'mqtt';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { updatePayload } from '../../daemon/src/mqtt/contract.js';
-import { localAdminFile } from '../../daemon/src/mqtt/broker.js';
+import { localAdminFile } from '../../daemon/src/mqtt/local-admin.js';
 import { BundleReceiver, CHUNK_BYTES } from '../../daemon/src/update/receiver.js';
 import { daemonConfig, runCli, runCliToEnd, until } from '../support/processes.js';
 

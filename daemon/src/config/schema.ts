@@ -630,8 +630,12 @@ export const configSchema = z
             maxConnections: z.int().min(1).max(100_000).default(1000),
             /** Publishes per second a client may send (sustained; bursts up to 2× are allowed). */
             maxPublishRate: z.int().min(1).max(1_000_000).default(500),
-            /** Longest keep-alive a client may ask for, seconds; 0 (never) is refused too. */
-            keepAliveMaxSeconds: z.int().min(1).max(65535).default(300),
+            /**
+             * Seconds a connection may be silent before the broker's TCP keep-alive probes its peer.
+             * Every keep-alive a client asks for (0–65535, MQTT 3.1.1 §3.1.2.10) is accepted; this is
+             * what finds a dead peer that asked for 0 (docs/mqtt.md, Limits).
+             */
+            tcpKeepAliveSeconds: z.int().min(10).max(7200).default(60),
             /** Password checks (scrypt, 16 MiB each) running at once; more wait in the login queue. */
             loginConcurrency: z.int().min(1).max(16).default(2),
             /** Logins waiting for a password check; beyond this, CONNACK 3 (server unavailable). */

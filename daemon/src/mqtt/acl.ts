@@ -5,9 +5,12 @@
 //   console   publishes  P/+/cmd/#, P/chat/+,     subscribes  P/# (everything on the site)
 //                        P/inbox/+/+/+/ack
 //   staff     publishes  P/chat/+                 subscribes  P/chat/#, P/inbox/site/#
-//   admin     publishes  anything but $SYS/#      subscribes  anything
+//   admin     publishes  anything not starting with $   subscribes  anything
 // where P = outpost/v1/{site}. A subscription is granted only when every topic it could match is
 // allowed: `#`, `$SYS/#` and another device's prefix are refused, and so is `outpost/v1/+/…`.
+// `$` topics are the broker's ($SYS: Aedes's own; $outpost/refused: where refused publishes go): no
+// client publishes there, admin included (MQTT 3.1.1 §4.7.2: the server SHOULD prevent clients from
+// using them to exchange messages).
 // Chat is published on `P/chat/{channel}` only: `P/chat/{channel}/history` is written by the broker.
 import type { Identity } from './identities.js';
 import { sitePrefix } from './topics.js';

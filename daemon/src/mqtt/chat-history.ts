@@ -31,24 +31,25 @@ interface Channel {
   timer: NodeJS.Timeout | undefined;
 }
 
+export interface ChatHistoryOptions {
+  site: string;
+  /** Messages kept per channel. */
+  limit: number;
+  publish: PublishHistory;
+  maxChannels: number;
+  intervalMs: number;
+  /** How long a channel must have been quiet before a new channel may take its place. */
+  idleMs: number;
+  /** Monotonic milliseconds (default performance.now). */
+  now?: () => number;
+}
+
 export class ChatHistory {
   private readonly channels = new Map<string, Channel>();
   private readonly inFlight = new Set<Promise<void>>();
   private stopped = false;
 
-  constructor(
-    private readonly site: string,
-    private readonly limit: number,
-    private readonly publish: PublishHistory,
-    private readonly options: {
-      maxChannels: number;
-      intervalMs: number;
-      /** How long a channel must have been quiet before a new channel may take its place. */
-      idleMs: number;
-      /** Monotonic milliseconds (default performance.now). */
-      now?: () => number;
-    },
-  ) {}
+  constructor(private readonly options: ChatHistoryOptions) {}
 
   private now(): number {
     return this.options.now?.() ?? performance.now();
@@ -66,7 +67,7 @@ export class ChatHistory {
       }
       const parsed = historyPayload.safeParse(raw);
       if (channel && parsed.success && this.channels.size < this.options.maxChannels) {
-        const messages = parsed.data.slice(-this.limit);
+        const messages = parsed.data.slice(-this.options.limit);
         this.channels.set(channel, {
           messages,
           activeAt: this.now() - Math.max(0, Date.now() - (messages.at(-1)?.at ?? 0)),
@@ -79,7 +80,7 @@ export class ChatHistory {
 
   /** Filter that matches every channel's history topic. */
   get pattern(): string {
-    return topics.chatHistory(this.site, '+');
+    return topics.chatHistory(this.options.site, '+');
   }
 
   get size(): number {
@@ -108,7 +109,7 @@ export class ChatHistory {
     clearTimeout(entry.timer);
     this.channels.delete(name);
     // An empty retained payload removes the retained history (MQTT 3.1.1 §3.3.1.3).
-    this.send(topics.chatHistory(this.site, name), Buffer.alloc(0));
+    this.send(topics.chatHistory(this.options.site, name), Buffer.alloc(0));
     return { ok: true, evicted: name };
   }
 
@@ -122,7 +123,7 @@ export class ChatHistory {
     entry.activeAt = this.now();
     const list = entry.messages;
     list.push(message);
-    if (list.length > this.limit) list.splice(0, list.length - this.limit);
+    if (list.length > this.options.limit) list.splice(0, list.length - this.options.limit);
     if (this.stopped || entry.timer) return;
     const wait = entry.publishedAt + this.options.intervalMs - performance.now();
     if (wait <= 0) this.publishNow(channel, entry);
@@ -142,11 +143,12 @@ export class ChatHistory {
     clearTimeout(entry.timer);
     entry.timer = undefined;
     entry.publishedAt = performance.now();
-    this.send(topics.chatHistory(this.site, channel), Buffer.from(JSON.stringify(entry.messages)));
+    this.send(topics.chatHistory(this.options.site, channel), Buffer.from(JSON.stringify(entry.messages)));
   }
 
   private send(topic: string, payload: Buffer): void {
-    const sent = this.publish({ topic, payload })
+    const sent = this.options
+      .publish({ topic, payload })
       .catch(() => undefined)
       .finally(() => this.inFlight.delete(sent));
     this.inFlight.add(sent);

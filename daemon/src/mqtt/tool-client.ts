@@ -9,7 +9,7 @@ import { connectAsync, type MqttClient } from 'mqtt';
 import { locateConfig } from '../config/locate.js';
 import type { Config } from '../config/schema.js';
 import { OutpostError } from '../errors.js';
-import { LOCAL_ADMIN, localAdminFile } from './broker.js';
+import { LOCAL_ADMIN, localAdminFile } from './local-admin.js';
 
 export interface ToolOptions {
   config?: string;
