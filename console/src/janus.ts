@@ -4,6 +4,8 @@
 // playout delay as bench:latency's viewer does: playoutDelayHint and jitterBufferTarget 0 on the
 // receiver, and Janus's playout-delay RTP extension with min = max = 0.
 
+import type { TileStep } from './marks.js';
+
 interface JanusReply {
   janus: string;
   data?: { id?: number };
@@ -144,6 +146,8 @@ export class MountpointViewer {
       mountpoint: number;
       video: HTMLVideoElement;
       onFailed: (reason: string) => void;
+      /** Each step of the connection as it happens (marks.ts). */
+      onStep?: (step: TileStep) => void;
     },
   ) {}
 
@@ -157,17 +161,34 @@ export class MountpointViewer {
       };
       if ('playoutDelayHint' in receiver) receiver.playoutDelayHint = 0;
       if ('jitterBufferTarget' in receiver) receiver.jitterBufferTarget = 0;
+      // A remote track starts muted and unmutes at its first RTP packet.
+      event.track.addEventListener('unmute', () => this.deps.onStep?.('rtp'), { once: true });
       this.deps.video.srcObject = event.streams[0] ?? new MediaStream([event.track]);
       void this.deps.video.play().catch(() => undefined);
     };
+    pc.oniceconnectionstatechange = () => {
+      if (pc.iceConnectionState === 'connected') this.deps.onStep?.('ice');
+    };
     pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'connected') this.deps.onStep?.('dtls');
       if (pc.connectionState === 'failed' || pc.connectionState === 'closed')
         this.fail(`media ${pc.connectionState}`);
     };
     const handle = await this.deps.session.attach((event) => void this.onEvent(event));
     this.handle = handle;
-    const reply = await this.deps.session.message(handle, { request: 'watch', id: this.deps.mountpoint });
-    void reply;
+    this.deps.onStep?.('attached');
+    await this.deps.session.message(handle, { request: 'watch', id: this.deps.mountpoint });
+    this.deps.onStep?.('watched');
+  }
+
+  /** The video receiver's statistics (inbound-rtp), for the tests and bench:console. */
+  async videoStats(): Promise<Record<string, unknown> | undefined> {
+    const report = await this.pc?.getStats();
+    let found: Record<string, unknown> | undefined;
+    report?.forEach((entry: Record<string, unknown>) => {
+      if (entry.type === 'inbound-rtp' && entry.kind === 'video') found = entry;
+    });
+    return found;
   }
 
   close(): void {
@@ -203,6 +224,7 @@ export class MountpointViewer {
         return;
       }
       if (event.jsep?.type !== 'offer') return;
+      this.deps.onStep?.('offer');
       // Trickle ICE: the answer goes at once and each local candidate follows it, instead of waiting
       // for gathering to finish (hundreds of ms on a machine with several interfaces).
       pc.onicecandidate = ({ candidate }) => {
@@ -215,6 +237,7 @@ export class MountpointViewer {
       await pc.setLocalDescription(await pc.createAnswer());
       const answer = pc.localDescription;
       if (!answer || this.closed) return;
+      this.deps.onStep?.('answered');
       // Zero playout delay (Janus's playout-delay extension), asked for alongside the start.
       const configured = this.deps.session.message(handle, {
         request: 'configure',
@@ -226,6 +249,7 @@ export class MountpointViewer {
         { request: 'start' },
         { type: answer.type, sdp: answer.sdp, trickle: true },
       );
+      this.deps.onStep?.('started');
       await configured;
     } catch (error) {
       this.fail((error as Error).message);

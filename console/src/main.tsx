@@ -13,6 +13,7 @@ import {
   type SessionInfo,
 } from './api.js';
 import { Attention } from './attention.js';
+import { markPage } from './marks.js';
 import { formatTime, useSite } from './hooks.js';
 import { Site } from './site.js';
 import { Alerts, openPanics } from './views/Alerts.js';
@@ -209,7 +210,10 @@ function App() {
     if (token) history.replaceState(null, '', `${location.pathname}#/live`);
     (token ? loginWithToken(token) : currentSession())
       .then(
-        (info) => setSession(info),
+        (info) => {
+          markPage('session');
+          setSession(info);
+        },
         (error: unknown) => {
           if (!(error instanceof ApiError && error.status === 401)) setNotice((error as Error).message);
           else if (token) setNotice(error.message);

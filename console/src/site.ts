@@ -16,6 +16,7 @@ import type {
 } from '../../daemon/src/mqtt/contract.js';
 import { INBOX_SAFE_KEY, inboxAudience, sitePrefix, topics } from '../../daemon/src/mqtt/topics.js';
 import type { SessionInfo, Sample } from './api.js';
+import { markPage } from './marks.js';
 
 export type { AlertPayload, CameraStatePayload, ChatPayload, InboxEntryPayload, TelemetryPayload };
 
@@ -97,6 +98,7 @@ export class Site {
         ]
       : [`${p}/chat/+`, `${p}/chat/+/history`, `${p}/inbox/site/#`];
     client.on('connect', () => {
+      markPage('mqtt');
       this.connection = 'online';
       this.problem = '';
       client.subscribe(filters, { qos: 1 });
@@ -234,6 +236,7 @@ export class Site {
         isObject(body)
       ) {
         device.cameras.set(third, body as unknown as CameraStatePayload);
+        markPage('cameras');
       } else if (
         second === 'telemetry' &&
         levels.length === 2 &&

@@ -6,6 +6,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { JanusSession, MountpointViewer } from '../janus.js';
 import { useSite } from '../hooks.js';
+import { clearTileMarks, markPage, markTile } from '../marks.js';
 import type { CameraStatePayload, Site } from '../site.js';
 
 /** One Janus session for every tile of the page; a lost one is replaced on the next request. */
@@ -20,9 +21,12 @@ class JanusPool {
         for (const listener of this.lostListeners) listener();
       });
       this.session = made;
-      made.catch(() => {
-        if (this.session === made) this.session = undefined;
-      });
+      made.then(
+        () => markPage('janus'),
+        () => {
+          if (this.session === made) this.session = undefined;
+        },
+      );
     }
     return this.session;
   }
@@ -42,10 +46,17 @@ class JanusPool {
 }
 
 /** What the tests and bench:console read: frames decoded per tile. */
-export const tileStats = new Map<
-  string,
-  { frames: number; firstFrameAt: number | undefined; playing: boolean; reconnects: number }
->();
+export interface TileStats {
+  frames: number;
+  firstFrameAt: number | undefined;
+  playing: boolean;
+  reconnects: number;
+  /** The receiver's inbound-rtp statistics at the first frame of the latest connection. */
+  atFirstFrame: Record<string, unknown> | undefined;
+  /** requestVideoFrameCallback's metadata of the latest connection's first two frames. */
+  firstFrames: VideoFrameCallbackMetadata[];
+}
+export const tileStats = new Map<string, TileStats>();
 
 const STALL_MS = 3000;
 
@@ -76,7 +87,14 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
       setPhase(mountpoint === undefined ? 'no video' : 'paused');
       return;
     }
-    const stats = tileStats.get(key) ?? { frames: 0, firstFrameAt: undefined, playing: false, reconnects: 0 };
+    const stats: TileStats = tileStats.get(key) ?? {
+      frames: 0,
+      firstFrameAt: undefined,
+      playing: false,
+      reconnects: 0,
+      atFirstFrame: undefined,
+      firstFrames: [],
+    };
     tileStats.set(key, stats);
     let stopped = false;
     let viewer: MountpointViewer | undefined;
@@ -84,9 +102,18 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
     let delay = 250;
     let lastFrameAt = performance.now();
     let frameRequest = 0;
-    const onFrame = () => {
+    let framesThisConnection = 0;
+    const onFrame = (_now: number, metadata: VideoFrameCallbackMetadata) => {
       stats.frames += 1;
       stats.firstFrameAt ??= performance.now();
+      if (framesThisConnection++ === 0) {
+        markTile(key, 'frame');
+        const current = viewer;
+        void current?.videoStats().then((report) => {
+          if (current === viewer) stats.atFirstFrame = report;
+        });
+      }
+      if (stats.firstFrames.length < 2) stats.firstFrames.push(metadata);
       stats.playing = true;
       lastFrameAt = performance.now();
       delay = 250;
@@ -106,8 +133,14 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
     const connect = async () => {
       if (stopped) return;
       setPhase('connecting');
+      clearTileMarks(key);
+      framesThisConnection = 0;
+      stats.firstFrames = [];
+      stats.atFirstFrame = undefined;
+      markTile(key, 'connect');
       try {
         const session = await pool.get();
+        markTile(key, 'session');
         const made = new MountpointViewer({
           session,
           mountpoint,
@@ -116,6 +149,7 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
             stats.reconnects += 1;
             reconnect(reason);
           },
+          onStep: (step) => markTile(key, step),
         });
         viewer = made;
         await made.open();
