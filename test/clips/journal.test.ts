@@ -37,14 +37,13 @@ async function cameraBox(hubPort: number, postRollSeconds: number, cameras = tes
 async function consoleAtHub(broker: TestBroker, options: { clientId?: string; clean?: boolean } = {}) {
   const alerts: { kind: string; clipId?: string; message: string }[] = [];
   const manifests: string[] = [];
-  const client = await connectAs(broker, 'console', options);
-  clients.push(client);
-  client.on('message', (topic, payload) => {
+  const client = await connectAs(broker, 'console', options, 'mqtts', (topic, payload) => {
     if (topic.endsWith('/alert'))
       alerts.push(JSON.parse(payload.toString()) as { kind: string; clipId?: string; message: string });
     const manifest = /\/clip\/([^/]+)$/.exec(topic);
     if (manifest?.[1]) manifests.push(manifest[1]);
   });
+  clients.push(client);
   await client.subscribeAsync([`outpost/v1/${SITE}/cam-a/alert`, `outpost/v1/${SITE}/cam-a/clip/+`], {
     qos: 1,
   });

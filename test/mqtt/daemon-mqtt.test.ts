@@ -13,7 +13,7 @@ import {
   type ReplyPayload,
 } from '../../daemon/src/mqtt/contract.js';
 import { topics } from '../../daemon/src/mqtt/topics.js';
-import { identitiesJson, PEOPLE, SITE } from '../support/broker.js';
+import { connectListening, identitiesJson, PEOPLE, SITE } from '../support/broker.js';
 import { freePort, runCli, tempDir, until, writeTemp, type Run } from '../support/processes.js';
 
 const DEVICE = 'hub';
@@ -130,8 +130,7 @@ describe('daemon on MQTT', () => {
     box = await start();
     try {
       const seen: Array<{ topic: string; body: unknown }> = [];
-      const back = await connectAsync(`mqtt://127.0.0.1:${port}`, session);
-      back.on('message', (topic, payload) =>
+      const back = await connectListening(`mqtt://127.0.0.1:${port}`, session, (topic, payload) =>
         seen.push({ topic, body: JSON.parse(payload.toString()) as unknown }),
       );
       const alerts = () =>

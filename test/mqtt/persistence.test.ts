@@ -7,7 +7,14 @@ import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { afterEach, describe, expect, it } from 'vitest';
-import { identitiesJson, PEOPLE, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
+import {
+  connectListening,
+  identitiesJson,
+  PEOPLE,
+  SITE,
+  startTestBroker,
+  type TestBroker,
+} from '../support/broker.js';
 import { freePort, runCli, tempDir, until, writeTemp, type Run } from '../support/processes.js';
 
 const P = `outpost/v1/${SITE}`;
@@ -76,17 +83,20 @@ describe('broker persistence', () => {
     await start();
 
     const received: string[] = [];
-    const console2 = await connectAsync(`mqtt://127.0.0.1:${port}`, {
-      username: 'console',
-      password: PEOPLE.console?.password,
-      clientId: 'console',
-      clean: false,
-      reconnectPeriod: 0,
-      manualConnect: false,
-    });
+    const console2 = await connectListening(
+      `mqtt://127.0.0.1:${port}`,
+      {
+        username: 'console',
+        password: PEOPLE.console?.password,
+        clientId: 'console',
+        clean: false,
+        reconnectPeriod: 0,
+      },
+      (_topic, payload) => received.push(payload.toString()),
+    );
     clients.push(console2);
-    console2.on('message', (topic, payload) => received.push(payload.toString()));
-    await until(() => received.length >= 5, 10_000, 'the five queued alerts');
+    // On a timeout the toEqual below shows what did arrive.
+    await until(() => received.length >= 5, 10_000, 'the five queued alerts').catch(() => undefined);
     expect(received).toEqual(['alert 0', 'alert 1', 'alert 2', 'alert 3', 'alert 4']);
 
     const retained: string[] = [];

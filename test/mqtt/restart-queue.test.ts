@@ -21,8 +21,13 @@ it('messages queued for an away console before a hub restart are neither overwri
     await hub.restart();
     await publish(Array.from({ length: 12 }, (_, i) => `after-${i + 1}`));
     const got: string[] = [];
-    const back = await connectAs(hub, 'console', { clientId: 'console.away', clean: false });
-    back.on('message', (_topic, payload) => got.push(payload.toString()));
+    const back = await connectAs(
+      hub,
+      'console',
+      { clientId: 'console.away', clean: false },
+      'mqtts',
+      (_topic, payload) => got.push(payload.toString()),
+    );
     await until(() => got.length >= 15, 10_000, '15 messages').catch(() => undefined);
     await back.endAsync();
     expect(got).toEqual([

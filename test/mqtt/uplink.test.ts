@@ -104,10 +104,15 @@ describe('uplink', () => {
     await until(() => second.pending() === 0, 60_000, 'the store to drain to the hub');
 
     const received: string[] = [];
-    const console2 = await connectAs(hub, 'console', { clientId: 'console', clean: false });
-    console2.on('message', (_topic, payload) => {
-      received.push(alertPayload.parse(JSON.parse(payload.toString())).id);
-    });
+    const console2 = await connectAs(
+      hub,
+      'console',
+      { clientId: 'console', clean: false },
+      'mqtts',
+      (_topic, payload) => {
+        received.push(alertPayload.parse(JSON.parse(payload.toString())).id);
+      },
+    );
     await until(() => received.length >= 500, 30_000, 'the console to receive 500 alerts');
     await console2.endAsync();
     // QoS 1 allows a duplicate after a cut; the payload id makes it visible, and order holds.

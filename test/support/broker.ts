@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import pino from 'pino';
 import { configSchema } from '../../daemon/src/config/schema.js';
 import { Broker } from '../../daemon/src/mqtt/broker.js';
@@ -93,17 +93,49 @@ export async function startTestBroker(
   return handle;
 }
 
+type OnMessage = (topic: string, payload: Buffer) => void;
+
+/**
+ * An MQTT.js client, connected, whose `onMessage` listens from before the CONNECT. A listener added
+ * after `await connectAsync(...)` misses what a persistent session's queue delivers right behind the
+ * CONNACK: MQTT.js handles the packets of one read in process.nextTick steps, all before the await
+ * resumes, and acknowledges them.
+ */
+export function connectListening(
+  url: string,
+  options: IClientOptions,
+  onMessage?: OnMessage,
+): Promise<MqttClient> {
+  const client = connect(url, options);
+  if (onMessage) client.on('message', onMessage);
+  return new Promise((resolve, reject) => {
+    const fail = (error: Error) => {
+      client.end(true);
+      reject(error);
+    };
+    client.once('connect', () => {
+      client.off('error', fail);
+      client.off('close', closed);
+      resolve(client);
+    });
+    const closed = () => fail(new Error(`connection to ${url} closed before CONNACK`));
+    client.once('error', fail);
+    client.once('close', closed);
+  });
+}
+
 /** An MQTT.js client over TLS to the test broker, as `name` with its password. */
 export function connectAs(
   broker: TestBroker,
   name: string,
   extra: IClientOptions = {},
   transport: 'mqtts' | 'wss' = 'mqtts',
+  onMessage?: OnMessage,
 ): Promise<MqttClient> {
   const pki = testPki();
   const url =
     transport === 'mqtts' ? `mqtts://127.0.0.1:${broker.mqttsPort}` : `wss://127.0.0.1:${broker.wssPort}`;
-  return connectAsync(url, {
+  const options: IClientOptions = {
     ca: [readPem(pki.ca)],
     username: name,
     password: PEOPLE[name]?.password,
@@ -111,7 +143,8 @@ export function connectAs(
     connectTimeout: 5000,
     clientId: `${name}.${Math.random().toString(16).slice(2, 10)}`,
     ...extra,
-  });
+  };
+  return connectListening(url, options, onMessage);
 }
 
 const pemCache = new Map<string, Buffer>();
