@@ -121,22 +121,38 @@ const WEBSOCKET_HOOK = `(() => {
     if (levels.at(-1) === 'alert') {
       try { return JSON.parse(decoder.decode(payload)).id; } catch { return undefined; }
     }
-    return levels[2] === 'inbox' && levels.length === 6 ? levels[5] : undefined;
+    // outpost/v1/SITE/inbox/AUDIENCE/DEVICE/KEY (the key is the alert id when that is a safe level)
+    return levels[3] === 'inbox' && levels.length === 7 ? levels[6] : undefined;
   };
   const Native = window.WebSocket;
   window.WebSocket = class extends Native {
     constructor(...args) {
       super(...args);
+      window.benchSocketMade ??= performance.now();
+      this.addEventListener('open', () => { window.benchSocketOpen ??= performance.now(); });
+      // The hub's WebSocket stream may split one MQTT packet over several WebSocket messages (the
+      // broker writes a packet's parts one by one): reassemble, and time a packet by its last part.
+      let pending = new Uint8Array(0);
       this.addEventListener('message', (event) => {
         const at = performance.timeOrigin + performance.now();
         if (!(event.data instanceof ArrayBuffer)) return;
-        const bytes = new Uint8Array(event.data);
+        const chunk = new Uint8Array(event.data);
+        const bytes = new Uint8Array(pending.length + chunk.length);
+        bytes.set(pending);
+        bytes.set(chunk, pending.length);
         let offset = 0;
-        while (offset < bytes.length) {
+        for (;;) {
+          if (offset + 2 > bytes.length) break;
           const first = bytes[offset];
-          let length = 0, multiplier = 1, at2 = offset + 1;
-          for (;;) { const b = bytes[at2++]; length += (b & 127) * multiplier; multiplier *= 128; if (!(b & 128)) break; }
+          let length = 0, multiplier = 1, at2 = offset + 1, complete = false;
+          while (at2 < bytes.length) {
+            const b = bytes[at2++];
+            length += (b & 127) * multiplier;
+            multiplier *= 128;
+            if (!(b & 128)) { complete = true; break; }
+          }
           const end = at2 + length;
+          if (!complete || end > bytes.length) break;
           if (first >> 4 === 3) {
             const topicLength = (bytes[at2] << 8) | bytes[at2 + 1];
             const topic = decoder.decode(bytes.subarray(at2 + 2, at2 + 2 + topicLength));
@@ -147,6 +163,7 @@ const WEBSOCKET_HOOK = `(() => {
           }
           offset = end;
         }
+        pending = bytes.slice(offset);
       });
     }
   };
@@ -173,8 +190,10 @@ interface AlertSteps {
 interface OpenTimeline {
   nav: { responseEnd: number; domContentLoaded: number };
   script: number | undefined;
+  /** The MQTT WebSocket made, and open (TLS and the upgrade done). */
+  socket: { made: number | undefined; open: number | undefined };
   marks: Record<string, number>;
-  janus: Array<{ path: string; start: number; end: number }>;
+  janus: Array<{ path: string; start: number; sent: number; end: number }>;
   tiles: Array<{
     key: string;
     atFirstFrame: Record<string, number> | undefined;
@@ -192,7 +211,7 @@ function openTimeline(page: Page): Promise<OpenTimeline> {
       const nav = performance.getEntriesByType('navigation')[0];
       const resources = performance.getEntriesByType('resource').map((r) => {
         const url = new URL(r.name);
-        return { path: url.pathname + url.search, start: r.startTime, end: r.responseEnd };
+        return { path: url.pathname + url.search, start: r.startTime, sent: r.requestStart, end: r.responseEnd };
       });
       const pick = (stats) => stats && Object.fromEntries(['packetsReceived', 'framesReceived', 'framesDecoded',
         'keyFramesDecoded', 'framesDropped', 'pliCount', 'firCount', 'nackCount', 'totalDecodeTime', 'jitterBufferDelay',
@@ -200,6 +219,7 @@ function openTimeline(page: Page): Promise<OpenTimeline> {
       resolve({
         nav: { responseEnd: nav.responseEnd, domContentLoaded: nav.domContentLoadedEventEnd },
         script: resources.find((r) => r.path.startsWith('/assets/') && r.path.endsWith('.js'))?.end,
+        socket: { made: window.benchSocketMade, open: window.benchSocketOpen },
         marks: Object.fromEntries(performance.getEntriesByType('mark').map((m) => [m.name, m.startTime])),
         janus: resources.filter((r) => r.path.startsWith('/janus')),
         tiles: tiles.map(([key, t]) => ({
@@ -238,9 +258,24 @@ function openBreakdown(opens: OpenTimeline[]): Array<[string, number[]]> {
     const m = open.marks;
     add('page: navigation → HTML received', open.nav.responseEnd);
     add('page: HTML → script loaded', (open.script ?? NaN) - open.nav.responseEnd);
-    add('page: script → login checked (/api/session)', (m['outpost session'] ?? NaN) - (open.script ?? NaN));
-    add('page: login → MQTT connected', (m['outpost mqtt'] ?? NaN) - (m['outpost session'] ?? NaN));
-    add('page: MQTT connected → first camera state', (m['outpost cameras'] ?? NaN) - (m['outpost mqtt'] ?? NaN));
+    add(
+      'page: script loaded → its code runs (modules evaluated)',
+      (m['outpost boot'] ?? NaN) - (open.script ?? NaN),
+    );
+    add(
+      'page: code runs → login checked (/api/session)',
+      (m['outpost session'] ?? NaN) - (m['outpost boot'] ?? NaN),
+    );
+    add('page: login → MQTT WebSocket made', (open.socket.made ?? NaN) - (m['outpost session'] ?? NaN));
+    add('page: WebSocket made → open (TLS, upgrade)', (open.socket.open ?? NaN) - (open.socket.made ?? NaN));
+    add(
+      'page: WebSocket open → MQTT connected (CONNACK)',
+      (m['outpost mqtt'] ?? NaN) - (open.socket.open ?? NaN),
+    );
+    add(
+      'page: MQTT connected → first camera state',
+      (m['outpost cameras'] ?? NaN) - (m['outpost mqtt'] ?? NaN),
+    );
     add('page: login → Janus session made', (m['outpost janus'] ?? NaN) - (m['outpost session'] ?? NaN));
     // Every tile's steps, as durations from the step before.
     let slowest: { key: string; frame: number } | undefined;
@@ -256,14 +291,24 @@ function openBreakdown(opens: OpenTimeline[]): Array<[string, number[]]> {
       add('tile: navigation → first frame', frame);
       const [one, two] = tile.firstFrames;
       if (one?.rtpTimestamp !== undefined && two?.rtpTimestamp !== undefined)
-        add('tile: age of the first frame (RTP time to the 2nd frame)', (two.rtpTimestamp - one.rtpTimestamp) / 90);
+        add(
+          'tile: age of the first frame (RTP time to the 2nd frame)',
+          (two.rtpTimestamp - one.rtpTimestamp) / 90,
+        );
       add('tile: keyframe requests (PLI) sent by the page by its first frame', tile.atFirstFrame?.pliCount);
     }
     if (slowest) add('slowest tile of the page: navigation → first frame', slowest.frame);
     const polls = open.janus.filter((r) => r.path.includes('maxev'));
     const posts = open.janus.filter((r) => !r.path.includes('maxev'));
     add('Janus requests through the hub, per page', open.janus.length);
-    for (const post of posts) add('Janus request round trip through the hub (POST)', post.end - post.start);
+    for (const post of posts) {
+      add('Janus request round trip through the hub (POST)', post.end - post.start);
+      // requestStart is 0 when the browser hides it (it does not here: same origin).
+      if (post.sent > 0) {
+        add('  of which: waiting in the browser for a connection (TLS)', post.sent - post.start);
+        add('  of which: request sent → answer (hub, Janus)', post.end - post.sent);
+      }
+    }
     for (let i = 1; i < polls.length; i++)
       add('Janus long poll: gap before the next poll', polls[i]!.start - polls[i - 1]!.end);
   }
@@ -294,13 +339,17 @@ const firstOf = (s: AlertSteps) =>
   [s.brokerAlert, s.brokerInbox].filter((t): t is number => t !== undefined).sort((a, b) => a - b)[0];
 
 function printBreakdown(title: string, rows: Array<[string, number[]]>): Record<string, object> {
-  console.log(`\n${title}${' '.repeat(Math.max(1, 64 - title.length))}${'p50'.padStart(8)}${'p95'.padStart(8)}     n`);
+  console.log(
+    `\n${title}${' '.repeat(Math.max(1, 64 - title.length))}${'p50'.padStart(8)}${'p95'.padStart(8)}     n`,
+  );
   const out: Record<string, object> = {};
   for (const [name, values] of rows) {
     if (values.length === 0) continue;
     const p50 = round(percentile(values, 50), 1);
     const p95 = round(percentile(values, 95), 1);
-    console.log(`  ${name.padEnd(62)}${String(p50).padStart(8)}${String(p95).padStart(8)}  ${String(values.length).padStart(4)}`);
+    console.log(
+      `  ${name.padEnd(62)}${String(p50).padStart(8)}${String(p95).padStart(8)}  ${String(values.length).padStart(4)}`,
+    );
     out[name] = { p50, p95, n: values.length };
   }
   return out;
@@ -326,6 +375,7 @@ try {
   const opens: OpenTimeline[] = [];
   for (let i = 0; i < OPENS; i++) {
     const context = await consoleContext();
+    await context.addInitScript(WEBSOCKET_HOOK);
     const page = await context.newPage();
     await page.goto(`${ready.origin}/#/live`);
     firstFrames.push(await tilesPlaying(page, 4));

@@ -24,6 +24,8 @@ import { Live, tileStats } from './views/Live.js';
 import { verifiedClips } from './views/ClipPlayer.js';
 import './style.css';
 
+markPage('boot');
+
 type Page = 'live' | 'alerts' | 'chat' | 'devices' | 'clips';
 
 function pageFromHash(operator: boolean): Page {

@@ -5,7 +5,12 @@
 // tile; the page's own marks are made once.
 
 /** The page's steps, once per page load. */
-export type PageStep = 'session' | 'mqtt' | 'cameras' | 'janus';
+export type PageStep =
+  | 'boot' // the page's code starts to run (every module evaluated)
+  | 'session' // who is logged in (/api/session)
+  | 'mqtt' // MQTT connected (CONNACK)
+  | 'cameras' // the first retained camera state
+  | 'janus'; // the page's Janus session made
 
 /** A tile's steps, in the order they happen, once per connection. */
 export const TILE_STEPS = [
