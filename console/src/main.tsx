@@ -2,7 +2,7 @@
 // everything; staff: chat and the alerts meant for everyone on site). Routes are the URL's hash, so the
 // hub serves one page. `window.outpostConsole` lets the browser tests and bench:console look inside.
 import { render } from 'preact';
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useMemo, useState } from 'preact/hooks';
 import {
   ApiError,
   currentSession,
@@ -111,7 +111,8 @@ function Console({ session, onLoggedOut }: { session: SessionInfo; onLoggedOut: 
   const attention = useMemo(() => new Attention(session.renotifyMinutes * 60_000), [session]);
   const [page, setPage] = useState<Page>(pageFromHash(site.operator));
   useSite(site);
-  useEffect(() => {
+  // A layout effect: connect as soon as the page is there, not after its first paint.
+  useLayoutEffect(() => {
     site.connect();
     if (site.operator)
       void telemetryHistory().then(
@@ -206,7 +207,7 @@ function App() {
   const [session, setSession] = useState<SessionInfo | undefined>(undefined);
   const [checking, setChecking] = useState(true);
   const [notice, setNotice] = useState('');
-  useEffect(() => {
+  useLayoutEffect(() => {
     // The development login link (`npm start`): #login=TOKEN, used once and removed from the address bar.
     const token = /^#login=([A-Za-z0-9_-]+)$/.exec(location.hash)?.[1];
     if (token) history.replaceState(null, '', `${location.pathname}#/live`);

@@ -6,7 +6,8 @@
 
 /** The page's steps, once per page load. */
 export type PageStep =
-  | 'boot' // the page's code starts to run (every module evaluated)
+  | 'start' // the page's first code (boot.ts) runs
+  | 'boot' // the rest of the page's code runs (main.tsx, every module evaluated)
   | 'session' // who is logged in (/api/session)
   | 'mqtt' // MQTT connected (CONNACK)
   | 'cameras' // the first retained camera state
