@@ -46,6 +46,8 @@ async function call(path: string, body: Record<string, unknown>, signal?: AbortS
 /** One Janus session: long-polls its events and hands each to the handle it is for. */
 export class JanusSession {
   private readonly handlers = new Map<number, (event: JanusEvent) => void>();
+  /** Handles attached ahead (prepare), not yet given to a viewer. */
+  private readonly spare: Array<Promise<number>> = [];
   private closed = false;
   private readonly abort = new AbortController();
 
@@ -74,11 +76,29 @@ export class JanusSession {
     void call(`/${this.id}`, { janus: 'destroy' }).catch(() => undefined);
   }
 
+  /**
+   * Attach `count` streaming handles ahead, while the page still waits for the camera states: a tile
+   * then starts with its `watch` (a handle is not tied to a mountpoint until then).
+   */
+  prepare(count: number): void {
+    for (let i = 0; i < count; i++) {
+      const handle = this.attachHandle();
+      handle.catch(() => undefined);
+      this.spare.push(handle);
+    }
+  }
+
   async attach(onEvent: (event: JanusEvent) => void): Promise<number> {
+    const spare = this.spare.shift();
+    const handle = spare ? await spare.catch(() => this.attachHandle()) : await this.attachHandle();
+    this.handlers.set(handle, onEvent);
+    return handle;
+  }
+
+  private async attachHandle(): Promise<number> {
     const reply = await call(`/${this.id}`, { janus: 'attach', plugin: 'janus.plugin.streaming' });
     const handle = reply.data?.id;
     if (typeof handle !== 'number') throw new JanusError('Janus gave no handle id', undefined);
-    this.handlers.set(handle, onEvent);
     return handle;
   }
 

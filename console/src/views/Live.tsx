@@ -3,16 +3,21 @@
 // back by itself after a Janus restart or a network drop (new Janus session, new PeerConnection),
 // and when its picture stops advancing for 3 s. Each shows the camera's state, the reason when it is
 // not streaming, and fps and bitrate as measured at the box.
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { JanusSession, MountpointViewer } from '../janus.js';
 import { useSite } from '../hooks.js';
 import { clearTileMarks, markPage, markTile } from '../marks.js';
 import type { CameraStatePayload, Site } from '../site.js';
 
+const SPARE_HANDLES = 4;
+const MAX_SPARE_HANDLES = 16;
+
 /** One Janus session for every tile of the page; a lost one is replaced on the next request. */
 class JanusPool {
   private session: Promise<JanusSession> | undefined;
   private readonly lostListeners = new Set<() => void>();
+  /** Tiles the page shows now (Live sets it at each render). */
+  tiles = 0;
 
   get(): Promise<JanusSession> {
     if (!this.session) {
@@ -22,7 +27,12 @@ class JanusPool {
       });
       this.session = made;
       made.then(
-        () => markPage('janus'),
+        (session) => {
+          markPage('janus');
+          // A handle for each tile, made while the camera states may still be on their way (when
+          // none has come yet, as many as a small site has: an idle handle costs Janus next to nothing).
+          session.prepare(Math.min(Math.max(this.tiles, SPARE_HANDLES), MAX_SPARE_HANDLES));
+        },
         () => {
           if (this.session === made) this.session = undefined;
         },
@@ -68,9 +78,15 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
   const [phase, setPhase] = useState('waiting');
   const mountpoint = state.mountpoint?.id;
 
-  useEffect(() => {
+  // Layout effects, not effects: they run as soon as the tile is in the page, where an effect waits
+  // for the next frame to be painted (a frame or two more before the first picture).
+  useLayoutEffect(() => {
     const element = figure.current;
     if (!element) return;
+    // On screen already: start now rather than at the observer's first report (after a frame).
+    const box = element.getBoundingClientRect();
+    if (box.width > 0 && box.bottom > 0 && box.right > 0 && box.top < innerHeight && box.left < innerWidth)
+      setVisible(true);
     const observer = new IntersectionObserver(
       (entries) => setVisible(entries.some((entry) => entry.isIntersecting)),
       {
@@ -81,7 +97,7 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
     return () => observer.disconnect();
   }, []);
 
-  useEffect(() => {
+  useLayoutEffect(() => {
     const element = video.current;
     if (!element || !visible || mountpoint === undefined) {
       setPhase(mountpoint === undefined ? 'no video' : 'paused');
@@ -228,7 +244,7 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
 export function Live({ site }: { site: Site }) {
   useSite(site);
   const [pool] = useState(() => new JanusPool());
-  useEffect(() => {
+  useLayoutEffect(() => {
     // The Janus session is made while the camera states are still arriving: one round trip saved.
     if (site.session.video) void pool.get().catch(() => undefined);
     return () => pool.close();
@@ -240,6 +256,7 @@ export function Live({ site }: { site: Site }) {
         .sort((a, b) => a.camera.localeCompare(b.camera))
         .map((state) => ({ device: device.name, state, online: device.status?.state !== 'offline' })),
     );
+  pool.tiles = tiles.length;
   if (!site.session.video)
     return <p class="empty">This site has no Janus video server configured (sfu.mode is not janus).</p>;
   if (tiles.length === 0) return <p class="empty">No camera has reported yet.</p>;
