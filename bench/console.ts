@@ -136,6 +136,7 @@ const WEBSOCKET_HOOK = `(() => {
       this.addEventListener('message', (event) => {
         const at = performance.timeOrigin + performance.now();
         if (!(event.data instanceof ArrayBuffer)) return;
+        window.benchSocketMessages = (window.benchSocketMessages ?? 0) + 1;
         const chunk = new Uint8Array(event.data);
         const bytes = new Uint8Array(pending.length + chunk.length);
         bytes.set(pending);
@@ -153,6 +154,7 @@ const WEBSOCKET_HOOK = `(() => {
           }
           const end = at2 + length;
           if (!complete || end > bytes.length) break;
+          window.benchSocketPackets = (window.benchSocketPackets ?? 0) + 1;
           if (first >> 4 === 3) {
             const topicLength = (bytes[at2] << 8) | bytes[at2 + 1];
             const topic = decoder.decode(bytes.subarray(at2 + 2, at2 + 2 + topicLength));
@@ -431,10 +433,12 @@ try {
     painted: Array<[string, number]>;
     delivered: Array<[string, number]>;
     socket: Array<[string, number]>;
+    messagesPerPacket: number;
   }>(
     `({ alerts: window.benchSeen.alerts, clips: [...window.benchSeen.clips.entries()],
         painted: [...window.benchSeen.painted.entries()], delivered: [...window.benchSeen.delivered.entries()],
-        socket: [...window.benchSocket.entries()] })`,
+        socket: [...window.benchSocket.entries()],
+        messagesPerPacket: window.benchSocketMessages / window.benchSocketPackets })`,
   );
   const atHub = await hubTimes();
   const paintedAt = new Map(seen.painted);
@@ -559,7 +563,11 @@ try {
 
   const breakdown = {
     pageOpen: printBreakdown('page open → first frame, step by step (ms)', openBreakdown(opens)),
-    pressToAlert: printBreakdown('press → alert in the page, step by step (ms)', alertBreakdown(alertSteps)),
+    pressToAlert: printBreakdown('press → alert in the page, step by step (ms)', [
+      ...alertBreakdown(alertSteps),
+      // How many WebSocket messages carry one MQTT packet to the page (1: one wake-up per packet).
+      ['page WebSocket: messages per MQTT packet (count, not ms)', [round(seen.messagesPerPacket, 2)]],
+    ]),
   };
   const g2g = { console: summary(tileLatency), viewer: summary(viewerLatency) };
   const result = {
