@@ -96,6 +96,12 @@ module.exports = {
       'The broker core is embedded in one module; policies are hooks it is given.',
     ),
     onlyImporter(
+      'one-importer-prom-client',
+      { npm: 'prom-client' },
+      ['metrics/metrics.ts'],
+      'Prometheus metrics are defined and served by metrics/metrics.ts; the rooms are read through narrow interfaces.',
+    ),
+    onlyImporter(
       'one-importer-unix-dgram',
       { npm: 'unix-dgram' },
       ['lifecycle/sdnotify.ts'],
@@ -115,8 +121,8 @@ module.exports = {
     ),
     rule(
       'mqtt-clients-in-mqtt',
-      "Subsystems publish through the uplink (mqtt/publisher.ts), never an MQTT client of their own; clips/receiver-link.ts is the link of the clip receiver (outpost clips pull, and the hub's clip archive for the console).",
-      { path: '^daemon/src/', pathNot: '^daemon/src/(mqtt/|clips/receiver-link\\.ts$)' },
+      "Subsystems publish through the uplink (mqtt/publisher.ts), never an MQTT client of their own; clips/receiver-link.ts is the link of the clip receiver (outpost clips pull, and the hub's clip archive for the console); bridge/bridge.ts is itself an MQTT link (the site broker ↔ the central broker).",
+      { path: '^daemon/src/', pathNot: '^daemon/src/(mqtt/|clips/receiver-link\\.ts$|bridge/bridge\\.ts$)' },
       { path: '(^|/)node_modules/mqtt/', dependencyTypesNot: ['type-only'] },
     ),
     rule(

@@ -20,6 +20,7 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BrowserContext, Page } from 'playwright-core';
+import { stopChild } from '../../daemon/src/lifecycle/stop-child.js';
 import { headlessChromium } from '../../test/support/chromium.js';
 import { janusServer, type TestJanus } from '../../test/support/janus.js';
 import { freePort, freeUdpPortPair, tempDir } from '../../test/support/processes.js';
@@ -91,12 +92,7 @@ function start(command: string, args: string[], label: string): ChildProcess {
 }
 
 async function stop(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGINT');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 6000);
-  await exited;
-  clearTimeout(timer);
+  if (child) await stopChild(child, { signal: 'SIGINT', graceMs: 6000 });
 }
 
 /** Lines of JSON a child prints on stdout. */

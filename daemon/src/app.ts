@@ -1,6 +1,6 @@
 // Composition root: the one list of subsystems, built from the validated config, in dependency order.
 // It touches no process state (signals, exit codes, sd_notify): main.ts does. Tests drive this directly.
-import { readFileSync } from 'node:fs';
+import { siteBridge } from './bridge/bridge.js';
 import { Camera } from './camera/camera.js';
 import { Encoders } from './camera/encoders.js';
 import { JanusProcess } from './camera/janus-process.js';
@@ -12,19 +12,19 @@ import { Panic } from './clips/panic.js';
 import { PreRoll, preRollRoot } from './clips/preroll.js';
 import { clipStoreAlerts, ClipStore } from './clips/store.js';
 import { verbs } from './commands/verbs.js';
-import { ClipArchive } from './console/clip-archive.js';
-import { AlertInbox } from './console/inbox.js';
-import { ConsoleServer } from './console/server.js';
-import { TelemetryHistory } from './console/telemetry-history.js';
+import type { ConsoleServer } from './console/server.js';
+import { siteConsole } from './console/site-console.js';
 import type { Config } from './config/schema.js';
 import { pinOpener, type PinOpener } from './gpio/open-pin.js';
 import { ledBase, panicButton, statusLed } from './gpio/panel.js';
 import { lifecycle, type Lifecycle, type Service } from './lifecycle/service.js';
 import type { Logger } from './log.js';
+import { boxMetrics } from './metrics/metrics.js';
 import { Broker, localAdminFile } from './mqtt/broker.js';
 import { Commands } from './mqtt/commands.js';
 import { Uplink } from './mqtt/uplink.js';
 import { Telemetry } from './telemetry/sampler.js';
+import { VERSION } from './version.js';
 
 export interface App extends Lifecycle {
   readonly services: readonly Service[];
@@ -52,6 +52,8 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
 
   const broker = new Broker(config, logFor('broker'));
   const uplink = new Uplink(config, broker, logFor('uplink'));
+  // Hub with a `bridge` section: the outbound link to the operations centre (docs/bridge.md).
+  const bridge = siteBridge({ config, broker, publisher: uplink, log: logFor('bridge') });
   const encoders = new Encoders(logFor('encoders'));
   // sfu.mode janus: mountpoints on the site's Janus; its start() returns at once, Janus up or not.
   const janus = config.sfu.mode === 'janus' ? new JanusMountpoints(config, logFor('janus')) : undefined;
@@ -60,65 +62,14 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
   const janusProcess = config.sfu.janus.launch
     ? new JanusProcess(janusUrl, config.dataDir, logFor('janus-process'))
     : undefined;
-  // The site console, on the hub: the alert inbox and telemetry history it shows, and its HTTPS server.
-  const consoleConfig = config.role === 'hub' ? config.console : undefined;
-  const inbox = consoleConfig
-    ? new AlertInbox({
-        site,
-        dataDir: config.dataDir,
-        keep: consoleConfig.alerts.keep,
-        bus: broker,
-        log: logFor('inbox'),
-      })
-    : undefined;
-  const telemetryHistory = consoleConfig
-    ? new TelemetryHistory({
-        site,
-        dataDir: config.dataDir,
-        windowMinutes: consoleConfig.telemetryHistoryMinutes,
-        bus: broker,
-        log: logFor('telemetry-history'),
-      })
-    : undefined;
-  // The console's clip archive: the clip receiver on a persistent session at this hub's own broker.
-  const clipArchive =
-    consoleConfig && inbox
-      ? new ClipArchive({
-          site,
-          dataDir: config.dataDir,
-          quotaBytes: consoleConfig.clips.quotaBytes,
-          bus: broker,
-          inbox,
-          connection: () => {
-            const address = broker.address();
-            const host = address?.host.includes(':') ? `[${address.host}]` : (address?.host ?? '127.0.0.1');
-            return {
-              url: `mqtt://${host}:${address?.port ?? config.broker.tcp.port}`,
-              password: readFileSync(localAdminFile(config.dataDir), 'utf8').trim(),
-            };
-          },
-          log: logFor('clip-archive'),
-        })
-      : undefined;
-  const siteConsole =
-    consoleConfig && telemetryHistory
-      ? new ConsoleServer({
-          site,
-          device,
-          dataDir: config.dataDir,
-          console: consoleConfig,
-          tls: config.broker.tls,
-          janus:
-            config.sfu.mode === 'janus'
-              ? { url: janusUrl, apiSecret: config.sfu.janus.apiSecret }
-              : undefined,
-          broker,
-          telemetry: telemetryHistory,
-          clips: clipArchive,
-          maxPacketBytes: config.broker.limits.maxPacketBytes,
-          log: logFor('console'),
-        })
-      : undefined;
+  // The site console, on a hub (docs/console.md).
+  const consoleParts = siteConsole({
+    config,
+    broker,
+    janusUrl,
+    localAdminFile: localAdminFile(config.dataDir),
+    logFor,
+  });
   // Each camera's pipeline keeps its last clips.preRollSeconds of H.264 in a folder this owns (tmpfs).
   const preroll = new PreRoll(
     config.cameras,
@@ -193,7 +144,10 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     store: clipStore,
     delivery,
     log: logFor('panic'),
-    events: { alertSent: () => led.show('alert-sent') },
+    events: {
+      alertSent: () => led.show('alert-sent'),
+      alertAcked: (trigger, ms) => metrics?.panicAlert(trigger, ms),
+    },
   });
   const button = panicButton({
     gpio: config.gpio,
@@ -227,16 +181,30 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
         })
       : undefined;
 
+  // Prometheus /metrics (docs/metrics.md): reads the subsystems when scraped.
+  const metrics = boxMetrics({
+    config,
+    version: VERSION,
+    sources: {
+      broker,
+      uplink,
+      bridge,
+      cameras: () => cameras.map(({ name, camera }) => ({ name, ...camera.status() })),
+      clipStore,
+    },
+    log: logFor('metrics'),
+  });
+
   // Start order is dependency order: the broker, then the uplink that publishes through it (or to the
   // hub); the encoder probe before the cameras that use its answer; the state report after the cameras
   // (so it stops first and can say `stopped`).
   const services: Service[] = [
     broker,
     // Before anything publishes an alert or telemetry on this hub's broker.
-    ...(inbox ? [inbox] : []),
-    ...(telemetryHistory ? [telemetryHistory] : []),
+    ...(consoleParts ? [consoleParts.inbox, consoleParts.telemetry] : []),
     uplink,
-    ...(clipArchive ? [clipArchive] : []),
+    ...(bridge ? [bridge] : []),
+    ...(consoleParts ? [consoleParts.archive] : []),
     encoders,
     ...(janusProcess ? [janusProcess] : []),
     ...(janus ? [janus] : []),
@@ -252,8 +220,9 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     ...(button ? [button] : []),
     commands,
     ...(localCommands ? [localCommands] : []),
+    ...(metrics ? [metrics] : []),
     // Last: the page opens on a hub whose every subsystem is up.
-    ...(siteConsole ? [siteConsole] : []),
+    ...(consoleParts ? [consoleParts.server] : []),
   ];
   const life = lifecycle(services, log, config.shutdown.timeoutMs);
   return {
@@ -261,10 +230,10 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     services,
     panic,
     preroll,
-    console: siteConsole,
+    console: consoleParts?.server,
     async reload() {
       await broker.reloadIdentities();
-      siteConsole?.endRevokedLogins();
+      consoleParts?.server.endRevokedLogins();
     },
     summary() {
       const address = broker.address();

@@ -33,6 +33,10 @@ export const INSTALLED = {
   serverKey: '/etc/outpost/tls/server.key',
   clientCert: '/etc/outpost/tls/client.crt',
   clientKey: '/etc/outpost/tls/client.key',
+  bridgeCa: '/etc/outpost/bridge/ca.crt',
+  bridgePassword: '/etc/outpost/bridge/bridge.password',
+  bridgeCert: '/etc/outpost/bridge/client.crt',
+  bridgeKey: '/etc/outpost/bridge/client.key',
 } as const;
 
 const ALLOWED_PATHS: ReadonlySet<string> = new Set(Object.values(INSTALLED));
@@ -42,6 +46,8 @@ const SECRET_PATHS: ReadonlySet<string> = new Set([
   INSTALLED.password,
   INSTALLED.serverKey,
   INSTALLED.clientKey,
+  INSTALLED.bridgePassword,
+  INSTALLED.bridgeKey,
 ]);
 export const modeFor = (path: string): number => (SECRET_PATHS.has(path) ? 0o600 : 0o640);
 
@@ -126,6 +132,17 @@ export function deviceConfig(site: Site, device: string): Record<string, unknown
     };
     // The hub's own client talks to its own broker over loopback, as identity `device`.
     config.uplink = { url: 'mqtt://127.0.0.1:1883', username: device, passwordFile: INSTALLED.password };
+    // The bridge to the operations centre (`bridge set KIT`): topics and store keep their defaults.
+    const bridge = site.settings.bridge;
+    if (bridge) {
+      config.bridge = {
+        url: bridge.url,
+        ca: INSTALLED.bridgeCa,
+        ...(bridge.auth === 'password'
+          ? { username: bridge.username, passwordFile: INSTALLED.bridgePassword }
+          : { cert: INSTALLED.bridgeCert, key: INSTALLED.bridgeKey }),
+      };
+    }
   } else {
     const withCertificate = site.identities.identities.some(
       (record) => record.name === device && record.certificate,
@@ -188,6 +205,26 @@ export async function makeBundle(siteDir: string, device: string, now = new Date
       if (content === undefined) {
         throw new OutpostError('SITE_INVALID', `${file} is missing`, {
           hint: 're-issue it with `outpost-provision site init DIR --site NAME … --force` (the CA is kept)',
+        });
+      }
+      files.push({ path, content });
+    }
+  }
+  if (entry.role === 'hub' && site.settings.bridge) {
+    const wanted: Array<readonly [string, string]> = [
+      [INSTALLED.bridgeCa, paths.bridgeCa],
+      ...(site.settings.bridge.auth === 'password'
+        ? [[INSTALLED.bridgePassword, paths.bridgePassword] as const]
+        : [
+            [INSTALLED.bridgeCert, paths.bridgeCert] as const,
+            [INSTALLED.bridgeKey, paths.bridgeKey] as const,
+          ]),
+    ];
+    for (const [path, file] of wanted) {
+      const content = await readIfExists(file);
+      if (content === undefined) {
+        throw new OutpostError('SITE_INVALID', `${file} is missing`, {
+          hint: 'import the bridge kit again with `outpost-provision bridge set KIT_DIR`',
         });
       }
       files.push({ path, content });

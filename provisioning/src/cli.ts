@@ -14,6 +14,15 @@ import { readIfExists, SECRET_MODE, writeFileAtomic } from './files.js';
 import { DEFAULT_BUNDLE, exitCodeFor, firstboot, FirstbootExit } from './firstboot.js';
 import { fingerprint } from '../../daemon/src/tls/pki.js';
 import { addIdentity, initSite, readSite, revokeIdentity, type IdentityKind } from './site.js';
+import {
+  addCentreConsole,
+  addSite,
+  centrePaths,
+  initCentre,
+  removeSite,
+  setBridge,
+  type CentreInit,
+} from './centre.js';
 import { writeTrustKit } from './trust.js';
 
 const out = (text: string): void => void process.stdout.write(`${text}\n`);
@@ -80,6 +89,91 @@ function addCommand(parent: Command, kind: 'console' | 'staff'): void {
           out('re-bundle the hub to bring the account to the broker');
         },
       ),
+    );
+}
+
+const centreOption = () =>
+  new Option(
+    '-c, --centre <dir>',
+    'centre directory (default: $OUTPOST_CENTRE_DIR, else the current directory)',
+  );
+const centreDir = (options: { centre?: string }): string =>
+  resolve(options.centre ?? process.env.OUTPOST_CENTRE_DIR ?? '.');
+
+/** `centre …`: the operations centre's broker (docs/bridge.md). */
+function centreCommands(cli: Command): void {
+  const centre = cli
+    .command('centre')
+    .description("the operations centre's broker: CA, Mosquitto password file and ACL, sites' bridge kits");
+  centre
+    .command('init')
+    .description("create a centre directory: CA, the central broker's certificate, Mosquitto config")
+    .argument('<dir>', 'centre directory to create (keep it private; back it up)')
+    .requiredOption('--host <name>', 'the central broker as the sites dial it (in its certificate)')
+    .option('--ip <ip>', "the central broker's address (in its certificate; what the kits dial when given)")
+    .option('--port <n>', 'TLS listener for password logins', (v) => Number(v))
+    .option('--cert-port <n>', 'TLS listener for client-certificate logins', (v) => Number(v))
+    .option('--listen <ip>', 'address the listeners bind to (default: every address)')
+    .option('--force', 're-issue the broker certificate for a new address (the CA is kept)')
+    .action(
+      action(async (dir: string, options: CentreInit) => {
+        const { changed } = await initCentre(resolve(dir), { ...options, force: options.force === true });
+        if (changed.length === 0) return out(`centre in ${dir} already exists as asked: nothing changed`);
+        out(`centre ${options.host} in ${dir}: ${changed.join(', ')}`);
+        out(`mosquitto: include ${centrePaths(resolve(dir)).mosquittoConf} (or run mosquitto -c on it)`);
+      }),
+    );
+  centre
+    .command('add-site')
+    .description("a site's bridge account: write only under its own site prefix; writes the site's kit")
+    .argument('<site>', 'site name')
+    .option('--cert', 'a client certificate signed by the centre CA instead of a password')
+    .option('--force', 'replace existing credentials')
+    .addOption(centreOption())
+    .action(
+      action(async (site: string, options: { cert?: boolean; force?: boolean; centre?: string }) => {
+        const dir = centreDir(options);
+        const result = await addSite(dir, {
+          site,
+          cert: options.cert === true,
+          force: options.force === true,
+        });
+        if (!result.created) return out(`site ${site} already has this bridge account: nothing changed`);
+        out(`site ${site}: bridge account added; kit in ${result.kit}`);
+        out(`reload mosquitto (kill -HUP) to apply ${centrePaths(dir).passwd} and ${centrePaths(dir).acl}`);
+        out(`on the site: outpost-provision bridge set ${result.kit} -d SITE_DIR, then re-bundle the hub`);
+      }),
+    );
+  centre
+    .command('remove-site')
+    .description("remove a site's bridge account (its password entry, ACL and kit)")
+    .argument('<site>', 'site name')
+    .addOption(centreOption())
+    .action(
+      action(async (site: string, options: { centre?: string }) => {
+        const { removed } = await removeSite(centreDir(options), site);
+        out(
+          removed ? `site ${site} removed: reload mosquitto` : `site ${site} has no account: nothing changed`,
+        );
+      }),
+    );
+  centre
+    .command('console')
+    .description('console accounts at the centre (read every site, send cmd and chat)')
+    .command('add')
+    .argument('<name>', 'account name')
+    .option('--password-file <file>', 'write the password to this file (0600) instead of showing it')
+    .option('--force', 'make a new password')
+    .addOption(centreOption())
+    .action(
+      action(async (name: string, options: { passwordFile?: string; force?: boolean; centre?: string }) => {
+        const result = await addCentreConsole(centreDir(options), name, options.force === true);
+        if (!result.created) return out(`console ${name} already exists: nothing changed`);
+        if (options.passwordFile && result.password !== undefined)
+          await writeFileAtomic(options.passwordFile, `${result.password}\n`, SECRET_MODE);
+        reportNewPassword(name, result.password, options.passwordFile);
+        out('reload mosquitto (kill -HUP) to apply the password file and the ACL');
+      }),
     );
 }
 
@@ -240,6 +334,29 @@ function program(): Command {
         out(`site CA fingerprint (SHA-256): ${kit.fingerprint}`);
         for (const file of kit.files) out(`  ${file}`);
         out('install it on each console machine and phone as README.txt says (docs/console.md)');
+      }),
+    );
+  centreCommands(cli);
+  cli
+    .command('bridge')
+    .description("the hub's bridge to an operations centre")
+    .command('set')
+    .description(
+      'import a bridge kit (from `centre add-site`): the hub bridges to the centre once re-bundled',
+    )
+    .argument('<kit>', 'kit directory, CENTRE/sites/SITE')
+    .option('--force', 'replace a bridge set before')
+    .addOption(siteOption())
+    .action(
+      action(async (kit: string, options: { force?: boolean; dir?: string }) => {
+        const dir = siteDir(options);
+        const { changed } = await setBridge(dir, resolve(kit), options.force === true);
+        if (!changed) return out('the site already bridges with this kit: nothing changed');
+        const { settings } = await readSite(dir);
+        out(
+          `site ${settings.site} bridges to ${settings.bridge?.url ?? '?'} (${settings.bridge?.auth ?? '?'})`,
+        );
+        out(`next: outpost-provision bundle ${settings.hub.device} --out …, and install it on the hub`);
       }),
     );
   addCommand(cli.command('staff').description('on-site staff accounts (chat)'), 'staff');

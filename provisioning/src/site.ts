@@ -63,6 +63,14 @@ export const siteSettingsSchema = z.strictObject({
   }),
   sfu: z.strictObject({ host: hostName }),
   devices: z.record(identityName, deviceEntry),
+  /** The hub's bridge to an operations centre (`bridge set KIT`); its files are under bridge/. */
+  bridge: z
+    .strictObject({
+      url: z.string().regex(/^mqtts:\/\//),
+      username: z.string().optional(),
+      auth: z.enum(['password', 'cert']),
+    })
+    .optional(),
 });
 
 export type SiteSettings = z.output<typeof siteSettingsSchema>;
@@ -86,6 +94,10 @@ export const sitePaths = (dir: string) => ({
   password: (name: string) => join(dir, 'credentials', name, 'uplink.password'),
   clientCert: (name: string) => join(dir, 'credentials', name, 'client.crt'),
   clientKey: (name: string) => join(dir, 'credentials', name, 'client.key'),
+  bridgeCa: join(dir, 'bridge', 'ca.crt'),
+  bridgePassword: join(dir, 'bridge', 'bridge.password'),
+  bridgeCert: join(dir, 'bridge', 'client.crt'),
+  bridgeKey: join(dir, 'bridge', 'client.key'),
 });
 
 /** A new random password: 24 bytes, base64url (32 characters, no shell-special characters). */
@@ -153,7 +165,7 @@ export async function readSite(dir: string): Promise<Site> {
   return { dir, settings: parsed.data, identities, ca: { certPem: caCert!, keyPem: caKey! } };
 }
 
-async function writeSettings(site: Site): Promise<void> {
+export async function writeSettings(site: Site): Promise<void> {
   const header =
     '# Outpost site settings, written by outpost-provision (docs/provisioning.md). Holds SRTP keys: keep 0600.\n';
   await writeFileAtomic(sitePaths(site.dir).settings, header + stringify(site.settings), SECRET_MODE);

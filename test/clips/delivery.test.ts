@@ -21,7 +21,7 @@ import { Button } from '../../daemon/src/gpio/button.js';
 import { FakePin } from '../../daemon/src/gpio/fake-pin.js';
 import { Commands } from '../../daemon/src/mqtt/commands.js';
 import { Uplink } from '../../daemon/src/mqtt/uplink.js';
-import { connectAs, PEOPLE, readPem, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
+import { connectAs, PEOPLE, pullOptions, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
 import { testPki } from '../support/pki.js';
 import { freeUdpPortPair, tempDir, until } from '../support/processes.js';
 
@@ -137,17 +137,7 @@ async function startBox(config: Config) {
 
 function console(out: string, extra: Partial<PullOptions> = {}): PullOptions {
   if (!hub) throw new Error('no hub');
-  return {
-    url: `mqtts://127.0.0.1:${hub.mqttsPort}`,
-    username: 'console',
-    password: PEOPLE.console?.password ?? '',
-    ca: readPem(testPki().ca),
-    site: SITE,
-    out,
-    clientId: 'console.clips',
-    requestAfterMs: 1000,
-    ...extra,
-  };
+  return pullOptions(hub, out, { requestAfterMs: 1000, ...extra });
 }
 
 /** Duration reported by gst-discoverer-1.0, in ms. */

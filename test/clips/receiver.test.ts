@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { pullClips, type PullOptions } from '../../daemon/src/clips/pull.js';
 import { ClipReceiver, type ReceiverLink } from '../../daemon/src/clips/receiver.js';
 import { hashFile } from '../../daemon/src/clips/store.js';
-import { connectAs, PEOPLE, readPem, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
+import { connectAs, PEOPLE, pullOptions, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
 import { testPki } from '../support/pki.js';
 import { cliRuns, tempDir, until, writeTemp } from '../support/processes.js';
 
@@ -90,17 +90,22 @@ async function fakeBox(broker: TestBroker) {
   return { client, requests };
 }
 
-function consoleAt(broker: TestBroker, out: string, extra: Partial<PullOptions> = {}): PullOptions {
-  return {
-    url: `mqtts://127.0.0.1:${broker.mqttsPort}`,
-    username: 'console',
-    password: PEOPLE.console?.password ?? '',
-    ca: readPem(testPki().ca),
-    site: SITE,
-    out,
-    clientId: 'console.receiver-test',
-    ...extra,
+/** cam-a's status message, as its daemon publishes it. */
+function camAStatus(seq: number, state: 'online' | 'offline'): string {
+  const status = {
+    at: Date.now(),
+    bootId: 'bbbbbbbb',
+    seq,
+    state,
+    device: 'cam-a',
+    role: 'camera',
+    version: '0',
   };
+  return JSON.stringify(status);
+}
+
+function consoleAt(broker: TestBroker, out: string, extra: Partial<PullOptions> = {}): PullOptions {
+  return pullOptions(broker, out, { clientId: 'console.receiver-test', ...extra });
 }
 
 describe('the clip receiver remembers', () => {
@@ -241,33 +246,11 @@ describe('the clip receiver asks', () => {
     });
 
     // Offline: no requests (they would queue in its session); back online: asked again after the wait.
-    await deliver(
-      `${P}/status`,
-      JSON.stringify({
-        at: Date.now(),
-        bootId: 'bbbbbbbb',
-        seq: 3,
-        state: 'offline',
-        device: 'cam-a',
-        role: 'camera',
-        version: '0',
-      }),
-    );
+    await deliver(`${P}/status`, camAStatus(3, 'offline'));
     const whileOffline = published.length;
     await vi.advanceTimersByTimeAsync(200_000);
     expect(published.length).toBe(whileOffline);
-    await deliver(
-      `${P}/status`,
-      JSON.stringify({
-        at: Date.now(),
-        bootId: 'bbbbbbbb',
-        seq: 4,
-        state: 'online',
-        device: 'cam-a',
-        role: 'camera',
-        version: '0',
-      }),
-    );
+    await deliver(`${P}/status`, camAStatus(4, 'online'));
     await vi.advanceTimersByTimeAsync(45_000);
     expect(published.length).toBe(whileOffline + 1);
 

@@ -87,6 +87,56 @@ describe('configuration', () => {
     expect(problem?.message).toMatch(/loopback only/);
   });
 
+  it('a bridge leaves the site over TLS with a credential, from a hub, one way per topic', () => {
+    const message = (yaml: string, path: string) =>
+      problemsOf(yaml).find((problem) => problem.path === path)?.message ?? '(no problem reported)';
+    expect(
+      message('bridge:\n  url: mqtt://ops.example:1883\n  username: s\n  passwordFile: /p\n', 'bridge.url'),
+    ).toMatch(/use mqtts:\/\//);
+    expect(
+      message('bridge:\n  url: mqtts://ops.example:8883\n  username: s\n  passwordFile: /p\n', 'bridge.ca'),
+    ).toMatch(/needs the CA/);
+    expect(message('bridge:\n  url: mqtts://ops.example:8883\n  ca: /ca\n', 'bridge.passwordFile')).toMatch(
+      /needs a credential/,
+    );
+    expect(
+      message(
+        "bridge:\n  url: mqtts://o:8883\n  ca: /ca\n  cert: /c\n  key: /k\n  up: [{ topic: '+/cmd/ping', class: reply }]\n",
+        'bridge.down',
+      ),
+    ).toMatch(/may cross one way only/);
+    expect(
+      message(
+        'bridge:\n  url: mqtts://o:8883\n  ca: /ca\n  cert: /c\n  key: /k\n  up: [{ topic: outpost/v1/x/#, class: alert }]\n',
+        'bridge.up[0].topic',
+      ),
+    ).toMatch(/without that prefix/);
+    expect(
+      message(
+        'role: camera\nuplink: { url: mqtts://h:8883, ca: /ca, username: c, passwordFile: /p }\nbridge:\n  url: mqtts://o:8883\n  ca: /ca\n  cert: /c\n  key: /k\n',
+        'bridge',
+      ),
+    ).toMatch(/only the hub bridges/);
+    // The defaults carry chat both ways and commands down: accepted.
+    expect(() =>
+      parseConfig('bridge:\n  url: mqtts://o:8883\n  ca: /ca\n  cert: /c\n  key: /k\n', 't.yaml'),
+    ).not.toThrow();
+  });
+
+  it('metrics need a credential, and HTTPS off loopback', () => {
+    expect(
+      problemsOf('metrics: { port: 9464 }\n')
+        .map((p) => p.message)
+        .join(),
+    ).toMatch(/no anonymous scraping/);
+    expect(
+      problemsOf('metrics: { bearerTokenFile: /t }\n')
+        .map((p) => p.message)
+        .join(),
+    ).toMatch(/HTTPS/);
+    expect(() => parseConfig('metrics: { host: 127.0.0.1, bearerTokenFile: /t }\n', 't.yaml')).not.toThrow();
+  });
+
   it('refuses a pre-roll folder with "%" in it (segment names are printf patterns)', () => {
     const [problem] = problemsOf('clips:\n  preRollDir: /run/100%\n');
     expect(problem).toMatchObject({ path: 'clips.preRollDir' });

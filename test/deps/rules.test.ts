@@ -41,6 +41,8 @@ const TREE: Record<string, string> = {
   'daemon/src/clips/preroll.ts':
     "import type { PreRollHook } from '../camera/camera.js';\nimport { bad } from '../gst/describe.js';\nexport const hook: PreRollHook | typeof bad = bad;\n",
   'daemon/src/clips/receiver-link.ts': "import 'mqtt';\n",
+  'daemon/src/bridge/bridge.ts': "import 'mqtt';\n",
+  'daemon/src/metrics/metrics.ts': "import 'prom-client';\n",
   'provisioning/src/bundle.ts':
     "import { bad } from '../../daemon/src/gst/describe.js';\nexport const b = bad;\n",
   'test/support/helper.ts':
@@ -63,6 +65,7 @@ const TREE: Record<string, string> = {
   'daemon/src/camera/load.ts': "import si from 'systeminformation';\nexport const s = si;\n",
   'daemon/src/mqtt/acl.ts': "import { Aedes } from 'aedes';\nexport const a = Aedes;\n",
   'daemon/src/lifecycle/service.ts': "import 'unix-dgram';\n",
+  'daemon/src/camera/scrapes.ts': "import { Gauge } from 'prom-client';\nexport const g = Gauge;\n",
   'daemon/src/camera/pipeline.ts':
     "import type { Pipeline } from 'gstreamer-superficial';\nexport type P = Pipeline;\n",
   'daemon/src/camera/encoders.ts': "import { gst } from '../gst/native.js';\nexport const e = gst;\n",
@@ -94,6 +97,7 @@ const FORBIDDEN: Record<string, string[]> = {
   'one-importer-systeminformation': ['daemon/src/camera/load.ts'],
   'one-importer-aedes': ['daemon/src/mqtt/acl.ts'],
   'one-importer-unix-dgram': ['daemon/src/lifecycle/service.ts'],
+  'one-importer-prom-client': ['daemon/src/camera/scrapes.ts'],
   'one-importer-gstreamer-superficial': ['daemon/src/camera/pipeline.ts'],
   'gstreamer-only-in-workers': ['daemon/src/camera/encoders.ts'],
   'mqtt-clients-in-mqtt': ['daemon/src/telemetry/own-client.ts'],

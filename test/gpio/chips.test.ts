@@ -3,10 +3,10 @@
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { OutpostError } from '../../daemon/src/errors.js';
 import { resolveLine, type ChardevChip } from '../../daemon/src/gpio/chips.js';
 import { parseGpiodetect } from '../../daemon/src/gpio/gpiod-pin.js';
 import { tempDir } from '../support/processes.js';
+import { outpostFailure } from '../support/errors.js';
 
 async function fakeSys(chips: Array<{ name: string; base: number; ngpio: number; label: string }>) {
   const root = await tempDir('outpost-sys-');
@@ -28,56 +28,40 @@ async function fakeDev(names: string[]) {
   return root;
 }
 
-async function failure(promise: Promise<unknown>): Promise<OutpostError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof OutpostError) return error;
-    throw error;
-  }
-  throw new Error('expected a failure');
-}
-
 const noChardev = () => Promise.reject(new Error('the chardev lister must not be asked'));
+
+/** BCM line `bcm` resolved with only these sysfs chips (no character device is asked for). */
+async function resolveOnSysfs(bcm: number, chips: Parameters<typeof fakeSys>[0]) {
+  return resolveLine(bcm, {
+    sysRoot: await fakeSys(chips),
+    devRoot: await fakeDev([]),
+    backend: 'auto',
+    listChardev: noChardev,
+  });
+}
 
 describe('GPIO chips', () => {
   it('resolves BCM 17 to sysfs GPIO 529 on a Pi 4 with kernel 6.6 (pinctrl-bcm2711 at base 512)', async () => {
-    const sysRoot = await fakeSys([
+    const line = await resolveOnSysfs(17, [
       { name: 'gpiochip512', base: 512, ngpio: 58, label: 'pinctrl-bcm2711' },
       { name: 'gpiochip570', base: 570, ngpio: 8, label: 'raspberrypi-exp-gpio' },
     ]);
-    const line = await resolveLine(17, {
-      sysRoot,
-      devRoot: await fakeDev([]),
-      backend: 'auto',
-      listChardev: noChardev,
-    });
     expect(line).toMatchObject({ backend: 'sysfs', gpio: 529, chip: { label: 'pinctrl-bcm2711' } });
   });
 
   it('resolves through a Pi 5 style RP1 chip at another base, ignoring the other chips', async () => {
-    const sysRoot = await fakeSys([
+    const line = await resolveOnSysfs(17, [
       { name: 'gpiochip512', base: 512, ngpio: 32, label: 'gpio-brcmstb@107d508500' },
       { name: 'gpiochip544', base: 544, ngpio: 4, label: 'gpio-brcmstb@107d517c00' },
       { name: 'gpiochip571', base: 571, ngpio: 54, label: 'pinctrl-rp1' },
     ]);
-    const line = await resolveLine(17, {
-      sysRoot,
-      devRoot: await fakeDev([]),
-      backend: 'auto',
-      listChardev: noChardev,
-    });
     expect(line).toMatchObject({ backend: 'sysfs', gpio: 588, chip: { label: 'pinctrl-rp1' } });
   });
 
   it('an old kernel with pinctrl-bcm2835 at base 0 keeps plain BCM numbers', async () => {
-    const sysRoot = await fakeSys([{ name: 'gpiochip0', base: 0, ngpio: 54, label: 'pinctrl-bcm2835' }]);
-    const line = await resolveLine(27, {
-      sysRoot,
-      devRoot: '/nonexistent',
-      backend: 'auto',
-      listChardev: noChardev,
-    });
+    const line = await resolveOnSysfs(27, [
+      { name: 'gpiochip0', base: 0, ngpio: 54, label: 'pinctrl-bcm2835' },
+    ]);
     expect(line).toMatchObject({ backend: 'sysfs', gpio: 27 });
   });
 
@@ -130,7 +114,7 @@ describe('GPIO chips', () => {
 
   it('names the chips it found when none has a known label, and the key that fixes it', async () => {
     const sysRoot = await fakeSys([{ name: 'gpiochip0', base: 0, ngpio: 8, label: 'gpio-mockup-A' }]);
-    const error = await failure(
+    const error = await outpostFailure(
       resolveLine(3, {
         sysRoot,
         devRoot: '/nonexistent',
@@ -151,7 +135,7 @@ describe('GPIO chips', () => {
   });
 
   it('a forced sysfs backend on a kernel without it says to use chardev', async () => {
-    const error = await failure(
+    const error = await outpostFailure(
       resolveLine(17, {
         sysRoot: await tempDir('outpost-sys-'),
         devRoot: await fakeDev(['gpiochip0']),

@@ -1,27 +1,11 @@
 // outpost-provision end to end, as a tech runs it: init → add devices and accounts → bundle → verify
 // → first boot into a temp root; usage mistakes exit 2 and bundle problems 10–13.
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseIdentities, verifyPassword } from '../../daemon/src/mqtt/identities.js';
-import { REPO, tempDir } from '../support/processes.js';
-import { flipOneByte } from '../support/provisioning.js';
-
-const CLI = join(REPO, 'dist/provisioning/src/cli.js');
-
-function provision(...args: string[]): { code: number | null; stdout: string; stderr: string; ms: number } {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
-  const started = performance.now();
-  const result = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 });
-  return {
-    code: result.status,
-    stdout: result.stdout,
-    stderr: result.stderr,
-    ms: performance.now() - started,
-  };
-}
+import { tempDir } from '../support/processes.js';
+import { flipOneByte, provision } from '../support/provisioning.js';
 
 describe('outpost-provision', () => {
   it('init → add → bundle → verify → first boot, each step idempotent', async () => {

@@ -6,7 +6,6 @@ import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { OutpostError } from '../../daemon/src/errors.js';
 import {
   exitCodeFor,
   firstboot,
@@ -15,6 +14,7 @@ import {
 } from '../../provisioning/src/firstboot.js';
 import { REPO, tempDir } from '../support/processes.js';
 import { flipOneByte, provisionedSite, resign } from '../support/provisioning.js';
+import { outpostFailure } from '../support/errors.js';
 
 function recorder(): FirstbootLog & { events: string[] } {
   const events: string[] = [];
@@ -54,16 +54,6 @@ async function snapshot(root: string): Promise<Record<string, string>> {
   }
   await walk(join(root, 'etc'));
   return result;
-}
-
-async function refusedWith(promise: Promise<unknown>): Promise<OutpostError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof OutpostError) return error;
-    throw error;
-  }
-  throw new Error('expected first boot to refuse the bundle');
 }
 
 describe('first boot', () => {
@@ -138,7 +128,7 @@ describe('first boot', () => {
     ];
     for (const [what, text, code] of cases) {
       await writeFile(bundle, text);
-      const error = await refusedWith(firstboot({ root, log: recorder() }));
+      const error = await outpostFailure(firstboot({ root, log: recorder() }));
       expect(exitCodeFor(error), `${what}: ${error.message}`).toBe(code);
       expect(await snapshot(root), what).toEqual(installed);
       expect(await readFile(bundle, 'utf8'), what).toBe(text);
@@ -150,7 +140,7 @@ describe('first boot', () => {
     const { root, bundle } = await newRoot();
     const before = await snapshot(root);
     await writeFile(bundle, flipOneByte(site.cameraBundle));
-    const error = await refusedWith(firstboot({ root, log: recorder() }));
+    const error = await outpostFailure(firstboot({ root, log: recorder() }));
     expect(error.code).toBe('BUNDLE_SIGNATURE_INVALID');
     expect(await snapshot(root)).toEqual(before);
   });
@@ -164,7 +154,7 @@ describe('first boot', () => {
     const { X509Certificate } = await import('node:crypto');
     await writeFile(pin, `${createHash('sha256').update(new X509Certificate(ca).raw).digest('hex')}\n`);
     await writeFile(bundle, other.cameraBundle);
-    expect((await refusedWith(firstboot({ root, log: recorder() }))).code).toBe('BUNDLE_UNTRUSTED');
+    expect((await outpostFailure(firstboot({ root, log: recorder() }))).code).toBe('BUNDLE_UNTRUSTED');
     await writeFile(bundle, site.cameraBundle);
     expect(await firstboot({ root, log: recorder() })).toBe('applied');
   });

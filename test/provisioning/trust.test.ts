@@ -6,17 +6,11 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { REPO, requireBuilt, tempDir } from '../support/processes.js';
-
-const CLI = join(REPO, 'dist/provisioning/src/cli.js');
-
-function provision(...args: string[]) {
-  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 });
-}
+import { tempDir } from '../support/processes.js';
+import { provision } from '../support/provisioning.js';
 
 describe('outpost-provision console trust', () => {
   it('writes the site CA as PEM, DER and an Apple profile, with its fingerprint and the console URL', async () => {
-    requireBuilt();
     const work = await tempDir('outpost-trust-');
     const site = join(work, 'site');
     const init = provision(
@@ -30,10 +24,10 @@ describe('outpost-provision console trust', () => {
       '--hub-ip',
       '10.1.0.2',
     );
-    expect(init.status, init.stderr).toBe(0);
+    expect(init.code, init.stderr).toBe(0);
     const out = join(work, 'kit');
     const trust = provision('console', 'trust', '--out', out, '-d', site);
-    expect(trust.status, trust.stderr).toBe(0);
+    expect(trust.code, trust.stderr).toBe(0);
     expect(trust.stdout).toContain('console: https://hub.plant.lan:8443/');
 
     const ca = await readFile(join(site, 'ca', 'ca.crt'), 'utf8');

@@ -6,6 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import pino from 'pino';
+import type { PullOptions } from '../../daemon/src/clips/pull.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 import { Broker } from '../../daemon/src/mqtt/broker.js';
 import { hashPassword, type Role } from '../../daemon/src/mqtt/identities.js';
@@ -145,6 +146,20 @@ export function connectAs(
     ...extra,
   };
   return connectListening(url, options, onMessage);
+}
+
+/** `outpost clips pull` as the console, over TLS to the test broker, writing clips under `out`. */
+export function pullOptions(broker: TestBroker, out: string, extra: Partial<PullOptions> = {}): PullOptions {
+  return {
+    url: `mqtts://127.0.0.1:${broker.mqttsPort}`,
+    username: 'console',
+    password: PEOPLE.console?.password ?? '',
+    ca: readPem(testPki().ca),
+    site: SITE,
+    out,
+    clientId: 'console.clips',
+    ...extra,
+  };
 }
 
 const pemCache = new Map<string, Buffer>();

@@ -2,14 +2,9 @@
 // and only the HTTP transport on 127.0.0.1, ICE on loopback, no default mountpoints. `restart()` brings
 // it back on the same port, which is how the tests play a Janus restart on the site.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { janusLibDir, writeJanusConfig } from '../../daemon/src/camera/janus-process.js';
+import { stopChild } from '../../daemon/src/lifecycle/stop-child.js';
 import { freePort, tempDir } from './processes.js';
-
-const LIB = '/usr/lib/x86_64-linux-gnu/janus';
-const PLUGINS = `${LIB}/plugins`;
-const TRANSPORTS = `${LIB}/transports`;
 
 export interface JanusOptions {
   apiSecret?: string;
@@ -26,47 +21,20 @@ export interface TestJanus {
   restart(): Promise<void>;
 }
 
-/** `.so` files in `folder` except `keep`: Janus loads everything it is not told to `disable`. */
-function allBut(folder: string, keep: string): string {
-  return readdirSync(folder)
-    .filter((file) => file.endsWith('.so') && file !== keep)
-    .join(',');
-}
-
 export async function janusServer(options: JanusOptions = {}): Promise<TestJanus> {
   const dir = await tempDir('outpost-janus-');
   const port = await freePort();
-  await writeFile(
-    join(dir, 'janus.jcfg'),
-    `general: {
-  configs_folder = "${dir}"
-  plugins_folder = "${PLUGINS}"
-  transports_folder = "${TRANSPORTS}"
-  events_folder = "${LIB}/events"
-  loggers_folder = "${LIB}/loggers"
-  debug_level = 4
-  ${options.apiSecret ? `api_secret = "${options.apiSecret}"` : ''}
-}
-certificates: {}
-media: {}
-nat: { ice_enforce_list = "lo" }
-plugins: { disable = "${allBut(PLUGINS, 'libjanus_streaming.so')}" }
-transports: { disable = "${allBut(TRANSPORTS, 'libjanus_http.so')}" }
-loggers: { disable = "libjanus_jsonlog.so" }
-events: { broadcast = false }
-`,
-  );
-  await writeFile(
-    join(dir, 'janus.transport.http.jcfg'),
-    `general: { json = "plain", base_path = "/janus", http = true, port = ${port}, ip = "127.0.0.1", https = false }
-admin: { admin_http = false, admin_https = false }
-`,
-  );
-  // No mountpoints of its own: only what the daemon creates.
-  await writeFile(
-    join(dir, 'janus.plugin.streaming.jcfg'),
-    `general: { ${options.adminKey ? `admin_key = "${options.adminKey}"` : ''} }\n`,
-  );
+  const lib = janusLibDir();
+  if (!lib) throw new Error('Janus is not installed (no libjanus_streaming.so under /usr/lib)');
+  // No mountpoints of its own: only what the daemon creates. -d 4 (below): info, for log assertions.
+  await writeJanusConfig(dir, {
+    lib,
+    host: '127.0.0.1',
+    port,
+    basePath: '/janus',
+    debugLevel: 4,
+    ...options,
+  });
 
   const url = `http://127.0.0.1:${port}/janus`;
   let child: ChildProcess | undefined;
@@ -75,12 +43,7 @@ admin: { admin_http = false, admin_https = false }
   const stop = async (): Promise<void> => {
     const running = child;
     child = undefined;
-    if (!running || running.exitCode !== null || running.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => running.once('exit', () => resolve()));
-    running.kill('SIGTERM');
-    const timer = setTimeout(() => running.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
+    if (running) await stopChild(running, { graceMs: 5000 });
   };
 
   const start = async (): Promise<void> => {

@@ -99,9 +99,14 @@ export function cliRuns(): { start: (args: string[]) => Run; stopAll: () => Prom
   };
 }
 
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Run {
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, wrapper: string[] = []): Run {
   requireBuilt();
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, cwd: REPO });
+  // `wrapper`: a command that runs node for us, e.g. ['ip', 'netns', 'exec', NAME] (it execs, same pid).
+  const [command = process.execPath, ...before] = [
+    ...wrapper,
+    ...(wrapper.length > 0 ? [process.execPath] : []),
+  ];
+  const child = spawn(command, [...before, CLI, ...args], { env: { ...process.env, ...env }, cwd: REPO });
   let out = '';
   let err = '';
   const waiters: Array<{

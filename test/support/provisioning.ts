@@ -1,9 +1,11 @@
 // A provisioned site for provisioning tests: site directory with a hub and a camera, and their bundles.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeError } from '../../daemon/src/errors.js';
 import { makeBundle, signBundle, type BundleEnvelope } from '../../provisioning/src/bundle.js';
 import { addIdentity, initSite } from '../../provisioning/src/site.js';
-import { tempDir } from './processes.js';
+import { REPO, tempDir } from './processes.js';
 
 export interface TestSite {
   dir: string;
@@ -50,4 +52,24 @@ export function resign(bundle: string, caKeyPem: string, change: (envelope: Bund
   const unsigned: Omit<BundleEnvelope, 'signature'> & { signature?: string } = envelope;
   delete unsigned.signature;
   return signBundle(unsigned, caKeyPem);
+}
+
+const CLI = join(REPO, 'dist/provisioning/src/cli.js');
+
+/** The built `outpost-provision` with `args`, as a tech runs it: exit status, output and wall time. */
+export function provision(...args: string[]): {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+} {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
+  const started = performance.now();
+  const result = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 });
+  return {
+    code: result.status,
+    stdout: result.stdout,
+    stderr: result.stderr,
+    ms: performance.now() - started,
+  };
 }

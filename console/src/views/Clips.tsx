@@ -1,20 +1,9 @@
 // Clips: every clip the hub's archive holds, from any box, newest first, including those made while
 // this console was closed. Each is fetched, checked and played on request.
 import { useEffect, useState } from 'preact/hooks';
+import type { ArchivedClip } from '../../../daemon/src/mqtt/contract.js';
 import { formatTime } from '../hooks.js';
 import { ClipPlayer } from './ClipPlayer.js';
-
-interface ArchivedClip {
-  device: string;
-  clipId: string;
-  sizeBytes: number;
-  sha256: string | null;
-  durationMs: number | null;
-  startAt: number | null;
-  cameras: string[];
-  storedAt: number;
-  acknowledged: boolean;
-}
 
 export function Clips() {
   const [clips, setClips] = useState<ArchivedClip[] | undefined>(undefined);

@@ -12,12 +12,13 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { OutpostError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
+import { stopChild } from '../lifecycle/stop-child.js';
 import { tiedToParent } from '../lifecycle/tied-child.js';
 
 const START_WAIT_MS = 10_000;
 
 /** Debian installs the plugins under /usr/lib/<multiarch triplet>/janus. */
-function janusLibDir(): string | undefined {
+export function janusLibDir(): string | undefined {
   for (const entry of existsSync('/usr/lib') ? readdirSync('/usr/lib') : []) {
     const dir = join('/usr/lib', entry, 'janus');
     if (existsSync(join(dir, 'plugins', 'libjanus_streaming.so'))) return dir;
@@ -25,10 +26,61 @@ function janusLibDir(): string | undefined {
   return undefined;
 }
 
+/** `.so` files in `folder` except `keep`: Janus loads everything it is not told to `disable`. */
 function allBut(folder: string, keep: string): string {
   return readdirSync(folder)
     .filter((file) => file.endsWith('.so') && file !== keep)
     .join(',');
+}
+
+export interface JanusConfig {
+  /** Where Debian installed Janus's modules (janusLibDir()). */
+  lib: string;
+  host: string;
+  port: number;
+  basePath: string;
+  debugLevel: number;
+  apiSecret?: string;
+  /** The streaming plugin's admin key, which guards creating mountpoints. */
+  adminKey?: string;
+}
+
+/**
+ * A Janus config folder: only the streaming plugin and the HTTP transport (on `host`:`port`), ICE on
+ * loopback, no mountpoints of its own.
+ */
+export async function writeJanusConfig(dir: string, config: JanusConfig): Promise<void> {
+  const { lib } = config;
+  await writeFile(
+    join(dir, 'janus.jcfg'),
+    `general: {
+  configs_folder = "${dir}"
+  plugins_folder = "${lib}/plugins"
+  transports_folder = "${lib}/transports"
+  events_folder = "${lib}/events"
+  loggers_folder = "${lib}/loggers"
+  debug_level = ${config.debugLevel}
+  ${config.apiSecret ? `api_secret = "${config.apiSecret}"` : ''}
+}
+certificates: {}
+media: {}
+nat: { ice_enforce_list = "lo" }
+plugins: { disable = "${allBut(join(lib, 'plugins'), 'libjanus_streaming.so')}" }
+transports: { disable = "${allBut(join(lib, 'transports'), 'libjanus_http.so')}" }
+loggers: { disable = "libjanus_jsonlog.so" }
+events: { broadcast = false }
+`,
+  );
+  await writeFile(
+    join(dir, 'janus.transport.http.jcfg'),
+    `general: { json = "plain", base_path = "${config.basePath}", http = true, port = ${config.port}, ip = "${config.host}", https = false }
+admin: { admin_http = false, admin_https = false }
+`,
+  );
+  await writeFile(
+    join(dir, 'janus.plugin.streaming.jcfg'),
+    `general: { ${config.adminKey ? `admin_key = "${config.adminKey}"` : ''} }\n`,
+  );
 }
 
 export class JanusProcess implements Service {
@@ -65,32 +117,13 @@ export class JanusProcess implements Service {
     const address = new URL(this.url);
     const dir = join(this.dataDir, 'janus');
     await mkdir(dir, { recursive: true, mode: 0o750 });
-    await writeFile(
-      join(dir, 'janus.jcfg'),
-      `general: {
-  configs_folder = "${dir}"
-  plugins_folder = "${lib}/plugins"
-  transports_folder = "${lib}/transports"
-  events_folder = "${lib}/events"
-  loggers_folder = "${lib}/loggers"
-  debug_level = 3
-}
-certificates: {}
-media: {}
-nat: { ice_enforce_list = "lo" }
-plugins: { disable = "${allBut(join(lib, 'plugins'), 'libjanus_streaming.so')}" }
-transports: { disable = "${allBut(join(lib, 'transports'), 'libjanus_http.so')}" }
-loggers: { disable = "libjanus_jsonlog.so" }
-events: { broadcast = false }
-`,
-    );
-    await writeFile(
-      join(dir, 'janus.transport.http.jcfg'),
-      `general: { json = "plain", base_path = "${address.pathname}", http = true, port = ${address.port || 80}, ip = "${address.hostname.replace(/^\[|\]$/g, '')}", https = false }
-admin: { admin_http = false, admin_https = false }
-`,
-    );
-    await writeFile(join(dir, 'janus.plugin.streaming.jcfg'), 'general: {}\n');
+    await writeJanusConfig(dir, {
+      lib,
+      host: address.hostname.replace(/^\[|\]$/g, ''),
+      port: Number(address.port || 80),
+      basePath: address.pathname,
+      debugLevel: 3,
+    });
     this.running = true;
     this.spawn(dir);
     const deadline = performance.now() + START_WAIT_MS;
@@ -112,12 +145,7 @@ admin: { admin_http = false, admin_https = false }
     clearTimeout(this.timer);
     const child = this.child;
     this.child = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
-    const kill = setTimeout(() => child.kill('SIGKILL'), 3000);
-    await exited;
-    clearTimeout(kill);
+    if (child) await stopChild(child, { graceMs: 3000 });
   }
 
   healthy(): boolean {

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Service } from '../lifecycle/service.js';
-import { syncDir, writeDurably } from './store.js';
+import { syncDir, writeDurably } from '../files.js';
 
 const inProgressClip = z.strictObject({
   clipId: z.string().regex(/^[\w.-]{1,64}$/),

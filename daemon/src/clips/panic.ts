@@ -63,6 +63,8 @@ export function newClipId(at: number): string {
 /** What the panic path tells the rest of the box (the LED). */
 export interface PanicEvents {
   alertSent?(clipId: string): void;
+  /** The hub acknowledged the alert `ms` after the press (/metrics: outpost_panic_alert_seconds). */
+  alertAcked?(trigger: ClipTrigger, ms: number): void;
 }
 
 export interface PanicDeps {
@@ -150,9 +152,12 @@ export class Panic implements Service {
     // or after ALERT_HEAD_START_MS at the latest (hub away): spawning a recorder blocks the event loop
     // for a few ms, which must not sit between the press and the alert's bytes on the socket.
     const acknowledged = this.publisher.publishAcked
-      ? this.publisher.publishAcked(topic, alert).catch((error: unknown) => {
-          this.log.error({ err: error, clipId }, 'panic alert could not be published');
-        })
+      ? this.publisher.publishAcked(topic, alert).then(
+          () => this.events.alertAcked?.(trigger, Date.now() - at),
+          (error: unknown) => {
+            this.log.error({ err: error, clipId }, 'panic alert could not be published');
+          },
+        )
       : (this.publisher.publish(topic, alert, { qos: 1 }), Promise.resolve());
     const headStart = Promise.race([acknowledged, delay(ALERT_HEAD_START_MS)]);
     const alertAt = Date.now();

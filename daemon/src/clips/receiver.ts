@@ -24,13 +24,14 @@ import type { Service } from '../lifecycle/service.js';
 import {
   alertPayload,
   clipManifestPayload,
+  jsonOf,
   replyPayload,
   statusPayload,
   type AlertPayload,
   type ClipManifestPayload,
 } from '../mqtt/contract.js';
 import { sitePrefix, topics } from '../mqtt/topics.js';
-import { writeDurably } from './store.js';
+import { writeDurably } from '../files.js';
 
 /** How the receiver reaches the site broker: a persistent session at QoS 1 (receiver-link.ts). */
 export interface ReceiverLink {
@@ -373,7 +374,7 @@ export class ClipReceiver implements Service {
   }
 
   private async onAlert(device: string, topic: string, payload: Buffer): Promise<void> {
-    const parsed = alertPayload.safeParse(parseJson(payload));
+    const parsed = alertPayload.safeParse(jsonOf(payload));
     if (!parsed.success) return this.events.problem?.(`${topic}: not an alert payload`);
     const alert = parsed.data;
     this.events.alert?.(device, alert);
@@ -398,7 +399,7 @@ export class ClipReceiver implements Service {
   }
 
   private onStatus(device: string, payload: Buffer): void {
-    const parsed = statusPayload.safeParse(parseJson(payload));
+    const parsed = statusPayload.safeParse(jsonOf(payload));
     if (!parsed.success) return;
     if (parsed.data.state !== 'offline') {
       if (this.offline.delete(device)) {
@@ -412,7 +413,7 @@ export class ClipReceiver implements Service {
   }
 
   private onReply(payload: Buffer): void {
-    const parsed = replyPayload.safeParse(parseJson(payload));
+    const parsed = replyPayload.safeParse(jsonOf(payload));
     if (!parsed.success) return;
     const about = this.asked.get(parsed.data.id);
     if (!about) return; // another console's request, or one of an earlier run
@@ -434,7 +435,7 @@ export class ClipReceiver implements Service {
   }
 
   private async onManifest(device: string, clipId: string, topic: string, payload: Buffer): Promise<void> {
-    const parsed = clipManifestPayload.safeParse(parseJson(payload));
+    const parsed = clipManifestPayload.safeParse(jsonOf(payload));
     if (!parsed.success || parsed.data.clipId !== clipId)
       return this.events.problem?.(`${topic}: not a clip manifest`);
     const p = await this.pendingFor(device, clipId);
@@ -569,14 +570,6 @@ export function describeUnresolved(u: UnresolvedClip): string {
 function describeResend(result: unknown): string {
   const chunks = (result as { chunks?: unknown } | undefined)?.chunks;
   return Array.isArray(chunks) && chunks.length > 0 ? `${chunks.length} chunks` : 'the manifest';
-}
-
-function parseJson(payload: Buffer): unknown {
-  try {
-    return JSON.parse(payload.toString('utf8')) as unknown;
-  } catch {
-    return undefined;
-  }
 }
 
 async function readJson(file: string): Promise<unknown> {

@@ -12,6 +12,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, statfs } from 'node:f
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import { syncDir, writeDurably } from '../files.js';
 import type { Service } from '../lifecycle/service.js';
 import type { AlertPayload } from '../mqtt/contract.js';
 import type { Publisher, Stamper } from '../mqtt/publisher.js';
@@ -299,30 +300,6 @@ export class ClipStore implements Service {
     });
     this.writing = write.catch(() => undefined);
     return write;
-  }
-}
-
-/** temp file + fsync + rename + fsync of the directory. */
-export async function writeDurably(path: string, data: string | Buffer): Promise<void> {
-  const temp = `${path}.tmp`;
-  const handle = await open(temp, 'w', 0o640);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, path);
-  await syncDir(join(path, '..'));
-}
-
-/** fsync a folder: makes a rename or an unlink in it durable. */
-export async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 

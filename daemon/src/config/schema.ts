@@ -341,6 +341,222 @@ const clips = z.strictObject({
   inFlightChunks: z.int().min(1).max(256).default(8),
 });
 
+/**
+ * What crosses the site bridge upward, by class. When the on-disk store is full the lowest class goes
+ * first, in this order: telemetry, then on-demand clip chunks, replies, retained state, clip
+ * manifests, and last alerts and chat (bridge/queue.ts).
+ */
+export const BRIDGE_CLASSES = ['telemetry', 'chunk', 'reply', 'state', 'manifest', 'alert', 'chat'] as const;
+export type BridgeClass = (typeof BRIDGE_CLASSES)[number];
+
+/**
+ * A topic filter under the site's own prefix `outpost/v1/{site}/`, written without it (`+/alert`):
+ * a bridge can never carry another site's topics.
+ */
+const siteFilter = z
+  .string()
+  .min(1)
+  .max(200)
+  .refine(
+    (filter) =>
+      !filter.startsWith('/') &&
+      !filter.startsWith('outpost/') &&
+      !filter.startsWith('$') &&
+      filter.split('/').every((level, i, all) => {
+        if (level === '#') return i === all.length - 1;
+        return level === '+' || (level.length > 0 && !level.includes('+') && !level.includes('#'));
+      }),
+    {
+      error:
+        'a bridge topic is an MQTT filter under outpost/v1/{site}/, written without that prefix, e.g. +/alert or chat/+',
+    },
+  );
+
+/** The defaults: contract v1's topics that matter to an operations centre (docs/bridge.md). */
+export const DEFAULT_BRIDGE_UP: ReadonlyArray<{ topic: string; class: BridgeClass }> = [
+  // Chat first: a chat channel may be named like a device topic (`chat/status` matches `+/status`), and
+  // the first entry that matches a topic decides its class.
+  { topic: 'chat/+', class: 'chat' },
+  { topic: '+/alert', class: 'alert' },
+  // The hub's alert inbox (site console): retained entries, and who acknowledged what.
+  { topic: 'inbox/+/+/+', class: 'state' },
+  { topic: 'inbox/+/+/+/ack', class: 'alert' },
+  { topic: '+/status', class: 'state' },
+  { topic: '+/camera/+/state', class: 'state' },
+  { topic: '+/clip/+', class: 'manifest' },
+  { topic: '+/reply/+', class: 'reply' },
+  { topic: '+/telemetry', class: 'telemetry' },
+];
+export const DEFAULT_BRIDGE_DOWN: readonly string[] = ['+/cmd/#', 'chat/+', 'inbox/+/+/+/ack'];
+
+/**
+ * Topics whose payload the site broker stamps with the sender it authenticated (chat, inbox
+ * acknowledgements): they may cross both ways, because the bridge recognises its own echoes by the
+ * stamp (bridge/bridge.ts).
+ */
+export function stampedTopic(filter: string): boolean {
+  return filter.startsWith('chat/') || /^inbox\/[^/]+\/[^/]+\/[^/]+\/ack$/.test(filter);
+}
+
+/** The hub's outbound link to the operations centre's broker (bridge/). Hub role only. */
+const bridge = z
+  .strictObject({
+    /** The central broker, e.g. mqtts://ops.example.net:8883 (plain mqtt:// on loopback only). */
+    url: z.url({
+      protocol: /^mqtts?$/,
+      error: 'bridge.url is mqtts://HOST:PORT (the central broker); mqtt:// only to a loopback address',
+    }),
+    /** PEM CA that signed the central broker's certificate: the site CA or the centre's own CA. */
+    ca: path.optional(),
+    /** The site's account on the central broker (password auth; with a client certificate the CN). */
+    username: z.string().min(1).max(128).optional(),
+    /** File holding that account's password (0600). */
+    passwordFile: path.optional(),
+    /** Client certificate and key (PEM) presented to the central broker. */
+    cert: path.optional(),
+    key: path.optional(),
+    /** MQTT client id at the central broker; default `outpost-bridge-{site}`. */
+    clientId: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,64}$/, { error: 'bridge.clientId is 1–64 of A-Z a-z 0-9 . _ -' })
+      .optional(),
+    keepAliveSeconds: z.int().min(5).max(600).default(30),
+    /** Reconnects back off from 1 s, doubling up to this (±20 % jitter). */
+    reconnectMaxSeconds: z.int().min(1).max(3600).default(60),
+    /** Messages sent to the central broker and not yet acknowledged, at most. */
+    inFlight: z.int().min(1).max(1000).default(32),
+    /** Bytes the on-disk store may hold while the link is down (payloads and topics). */
+    maxQueueBytes: z
+      .int()
+      .min(64 * 1024)
+      .max(16 * 1024 * 1024 * 1024)
+      .default(64 * 1024 * 1024),
+    /** What crosses up, first match decides the class. */
+    up: z
+      .array(z.strictObject({ topic: siteFilter, class: z.enum(BRIDGE_CLASSES) }))
+      .max(64)
+      .default(() => DEFAULT_BRIDGE_UP.map((entry) => ({ ...entry }))),
+    /** What crosses down (published on the site broker as the bridge's identity, `centre`). */
+    down: z
+      .array(siteFilter)
+      .max(64)
+      .default(() => [...DEFAULT_BRIDGE_DOWN]),
+    /**
+     * Clip chunks cross only on demand: after the centre asks for them with `cmd/clip-chunks`, the
+     * chunks of that clip cross for this long (docs/bridge.md says why).
+     */
+    clipChunkWindowSeconds: z.int().min(0).max(86_400).default(900),
+    /** The link state (retained `…/{hub}/bridge`) is republished at most this often while counts move. */
+    stateIntervalSeconds: z.int().min(1).max(3600).default(10),
+  })
+  .superRefine((value, ctx) => {
+    const url = new URL(value.url);
+    if (url.protocol === 'mqtt:' && !['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['url'],
+        input: value.url,
+        message: 'a bridge leaves the site: use mqtts:// (plain mqtt:// only to a loopback address)',
+      });
+    }
+    if (url.protocol === 'mqtts:' && !value.ca) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['ca'],
+        input: undefined,
+        message: "an mqtts:// bridge needs the CA that signed the central broker's certificate (bridge.ca)",
+      });
+    }
+    if ((value.cert === undefined) !== (value.key === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [value.cert === undefined ? 'cert' : 'key'],
+        input: undefined,
+        message: 'give both bridge.cert and bridge.key, or neither',
+      });
+    }
+    if (value.passwordFile !== undefined && value.username === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['username'],
+        input: undefined,
+        message: 'bridge.passwordFile needs bridge.username (the site account on the central broker)',
+      });
+    }
+    if (value.passwordFile === undefined && value.cert === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['passwordFile'],
+        input: undefined,
+        message:
+          'the central broker needs a credential: bridge.username + bridge.passwordFile, or bridge.cert + bridge.key (outpost-provision centre add-site makes them)',
+      });
+    }
+    // A topic carried both ways would come back to where it came from: only stamped ones may (echoes
+    // are recognised by the stamp, bridge/bridge.ts).
+    for (const down of value.down) {
+      if (stampedTopic(down)) continue;
+      const clash = value.up.find((up) => !stampedTopic(up.topic) && filtersOverlap(up.topic, down));
+      if (clash) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['down'],
+          input: down,
+          message: `${down} also crosses up (${clash.topic}): a topic may cross one way only (chat and inbox acknowledgements excepted)`,
+        });
+      }
+    }
+  });
+
+/** Site-level topic segments that are never a device (the broker reserves these identity names). */
+const SITE_SEGMENTS: ReadonlySet<string> = new Set(['chat', 'inbox']);
+
+/**
+ * Could some topic under the site prefix match both filters? Level by level `+`/`#` match anything,
+ * except that a `+` in the first level is a device, and `chat` and `inbox` are never devices.
+ */
+export function filtersOverlap(a: string, b: string): boolean {
+  const x = a.split('/');
+  const y = b.split('/');
+  for (let i = 0; ; i += 1) {
+    const p = x[i];
+    const q = y[i];
+    if (p === '#' || q === '#') return true;
+    if (p === undefined || q === undefined) return p === q;
+    if (i === 0 && ((p === '+' && SITE_SEGMENTS.has(q)) || (q === '+' && SITE_SEGMENTS.has(p)))) return false;
+    if (p !== '+' && q !== '+' && p !== q) return false;
+  }
+}
+
+/**
+ * Prometheus `/metrics` (metrics/). HTTPS with a credential: no anonymous scraping on the LAN. Plain
+ * HTTP only on loopback.
+ */
+const metrics = z
+  .strictObject({
+    host: z
+      .union([z.ipv4(), z.ipv6()], { error: 'metrics.host is an IP to listen on, e.g. 0.0.0.0' })
+      .default('0.0.0.0'),
+    port: port.default(9464),
+    /** Server certificate and key (PEM); default: broker.tls's (the hub's certificate). */
+    tls: z.strictObject({ cert: path, key: path }).optional(),
+    /** File holding the bearer token Prometheus sends (`authorization: credentials_file`). */
+    bearerTokenFile: path.optional(),
+    /** HTTP basic auth (`basic_auth` in Prometheus): user name and a file holding the password. */
+    basicAuth: z.strictObject({ username: z.string().min(1).max(128), passwordFile: path }).optional(),
+  })
+  .superRefine((value, ctx) => {
+    if (!value.bearerTokenFile && !value.basicAuth) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['bearerTokenFile'],
+        input: undefined,
+        message:
+          'scraping needs a credential: metrics.bearerTokenFile or metrics.basicAuth (no anonymous scraping)',
+      });
+    }
+  });
+
 /** bcm2835-codec (v4l2h264enc on Pi 3/4/Zero 2/CM4) refuses wider frames. */
 export const V4L2_MAX_WIDTH = 2032;
 
@@ -464,6 +680,10 @@ export const configSchema = z
       .prefault({}),
     gpio: gpio.optional(),
     clips: clips.prefault({}),
+    /** Hub role: forward to the operations centre's broker (bridge/, docs/bridge.md). */
+    bridge: bridge.optional(),
+    /** Prometheus /metrics over HTTPS (metrics/, docs/metrics.md). */
+    metrics: metrics.optional(),
     /** The site console (hub role only). Absent: no console. */
     console: siteConsole.optional(),
     cameras: z
@@ -530,6 +750,26 @@ export const configSchema = z
         input: undefined,
         message: 'an mqtts:// uplink needs the site CA file to check the hub (there is no public CA offline)',
       });
+    }
+    if (config.bridge && config.role !== 'hub') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['bridge'],
+        input: undefined,
+        message: "only the hub bridges to the centre; a camera box's messages reach it through the hub",
+      });
+    }
+    if (config.metrics) {
+      const loopback = ['127.0.0.1', '::1'].includes(config.metrics.host);
+      if (!config.metrics.tls && !config.broker.tls && !loopback) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['metrics', 'tls'],
+          input: undefined,
+          message:
+            'metrics on the LAN are HTTPS: give metrics.tls (cert, key) or broker.tls, or listen on 127.0.0.1',
+        });
+      }
     }
     const seenNames = new Map<string, number>();
     const seenPorts = new Map<number, number>();

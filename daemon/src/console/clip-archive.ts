@@ -11,26 +11,18 @@ import type { Logger } from 'pino';
 import { mqttReceiverLink } from '../clips/receiver-link.js';
 import { ClipReceiver, type ReceiverLink } from '../clips/receiver.js';
 import type { Service } from '../lifecycle/service.js';
-import { clipManifestPayload, type ClipManifestPayload } from '../mqtt/contract.js';
+import {
+  clipManifestPayload,
+  jsonOf,
+  type ArchivedClip,
+  type ClipManifestPayload,
+} from '../mqtt/contract.js';
 import { topics } from '../mqtt/topics.js';
 import type { AlertInbox } from './inbox.js';
-import { writeAtomically } from './inbox.js';
+import { writeDurably } from '../files.js';
 import type { LocalBus } from './local-bus.js';
 
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
-
-export interface ArchivedClip {
-  device: string;
-  clipId: string;
-  sizeBytes: number;
-  sha256: string | null;
-  durationMs: number | null;
-  startAt: number | null;
-  cameras: string[];
-  /** When the hub had it complete (its clock). */
-  storedAt: number;
-  acknowledged: boolean;
-}
 
 export interface ClipArchiveOptions {
   site: string;
@@ -69,13 +61,7 @@ export class ClipArchive implements Service {
       // Manifests are small JSON: kept beside each clip as its description (duration, cameras, start).
       bus.subscribeLocal(topics.clipManifest(site, '+', '+'), (topic, payload) => {
         if (!this.running) return;
-        let raw: unknown;
-        try {
-          raw = JSON.parse(payload.toString('utf8'));
-        } catch {
-          return;
-        }
-        const manifest = clipManifestPayload.safeParse(raw);
+        const manifest = clipManifestPayload.safeParse(jsonOf(payload));
         const device = topic.split('/').at(-3) ?? '';
         if (!manifest.success || manifest.data.device !== device) return;
         this.manifests.set(`${device}/${manifest.data.clipId}`, manifest.data);
@@ -204,9 +190,9 @@ export class ClipArchive implements Service {
 
   /** The manifest kept beside a stored clip, `{clipId}.manifest.json`. */
   private async describe(device: string, clipId: string, manifest: ClipManifestPayload): Promise<void> {
-    await writeAtomically(join(this.dir, device, `${clipId}.manifest.json`), JSON.stringify(manifest)).catch(
-      (error: unknown) => this.options.log.warn({ err: error }, 'clip description not written'),
-    );
+    await writeDurably(join(this.dir, device, `${clipId}.manifest.json`), JSON.stringify(manifest), {
+      makeFolder: true,
+    }).catch((error: unknown) => this.options.log.warn({ err: error }, 'clip description not written'));
   }
 
   private async described(device: string, clipId: string): Promise<ClipManifestPayload | undefined> {

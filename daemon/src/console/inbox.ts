@@ -7,14 +7,16 @@
 // again at start; past `keep` entries the oldest acknowledged (then cleared, then oldest) go, and their
 // retained message is removed.
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { writeDurably } from '../files.js';
 import type { Service } from '../lifecycle/service.js';
 import {
   ackPayload,
   alertPayload,
   inboxEntryPayload,
+  jsonOf,
   type AlertPayload,
   type InboxAudience,
   type InboxClip,
@@ -155,13 +157,7 @@ export class AlertInbox implements Service {
 
   private onAlert(topic: string, payload: Buffer): void {
     const device = topic.split('/').at(-2) ?? '';
-    let raw: unknown;
-    try {
-      raw = JSON.parse(payload.toString('utf8'));
-    } catch {
-      raw = undefined;
-    }
-    const parsed = alertPayload.safeParse(raw);
+    const parsed = alertPayload.safeParse(jsonOf(payload));
     // A chat channel named `alert` matches P/+/alert too: anything not an alert of its own box is skipped.
     if (!parsed.success || parsed.data.device !== device) {
       if (!topic.includes('/chat/'))
@@ -197,13 +193,7 @@ export class AlertInbox implements Service {
   private onAck(topic: string, payload: Buffer): void {
     const target = inboxAckTarget(this.options.site, topic);
     if (!target) return;
-    let raw: unknown;
-    try {
-      raw = JSON.parse(payload.toString('utf8'));
-    } catch {
-      raw = undefined;
-    }
-    const ack = ackPayload.safeParse(raw);
+    const ack = ackPayload.safeParse(jsonOf(payload));
     if (!ack.success) return; // the broker stamps every acknowledgement; anything else is not one
     const entry = this.entries.get(this.id(target.device, target.key));
     if (!entry || entry.audience !== target.audience) {
@@ -270,7 +260,7 @@ export class AlertInbox implements Service {
     const snapshot = JSON.stringify({ version: 1, entries: [...this.entries.values()] });
     this.writing = this.writing.then(async () => {
       try {
-        await writeAtomically(this.file, snapshot);
+        await writeDurably(this.file, snapshot, { makeFolder: true });
       } catch (error) {
         this.options.log.error({ err: error, file: this.file }, 'inbox not saved');
       }
@@ -299,25 +289,5 @@ export class AlertInbox implements Service {
       );
       await rename(this.file, `${this.file}.bad`).catch(() => undefined);
     }
-  }
-}
-
-/** Temp file, fsync, rename, fsync of the folder: the file is the old or the new one after a power cut. */
-export async function writeAtomically(file: string, text: string): Promise<void> {
-  await mkdir(dirname(file), { recursive: true, mode: 0o750 });
-  const temp = `${file}.tmp`;
-  const handle = await open(temp, 'w', 0o640);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, file);
-  const folder = await open(dirname(file), 'r');
-  try {
-    await folder.sync();
-  } finally {
-    await folder.close();
   }
 }

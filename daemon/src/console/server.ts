@@ -21,11 +21,13 @@ import type { Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import type { ConsoleConfig } from '../config/schema.js';
 import { OutpostError } from '../errors.js';
+import { listen } from '../lifecycle/listen.js';
 import type { Service } from '../lifecycle/service.js';
 import type { Identity } from '../mqtt/identities.js';
 import { DEFAULT_THRESHOLDS } from '../telemetry/thresholds.js';
 import { devCertificate } from './dev-cert.js';
 import { JanusProxy } from './janus-proxy.js';
+import { readBody } from './request-body.js';
 import { Sessions, type Session } from './sessions.js';
 import type { TelemetryHistory } from './telemetry-history.js';
 import type { ClipArchive } from './clip-archive.js';
@@ -179,28 +181,7 @@ export class ConsoleServer implements Service {
     server.on('upgrade', (request, socket, head) => this.upgrade(request, socket, head));
     server.on('tlsClientError', (error) => log.debug({ err: error }, 'console tls handshake failed'));
     server.on('error', (error) => log.error({ err: error }, 'console server error'));
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host: settings.host, port: settings.port }, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new OutpostError(
-        'START_FAILED',
-        `cannot listen for the console on ${settings.host}:${settings.port} (${code ?? 'error'})`,
-        {
-          hint:
-            code === 'EADDRINUSE'
-              ? 'another program (another outpost?) holds the port: stop it or change console.port'
-              : 'check console.host and console.port',
-          cause: error,
-        },
-      );
-    }
+    await listen(server, settings, 'console', 'the console');
     this.server = server;
     if (!existsSync(join(this.staticDir, 'index.html'))) {
       log.warn({ dir: this.staticDir }, 'console page not built: run `npm run build`');
@@ -465,15 +446,4 @@ function spkiOf(certPem: Buffer): string {
   )?.[0];
   const publicKey = new X509Certificate(first ?? certPem).publicKey.export({ type: 'spki', format: 'der' });
   return createHash('sha256').update(publicKey).digest('base64');
-}
-
-async function readBody(request: IncomingMessage, limit: number): Promise<string | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) return undefined;
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }

@@ -7,9 +7,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Service } from '../lifecycle/service.js';
-import { telemetryPayload, type TelemetryPayload } from '../mqtt/contract.js';
+import { jsonOf, telemetryPayload, type TelemetryPayload } from '../mqtt/contract.js';
 import { sitePrefix } from '../mqtt/topics.js';
-import { writeAtomically } from './inbox.js';
+import { writeDurably } from '../files.js';
 import type { LocalBus } from './local-bus.js';
 
 const MIN_SPACING_MS = 5000;
@@ -101,13 +101,7 @@ export class TelemetryHistory implements Service {
   }
 
   private record(device: string, payload: Buffer): void {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(payload.toString('utf8'));
-    } catch {
-      return;
-    }
-    const parsed = telemetryPayload.safeParse(raw);
+    const parsed = telemetryPayload.safeParse(jsonOf(payload));
     if (!parsed.success) return;
     let entry = this.devices.get(device);
     if (!entry) {
@@ -130,7 +124,9 @@ export class TelemetryHistory implements Service {
 
   private async save(): Promise<void> {
     try {
-      await writeAtomically(this.file, JSON.stringify({ version: 1, devices: this.snapshot() }));
+      await writeDurably(this.file, JSON.stringify({ version: 1, devices: this.snapshot() }), {
+        makeFolder: true,
+      });
     } catch (error) {
       this.options.log.warn({ err: error, file: this.file }, 'telemetry history not saved');
     }

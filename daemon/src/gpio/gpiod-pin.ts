@@ -13,6 +13,7 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { OutpostError } from '../errors.js';
 import { tiedToParent } from '../lifecycle/tied-child.js';
+import { stopChild } from '../lifecycle/stop-child.js';
 import type { ChardevChip, GpioRoots, ResolvedLine } from './chips.js';
 import type { Pin, PinRequest, PinValue, WatchCallback } from './pin.js';
 
@@ -101,7 +102,7 @@ export async function openGpiodPin(line: ChardevLine, request: PinRequest): Prom
       if (closing) return;
       closing = true;
       watchers.clear();
-      await stopTool(monitor);
+      await stopChild(monitor, { graceMs: 1000 });
     },
   };
 }
@@ -121,7 +122,7 @@ function outputPin(
       if (closed) return;
       const previous = holder;
       holder = undefined;
-      if (previous) await stopTool(previous);
+      if (previous) await stopChild(previous, { graceMs: 1000 });
       level = value;
       const child = spawnTied(
         'gpioset',
@@ -153,21 +154,9 @@ function outputPin(
       closed = true;
       const previous = holder;
       holder = undefined;
-      if (previous) await stopTool(previous);
+      if (previous) await stopChild(previous, { graceMs: 1000 });
     },
   };
-}
-
-async function stopTool(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 1000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
 }
 
 /** A gpiod tool that dies with the daemon and inherits none of its files (lifecycle/tied-child.ts). */

@@ -23,7 +23,7 @@ import type { Service } from '../lifecycle/service.js';
 import { mayPublish, maySubscribe, ReadScope } from './acl.js';
 import { stampChat } from './chat-stamp.js';
 import { stampAck } from './ack-stamp.js';
-import { IdentityTable, loadIdentities, type Identity } from './identities.js';
+import { IdentityTable, loadIdentities, type Identity, type Role } from './identities.js';
 import {
   FailureBackoff,
   FramingError,
@@ -127,6 +127,10 @@ const AEDES_GUARDS = {
 } as const;
 
 export interface BrokerCounters {
+  /** PUBLISH packets received from clients (Mosquitto's $SYS/broker/publish/messages/received). */
+  messagesReceived: number;
+  /** Messages delivered to clients ($SYS/broker/publish/messages/sent). */
+  messagesSent: number;
   refusedPublish: number;
   refusedSubscribe: number;
   authFailures: number;
@@ -146,6 +150,8 @@ export interface BrokerCounters {
 export class Broker implements Service {
   readonly name = 'broker';
   readonly counters: BrokerCounters = {
+    messagesReceived: 0,
+    messagesSent: 0,
     refusedPublish: 0,
     refusedSubscribe: 0,
     authFailures: 0,
@@ -183,6 +189,8 @@ export class Broker implements Service {
   /** The daemon's own credentials, kept in memory: its uplink uses them in hub role. */
   private selfPassword = '';
   private localPassword = '';
+  /** In-memory loopback identities of the daemon's own services (the bridge's `centre`): name → role, password. */
+  private readonly serviceIdentities = new Map<string, { role: Role; password: string }>();
 
   constructor(
     private readonly config: BrokerConfig,
@@ -197,9 +205,25 @@ export class Broker implements Service {
     return address && typeof address === 'object' ? { host: address.address, port: address.port } : undefined;
   }
 
+  /** MQTT clients connected now (Mosquitto's $SYS/broker/clients/connected). */
+  clientsConnected(): number {
+    return this.aedes?.connectedClients ?? 0;
+  }
+
   /** Username and password the daemon's own client uses on the loopback listener. */
   selfCredential(): { username: string; password: string } {
     return { username: this.config.device, password: this.selfPassword };
+  }
+
+  /**
+   * An identity for one of the daemon's own services, with a random password, valid on the loopback
+   * listener only and never in the identities file (its name is reserved from then on). Call before
+   * start(): persisted sessions of identities unknown at start are forgotten.
+   */
+  serviceCredential(name: string, role: Role): { username: string; password: string } {
+    const password = randomBytes(24).toString('base64url');
+    this.serviceIdentities.set(name, { role, password });
+    return { username: name, password };
   }
 
   /** File holding the local-admin password for tools on the box (`outpost chat`, mosquitto_sub). */
@@ -280,12 +304,16 @@ export class Broker implements Service {
       // identity may have been demoted or removed since. Cost per delivery: one WeakMap lookup and a
       // prefix comparison or two (acl.ts ReadScope). Aedes drops a refused message from the queue too.
       authorizeForward: (client, packet) => {
-        if (packet.topic !== REFUSED_TOPIC && this.scopeOf.get(client)?.allows(packet.topic)) return packet;
+        if (packet.topic !== REFUSED_TOPIC && this.scopeOf.get(client)?.allows(packet.topic)) {
+          this.counters.messagesSent += 1;
+          return packet;
+        }
         if (packet.topic !== REFUSED_TOPIC) this.counters.refusedDeliveries += 1;
         return null;
       },
       // The message is stored and handed on: its PUBACK, held by the connection, may go (limits.ts).
       published: (packet, client, done) => {
+        if (client) this.counters.messagesReceived += 1;
         const conn = (client as (Client & { conn?: unknown }) | null)?.conn;
         if (packet.qos === 1 && packet.messageId !== undefined && conn instanceof GuardedConnection) {
           conn.released(packet.messageId);
@@ -487,11 +515,14 @@ export class Broker implements Service {
     const file = this.config.broker.identitiesFile;
     const records = file ? (await loadIdentities(file)).identities : [];
     // `chat` would make a device's own prefix the site's chat topics.
-    const reserved = records.find((record) => [LOCAL_ADMIN, 'chat', 'inbox'].includes(record.name));
+    const reserved = records.find(
+      (record) =>
+        [LOCAL_ADMIN, 'chat', 'inbox'].includes(record.name) || this.serviceIdentities.has(record.name),
+    );
     if (reserved) {
       throw new OutpostError(
         'IDENTITIES_INVALID',
-        `${file}: the name ${reserved.name} is reserved (${LOCAL_ADMIN}: the box's own tools; chat, inbox: site topics)`,
+        `${file}: the name ${reserved.name} is reserved (${LOCAL_ADMIN}: the box's own tools; chat, inbox: site topics; ${[...this.serviceIdentities.keys()].join(', ') || 'no'} service identities)`,
         {
           hint: 'rename that identity with outpost-provision',
         },
@@ -503,6 +534,8 @@ export class Broker implements Service {
 
   /** The identity by name: the file's, or one of the daemon's two in-memory credentials. */
   private lookup(name: string): Identity | undefined {
+    const service = this.serviceIdentities.get(name);
+    if (service) return { name, role: service.role };
     const record = this.identities.get(name);
     if (record) return { name: record.name, role: record.role };
     if (name === LOCAL_ADMIN) return { name, role: 'admin' };
@@ -555,9 +588,15 @@ export class Broker implements Service {
       identity = now;
     } else if (password !== undefined && username !== undefined) {
       const given = password.toString('utf8');
-      if (username === LOCAL_ADMIN || (username === this.config.device && !this.identities.get(username))) {
+      const service = this.serviceIdentities.get(username);
+      if (
+        service ||
+        username === LOCAL_ADMIN ||
+        (username === this.config.device && !this.identities.get(username))
+      ) {
         // The in-memory credentials work on the loopback listener only.
-        const expected = username === LOCAL_ADMIN ? this.localPassword : this.selfPassword;
+        const expected =
+          service?.password ?? (username === LOCAL_ADMIN ? this.localPassword : this.selfPassword);
         identity =
           connection.kind === 'tcp' && sameSecret(given, expected) ? this.lookup(username) : undefined;
       } else {

@@ -21,6 +21,17 @@ const meta = {
   seq: z.int().nonnegative(),
 };
 
+const utf8Decoder = new TextDecoder();
+
+/** The JSON value of a message's payload, or undefined when the payload is not JSON. */
+export function jsonOf(payload: Uint8Array): unknown {
+  try {
+    return JSON.parse(utf8Decoder.decode(payload)) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
 const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/);
 
 export const statusPayload = z.strictObject({
@@ -181,6 +192,40 @@ export const chatPayload = z.strictObject({
   at: z.int().nonnegative(),
 });
 
+/** Messages per bridge class (the drop order, lowest first: telemetry … alert, chat). */
+const perClass = z.strictObject({
+  telemetry: z.int().nonnegative(),
+  chunk: z.int().nonnegative(),
+  reply: z.int().nonnegative(),
+  state: z.int().nonnegative(),
+  manifest: z.int().nonnegative(),
+  alert: z.int().nonnegative(),
+  chat: z.int().nonnegative(),
+});
+
+/**
+ * The hub's link to the operations centre (retained, on `…/{hub}/bridge`, on the site broker and on
+ * the central broker). The central copy's last will says `down` with `since: null`.
+ */
+export const bridgeStatePayload = z.strictObject({
+  ...meta,
+  /** The hub. */
+  device: name,
+  state: z.enum(['up', 'down']),
+  /** When the link went up or down (the hub's clock); null in the last will the central broker publishes. */
+  since: z.int().nonnegative().nullable(),
+  /** The central broker, as host:port. */
+  broker: z.string(),
+  /** Waiting in the hub's on-disk store for the central broker. */
+  queued: z.strictObject({ messages: z.int().nonnegative(), bytes: z.int().nonnegative() }),
+  /** The store's bound (bridge.maxQueueBytes). */
+  maxBytes: z.int().nonnegative(),
+  /** Messages dropped because the store was full, by class, since the store was created. */
+  dropped: perClass,
+  /** Messages the central broker has acknowledged (or taken, for QoS 0), since the daemon started. */
+  forwarded: z.int().nonnegative(),
+});
+
 /** Who may be named as a sender or acknowledger: an identity name and its role, stamped by the broker. */
 const role = z.enum(['device', 'console', 'staff', 'admin']);
 
@@ -252,6 +297,7 @@ export const contract = {
   reply: replyPayload,
   'chat-in': chatInPayload,
   chat: chatPayload,
+  'bridge-state': bridgeStatePayload,
   'ack-in': ackInPayload,
   ack: ackPayload,
   'inbox-entry': inboxEntryPayload,
@@ -266,8 +312,23 @@ export type CommandPayload = z.output<typeof commandPayload>;
 export type VerbName = keyof typeof verbArgs;
 export type ReplyPayload = z.output<typeof replyPayload>;
 export type ChatPayload = z.output<typeof chatPayload>;
+export type BridgeStatePayload = z.output<typeof bridgeStatePayload>;
 export type AckPayload = z.output<typeof ackPayload>;
 export type InboxEntryPayload = z.output<typeof inboxEntryPayload>;
 export type InboxAudience = InboxEntryPayload['audience'];
 export type InboxClip = NonNullable<InboxEntryPayload['clip']>;
 export type Role = z.output<typeof role>;
+
+/** A clip in the hub's archive, as the console's HTTP API lists it (GET /api/clips). */
+export interface ArchivedClip {
+  device: string;
+  clipId: string;
+  sizeBytes: number;
+  sha256: string | null;
+  durationMs: number | null;
+  startAt: number | null;
+  cameras: string[];
+  /** When the hub had it complete (its clock). */
+  storedAt: number;
+  acknowledged: boolean;
+}

@@ -39,6 +39,9 @@ export class LevelStore implements IStore {
   private nextSeq = 0;
   /** messageId → seq, mirrored in memory from the `m!` keys. */
   private readonly seqOf = new Map<number, number>();
+  /** seq → bytes of its stored record, and their sum (for /metrics). */
+  private readonly sizeOf = new Map<number, number>();
+  private storedBytes = 0;
   /**
    * Writes go to level one after another, in call order: a del and a later put for the same message id
    * must not land the other way round, and createStream() waits for writes still in flight so its
@@ -92,6 +95,8 @@ export class LevelStore implements IStore {
     for await (const [key, value] of this.db.iterator({ gte: 'm!', lt: 'm~' })) {
       this.seqOf.set(Number(key.slice(2)), Number(value));
     }
+    for await (const [key, value] of this.db.iterator({ gte: 'p!', lt: 'p~' }))
+      this.sized(Number(key.slice(2)), value.length);
     for await (const key of this.db.keys({ gte: 'p!', lt: 'p~', reverse: true, limit: 1 })) {
       this.nextSeq = Number(key.slice(2)) + 1;
     }
@@ -106,6 +111,17 @@ export class LevelStore implements IStore {
     return this.seqOf.size;
   }
 
+  /** Bytes of the packets held (as stored: JSON, payload in base64). */
+  get bytes(): number {
+    return this.storedBytes;
+  }
+
+  private sized(seq: number, bytes: number | undefined): void {
+    this.storedBytes += (bytes ?? 0) - (this.sizeOf.get(seq) ?? 0);
+    if (bytes === undefined) this.sizeOf.delete(seq);
+    else this.sizeOf.set(seq, bytes);
+  }
+
   put(packet: Packet, cb: (error?: Error) => void): this {
     const messageId = packet.messageId;
     if (messageId === undefined) {
@@ -116,6 +132,7 @@ export class LevelStore implements IStore {
     const seq = known ?? this.nextSeq++;
     this.seqOf.set(messageId, seq);
     const value = encode(packet);
+    this.sized(seq, value.length);
     this.queue(() =>
       this.db.batch(
         [
@@ -153,6 +170,7 @@ export class LevelStore implements IStore {
       return this;
     }
     this.seqOf.delete(messageId);
+    this.sized(seq, undefined);
     const key = packetKey(seq);
     this.queue(async () => {
       const value = await this.db.get(key);

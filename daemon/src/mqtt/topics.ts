@@ -30,6 +30,8 @@ export const topics = {
   cmdAll: (site: string, device: string) => `${devicePrefix(site, device)}/cmd/#`,
   reply: (site: string, device: string, verb: string) => `${devicePrefix(site, device)}/reply/${verb}`,
   chat: (site: string, channel: string) => `${sitePrefix(site)}/chat/${channel}`,
+  /** Retained: the hub's link to the operations centre (on the site broker and the central one). */
+  bridge: (site: string, device: string) => `${devicePrefix(site, device)}/bridge`,
   /** Retained by the hub: the channel's last messages, as an array of chat payloads. */
   chatHistory: (site: string, channel: string) => `${sitePrefix(site)}/chat/${channel}/history`,
   /** Retained by the hub: one alert of its inbox (contract.ts inboxEntryPayload). */

@@ -4,12 +4,12 @@
 // the hub is unreachable, or across a daemon restart, arrive when it returns, in order. `status` is
 // retained, with a last will of `offline`. Any MQTT 3.1.1 broker works as the hub.
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import { readSecret } from '../config/secret.js';
 import { OutpostError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import { VERSION } from '../version.js';
@@ -18,6 +18,8 @@ import type { Publisher, PublishOptions, Stamp } from './publisher.js';
 import { LevelStore, StoreMessageIds } from './level-store.js';
 import { topicMatches } from './acl.js';
 import { topics } from './topics.js';
+
+const UPLINK_SECRET_HINT = 'provision the box (outpost-provision bundle) or fix the path';
 
 /** Where to connect when the config names no uplink: the box's own broker, as itself. */
 export interface LocalBroker {
@@ -35,6 +37,8 @@ export class Uplink implements Service, Publisher {
   private store: LevelStore | undefined;
   private connectedOnce = false;
   private online = false;
+  /** QoS 0 messages (telemetry) not sent because the hub was away (for /metrics). */
+  private droppedOffline = 0;
   private readonly handlers: Array<{ filter: string; handler: MessageHandler }> = [];
 
   constructor(
@@ -52,6 +56,15 @@ export class Uplink implements Service, Publisher {
   /** Messages waiting in the on-disk store for the hub's acknowledgement. */
   pending(): number {
     return this.store?.size ?? 0;
+  }
+
+  /** What /metrics reports: the on-disk store, and QoS 0 messages not sent while offline. */
+  stats(): { queuedMessages: number; queuedBytes: number; droppedOffline: number } {
+    return {
+      queuedMessages: this.store?.size ?? 0,
+      queuedBytes: this.store?.bytes ?? 0,
+      droppedOffline: this.droppedOffline,
+    };
   }
 
   /** Connected, the stored backlog resent, and `online` published. */
@@ -126,7 +139,10 @@ export class Uplink implements Service, Publisher {
       return;
     }
     // QoS 0 (telemetry) is not worth queueing while offline: the next sample replaces it.
-    if (options.qos === 0 && !client.connected) return;
+    if (options.qos === 0 && !client.connected) {
+      this.droppedOffline += 1;
+      return;
+    }
     client.publish(
       topic,
       JSON.stringify(payload),
@@ -241,10 +257,10 @@ export class Uplink implements Service, Publisher {
         password,
       };
     }
-    const password = await readSecret(uplink.passwordFile, 'uplink.passwordFile');
-    const ca = uplink.ca ? await readSecret(uplink.ca, 'uplink.ca') : undefined;
-    const cert = uplink.cert ? await readSecret(uplink.cert, 'uplink.cert') : undefined;
-    const key = uplink.key ? await readSecret(uplink.key, 'uplink.key') : undefined;
+    const password = await readSecret(uplink.passwordFile, 'uplink.passwordFile', UPLINK_SECRET_HINT);
+    const ca = uplink.ca ? await readSecret(uplink.ca, 'uplink.ca', UPLINK_SECRET_HINT) : undefined;
+    const cert = uplink.cert ? await readSecret(uplink.cert, 'uplink.cert', UPLINK_SECRET_HINT) : undefined;
+    const key = uplink.key ? await readSecret(uplink.key, 'uplink.key', UPLINK_SECRET_HINT) : undefined;
     const url = new URL(uplink.url);
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1'); // an IPv6 address without its brackets
     return {
@@ -304,15 +320,4 @@ function nextPacket(client: MqttClient, ms: number): Promise<void> {
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
-async function readSecret(file: string, key: string): Promise<string> {
-  try {
-    return (await readFile(file, 'utf8')).trim();
-  } catch (error) {
-    throw new OutpostError('CONFIG_UNREADABLE', `${key}: ${file} cannot be read`, {
-      hint: 'provision the box (outpost-provision bundle) or fix the path; it must be readable by the outpost user',
-      cause: error,
-    });
-  }
 }
