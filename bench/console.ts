@@ -10,6 +10,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -34,6 +35,8 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
 }
 const round = (value: number, digits = 0) => Math.round(value * 10 ** digits) / 10 ** digits;
+/** The machine's load average at the start (1, 5, 15 min): the figures mean little on a busy machine. */
+const loadAtStart = loadavg().map((value) => round(value, 1));
 const summary = (values: number[]) => ({
   n: values.length,
   p50: round(percentile(values, 50)),
@@ -59,6 +62,11 @@ const press = async (): Promise<number> => {
   const reply = next();
   child.send({ type: 'press' });
   return (await reply).at as number;
+};
+const hubTimes = async (): Promise<Map<string, [number, number | undefined, number | undefined]>> => {
+  const reply = next();
+  child.send({ type: 'hubTimes' });
+  return new Map((await reply).times as Array<[string, [number, number | undefined, number | undefined]]>);
 };
 async function rssMb(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -102,6 +110,255 @@ function tilesPlaying(page: Page, count: number): Promise<number> {
   })`);
 }
 
+// ------------------------------------------------------------------ where the time goes
+/** Page-side: when each MQTT PUBLISH reached the page's WebSocket, by alert id (first arrival). */
+const WEBSOCKET_HOOK = `(() => {
+  const socketAt = new Map();
+  window.benchSocket = socketAt;
+  const decoder = new TextDecoder();
+  window.benchMessageId = (topic, payload) => {
+    const levels = topic.split('/');
+    if (levels.at(-1) === 'alert') {
+      try { return JSON.parse(decoder.decode(payload)).id; } catch { return undefined; }
+    }
+    // outpost/v1/SITE/inbox/AUDIENCE/DEVICE/KEY (the key is the alert id when that is a safe level)
+    return levels[3] === 'inbox' && levels.length === 7 ? levels[6] : undefined;
+  };
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      window.benchSocketMade ??= performance.now();
+      this.addEventListener('open', () => { window.benchSocketOpen ??= performance.now(); });
+      // The hub's WebSocket stream may split one MQTT packet over several WebSocket messages (the
+      // broker writes a packet's parts one by one): reassemble, and time a packet by its last part.
+      let pending = new Uint8Array(0);
+      this.addEventListener('message', (event) => {
+        const at = performance.timeOrigin + performance.now();
+        if (!(event.data instanceof ArrayBuffer)) return;
+        window.benchSocketMessages = (window.benchSocketMessages ?? 0) + 1;
+        const chunk = new Uint8Array(event.data);
+        const bytes = new Uint8Array(pending.length + chunk.length);
+        bytes.set(pending);
+        bytes.set(chunk, pending.length);
+        let offset = 0;
+        for (;;) {
+          if (offset + 2 > bytes.length) break;
+          const first = bytes[offset];
+          let length = 0, multiplier = 1, at2 = offset + 1, complete = false;
+          while (at2 < bytes.length) {
+            const b = bytes[at2++];
+            length += (b & 127) * multiplier;
+            multiplier *= 128;
+            if (!(b & 128)) { complete = true; break; }
+          }
+          const end = at2 + length;
+          if (!complete || end > bytes.length) break;
+          window.benchSocketPackets = (window.benchSocketPackets ?? 0) + 1;
+          if (first >> 4 === 3) {
+            const topicLength = (bytes[at2] << 8) | bytes[at2 + 1];
+            const topic = decoder.decode(bytes.subarray(at2 + 2, at2 + 2 + topicLength));
+            const qos = (first >> 1) & 3;
+            const payload = bytes.subarray(at2 + 2 + topicLength + (qos > 0 ? 2 : 0), end);
+            const id = window.benchMessageId(topic, payload);
+            if (id && !socketAt.has(id)) socketAt.set(id, at);
+          }
+          offset = end;
+        }
+        pending = bytes.slice(offset);
+      });
+    }
+  };
+})()`;
+
+interface AlertSteps {
+  pressed: number;
+  /** The alert's own stamp: when the box's panic path made it (after the debounce). */
+  stamped: number | undefined;
+  /** The hub's broker handed the alert on (to the inbox, and to pages subscribed to it). */
+  brokerAlert: number | undefined;
+  /** The hub's broker handed on the alert's inbox entry. */
+  brokerInbox: number | undefined;
+  /** The page's WebSocket got the first message about it. */
+  socket: number | undefined;
+  /** MQTT.js handed it to the page. */
+  delivered: number | undefined;
+  /** In the DOM (the figure bench:console reports). */
+  rendered: number;
+  /** The next animation frame (painted). */
+  painted: number | undefined;
+}
+
+interface OpenTimeline {
+  nav: { responseEnd: number; domContentLoaded: number };
+  script: number | undefined;
+  /** The MQTT WebSocket made, and open (TLS and the upgrade done). */
+  socket: { made: number | undefined; open: number | undefined };
+  marks: Record<string, number>;
+  janus: Array<{ path: string; start: number; sent: number; end: number }>;
+  tiles: Array<{
+    key: string;
+    atFirstFrame: Record<string, number> | undefined;
+    firstFrames: Array<{ rtpTimestamp?: number; receiveTime?: number; presentationTime: number }>;
+  }>;
+}
+
+/** The page's marks (console/src/marks.ts), navigation and resource timings, and each tile's first-frame statistics. */
+function openTimeline(page: Page): Promise<OpenTimeline> {
+  return page.evaluate<OpenTimeline>(`new Promise((resolve) => {
+    const deadline = performance.now() + 3000;
+    const check = () => {
+      const tiles = [...window.outpostConsole.tiles.entries()];
+      if (!tiles.every(([, t]) => t.atFirstFrame) && performance.now() < deadline) return void setTimeout(check, 20);
+      const nav = performance.getEntriesByType('navigation')[0];
+      const resources = performance.getEntriesByType('resource').map((r) => {
+        const url = new URL(r.name);
+        return { path: url.pathname + url.search, start: r.startTime, sent: r.requestStart, end: r.responseEnd };
+      });
+      const pick = (stats) => stats && Object.fromEntries(['packetsReceived', 'framesReceived', 'framesDecoded',
+        'keyFramesDecoded', 'framesDropped', 'pliCount', 'firCount', 'nackCount', 'totalDecodeTime', 'jitterBufferDelay',
+        'jitterBufferEmittedCount'].map((k) => [k, stats[k]]));
+      resolve({
+        nav: { responseEnd: nav.responseEnd, domContentLoaded: nav.domContentLoadedEventEnd },
+        // The last script: the page's code after boot.ts
+        script: Math.max(...resources.filter((r) => r.path.startsWith('/assets/') && r.path.endsWith('.js')).map((r) => r.end)),
+        socket: { made: window.benchSocketMade, open: window.benchSocketOpen },
+        marks: Object.fromEntries(performance.getEntriesByType('mark').map((m) => [m.name, m.startTime])),
+        janus: resources.filter((r) => r.path.startsWith('/janus')),
+        tiles: tiles.map(([key, t]) => ({
+          key,
+          atFirstFrame: pick(t.atFirstFrame),
+          firstFrames: t.firstFrames.map((f) => ({ rtpTimestamp: f.rtpTimestamp, receiveTime: f.receiveTime, presentationTime: f.presentationTime })),
+        })),
+      });
+    };
+    check();
+  })`);
+}
+
+const TILE_STEPS = [
+  'connect',
+  'session',
+  'attached',
+  'watched',
+  'offer',
+  'answered',
+  'started',
+  'ice',
+  'dtls',
+  'rtp',
+  'frame',
+] as const;
+
+/** Rows of [step, p50, p95] (ms) for the page-open breakdown. */
+function openBreakdown(opens: OpenTimeline[]): Array<[string, number[]]> {
+  const rows = new Map<string, number[]>();
+  const add = (name: string, value: number | undefined) => {
+    if (value === undefined || !Number.isFinite(value)) return;
+    rows.set(name, [...(rows.get(name) ?? []), value]);
+  };
+  for (const open of opens) {
+    const m = open.marks;
+    add('page: navigation → HTML received', open.nav.responseEnd);
+    add('page: HTML → boot.ts runs', (m['outpost start'] ?? NaN) - open.nav.responseEnd);
+    add('page: HTML → main script loaded', (open.script ?? NaN) - open.nav.responseEnd);
+    add(
+      'page: script loaded → its code runs (modules evaluated)',
+      (m['outpost boot'] ?? NaN) - (open.script ?? NaN),
+    );
+    add(
+      'page: code runs → login checked (/api/session)',
+      (m['outpost session'] ?? NaN) - (m['outpost boot'] ?? NaN),
+    );
+    add('page: login → MQTT WebSocket made', (open.socket.made ?? NaN) - (m['outpost session'] ?? NaN));
+    add('page: WebSocket made → open (TLS, upgrade)', (open.socket.open ?? NaN) - (open.socket.made ?? NaN));
+    add(
+      'page: WebSocket open → MQTT connected (CONNACK)',
+      (m['outpost mqtt'] ?? NaN) - (open.socket.open ?? NaN),
+    );
+    add(
+      'page: MQTT connected → first camera state',
+      (m['outpost cameras'] ?? NaN) - (m['outpost mqtt'] ?? NaN),
+    );
+    add('page: login → Janus session made', (m['outpost janus'] ?? NaN) - (m['outpost session'] ?? NaN));
+    // Every tile's steps, as durations from the step before.
+    let slowest: { key: string; frame: number } | undefined;
+    for (const tile of open.tiles) {
+      const at = (step: string) => m[`tile ${tile.key} ${step}`];
+      const frame = at('frame');
+      if (frame !== undefined && (!slowest || frame > slowest.frame)) slowest = { key: tile.key, frame };
+      add('tile: first camera state → connecting', (at('connect') ?? NaN) - (m['outpost cameras'] ?? NaN));
+      for (let i = 1; i < TILE_STEPS.length; i++) {
+        const step = TILE_STEPS[i]!;
+        add(`tile: ${TILE_STEPS[i - 1]} → ${step}`, (at(step) ?? NaN) - (at(TILE_STEPS[i - 1]!) ?? NaN));
+      }
+      add('tile: navigation → first frame', frame);
+      const [one, two] = tile.firstFrames;
+      if (one?.rtpTimestamp !== undefined && two?.rtpTimestamp !== undefined)
+        add(
+          'tile: age of the first frame (RTP time to the 2nd frame)',
+          (two.rtpTimestamp - one.rtpTimestamp) / 90,
+        );
+      add('tile: keyframe requests (PLI) sent by the page by its first frame', tile.atFirstFrame?.pliCount);
+    }
+    if (slowest) add('slowest tile of the page: navigation → first frame', slowest.frame);
+    const polls = open.janus.filter((r) => r.path.includes('maxev'));
+    const posts = open.janus.filter((r) => !r.path.includes('maxev'));
+    add('Janus requests through the hub, per page', open.janus.length);
+    for (const post of posts) {
+      add('Janus request round trip through the hub (POST)', post.end - post.start);
+      // requestStart is 0 when the browser hides it (it does not here: same origin).
+      if (post.sent > 0) {
+        add('  of which: waiting in the browser for a connection (TLS)', post.sent - post.start);
+        add('  of which: request sent → answer (hub, Janus)', post.end - post.sent);
+      }
+    }
+    for (let i = 1; i < polls.length; i++)
+      add('Janus long poll: gap before the next poll', polls[i]!.start - polls[i - 1]!.end);
+  }
+  return [...rows.entries()];
+}
+
+function alertBreakdown(steps: AlertSteps[]): Array<[string, number[]]> {
+  const rows: Array<[string, (s: AlertSteps) => number | undefined]> = [
+    ['press → alert made at the box (debounce 20 ms)', (s) => delta(s.pressed, s.stamped)],
+    ['alert made → hub broker hands it on', (s) => delta(s.stamped, s.brokerAlert)],
+    ['hub broker: alert → inbox entry handed on', (s) => delta(s.brokerAlert, s.brokerInbox)],
+    ['hub broker hands on the first of them → page WebSocket', (s) => delta(firstOf(s), s.socket)],
+    ['page WebSocket → MQTT.js delivers', (s) => delta(s.socket, s.delivered)],
+    ['MQTT.js delivers → in the DOM', (s) => delta(s.delivered, s.rendered)],
+    ['in the DOM → next frame (paint)', (s) => delta(s.rendered, s.painted)],
+    ['press → page WebSocket', (s) => delta(s.pressed, s.socket)],
+    ['press → in the DOM (the figure)', (s) => s.rendered - s.pressed],
+  ];
+  return rows.map(([name, of]) => [
+    name,
+    steps.map(of).filter((value): value is number => value !== undefined && Number.isFinite(value)),
+  ]);
+}
+const delta = (from: number | undefined, to: number | undefined) =>
+  from === undefined || to === undefined ? undefined : to - from;
+/** The page gets whichever the broker handed on first: the alert itself or its inbox entry. */
+const firstOf = (s: AlertSteps) =>
+  [s.brokerAlert, s.brokerInbox].filter((t): t is number => t !== undefined).sort((a, b) => a - b)[0];
+
+function printBreakdown(title: string, rows: Array<[string, number[]]>): Record<string, object> {
+  console.log(
+    `\n${title}${' '.repeat(Math.max(1, 64 - title.length))}${'p50'.padStart(8)}${'p95'.padStart(8)}     n`,
+  );
+  const out: Record<string, object> = {};
+  for (const [name, values] of rows) {
+    if (values.length === 0) continue;
+    const p50 = round(percentile(values, 50), 1);
+    const p95 = round(percentile(values, 95), 1);
+    console.log(
+      `  ${name.padEnd(62)}${String(p50).padStart(8)}${String(p95).padStart(8)}  ${String(values.length).padStart(4)}`,
+    );
+    out[name] = { p50, p95, n: values.length };
+  }
+  return out;
+}
+
 try {
   // ---------------------------------------------------------------- warm-up: every camera streaming
   {
@@ -119,11 +376,14 @@ try {
 
   // ---------------------------------------------------------------- page open → every tile's first frame
   const firstFrames: number[] = [];
+  const opens: OpenTimeline[] = [];
   for (let i = 0; i < OPENS; i++) {
     const context = await consoleContext();
+    await context.addInitScript(WEBSOCKET_HOOK);
     const page = await context.newPage();
     await page.goto(`${ready.origin}/#/live`);
     firstFrames.push(await tilesPlaying(page, 4));
+    opens.push(await openTimeline(page));
     await context.close();
     await sleep(500);
   }
@@ -131,11 +391,18 @@ try {
   // ---------------------------------------------------------------- presses → alert, → verified clip
   const context = await consoleContext();
   const page = await context.newPage();
+  // When each MQTT PUBLISH reached the page's WebSocket (before MQTT.js sees it): the first listener.
+  await page.addInitScript(WEBSOCKET_HOOK);
   await page.goto(`${ready.origin}/#/alerts`);
   await page.locator('h1#alerts-title').waitFor();
   await page.evaluate(`(() => {
-    const seen = { alerts: [], clips: new Map() };
+    const seen = { alerts: [], clips: new Map(), painted: new Map(), delivered: new Map() };
     window.benchSeen = seen;
+    // When MQTT.js handed each message to the page (its listener runs after the Site's own).
+    window.outpostConsole.site.client.on('message', (topic, payload) => {
+      const id = window.benchMessageId(topic, payload);
+      if (id && !seen.delivered.has(id)) seen.delivered.set(id, performance.timeOrigin + performance.now());
+    });
     const known = new Set([...document.querySelectorAll('li.alert[data-alert]')].map((item) => item.getAttribute('data-alert')));
     new MutationObserver(() => {
       const now = Date.now();
@@ -144,6 +411,8 @@ try {
         if (!known.has(id)) {
           known.add(id);
           seen.alerts.push([id, now]);
+          // The frame that paints it starts at the next animation frame.
+          requestAnimationFrame(() => seen.painted.set(id, performance.timeOrigin + performance.now()));
         }
       }
       for (const verified of document.querySelectorAll('.clip[data-clip] .verified')) {
@@ -158,15 +427,41 @@ try {
     await sleep(600);
   }
   await sleep((POST_ROLL_S + 12) * 1000);
-  const seen = await page.evaluate<{ alerts: Array<[string, number]>; clips: Array<[string, number]> }>(
-    '({ alerts: window.benchSeen.alerts, clips: [...window.benchSeen.clips.entries()] })',
+  const seen = await page.evaluate<{
+    alerts: Array<[string, number]>;
+    clips: Array<[string, number]>;
+    painted: Array<[string, number]>;
+    delivered: Array<[string, number]>;
+    socket: Array<[string, number]>;
+    messagesPerPacket: number;
+  }>(
+    `({ alerts: window.benchSeen.alerts, clips: [...window.benchSeen.clips.entries()],
+        painted: [...window.benchSeen.painted.entries()], delivered: [...window.benchSeen.delivered.entries()],
+        socket: [...window.benchSocket.entries()],
+        messagesPerPacket: window.benchSocketMessages / window.benchSocketPackets })`,
   );
+  const atHub = await hubTimes();
+  const paintedAt = new Map(seen.painted);
+  const deliveredAt = new Map(seen.delivered);
+  const socketAt = new Map(seen.socket);
+  const alertSteps: AlertSteps[] = [];
   const clipAt = new Map(seen.clips);
   const alertMs: number[] = [];
   const clipMs: number[] = [];
   seen.alerts.slice(0, PRESSES).forEach(([id, at], i) => {
     const pressed = pressedAt[i] ?? NaN;
     alertMs.push(at - pressed);
+    const hub = atHub.get(id);
+    alertSteps.push({
+      pressed,
+      stamped: hub?.[0],
+      brokerAlert: hub?.[1],
+      brokerInbox: hub?.[2],
+      socket: socketAt.get(id),
+      delivered: deliveredAt.get(id),
+      rendered: at,
+      painted: paintedAt.get(id),
+    });
     const clip = clipAt.get(`hub/${id}`);
     if (clip !== undefined) clipMs.push(clip - pressed);
   });
@@ -266,6 +561,14 @@ try {
   const rssFive = await steadyRss(ready.pid);
   for (const ctx of open) await ctx.close();
 
+  const breakdown = {
+    pageOpen: printBreakdown('page open → first frame, step by step (ms)', openBreakdown(opens)),
+    pressToAlert: printBreakdown('press → alert in the page, step by step (ms)', [
+      ...alertBreakdown(alertSteps),
+      // How many WebSocket messages carry one MQTT packet to the page (1: one wake-up per packet).
+      ['page WebSocket: messages per MQTT packet (count, not ms)', [round(seen.messagesPerPacket, 2)]],
+    ]),
+  };
   const g2g = { console: summary(tileLatency), viewer: summary(viewerLatency) };
   const result = {
     bench: 'console',
@@ -279,6 +582,8 @@ try {
       fiveConsoles: round(rssFive, 1),
       delta: round(rssFive - rssNone, 1),
     },
+    loadAverage: { start: loadAtStart, end: loadavg().map((value) => round(value, 1)) },
+    breakdown,
   };
   const targets = [
     ['fake-pin press → alert visible (p95)', `${result.pressToAlertMs.p95} ms`, '≤ 100 ms'],

@@ -1,6 +1,7 @@
 // The console's HTTP API on the hub (daemon/src/console/server.ts): login, log-out, who am I, and the
 // telemetry history. Everything else travels over MQTT. The session is an HttpOnly cookie the page
 // never sees; no password or token is ever stored by the page.
+import { takeSessionResponse } from './early.js';
 
 export interface Thresholds {
   temperatureC: { raiseAt: number; clearBelow: number };
@@ -27,12 +28,13 @@ export class ApiError extends Error {
   }
 }
 
-async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
-  const response = await fetch(path, {
-    credentials: 'same-origin',
-    ...init,
-    headers: init.body ? { 'content-type': 'application/json' } : {},
-  });
+async function request<T>(path: string, init: RequestInit = {}, early?: Promise<Response>): Promise<T> {
+  const response = await (early ??
+    fetch(path, {
+      credentials: 'same-origin',
+      ...init,
+      headers: init.body ? { 'content-type': 'application/json' } : {},
+    }));
   let body: unknown;
   try {
     body = await response.json();
@@ -62,7 +64,8 @@ export function logout(): Promise<unknown> {
 
 /** Who is logged in; rejects with status 401 when nobody. */
 export function currentSession(): Promise<SessionInfo> {
-  return request('/api/session');
+  // The first time, the answer boot.ts asked for when the page started.
+  return request('/api/session', {}, takeSessionResponse());
 }
 
 /** [hub time ms, CPU %, °C or null] */

@@ -4,6 +4,8 @@
 // playout delay as bench:latency's viewer does: playoutDelayHint and jitterBufferTarget 0 on the
 // receiver, and Janus's playout-delay RTP extension with min = max = 0.
 
+import type { TileStep } from './marks.js';
+
 interface JanusReply {
   janus: string;
   data?: { id?: number };
@@ -44,6 +46,8 @@ async function call(path: string, body: Record<string, unknown>, signal?: AbortS
 /** One Janus session: long-polls its events and hands each to the handle it is for. */
 export class JanusSession {
   private readonly handlers = new Map<number, (event: JanusEvent) => void>();
+  /** Handles attached ahead (prepare), not yet given to a viewer. */
+  private readonly spare: Array<Promise<number>> = [];
   private closed = false;
   private readonly abort = new AbortController();
 
@@ -72,11 +76,29 @@ export class JanusSession {
     void call(`/${this.id}`, { janus: 'destroy' }).catch(() => undefined);
   }
 
+  /**
+   * Attach `count` streaming handles ahead, while the page still waits for the camera states: a tile
+   * then starts with its `watch` (a handle is not tied to a mountpoint until then).
+   */
+  prepare(count: number): void {
+    for (let i = 0; i < count; i++) {
+      const handle = this.attachHandle();
+      handle.catch(() => undefined);
+      this.spare.push(handle);
+    }
+  }
+
   async attach(onEvent: (event: JanusEvent) => void): Promise<number> {
+    const spare = this.spare.shift();
+    const handle = spare ? await spare.catch(() => this.attachHandle()) : await this.attachHandle();
+    this.handlers.set(handle, onEvent);
+    return handle;
+  }
+
+  private async attachHandle(): Promise<number> {
     const reply = await call(`/${this.id}`, { janus: 'attach', plugin: 'janus.plugin.streaming' });
     const handle = reply.data?.id;
     if (typeof handle !== 'number') throw new JanusError('Janus gave no handle id', undefined);
-    this.handlers.set(handle, onEvent);
     return handle;
   }
 
@@ -144,6 +166,8 @@ export class MountpointViewer {
       mountpoint: number;
       video: HTMLVideoElement;
       onFailed: (reason: string) => void;
+      /** Each step of the connection as it happens (marks.ts). */
+      onStep?: (step: TileStep) => void;
     },
   ) {}
 
@@ -157,17 +181,34 @@ export class MountpointViewer {
       };
       if ('playoutDelayHint' in receiver) receiver.playoutDelayHint = 0;
       if ('jitterBufferTarget' in receiver) receiver.jitterBufferTarget = 0;
+      // A remote track starts muted and unmutes at its first RTP packet.
+      event.track.addEventListener('unmute', () => this.deps.onStep?.('rtp'), { once: true });
       this.deps.video.srcObject = event.streams[0] ?? new MediaStream([event.track]);
       void this.deps.video.play().catch(() => undefined);
     };
+    pc.oniceconnectionstatechange = () => {
+      if (pc.iceConnectionState === 'connected') this.deps.onStep?.('ice');
+    };
     pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'connected') this.deps.onStep?.('dtls');
       if (pc.connectionState === 'failed' || pc.connectionState === 'closed')
         this.fail(`media ${pc.connectionState}`);
     };
     const handle = await this.deps.session.attach((event) => void this.onEvent(event));
     this.handle = handle;
-    const reply = await this.deps.session.message(handle, { request: 'watch', id: this.deps.mountpoint });
-    void reply;
+    this.deps.onStep?.('attached');
+    await this.deps.session.message(handle, { request: 'watch', id: this.deps.mountpoint });
+    this.deps.onStep?.('watched');
+  }
+
+  /** The video receiver's statistics (inbound-rtp), for the tests and bench:console. */
+  async videoStats(): Promise<Record<string, unknown> | undefined> {
+    const report = await this.pc?.getStats();
+    let found: Record<string, unknown> | undefined;
+    report?.forEach((entry: Record<string, unknown>) => {
+      if (entry.type === 'inbound-rtp' && entry.kind === 'video') found = entry;
+    });
+    return found;
   }
 
   close(): void {
@@ -203,6 +244,7 @@ export class MountpointViewer {
         return;
       }
       if (event.jsep?.type !== 'offer') return;
+      this.deps.onStep?.('offer');
       // Trickle ICE: the answer goes at once and each local candidate follows it, instead of waiting
       // for gathering to finish (hundreds of ms on a machine with several interfaces).
       pc.onicecandidate = ({ candidate }) => {
@@ -215,6 +257,7 @@ export class MountpointViewer {
       await pc.setLocalDescription(await pc.createAnswer());
       const answer = pc.localDescription;
       if (!answer || this.closed) return;
+      this.deps.onStep?.('answered');
       // Zero playout delay (Janus's playout-delay extension), asked for alongside the start.
       const configured = this.deps.session.message(handle, {
         request: 'configure',
@@ -226,6 +269,7 @@ export class MountpointViewer {
         { request: 'start' },
         { type: answer.type, sdp: answer.sdp, trickle: true },
       );
+      this.deps.onStep?.('started');
       await configured;
     } catch (error) {
       this.fail((error as Error).message);

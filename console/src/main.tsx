@@ -2,7 +2,7 @@
 // everything; staff: chat and the alerts meant for everyone on site). Routes are the URL's hash, so the
 // hub serves one page. `window.outpostConsole` lets the browser tests and bench:console look inside.
 import { render } from 'preact';
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useMemo, useState } from 'preact/hooks';
 import {
   ApiError,
   currentSession,
@@ -13,6 +13,7 @@ import {
   type SessionInfo,
 } from './api.js';
 import { Attention } from './attention.js';
+import { markPage } from './marks.js';
 import { formatTime, useSite } from './hooks.js';
 import { Site } from './site.js';
 import { Alerts, openPanics } from './views/Alerts.js';
@@ -22,6 +23,8 @@ import { Devices } from './views/Devices.js';
 import { Live, tileStats } from './views/Live.js';
 import { verifiedClips } from './views/ClipPlayer.js';
 import './style.css';
+
+markPage('boot');
 
 type Page = 'live' | 'alerts' | 'chat' | 'devices' | 'clips';
 
@@ -108,7 +111,8 @@ function Console({ session, onLoggedOut }: { session: SessionInfo; onLoggedOut: 
   const attention = useMemo(() => new Attention(session.renotifyMinutes * 60_000), [session]);
   const [page, setPage] = useState<Page>(pageFromHash(site.operator));
   useSite(site);
-  useEffect(() => {
+  // A layout effect: connect as soon as the page is there, not after its first paint.
+  useLayoutEffect(() => {
     site.connect();
     if (site.operator)
       void telemetryHistory().then(
@@ -203,13 +207,16 @@ function App() {
   const [session, setSession] = useState<SessionInfo | undefined>(undefined);
   const [checking, setChecking] = useState(true);
   const [notice, setNotice] = useState('');
-  useEffect(() => {
+  useLayoutEffect(() => {
     // The development login link (`npm start`): #login=TOKEN, used once and removed from the address bar.
     const token = /^#login=([A-Za-z0-9_-]+)$/.exec(location.hash)?.[1];
     if (token) history.replaceState(null, '', `${location.pathname}#/live`);
     (token ? loginWithToken(token) : currentSession())
       .then(
-        (info) => setSession(info),
+        (info) => {
+          markPage('session');
+          setSession(info);
+        },
         (error: unknown) => {
           if (!(error instanceof ApiError && error.status === 401)) setNotice((error as Error).message);
           else if (token) setNotice(error.message);

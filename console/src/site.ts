@@ -16,6 +16,8 @@ import type {
 } from '../../daemon/src/mqtt/contract.js';
 import { INBOX_SAFE_KEY, inboxAudience, sitePrefix, topics } from '../../daemon/src/mqtt/topics.js';
 import type { SessionInfo, Sample } from './api.js';
+import { takeSocket } from './early.js';
+import { markPage } from './marks.js';
 
 export type { AlertPayload, CameraStatePayload, ChatPayload, InboxEntryPayload, TelemetryPayload };
 
@@ -82,6 +84,8 @@ export class Site {
       keepalive: 20,
       reconnectPeriod: 1000,
       connectTimeout: 10_000,
+      // The first connection uses the WebSocket boot.ts opened while the page was loading.
+      createWebsocket: (url: string, protocols: string[]) => takeSocket() ?? new WebSocket(url, protocols),
     });
     this.client = client;
     const p = this.prefix;
@@ -97,6 +101,7 @@ export class Site {
         ]
       : [`${p}/chat/+`, `${p}/chat/+/history`, `${p}/inbox/site/#`];
     client.on('connect', () => {
+      markPage('mqtt');
       this.connection = 'online';
       this.problem = '';
       client.subscribe(filters, { qos: 1 });
@@ -234,6 +239,7 @@ export class Site {
         isObject(body)
       ) {
         device.cameras.set(third, body as unknown as CameraStatePayload);
+        markPage('cameras');
       } else if (
         second === 'telemetry' &&
         levels.length === 2 &&

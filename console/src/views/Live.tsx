@@ -3,15 +3,21 @@
 // back by itself after a Janus restart or a network drop (new Janus session, new PeerConnection),
 // and when its picture stops advancing for 3 s. Each shows the camera's state, the reason when it is
 // not streaming, and fps and bitrate as measured at the box.
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { JanusSession, MountpointViewer } from '../janus.js';
 import { useSite } from '../hooks.js';
+import { clearTileMarks, markPage, markTile } from '../marks.js';
 import type { CameraStatePayload, Site } from '../site.js';
+
+const SPARE_HANDLES = 4;
+const MAX_SPARE_HANDLES = 16;
 
 /** One Janus session for every tile of the page; a lost one is replaced on the next request. */
 class JanusPool {
   private session: Promise<JanusSession> | undefined;
   private readonly lostListeners = new Set<() => void>();
+  /** Tiles the page shows now (Live sets it at each render). */
+  tiles = 0;
 
   get(): Promise<JanusSession> {
     if (!this.session) {
@@ -20,9 +26,17 @@ class JanusPool {
         for (const listener of this.lostListeners) listener();
       });
       this.session = made;
-      made.catch(() => {
-        if (this.session === made) this.session = undefined;
-      });
+      made.then(
+        (session) => {
+          markPage('janus');
+          // A handle for each tile, made while the camera states may still be on their way (when
+          // none has come yet, as many as a small site has: an idle handle costs Janus next to nothing).
+          session.prepare(Math.min(Math.max(this.tiles, SPARE_HANDLES), MAX_SPARE_HANDLES));
+        },
+        () => {
+          if (this.session === made) this.session = undefined;
+        },
+      );
     }
     return this.session;
   }
@@ -42,10 +56,17 @@ class JanusPool {
 }
 
 /** What the tests and bench:console read: frames decoded per tile. */
-export const tileStats = new Map<
-  string,
-  { frames: number; firstFrameAt: number | undefined; playing: boolean; reconnects: number }
->();
+export interface TileStats {
+  frames: number;
+  firstFrameAt: number | undefined;
+  playing: boolean;
+  reconnects: number;
+  /** The receiver's inbound-rtp statistics at the first frame of the latest connection. */
+  atFirstFrame: Record<string, unknown> | undefined;
+  /** requestVideoFrameCallback's metadata of the latest connection's first two frames. */
+  firstFrames: VideoFrameCallbackMetadata[];
+}
+export const tileStats = new Map<string, TileStats>();
 
 const STALL_MS = 3000;
 
@@ -57,9 +78,15 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
   const [phase, setPhase] = useState('waiting');
   const mountpoint = state.mountpoint?.id;
 
-  useEffect(() => {
+  // Layout effects, not effects: they run as soon as the tile is in the page, where an effect waits
+  // for the next frame to be painted (a frame or two more before the first picture).
+  useLayoutEffect(() => {
     const element = figure.current;
     if (!element) return;
+    // On screen already: start now rather than at the observer's first report (after a frame).
+    const box = element.getBoundingClientRect();
+    if (box.width > 0 && box.bottom > 0 && box.right > 0 && box.top < innerHeight && box.left < innerWidth)
+      setVisible(true);
     const observer = new IntersectionObserver(
       (entries) => setVisible(entries.some((entry) => entry.isIntersecting)),
       {
@@ -70,13 +97,20 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
     return () => observer.disconnect();
   }, []);
 
-  useEffect(() => {
+  useLayoutEffect(() => {
     const element = video.current;
     if (!element || !visible || mountpoint === undefined) {
       setPhase(mountpoint === undefined ? 'no video' : 'paused');
       return;
     }
-    const stats = tileStats.get(key) ?? { frames: 0, firstFrameAt: undefined, playing: false, reconnects: 0 };
+    const stats: TileStats = tileStats.get(key) ?? {
+      frames: 0,
+      firstFrameAt: undefined,
+      playing: false,
+      reconnects: 0,
+      atFirstFrame: undefined,
+      firstFrames: [],
+    };
     tileStats.set(key, stats);
     let stopped = false;
     let viewer: MountpointViewer | undefined;
@@ -84,9 +118,18 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
     let delay = 250;
     let lastFrameAt = performance.now();
     let frameRequest = 0;
-    const onFrame = () => {
+    let framesThisConnection = 0;
+    const onFrame = (_now: number, metadata: VideoFrameCallbackMetadata) => {
       stats.frames += 1;
       stats.firstFrameAt ??= performance.now();
+      if (framesThisConnection++ === 0) {
+        markTile(key, 'frame');
+        const current = viewer;
+        void current?.videoStats().then((report) => {
+          if (current === viewer) stats.atFirstFrame = report;
+        });
+      }
+      if (stats.firstFrames.length < 2) stats.firstFrames.push(metadata);
       stats.playing = true;
       lastFrameAt = performance.now();
       delay = 250;
@@ -106,8 +149,14 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
     const connect = async () => {
       if (stopped) return;
       setPhase('connecting');
+      clearTileMarks(key);
+      framesThisConnection = 0;
+      stats.firstFrames = [];
+      stats.atFirstFrame = undefined;
+      markTile(key, 'connect');
       try {
         const session = await pool.get();
+        markTile(key, 'session');
         const made = new MountpointViewer({
           session,
           mountpoint,
@@ -116,6 +165,7 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
             stats.reconnects += 1;
             reconnect(reason);
           },
+          onStep: (step) => markTile(key, step),
         });
         viewer = made;
         await made.open();
@@ -194,7 +244,7 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
 export function Live({ site }: { site: Site }) {
   useSite(site);
   const [pool] = useState(() => new JanusPool());
-  useEffect(() => {
+  useLayoutEffect(() => {
     // The Janus session is made while the camera states are still arriving: one round trip saved.
     if (site.session.video) void pool.get().catch(() => undefined);
     return () => pool.close();
@@ -206,6 +256,7 @@ export function Live({ site }: { site: Site }) {
         .sort((a, b) => a.camera.localeCompare(b.camera))
         .map((state) => ({ device: device.name, state, online: device.status?.state !== 'offline' })),
     );
+  pool.tiles = tiles.length;
   if (!site.session.video)
     return <p class="empty">This site has no Janus video server configured (sfu.mode is not janus).</p>;
   if (tiles.length === 0) return <p class="empty">No camera has reported yet.</p>;

@@ -346,6 +346,15 @@ export class ConsoleServer implements Service {
     if (sockets.size >= SOCKETS_PER_SESSION) return refuse(429, 'Too Many Requests');
     this.websockets.handleUpgrade(request, socket, head, (ws) => {
       const stream = createWebSocketStream(ws);
+      // The broker writes each MQTT packet in parts (header, topic, payload) to a corked stream: send
+      // what one uncork releases as one WebSocket message, not one message (and TLS record) per part,
+      // so that the page's browser wakes once per packet, not three or four times.
+      stream._writev = (chunks, callback) =>
+        stream._write(
+          Buffer.concat(chunks.map(({ chunk }) => chunk as Buffer)),
+          'buffer' as BufferEncoding,
+          callback,
+        );
       stream.on('error', () => stream.destroy());
       sockets.add(ws);
       this.socketsOf.set(session, sockets);

@@ -26,7 +26,7 @@ export async function listen(
       {
         hint:
           code === 'EADDRINUSE'
-            ? `another program (another outpost?) holds the port: stop it or change ${section}.port`
+            ? `another program (another outpost, mosquitto?) holds the port: stop it or change ${section}.port`
             : `check ${section}.host and ${section}.port`,
         cause: error,
       },

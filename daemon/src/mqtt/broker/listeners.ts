@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Config } from '../../config/schema.js';
 import { OutpostError } from '../../errors.js';
+import { listen } from '../../lifecycle/listen.js';
 import type { Identity } from '../identities.js';
 import { GuardedConnection, UnsupportedProtocolLevel } from './framing.js';
 
@@ -74,7 +75,7 @@ export class Listeners {
     const tls = settings.tls ? await readTlsMaterial(settings.tls) : undefined;
     this.accepting = true;
     try {
-      await this.listen(
+      await this.open(
         'tcp',
         settings.tcp.host,
         settings.tcp.port,
@@ -85,7 +86,7 @@ export class Listeners {
           { ...tls, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
           (socket) => this.accept('mqtts', socket, socket),
         );
-        await this.listen('mqtts', settings.mqtts.host, settings.mqtts.port, server);
+        await this.open('mqtts', settings.mqtts.host, settings.mqtts.port, server);
       }
       if (settings.wss && tls) {
         const server = createHttpsServer({
@@ -101,7 +102,7 @@ export class Listeners {
           this.accept('wss', stream, request.socket as TLSSocket, request.socket.remoteAddress);
         });
         this.wss = wss;
-        await this.listen('wss', settings.wss.host, settings.wss.port, server);
+        await this.open('wss', settings.wss.host, settings.wss.port, server);
       }
     } catch (error) {
       await this.stopAccepting();
@@ -187,34 +188,13 @@ export class Listeners {
     this.deps.onConnection(connection);
   }
 
-  private async listen(
+  private async open(
     kind: ListenerKind,
     host: string,
     port: number,
     server: Server | HttpsServer,
   ): Promise<void> {
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host, port }, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new OutpostError(
-        'START_FAILED',
-        `cannot listen for MQTT (${kind}) on ${host}:${port} (${code ?? 'error'})`,
-        {
-          hint:
-            code === 'EADDRINUSE'
-              ? `another program (mosquitto?) holds the port: stop it or change broker.${kind}.port`
-              : `check broker.${kind} in the config`,
-          cause: error,
-        },
-      );
-    }
+    await listen(server, { host, port }, `broker.${kind}`, `MQTT (${kind})`);
     server.on('error', (error) => this.deps.log.error({ err: error, listener: kind }, 'mqtt listener error'));
     if (kind !== 'wss')
       server.on('tlsClientError', (error) => this.deps.log.debug({ err: error }, 'tls handshake failed'));
