@@ -74,8 +74,8 @@ module.exports = {
     onlyImporter(
       'one-importer-child-process',
       { core: 'child_process' },
-      ['gst/fork.ts', 'gpio/gpiod-pin.ts', 'camera/janus-process.ts'],
-      'Processes are started in gst/fork.ts (GStreamer workers, the device monitor); gpiod-pin.ts runs the gpiod tools; camera/janus-process.ts runs the development Janus (sfu.janus.launch).',
+      ['gst/fork.ts', 'gpio/gpiod-pin.ts', 'camera/janus-process.ts', 'update/run.ts'],
+      'Processes are started in gst/fork.ts (GStreamer workers, the device monitor); gpiod-pin.ts runs the gpiod tools; camera/janus-process.ts runs the development Janus (sfu.janus.launch); update/run.ts runs rauc, systemctl, mount and the boot backend.',
     ),
     onlyImporter(
       'one-importer-onoff',

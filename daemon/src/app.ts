@@ -25,6 +25,7 @@ import { localAdminFile } from './mqtt/local-admin.js';
 import { Commands } from './mqtt/commands.js';
 import { Uplink } from './mqtt/uplink.js';
 import { Telemetry } from './telemetry/sampler.js';
+import { updateRoom } from './update/room.js';
 import { VERSION } from './version.js';
 
 export interface App extends Lifecycle {
@@ -113,11 +114,21 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     log: logFor('clip-store'),
     hooks: { diskDanger: clipStoreAlerts({ site, device, publisher: uplink }) },
   });
+  // Updates: the retained update state, the health report the update gate commits a slot on, the LAN
+  // receiver's update-* verbs, and the LED pattern of an update or of first boot's refusal.
+  const update = updateRoom(config, {
+    publisher: uplink,
+    stamp: () => uplink.stamp(),
+    healthy: () => life.healthy(),
+    unhealthy: () => services.filter((service) => !service.healthy()).map((service) => service.name),
+    log: logFor('update'),
+  });
   const openPin = config.gpio ? (deps.openPin ?? pinOpener(config.gpio)) : undefined;
   const led = statusLed({
     gpio: config.gpio,
     openPin,
     baseState: () =>
+      update.led() ??
       ledBase({
         healthy: life.healthy(),
         buttonProblem: button?.problem() !== undefined,
@@ -157,7 +168,7 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     log: logFor('button'),
   });
 
-  const commandVerbs = verbs({ device, cameras, preroll, panic, delivery });
+  const commandVerbs = { ...verbs({ device, cameras, preroll, panic, delivery }), ...update.verbs };
   const commands = new Commands({
     site,
     device,
@@ -222,8 +233,10 @@ export function buildApp(config: Config, log: Logger, deps: AppDeps = {}): App {
     commands,
     ...(localCommands ? [localCommands] : []),
     ...(metrics ? [metrics] : []),
-    // Last: the page opens on a hub whose every subsystem is up.
+    // The page opens on a hub whose every subsystem is up.
     ...(consoleParts ? [consoleParts.server] : []),
+    // Last: its health report for the update gate says every subsystem above has started.
+    update.service,
   ];
   const life = lifecycle(services, log, config.shutdown.timeoutMs);
   return {

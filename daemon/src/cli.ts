@@ -22,6 +22,8 @@ import {
   type ToolConnection,
   type ToolOptions,
 } from './mqtt/tool-client.js';
+import { registerUpdateCommands } from './update/cli.js';
+import { registerLedCommands } from './gpio/led-cli.js';
 import { VERSION } from './version.js';
 
 function program(): Command {
@@ -211,6 +213,17 @@ function program(): Command {
         process.exitCode = ExitCode.START_FAILED;
       }
     });
+
+  const shell = {
+    setExitCode: (code: number) => void (process.exitCode = code),
+    untilSignal: () =>
+      new Promise<void>((resolve) => {
+        process.once('SIGTERM', () => resolve());
+        process.once('SIGINT', () => resolve());
+      }),
+  };
+  registerUpdateCommands(cli, shell);
+  registerLedCommands(cli, shell);
 
   cli
     .command('version')

@@ -47,6 +47,17 @@ export type ErrorCode =
   | 'SOURCE_UNAVAILABLE'
   | 'CAMERA_DEVICE_MISSING'
   | 'DEVICE_MONITOR_FAILED'
+  // updates (docs/updates.md): a refused bundle, and what can go wrong installing one
+  | 'UPDATE_BUNDLE_MALFORMED'
+  | 'UPDATE_SIGNATURE_INVALID'
+  | 'UPDATE_UNTRUSTED'
+  | 'UPDATE_WRONG_ARCH'
+  | 'UPDATE_INCOMPATIBLE'
+  | 'UPDATE_OLDER'
+  | 'UPDATE_INSTALL_FAILED'
+  | 'UPDATE_BUSY'
+  | 'UPDATE_UNSUPPORTED'
+  | 'UPDATE_TRANSFER_FAILED'
   // `cmd` replies (mqtt/commands.ts; docs/topics.md)
   | CommandErrorCode;
 

@@ -13,6 +13,7 @@ import { makeBundle, openBundle, sameFiles, type Trust } from './bundle.js';
 import { readIfExists, SECRET_MODE, writeFileAtomic } from './files.js';
 import { DEFAULT_BUNDLE, exitCodeFor, firstboot, FirstbootExit } from './firstboot.js';
 import { fingerprint } from '../../daemon/src/tls/pki.js';
+import { recordFirstbootResult } from './result.js';
 import { addIdentity, initSite, readSite, revokeIdentity, type IdentityKind } from './site.js';
 import {
   addCentreConsole,
@@ -472,6 +473,7 @@ function program(): Command {
               log,
             });
             log.info({ event: 'done', outcome }, 'first boot finished');
+            await recordFirstbootResult(process.env, undefined);
             const root = resolve(options.root);
             if (root !== '/' && outcome !== 'no-bundle') {
               // The config is the bundle's, naming /etc/outpost and /var/lib/outpost as on the box.
@@ -481,15 +483,16 @@ function program(): Command {
               );
             }
           } catch (error) {
-            log.error(
-              {
-                event: 'refused',
-                code: error instanceof OutpostError ? error.code : 'INTERNAL',
-                exit: exitCodeFor(error),
-              },
-              describeError(error),
-            );
+            const code = error instanceof OutpostError ? error.code : 'INTERNAL';
+            log.error({ event: 'refused', code, exit: exitCodeFor(error) }, describeError(error));
             process.exitCode = exitCodeFor(error);
+            // For the status LED (docs/leds.md); never a reason to fail differently.
+            await recordFirstbootResult(process.env, {
+              exit: exitCodeFor(error),
+              code,
+              message: describeError(error),
+              at: Date.now(),
+            }).catch(() => undefined);
           }
         },
       ),

@@ -14,8 +14,20 @@
 // pins the CA; without one, the bundle's own CA is trusted on first use.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
+import {
+  chmod,
+  chown,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  readlink,
+  rename,
+  rm,
+  stat,
+  unlink,
+} from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { OutpostError, type ErrorCode } from '../../daemon/src/errors.js';
 import type { Config } from '../../daemon/src/config/schema.js';
 import { INSTALLED, openBundle, sameFiles, type BundleFile, type Trust } from './bundle.js';
@@ -199,10 +211,32 @@ async function configureTime(root: string, config: Config, log: FirstbootLog): P
   );
 }
 
+/** Where the configuration folder really is: its parent folder and its name there. */
+interface ConfigHome {
+  parent: string;
+  name: string;
+}
+
+/**
+ * ROOT/etc/outpost, or where it links to: the A/B image links /etc/outpost to /data/etc/outpost on the
+ * data partition that both root slots share (docs/updates.md, "Layout"). Staging, the swap and the
+ * recovery happen beside the real folder, so the renames stay on one filesystem and the link stays.
+ */
+async function configHome(root: string): Promise<ConfigHome> {
+  const target = await readlink(join(root, 'etc/outpost')).catch(() => undefined);
+  if (target === undefined) return { parent: join(root, 'etc'), name: 'outpost' };
+  const real = isAbsolute(target) ? join(root, target) : resolve(join(root, 'etc'), target);
+  await mkdir(dirname(real), { recursive: true, mode: 0o755 });
+  return { parent: dirname(real), name: basename(real) };
+}
+
 /** Write every file into a fresh staging directory beside /etc/outpost, fsynced, owned and moded. */
-async function stage(root: string, files: readonly BundleFile[], owner: Owner | undefined): Promise<string> {
-  const etc = join(root, 'etc');
-  const staging = join(etc, `.outpost.new-${randomBytes(4).toString('hex')}`);
+async function stage(
+  home: ConfigHome,
+  files: readonly BundleFile[],
+  owner: Owner | undefined,
+): Promise<string> {
+  const staging = join(home.parent, `.${home.name}.new-${randomBytes(4).toString('hex')}`);
   const dirs = new Set([staging]);
   for (const file of files) dirs.add(join(staging, dirname(relative('/etc/outpost', file.path))));
   for (const dir of [...dirs].sort()) {
@@ -228,33 +262,32 @@ async function stage(root: string, files: readonly BundleFile[], owner: Owner | 
 }
 
 /** Swap the staged directory in: old → .outpost.old-X, staged → outpost, then drop the old one. */
-async function swapIn(root: string, staging: string): Promise<void> {
-  const etc = join(root, 'etc');
-  const target = join(etc, 'outpost');
-  const old = join(etc, `.outpost.old-${randomBytes(4).toString('hex')}`);
+async function swapIn(home: ConfigHome, staging: string): Promise<void> {
+  const target = join(home.parent, home.name);
+  const old = join(home.parent, `.${home.name}.old-${randomBytes(4).toString('hex')}`);
   const hadOld = (await stat(target).catch(() => undefined)) !== undefined;
   if (hadOld) await rename(target, old);
   await rename(staging, target);
-  await fsyncDirectory(etc);
+  await fsyncDirectory(home.parent);
   if (hadOld) await rm(old, { recursive: true, force: true });
 }
 
 /** A swap cut short by a power cut (old moved aside, new not yet in place): put the old one back. */
-async function recoverInterruptedSwap(root: string, log: FirstbootLog): Promise<void> {
-  const etc = join(root, 'etc');
-  const entries = await readdir(etc).catch(() => [] as string[]);
+async function recoverInterruptedSwap(home: ConfigHome, log: FirstbootLog): Promise<void> {
+  const { parent, name } = home;
+  const entries = await readdir(parent).catch(() => [] as string[]);
   // A staging tree is never in force: drop it. At most one old tree exists (one install at a time).
-  for (const entry of entries.filter((name) => name.startsWith('.outpost.new-'))) {
-    await rm(join(etc, entry), { recursive: true, force: true });
+  for (const entry of entries.filter((entry) => entry.startsWith(`.${name}.new-`))) {
+    await rm(join(parent, entry), { recursive: true, force: true });
   }
-  const old = entries.filter((name) => name.startsWith('.outpost.old-'));
-  const restore = entries.includes('outpost') ? undefined : old.shift();
+  const old = entries.filter((entry) => entry.startsWith(`.${name}.old-`));
+  const restore = entries.includes(name) ? undefined : old.shift();
   if (restore !== undefined) {
-    await rename(join(etc, restore), join(etc, 'outpost'));
-    await fsyncDirectory(etc);
+    await rename(join(parent, restore), join(parent, name));
+    await fsyncDirectory(parent);
     log.warn({ event: 'recovered', from: restore }, 'restored /etc/outpost after an interrupted install');
   }
-  for (const entry of old) await rm(join(etc, entry), { recursive: true, force: true });
+  for (const entry of old) await rm(join(parent, entry), { recursive: true, force: true });
 }
 
 async function setHostname(root: string, name: string, log: FirstbootLog): Promise<void> {
@@ -335,7 +368,8 @@ export async function firstboot(options: FirstbootOptions): Promise<FirstbootOut
   const { log } = options;
   const bundlePath = options.bundle ?? join(root, DEFAULT_BUNDLE);
   const fingerprintFiles = options.fingerprintFiles ?? DEFAULT_FINGERPRINT_FILES.map((f) => join(root, f));
-  await recoverInterruptedSwap(root, log);
+  const home = await configHome(root);
+  await recoverInterruptedSwap(home, log);
 
   let text: string | undefined;
   try {
@@ -372,8 +406,8 @@ export async function firstboot(options: FirstbootOptions): Promise<FirstbootOut
   } else {
     let staging: string | undefined;
     try {
-      staging = await stage(root, bundle.files, owner);
-      await swapIn(root, staging);
+      staging = await stage(home, bundle.files, owner);
+      await swapIn(home, staging);
     } catch (error) {
       if (staging) await rm(staging, { recursive: true, force: true }).catch(() => undefined);
       throw new OutpostError(

@@ -54,7 +54,9 @@ describe('image recipe', () => {
       'rootfs',
       'manifest',
       'bootfs',
+      'slot',
       'disk',
+      'bundle',
       'compress',
     ]);
   });
@@ -147,14 +149,18 @@ describe('image recipe', () => {
     const mounts = Object.fromEntries<string[]>(
       fstab.map((line) => line.split(/\s+/)).map((fields) => [fields[1] ?? '', fields]),
     );
-    expect(mounts['/']?.[0]).toBe('PARTUUID=4f757470-02');
-    expect(mounts['/']?.[3]?.split(',')).not.toContain('ro');
+    // No line for /: the kernel mounts the root slot it was started with (A = 2, B = 3), read-write.
+    expect(mounts['/']).toBeUndefined();
     expect(mounts['/boot/firmware']?.slice(0, 3)).toEqual(['PARTUUID=4f757470-01', '/boot/firmware', 'vfat']);
-    expect(mounts['/var/lib/outpost']?.slice(0, 3)).toEqual([
-      'PARTUUID=4f757470-03',
+    expect(mounts['/data']?.slice(0, 3)).toEqual(['PARTUUID=4f757470-04', '/data', 'ext4']);
+    // The daemon's data dir and the box's configuration live on the data partition, which both slots see.
+    expect(mounts['/var/lib/outpost']?.slice(0, 4)).toEqual([
+      '/data/outpost',
       '/var/lib/outpost',
-      'ext4',
+      'none',
+      'bind,x-systemd.requires-mounts-for=/data',
     ]);
+    expect(readlinkSync(`${root}/etc/outpost`)).toBe('../data/etc/outpost');
     expect(mounts['/tmp']?.[2]).toBe('tmpfs'); // PrivateTmp= needs a writable /tmp
     expect(statSync(`${root}/var/lib/outpost`).isDirectory()).toBe(true);
     expect(statSync(`${root}/boot/firmware`).isDirectory()).toBe(true);
@@ -163,9 +169,9 @@ describe('image recipe', () => {
 
   it('grows the data partition to the card at every boot, before the daemon, with the tools in the image', () => {
     const unit = readFileSync(`${root}/usr/lib/systemd/system/outpost-grow-data.service`, 'utf8');
-    expect(unit).toMatch(/^RequiresMountsFor=\/var\/lib\/outpost$/m);
+    expect(unit).toMatch(/^RequiresMountsFor=\/data$/m);
     expect(unit).toMatch(/^Before=outpost\.service$/m);
-    expect(unit).toMatch(/^ExecStart=\/usr\/lib\/outpost\/grow-data \/var\/lib\/outpost$/m);
+    expect(unit).toMatch(/^ExecStart=\/usr\/lib\/outpost\/grow-data \/data$/m);
     expect(readlinkSync(`${root}/etc/systemd/system/multi-user.target.wants/outpost-grow-data.service`)).toBe(
       '/usr/lib/systemd/system/outpost-grow-data.service',
     );

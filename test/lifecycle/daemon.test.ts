@@ -43,6 +43,7 @@ describe('daemon process', () => {
       'clip-delivery',
       'panic',
       'commands',
+      'update-report',
     ]);
   });
 

@@ -45,6 +45,41 @@ describe('systemd units', () => {
     expect(text).toMatch(/^WatchdogSec=\d+/m);
   });
 
+  it("outpost.service's syscall filter lets setpriv tie a child to the daemon (capset, prctl)", () => {
+    // setpriv --pdeathsig (lifecycle/tied-child.ts) always applies its capability sets: without
+    // capset it exits 127 and no camera worker, probe or mux can start (seen on the twin).
+    const groups = new Map<string, string[]>();
+    const expand = (item: string): string[] => {
+      if (!item.startsWith('@')) return [item];
+      let members = groups.get(item);
+      if (!members) {
+        const out = spawnSync('systemd-analyze', ['syscall-filter', item], { encoding: 'utf8' }).stdout;
+        members = out
+          .split('\n')
+          .slice(1)
+          .map((line) => line.trim())
+          .filter((line) => line && !line.startsWith('#'));
+        groups.set(item, members);
+      }
+      return members.flatMap(expand);
+    };
+    const lines = [...readFileSync(unit, 'utf8').matchAll(/^SystemCallFilter=(.*)$/gm)].map(
+      (m) => m[1] ?? '',
+    );
+    expect(lines[0]?.startsWith('~'), 'the first SystemCallFilter= is an allow list').toBe(false);
+    const allowed = new Set<string>();
+    for (const line of lines) {
+      const deny = line.startsWith('~');
+      for (const call of line.replace(/^~/, '').split(/\s+/).filter(Boolean).flatMap(expand)) {
+        if (deny) allowed.delete(call);
+        else allowed.add(call);
+      }
+    }
+    expect(allowed.has('prctl')).toBe(true);
+    expect(allowed.has('capset')).toBe(true);
+    expect(allowed.has('mount')).toBe(false);
+  });
+
   it('outpost.service waits for the network to be configured, not "online" (there is no internet)', () => {
     const text = readFileSync(unit, 'utf8');
     expect(text).toMatch(/^After=.*\bnetwork\.target\b/m);
@@ -69,7 +104,8 @@ describe('outpost-firstboot.service', () => {
     expect(text).toMatch(
       /^ExecStart=\/usr\/bin\/node \/usr\/lib\/outpost\/dist\/provisioning\/src\/cli\.js firstboot$/m,
     );
-    expect(text).toMatch(/^ReadWritePaths=\/etc \/boot\/firmware$/m);
+    // /data/etc: the image keeps /etc/outpost on the data partition ("-": absent elsewhere).
+    expect(text).toMatch(/^ReadWritePaths=\/etc \/boot\/firmware -\/data\/etc$/m);
   });
 });
 

@@ -684,6 +684,15 @@ export const configSchema = z
       .prefault({}),
     gpio: gpio.optional(),
     clips: clips.prefault({}),
+    /** Updates (docs/updates.md, "Health gate"): when a new root slot on trial is committed. */
+    update: z
+      .strictObject({
+        /** The daemon must be READY and healthy within this many seconds of boot, or the box goes back. */
+        healthWindowSeconds: z.int().min(30).max(3600).default(180),
+        /** …and stay healthy this long without a break before the slot is committed. */
+        healthySettleSeconds: z.int().min(0).max(600).default(15),
+      })
+      .prefault({}),
     /** Hub role: forward to the operations centre's broker (bridge/, docs/bridge.md). */
     bridge: bridge.optional(),
     /** Prometheus /metrics over HTTPS (metrics/, docs/metrics.md). */

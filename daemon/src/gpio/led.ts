@@ -4,6 +4,9 @@
 //   fault           double blink every 2 s (a subsystem is unhealthy)
 //   alert-sent      fast blink for 3 s after a panic alert was published, then back
 //   clip-delivered  three long blinks when a clip reached the hub, then back
+// and the patterns of first boot and of updates (docs/leds.md has the table, with each one's journal
+// line): a 1.5 s flash then 1–6 short blinks for first boot's refusals (exit 10–15); for updates,
+// receiving, installing, committed, refused and rolled back.
 // The steady states come from `baseState()`, asked at the end of every cycle; the two event patterns
 // play once over it. Without a configured LED every call is a no-op.
 import type { Logger } from 'pino';
@@ -11,12 +14,45 @@ import { describeError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import type { Pin, PinValue } from './pin.js';
 
-export type LedBase = 'idle' | 'streaming' | 'fault';
+/** First boot refused its bundle with exit status 10–15 (docs/provisioning.md). */
+export type FirstbootLed = `firstboot-refused-${10 | 11 | 12 | 13 | 14 | 15}`;
+/** Where an update is (docs/updates.md). */
+export type UpdateLed =
+  'update-receiving' | 'update-installing' | 'update-committed' | 'update-refused' | 'update-rolled-back';
+export type LedBase = 'idle' | 'streaming' | 'fault' | FirstbootLed | UpdateLed;
 export type LedEvent = 'alert-sent' | 'clip-delivered';
 export type LedPattern = LedBase | LedEvent;
 
+type Steps = ReadonlyArray<readonly [boolean, number]>;
+const times = (count: number, steps: Steps): Steps => Array.from({ length: count }, () => steps).flat();
+/** One 1.5 s flash, then `count` short blinks, then dark: "a problem, number `count`". */
+const flashThen = (count: number): Steps => [
+  [true, 1500],
+  [false, 600],
+  ...times(count, [
+    [true, 200],
+    [false, 400],
+  ]),
+  [false, 2000],
+];
+/** `count` long flashes, then dark. */
+const longFlashes = (count: number): Steps => [
+  ...times(count, [
+    [true, 1500],
+    [false, 500],
+  ]),
+  [false, 2000],
+];
+
+/** The LED pattern for first boot's exit status, when it is a refusal (10–15). */
+export function firstbootLed(status: number): FirstbootLed | undefined {
+  return Number.isInteger(status) && status >= 10 && status <= 15
+    ? (`firstboot-refused-${status}` as FirstbootLed)
+    : undefined;
+}
+
 /** [lit, milliseconds] steps of one cycle. */
-export const LED_PATTERNS: Record<LedPattern, ReadonlyArray<readonly [boolean, number]>> = {
+export const LED_PATTERNS: Record<LedPattern, Steps> = {
   idle: [
     [true, 100],
     [false, 1900],
@@ -30,6 +66,30 @@ export const LED_PATTERNS: Record<LedPattern, ReadonlyArray<readonly [boolean, n
   ],
   'alert-sent': Array.from({ length: 15 }, () => [[true, 100] as const, [false, 100] as const]).flat(),
   'clip-delivered': Array.from({ length: 3 }, () => [[true, 600] as const, [false, 300] as const]).flat(),
+  'firstboot-refused-10': flashThen(1),
+  'firstboot-refused-11': flashThen(2),
+  'firstboot-refused-12': flashThen(3),
+  'firstboot-refused-13': flashThen(4),
+  'firstboot-refused-14': flashThen(5),
+  'firstboot-refused-15': flashThen(6),
+  'update-receiving': [
+    [true, 500],
+    [false, 500],
+  ],
+  'update-installing': [
+    [true, 150],
+    [false, 150],
+  ],
+  'update-committed': [
+    ...times(3, [
+      [true, 100],
+      [false, 100],
+    ]),
+    [true, 1500],
+    [false, 1000],
+  ],
+  'update-refused': longFlashes(2),
+  'update-rolled-back': longFlashes(3),
 };
 
 export interface LedDeps {

@@ -80,7 +80,8 @@ export class Commands implements Service {
           `unknown verb ${verb}; known: ${Object.keys(this.deps.verbs).join(', ')}`,
         );
       }
-      this.deps.log.info({ verb, id }, 'command');
+      // A bundle pushed over the LAN is thousands of update-chunk commands: not a journal line each.
+      this.deps.log[verb === 'update-chunk' ? 'debug' : 'info']({ verb, id }, 'command');
       reply = { id, ok: true, result: await handler(command.data.args) };
     } catch (error) {
       const code = error instanceof CommandError ? error.code : 'FAILED';

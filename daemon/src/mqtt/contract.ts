@@ -154,6 +154,38 @@ export const verbArgs = {
   }),
 } as const;
 
+/** Largest `update-chunk`, raw bytes: its base64 plus the JSON stays under the broker's packet limit. */
+export const UPDATE_CHUNK_BYTES = 160 * 1024;
+
+const bundleSha256 = z.string().regex(/^[0-9a-f]{64}$/, 'sha256 is 64 lowercase hex digits');
+
+/**
+ * The LAN receiver's verbs (update/receiver.ts, docs/updates.md): `outpost update push` sends a bundle
+ * to a box as these commands, under the ACL of every console command.
+ */
+export const updateVerbArgs = {
+  /** A bundle is coming: its sha256, size and version. Answer: `{have, chunkBytes}` (bytes already here). */
+  'update-offer': z.strictObject({
+    sha256: bundleSha256,
+    size: z
+      .int()
+      .positive()
+      .max(16 * 1024 * 1024 * 1024),
+    version: z.string().max(64).default('unknown'),
+    allowOlder: z.boolean().default(false),
+  }),
+  /** One piece of it, base64, at its offset. Answer: `{have}`. */
+  'update-chunk': z.strictObject({
+    sha256: bundleSha256,
+    offset: z.int().nonnegative(),
+    data: z.string().max(UPDATE_CHUNK_BYTES * 2),
+  }),
+  /** All sent: the box checks the sha256 and hands the bundle to its installer. Answer: `{queued}`. */
+  'update-commit': z.strictObject({ sha256: bundleSha256 }),
+  /** Give up this transfer and delete what arrived. */
+  'update-abort': z.strictObject({ sha256: bundleSha256 }),
+} as const;
+
 /** The `cmd/{verb}` payload of one verb: `commandPayload` with that verb's `args`. */
 const commandOf = <A extends z.ZodType>(args: A) => commandPayload.extend({ args: args.optional() });
 
@@ -190,6 +222,38 @@ export const chatPayload = z.strictObject({
   role: z.enum(['device', 'console', 'staff', 'admin']),
   text: z.string(),
   at: z.int().nonnegative(),
+});
+
+const slot = z.enum(['A', 'B']);
+
+/**
+ * Retained, on `…/{device}/update`: where this box is with an update (docs/updates.md). `running` is
+ * what runs now; `target` what is being received, installed or tried (or was refused or rolled back).
+ */
+export const updatePayload = z.strictObject({
+  ...meta,
+  device: name,
+  state: z.enum([
+    'idle',
+    'receiving',
+    'installing',
+    'rebooting',
+    'trial',
+    'committed',
+    'rolled-back',
+    'refused',
+    'failed',
+  ]),
+  running: z.strictObject({ version: z.string(), slot: slot.nullable() }),
+  target: z.strictObject({ version: z.string().nullable(), slot: slot.nullable() }).nullable(),
+  /** receiving: percent of the bundle received; installing: RAUC's percent; else null. */
+  progress: z.number().min(0).max(100).nullable(),
+  /** refused, failed, rolled-back: why, in words; else null. */
+  reason: z.string().max(2000).nullable(),
+  /** refused or failed: the stable error code (UPDATE_*, docs/updates.md); else null. */
+  code: z.string().max(64).nullable(),
+  /** When this state began (the box's wall clock, ms since the epoch). */
+  since: z.int().nonnegative(),
 });
 
 /** Messages per bridge class (the drop order, lowest first: telemetry … alert, chat). */
@@ -294,6 +358,10 @@ export const contract = {
   'cmd-restart-camera': commandOf(verbArgs['restart-camera']),
   'cmd-clip': commandOf(verbArgs.clip),
   'cmd-clip-chunks': commandOf(verbArgs['clip-chunks']),
+  'cmd-update-offer': commandOf(updateVerbArgs['update-offer']),
+  'cmd-update-chunk': commandOf(updateVerbArgs['update-chunk']),
+  'cmd-update-commit': commandOf(updateVerbArgs['update-commit']),
+  'cmd-update-abort': commandOf(updateVerbArgs['update-abort']),
   reply: replyPayload,
   'chat-in': chatInPayload,
   chat: chatPayload,
@@ -301,6 +369,7 @@ export const contract = {
   'ack-in': ackInPayload,
   ack: ackPayload,
   'inbox-entry': inboxEntryPayload,
+  update: updatePayload,
 } as const;
 
 export type StatusPayload = z.output<typeof statusPayload>;
@@ -318,6 +387,7 @@ export type InboxEntryPayload = z.output<typeof inboxEntryPayload>;
 export type InboxAudience = InboxEntryPayload['audience'];
 export type InboxClip = NonNullable<InboxEntryPayload['clip']>;
 export type Role = z.output<typeof role>;
+export type UpdatePayload = z.output<typeof updatePayload>;
 
 /** A clip in the hub's archive, as the console's HTTP API lists it (GET /api/clips). */
 export interface ArchivedClip {

@@ -26,6 +26,8 @@ export const topics = {
   /** Chunk n (0-based) of a clip: the clip's raw bytes, not JSON (docs/topics.md). */
   clipChunk: (site: string, device: string, clipId: string, n: number) =>
     `${devicePrefix(site, device)}/clip/${clipId}/chunk/${n}`,
+  /** Retained: the box's update state (contract.ts updatePayload). */
+  update: (site: string, device: string) => `${devicePrefix(site, device)}/update`,
   cmd: (site: string, device: string, verb: string) => `${devicePrefix(site, device)}/cmd/${verb}`,
   cmdAll: (site: string, device: string) => `${devicePrefix(site, device)}/cmd/#`,
   reply: (site: string, device: string, verb: string) => `${devicePrefix(site, device)}/reply/${verb}`,
