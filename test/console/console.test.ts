@@ -223,10 +223,20 @@ describe('site console', () => {
     const page = await newPage();
     await logIn(page, 'ops');
     await page.getByRole('link', { name: /Alerts/ }).click();
-    const before = await page.locator('li.alert').count();
+    // The alerts raised by this press, found by their time: counting the list before the press races
+    // the retained inbox that the page is still receiving.
+    const pressedAt = Date.now();
     await press();
-    await expect.poll(() => page.locator('li.alert').count(), { timeout: 5000 }).toBe(before + 1);
-    const id = await page.locator('li.alert').first().getAttribute('data-alert');
+    const raised = async () => {
+      const ids: (string | null)[] = [];
+      for (const item of await page.locator('li.alert').all()) {
+        const at = Date.parse((await item.locator('time').getAttribute('datetime')) ?? '');
+        if (at >= pressedAt) ids.push(await item.getAttribute('data-alert'));
+      }
+      return ids;
+    };
+    await expect.poll(raised, { timeout: 5000 }).toHaveLength(1);
+    const [id] = await raised();
     const clip = page.locator(`.clip[data-clip="hub/${id}"]`);
     // post-roll 1 s, then the GOP holding it (1 s), the mux, delivery to the hub and the page's check.
     await clip.locator('.verified').waitFor({ timeout: 20_000 });

@@ -89,8 +89,11 @@ export interface CameraDeps {
   encoders: EncoderChooser;
   log: Logger;
   timings?: CameraTimings;
-  /** sfu.mode janus: the mountpoint that receives this camera, shown in its status. */
-  mountpoint?: { status(): MountpointStatus };
+  /**
+   * sfu.mode janus: the mountpoint that receives this camera, shown in its status; told when a worker
+   * starts sending (with SRTP it is re-created: camera/janus.ts).
+   */
+  mountpoint?: { status(): MountpointStatus; streamStarted?(): void };
   /** Where the pre-roll branch writes; undefined: no pre-roll branch (no clips from this camera). */
   preroll?: PreRollHook;
 }
@@ -258,6 +261,7 @@ export class Camera implements Service {
     }
     const worker = forkWorker(import.meta.url, 'worker');
     this.worker = worker;
+    this.deps.mountpoint?.streamStarted?.();
     clearTimeout(this.preRollRetryTimer);
     this.preRollRetryTimer = undefined;
     if (this.deps.preroll && this.preRollFallback.isOff()) {

@@ -187,7 +187,21 @@ interface WantedMountpoint {
   fmtp: string;
   /** Fingerprint of every setting, kept in the mountpoint's metadata: a change means re-create. */
   fingerprint: string;
+  /**
+   * The camera's SRTP stream started again (a new worker or a new daemon): its sequence numbers
+   * start afresh, below what the mountpoint's SRTP context last saw half the time, and libsrtp drops
+   * every packet as a replay (srtp_err_status_replay_old). The mountpoint is re-created, which gives it
+   * a fresh context.
+   */
+  restarted: boolean;
   status: MountpointStatus;
+}
+
+/** What a camera holds of its mountpoint. */
+export interface CameraMountpoint {
+  status(): MountpointStatus;
+  /** A worker of this camera started sending (its RTP sequence starts afresh). */
+  streamStarted(): void;
 }
 
 /** Keeps a Janus streaming mountpoint per camera. A Service, started before the cameras. */
@@ -222,6 +236,7 @@ export class JanusMountpoints implements Service {
       // Constrained baseline (42e0) at the level the stream needs: what every browser decodes.
       fmtp: `profile-level-id=42e0${levelIdc(h264Level(camera.width, camera.height, camera.framerate))};packetization-mode=1`,
       fingerprint: '',
+      restarted: false,
       status: {
         id: mountpointIdFor(config, index),
         state: 'missing',
@@ -232,11 +247,29 @@ export class JanusMountpoints implements Service {
     }));
   }
 
-  /** The status of camera `name`'s mountpoint; a live view, read by the camera's own status. */
-  mountpoint(name: string): { status(): MountpointStatus } {
+  /**
+   * Camera `name`'s mountpoint: its status (a live view, read by the camera's own status), and
+   * `streamStarted()`, which the camera calls each time a worker starts sending.
+   */
+  mountpoint(name: string): CameraMountpoint {
     const wanted = this.wanted.find((w) => w.camera === name);
     if (!wanted) throw new Error(`no Janus mountpoint for camera ${name}`);
-    return { status: () => ({ ...wanted.status }) };
+    return {
+      status: () => ({ ...wanted.status }),
+      streamStarted: () => {
+        if (!this.config.sfu.srtp) return; // plain RTP: Janus follows a new sequence as it comes
+        wanted.restarted = true;
+        this.checkSoon();
+      },
+    };
+  }
+
+  /** The next round now, unless one is running (it is followed by another within checkMs). */
+  private checkSoon(): void {
+    if (!this.running || this.timer === undefined) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.schedule(0);
   }
 
   /** Starts the loop and returns at once: a Janus that is down must not hold up the cameras. */
@@ -256,7 +289,10 @@ export class JanusMountpoints implements Service {
     return Promise.resolve();
   }
 
-  /** Ends the loop and the session. Mountpoints stay: a daemon restart keeps viewers watching. */
+  /**
+   * Ends the loop and the session. Mountpoints stay: a daemon restart keeps viewers watching (with
+   * SRTP, the next run re-creates each one as its camera starts).
+   */
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
@@ -345,22 +381,28 @@ export class JanusMountpoints implements Service {
     } catch (error) {
       if (!(error instanceof JanusRequestError && error.janusCode === NO_SUCH_MOUNTPOINT)) throw error;
     }
-    if (info && info.metadata === wanted.fingerprint) {
+    const restarted = wanted.restarted;
+    if (info && info.metadata === wanted.fingerprint && !restarted) {
       const media = (info.media as Array<{ age_ms?: number }> | undefined)?.[0];
       wanted.status = { ...wanted.status, state: 'present', reason: undefined, ageMs: media?.age_ms };
       return;
     }
+    // Cleared before the requests: a stream that starts again while they run is seen next round.
+    wanted.restarted = false;
     try {
       if (info) {
-        // Someone else's mountpoint on our id, or ours with old settings: replace it.
+        // Someone else's mountpoint on our id, ours with old settings, or an SRTP stream restarted.
         this.log.info(
           { camera: wanted.camera, id: wanted.id },
-          'janus mountpoint settings differ; re-creating',
+          info.metadata === wanted.fingerprint
+            ? "janus mountpoint re-created: the camera's SRTP stream started again"
+            : 'janus mountpoint settings differ; re-creating',
         );
         await this.request({ request: 'destroy', id: wanted.id, permanent: false }, signal);
       }
       await this.request(this.createRequest(wanted), signal);
     } catch (error) {
+      wanted.restarted ||= restarted;
       // A refusal for this mountpoint (port taken, wrong admin key) leaves the others alone.
       if (error instanceof JanusRequestError && error.janusCode !== undefined && !error.sessionGone) {
         const reason = describeError(error);
