@@ -92,7 +92,8 @@ export function mosquittoHash(password: string, rounds = PBKDF2_ROUNDS): string 
  * The centre's rules, per account (Mosquitto ACL syntax, docs/bridge.md):
  * - a site's bridge writes only under its own site prefix, and reads only what crosses down to it
  *   (`cmd` for its boxes, its chat);
- * - a console reads every site and may send `cmd`, chat and inbox acknowledgements to any.
+ * - a console reads every site and may send `cmd`, chat and inbox acknowledgements to any; an
+ *   acknowledgement naming an operator (`…/ack/{name}`) only under its own name.
  * Anything not granted is refused (mosquitto denies by default once an ACL file is set).
  */
 export function mosquittoAcl(settings: Pick<CentreSettings, 'sites' | 'consoles'>): string {
@@ -106,6 +107,7 @@ export function mosquittoAcl(settings: Pick<CentreSettings, 'sites' | 'consoles'
       `topic read ${prefix}/+/cmd/#`,
       `topic read ${prefix}/chat/+`,
       `topic read ${prefix}/inbox/+/+/+/ack`,
+      `topic read ${prefix}/inbox/+/+/+/ack/+`,
       '',
     );
   }
@@ -117,6 +119,8 @@ export function mosquittoAcl(settings: Pick<CentreSettings, 'sites' | 'consoles'
       'topic write outpost/v1/+/+/cmd/#',
       'topic write outpost/v1/+/chat/+',
       'topic write outpost/v1/+/inbox/+/+/+/ack',
+      // An acknowledgement under its own name only: the site shows "acknowledged by NAME at the centre".
+      `topic write outpost/v1/+/inbox/+/+/+/ack/${name}`,
       '',
     );
   }
@@ -133,13 +137,13 @@ export function emqxAcl(settings: Pick<CentreSettings, 'sites' | 'consoles'>): s
     const prefix = sitePrefix(site);
     lines.push(
       `{allow, {username, "${entry.user}"}, publish, ["${prefix}/#"]}.`,
-      `{allow, {username, "${entry.user}"}, subscribe, ["${prefix}/+/cmd/#", "${prefix}/chat/+", "${prefix}/inbox/+/+/+/ack"]}.`,
+      `{allow, {username, "${entry.user}"}, subscribe, ["${prefix}/+/cmd/#", "${prefix}/chat/+", "${prefix}/inbox/+/+/+/ack", "${prefix}/inbox/+/+/+/ack/+"]}.`,
     );
   }
   for (const name of Object.keys(settings.consoles).sort()) {
     lines.push(
       `{allow, {username, "${name}"}, subscribe, ["outpost/v1/#"]}.`,
-      `{allow, {username, "${name}"}, publish, ["outpost/v1/+/+/cmd/#", "outpost/v1/+/chat/+", "outpost/v1/+/inbox/+/+/+/ack"]}.`,
+      `{allow, {username, "${name}"}, publish, ["outpost/v1/+/+/cmd/#", "outpost/v1/+/chat/+", "outpost/v1/+/inbox/+/+/+/ack", "outpost/v1/+/inbox/+/+/+/ack/${name}"]}.`,
     );
   }
   lines.push('{deny, all}.', '');
