@@ -4,11 +4,16 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { headlessBrowser } from '../support/chromium.js';
-import { ACCOUNTS, hubRequest, startConsoleSite, type ConsoleSite } from '../support/console-site.js';
-import { testPki } from '../support/pki.js';
+import {
+  ACCOUNTS,
+  answersWithoutLogin,
+  consoleLogIn,
+  hubRequest,
+  startConsoleSite,
+  type ConsoleSite,
+} from '../support/console-site.js';
 import { requireBuilt } from '../support/processes.js';
 
 const require = createRequire(import.meta.url);
@@ -30,10 +35,12 @@ async function newPage(viewport = { width: 1280, height: 800 }): Promise<Page> {
 }
 
 async function logIn(page: Page, user: keyof typeof ACCOUNTS | 'wrong'): Promise<void> {
-  await page.goto(`${site.origin}/`);
-  await page.getByLabel('User name').fill(user === 'wrong' ? 'ops' : user);
-  await page.getByLabel('Password').fill(user === 'wrong' ? 'not-the-password' : ACCOUNTS[user].password);
-  await page.getByRole('button', { name: 'Log in' }).click();
+  await consoleLogIn(
+    page,
+    site.origin,
+    user === 'wrong' ? 'ops' : user,
+    user === 'wrong' ? 'not-the-password' : ACCOUNTS[user].password,
+  );
 }
 
 /** Decoded frames of every video on the page (getVideoPlaybackQuality). */
@@ -88,26 +95,13 @@ describe('site console', () => {
   });
 
   it('reaches no video, clip, topic or history without a login', async () => {
-    const json = { 'content-type': 'application/json' };
-    expect((await hubRequest(`${site.origin}/api/session`)).status).toBe(401);
-    expect((await hubRequest(`${site.origin}/api/telemetry`)).status).toBe(401);
-    const janus = await hubRequest(`${site.origin}/janus`, {
-      method: 'POST',
-      headers: json,
-      body: '{"janus":"create"}',
+    expect(await answersWithoutLogin(site.origin)).toEqual({
+      session: 401,
+      telemetry: 401,
+      clips: 401,
+      janus: 401,
+      mqtt: 401,
     });
-    expect(janus.status).toBe(401);
-    expect((await hubRequest(`${site.origin}/api/clips`)).status).toBe(401);
-    // MQTT over the console's WebSocket: refused at the upgrade.
-    const status = await new Promise<number>((resolve) => {
-      const socket = new WebSocket(`wss://127.0.0.1:${new URL(site.origin).port}/mqtt`, 'mqtt', {
-        ca: readFileSync(testPki().ca),
-      });
-      socket.on('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0));
-      socket.on('open', () => resolve(101));
-      socket.on('error', () => resolve(-1));
-    });
-    expect(status).toBe(401);
     // The page itself (the login form) is served, with a strict CSP and no inline script.
     const index = await hubRequest(`${site.origin}/`);
     expect(index.status).toBe(200);

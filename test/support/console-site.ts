@@ -9,6 +9,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import pino from 'pino';
+import type { Page } from 'playwright-core';
+import WebSocket from 'ws';
 import { buildApp, type App } from '../../daemon/src/app.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 import { FakePin } from '../../daemon/src/gpio/fake-pin.js';
@@ -41,6 +43,12 @@ export interface ConsoleSite {
 }
 
 export interface ConsoleSiteOptions {
+  /** The site's name (default the test site's). */
+  site?: string;
+  /** Start Debian's Janus and a camera box (default true); without, the hub alone (sfu.mode static). */
+  video?: boolean;
+  /** The hub's `bridge` section (test/support/sites.ts bridgeSection). */
+  bridge?: Record<string, unknown>;
   /** Cameras on the hub (each 320×240@15 x264); the box adds one more. */
   hubCameras?: number;
   boxCameras?: number;
@@ -56,13 +64,15 @@ export interface ConsoleSiteOptions {
 
 export async function startConsoleSite(options: ConsoleSiteOptions = {}): Promise<ConsoleSite> {
   const pki = testPki();
-  const janus = await janusServer();
+  const site = options.site ?? SITE;
+  const video = options.video !== false;
+  const janus = video ? await janusServer() : undefined;
   const hubDataDir = await tempDir('outpost-console-hub-');
   const identitiesFile = join(hubDataDir, 'identities.json');
   const writeIdentities = async (accounts: Partial<typeof ACCOUNTS>) =>
     writeFile(
       identitiesFile,
-      await identitiesJson({ 'cam-a': PEOPLE['cam-a'] ?? { role: 'device' }, ...accounts }),
+      await identitiesJson({ 'cam-a': PEOPLE['cam-a'] ?? { role: 'device' }, ...accounts }, site),
       {
         mode: 0o600,
       },
@@ -71,7 +81,7 @@ export async function startConsoleSite(options: ConsoleSiteOptions = {}): Promis
   const preRollDir = existsSync('/dev/shm') ? await mkdtemp('/dev/shm/outpost-console-preroll-') : undefined;
   const [tcp, mqtts, consolePort] = [await freePort(), await freePort(), await freePort()];
   const hubCameras = await Promise.all(
-    Array.from({ length: options.hubCameras ?? 2 }, async (_, i) => {
+    Array.from({ length: options.hubCameras ?? (video ? 2 : 0) }, async (_, i) => {
       // With `stamp`, the first camera carries the latency stamp (bench:console's glass-to-glass).
       const stamped = options.stamp === true && i === 0;
       return {
@@ -87,7 +97,7 @@ export async function startConsoleSite(options: ConsoleSiteOptions = {}): Promis
     }),
   );
   const config = configSchema.parse({
-    site: SITE,
+    site,
     device: 'hub',
     dataDir: hubDataDir,
     log: { level: process.env.OUTPOST_TEST_LOG ?? 'warn' },
@@ -97,7 +107,7 @@ export async function startConsoleSite(options: ConsoleSiteOptions = {}): Promis
       tls: { ca: pki.ca, cert: pki.serverCert, key: pki.serverKey },
       identitiesFile,
     },
-    sfu: { mode: 'janus', host: '127.0.0.1', janus: { url: janus.url } },
+    sfu: janus ? { mode: 'janus', host: '127.0.0.1', janus: { url: janus.url } } : { host: '127.0.0.1' },
     gpio: { button: { pin: 17 } },
     clips: {
       preRollSeconds: options.preRollSeconds ?? 1,
@@ -111,12 +121,42 @@ export async function startConsoleSite(options: ConsoleSiteOptions = {}): Promis
       alerts: { renotifyMinutes: options.renotifyMinutes ?? 5 },
     },
     cameras: hubCameras,
+    ...(options.bridge ? { bridge: options.bridge } : {}),
   });
   const pin = new FakePin({ level: 1, description: 'console test panic button' });
   const log = pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' });
   const app = buildApp(config, log, { openPin: () => Promise.resolve(pin) });
   await app.start();
 
+  const revoke = async (name: keyof typeof ACCOUNTS): Promise<void> => {
+    await writeIdentities(
+      Object.fromEntries(Object.entries(ACCOUNTS).filter(([account]) => account !== name)),
+    );
+    await app.reload();
+  };
+  if (!janus) {
+    // The hub alone: no Janus, no camera box.
+    const none = (): never => {
+      throw new Error('this test site was started with video: false');
+    };
+    return {
+      origin: `https://127.0.0.1:${consolePort}`,
+      spki: spkiOf(readFileSync(pki.serverCert)),
+      app,
+      pin,
+      get janus() {
+        return none();
+      },
+      hubDataDir,
+      box: none,
+      killBox: () => Promise.resolve(),
+      startBox: none,
+      revoke,
+      async stop() {
+        await app.stop();
+      },
+    };
+  }
   const boxCameras = await Promise.all(
     Array.from({ length: options.boxCameras ?? 1 }, async (_, i) => {
       const port = await freeUdpPortPair();
@@ -155,12 +195,7 @@ export async function startConsoleSite(options: ConsoleSiteOptions = {}): Promis
     },
     killBox,
     startBox,
-    async revoke(name) {
-      await writeIdentities(
-        Object.fromEntries(Object.entries(ACCOUNTS).filter(([account]) => account !== name)),
-      );
-      await app.reload();
-    },
+    revoke,
     async stop() {
       await killBox();
       await app.stop();
@@ -194,4 +229,45 @@ export function hubRequest(
     req.on('error', reject);
     req.end(options.body);
   });
+}
+
+/** Fill in a console's login form at `origin` and submit it. */
+export async function consoleLogIn(
+  page: Page,
+  origin: string,
+  username: string,
+  password: string,
+): Promise<void> {
+  await page.goto(`${origin}/`);
+  await page.getByLabel('User name').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+}
+
+/**
+ * What a console at `origin` answers a client without a login: the HTTP status of the session, box
+ * health, clips and Janus, and of the MQTT WebSocket's upgrade (101 would be a way in).
+ */
+export async function answersWithoutLogin(origin: string): Promise<Record<string, number>> {
+  const json = { 'content-type': 'application/json' };
+  const mqtt = await new Promise<number>((resolve) => {
+    const socket = new WebSocket(`wss://127.0.0.1:${new URL(origin).port}/mqtt`, 'mqtt', {
+      ca: readFileSync(testPki().ca),
+    });
+    socket.on('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0));
+    socket.on('open', () => {
+      socket.close();
+      resolve(101);
+    });
+    socket.on('error', () => resolve(-1));
+  });
+  return {
+    session: (await hubRequest(`${origin}/api/session`)).status,
+    telemetry: (await hubRequest(`${origin}/api/telemetry`)).status,
+    clips: (await hubRequest(`${origin}/api/clips`)).status,
+    janus: (
+      await hubRequest(`${origin}/janus`, { method: 'POST', headers: json, body: '{"janus":"create"}' })
+    ).status,
+    mqtt,
+  };
 }

@@ -1,0 +1,216 @@
+// The console at the operations centre in a real browser (Debian's Chromium through playwright-core):
+// Debian's mosquitto as the central broker, configured by outpost-provision centre; two sites, each a
+// hub daemon with its own console and a panic button on a fake pin, bridged to it; and the centre's
+// console (`outpost centre console`'s server) in front of the central broker. Each test is a thing a
+// person at the centre does.
+import { readFile } from 'node:fs/promises';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { centreConsoleSchema } from '../../daemon/src/config/schema.js';
+import { centreConsole } from '../../daemon/src/console/centre-console.js';
+import type { ConsoleServer } from '../../daemon/src/console/server.js';
+import type { InboxEntryPayload } from '../../daemon/src/mqtt/contract.js';
+import { sitePrefix, topics } from '../../daemon/src/mqtt/topics.js';
+import { headlessBrowser } from '../support/chromium.js';
+import {
+  ACCOUNTS,
+  answersWithoutLogin,
+  consoleLogIn,
+  hubRequest,
+  startConsoleSite,
+  type ConsoleSite,
+} from '../support/console-site.js';
+import { testPki } from '../support/pki.js';
+import { freePort, requireBuilt } from '../support/processes.js';
+import { bridgeSection, centreWithSites, type CentreSetup } from '../support/sites.js';
+
+const SITES = ['plant-a', 'plant-b'] as const;
+/** The centre's operator: an account of the central broker (outpost-provision centre console add). */
+const OPERATOR = 'olga';
+
+let setup: CentreSetup;
+const sites = new Map<string, ConsoleSite>();
+let centre: ConsoleServer;
+let origin: string;
+let browser: Browser;
+const contexts: BrowserContext[] = [];
+/** Every URL the centre's pages asked for, to check they all go to the centre console. */
+const requested: string[] = [];
+
+async function newPage(): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  contexts.push(context);
+  context.on('request', (request) => requested.push(request.url()));
+  const page = await context.newPage();
+  page.on('websocket', (socket) => requested.push(socket.url()));
+  return page;
+}
+
+async function press(site: ConsoleSite): Promise<void> {
+  site.pin.set(0);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  site.pin.set(1);
+}
+
+/** Inbox entries shown, as `site/kind` (the site's name and the alert's kind, in page order). */
+async function shownEntries(page: Page): Promise<string[]> {
+  return page.evaluate<string[]>(`[...document.querySelectorAll('li.alert')].map((li) =>
+    li.getAttribute('data-site') + '/' + li.querySelector('.line strong')?.textContent)`);
+}
+
+beforeAll(async () => {
+  requireBuilt();
+  setup = await centreWithSites(
+    SITES.map((site) => ({ site })),
+    { consoleName: OPERATOR },
+  );
+  for (const site of SITES)
+    sites.set(site, await startConsoleSite({ site, video: false, bridge: bridgeSection(setup, site) }));
+  const pki = testPki();
+  const port = await freePort();
+  centre = await centreConsole(
+    centreConsoleSchema.parse({
+      name: 'ops',
+      centralBroker: { url: setup.url, ca: setup.ca },
+      console: { host: '127.0.0.1', port, tls: { cert: pki.serverCert, key: pki.serverKey } },
+    }),
+    pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' }),
+  );
+  await centre.start();
+  origin = `https://127.0.0.1:${port}`;
+  browser = await headlessBrowser([centre.spki]);
+}, 180_000);
+
+afterAll(async () => {
+  for (const context of contexts) await context.close().catch(() => undefined);
+  await browser?.close();
+  await centre?.stop();
+  for (const site of sites.values()) await site.stop();
+  await setup?.stop();
+}, 60_000);
+
+describe('the console at the operations centre', () => {
+  it('reaches nothing without a login, refuses a wrong password and a site bridge account', async () => {
+    expect(await answersWithoutLogin(origin)).toEqual({
+      session: 401,
+      telemetry: 401,
+      clips: 401,
+      janus: 401,
+      mqtt: 401,
+    });
+    const login = (username: string, password: string) =>
+      hubRequest(`${origin}/api/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username, password }),
+      });
+    const wrong = await login(OPERATOR, 'not-the-password');
+    expect(wrong.status).toBe(401);
+    expect(wrong.body).toContain('wrong user name or password');
+    // A site's account on the site is not one at the centre.
+    expect((await login('ops', ACCOUNTS.ops.password)).status).toBe(401);
+    // A site's bridge account is the central broker's, but a machine's.
+    const kit = setup.kit('plant-a');
+    const bridge = await login(kit.username, (await readFile(kit.passwordFile, 'utf8')).trim());
+    expect(bridge.status).toBe(403);
+    // The page (the login form) is served with the strict CSP.
+    const index = await hubRequest(`${origin}/`);
+    expect(index.headers['content-security-policy']).toContain("connect-src 'self'");
+  });
+
+  it('lists every site, holds a panic from each in one inbox, and the switcher filters the views', async () => {
+    const page = await newPage();
+    await consoleLogIn(page, origin, OPERATOR, setup.opsPassword);
+    await page.getByRole('link', { name: /Alerts/ }).click();
+    expect(await page.locator('.who').textContent()).toContain(`${OPERATOR} (console)`);
+    // The sites come from their retained topics at the central broker: no list typed by hand.
+    const switcher = page.getByLabel('Site');
+    await expect
+      .poll(() => switcher.locator('option').allTextContents(), { timeout: 15_000 })
+      .toEqual(['All sites (2)', ...SITES]);
+    for (const site of SITES) await press(sites.get(site) as ConsoleSite);
+    await expect
+      .poll(async () => (await shownEntries(page)).filter((entry) => entry.endsWith('/Panic')).sort(), {
+        timeout: 15_000,
+      })
+      .toEqual(SITES.map((site) => `${site}/Panic`));
+    expect(await page.locator('.banner').textContent()).toMatch(/PANIC at hub and \d+ more/);
+    // One site chosen: only its alerts, only its boxes.
+    await switcher.selectOption('plant-b');
+    expect(new Set((await shownEntries(page)).map((entry) => entry.split('/')[0]))).toEqual(
+      new Set(['plant-b']),
+    );
+    await page.getByRole('link', { name: /Devices/ }).click();
+    await page.getByRole('heading', { name: 'Devices · plant-b' }).waitFor();
+    expect(await page.getByRole('heading', { name: /^Devices · / }).allTextContents()).toEqual([
+      'Devices · plant-b',
+    ]);
+    await switcher.selectOption('*');
+    await expect
+      .poll(() => page.getByRole('heading', { name: /^Devices · / }).allTextContents())
+      .toEqual(SITES.map((site) => `Devices · ${site}`));
+    // Live video stays on the sites: said plainly, and no tile tries to play.
+    await page.getByRole('link', { name: /^Live/ }).click();
+    await page.getByRole('heading', { name: 'Live video stays on the sites' }).waitFor();
+    expect(await page.locator('video, figure.tile').count()).toBe(0);
+  });
+
+  it('an acknowledgement at the centre shows "acknowledged by" its operator at the centre and on the site\'s own console', async () => {
+    const page = await newPage();
+    await consoleLogIn(page, origin, OPERATOR, setup.opsPassword);
+    await page.getByRole('link', { name: /Alerts/ }).click();
+    await page.getByLabel('Site').selectOption('plant-a');
+    const open = page.locator('li.alert[data-site="plant-a"].urgent').first();
+    await open.waitFor({ timeout: 15_000 });
+    const id = await open.getAttribute('data-alert');
+    await open.getByRole('button', { name: 'Acknowledge' }).click();
+    const atCentre = page.locator(`li.alert[data-site="plant-a"][data-alert="${id}"] .acked-by`);
+    await atCentre.waitFor({ timeout: 10_000 });
+    expect(await atCentre.textContent()).toContain(`acknowledged by ${OPERATOR} at the centre`);
+
+    const onSite = await newPage();
+    const plantA = sites.get('plant-a') as ConsoleSite;
+    await consoleLogIn(onSite, plantA.origin, 'ops', ACCOUNTS.ops.password);
+    await onSite.getByRole('link', { name: /Alerts/ }).click();
+    const seen = onSite.locator(`li.alert[data-alert="${id}"] .acked-by`);
+    await seen.waitFor({ timeout: 10_000 });
+    expect(await seen.textContent()).toContain(`acknowledged by ${OPERATOR} at the centre`);
+    // The other site's panic is still open.
+    await page.getByLabel('Site').selectOption('plant-b');
+    expect(await page.locator('li.alert[data-site="plant-b"].urgent').count()).toBeGreaterThan(0);
+  });
+
+  it("a centre account cannot acknowledge in another operator's name", async () => {
+    // The central broker's ACL lets an account write only …/ack/{its own name}: a forged name never
+    // crosses, and the operator's own acknowledgement, sent after it on the same connection, is the first.
+    const client = await setup.ops();
+    const entries = new Map<string, InboxEntryPayload>();
+    client.on('message', (_topic, payload) => {
+      if (payload.length === 0) return;
+      const entry = JSON.parse(payload.toString()) as InboxEntryPayload;
+      entries.set(`${entry.device}/${entry.key}`, entry);
+    });
+    await client.subscribeAsync(`${sitePrefix('plant-b')}/inbox/site/+/+`, { qos: 1 });
+    const open = () => [...entries.values()].find((entry) => entry.alert.kind === 'panic' && !entry.ack);
+    await expect.poll(open, { timeout: 10_000 }).toBeDefined();
+    const entry = open() as InboxEntryPayload;
+    const at = [entry.audience, entry.device, entry.key] as const;
+    await client.publishAsync(topics.inboxAckBy('plant-b', ...at, 'mallory'), '{}', { qos: 1 });
+    await client.publishAsync(topics.inboxAckBy('plant-b', ...at, OPERATOR), '{"note":"on it"}', { qos: 1 });
+    await expect
+      .poll(() => entries.get(`${entry.device}/${entry.key}`)?.ack, { timeout: 10_000 })
+      .toMatchObject({ by: 'centre', operator: OPERATOR, note: 'on it' });
+  });
+
+  it('every request the centre pages made went to the centre console', () => {
+    expect(requested.length).toBeGreaterThan(5);
+    const host = new URL(origin).host;
+    // The one page opened on plant-a's own console went to plant-a's hub.
+    const allowed = new Set([host, new URL(sites.get('plant-a')?.origin ?? origin).host]);
+    const elsewhere = requested.filter(
+      (url) => !url.startsWith('blob:') && !url.startsWith('data:') && !allowed.has(new URL(url).host),
+    );
+    expect(elsewhere).toEqual([]);
+  });
+});
