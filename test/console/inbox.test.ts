@@ -91,6 +91,34 @@ describe('alert inbox', () => {
     expect(inbox.list()).toHaveLength(1);
   });
 
+  it('only the bridge from the centre names a centre operator: a site account that claims one is refused', async () => {
+    const { broker, inbox } = await hub();
+    cleanup.push(
+      () => broker.stop(),
+      () => inbox.stop(),
+    );
+    const [box, ops] = [await connectAs(broker, 'cam-a'), await connectAs(broker, 'console')];
+    cleanup.push(
+      () => box.endAsync(),
+      () => ops.endAsync(),
+    );
+    const seen = await watch(ops, `outpost/v1/${SITE}/inbox/#`);
+    await box.publishAsync(topics.alert(SITE, 'cam-a'), JSON.stringify(alert('p2', 'panic')), { qos: 1 });
+    await until(() => seen.has(entryTopic('site', 'p2')), 'the inbox entry');
+    // Refused (and dropped), then a plain acknowledgement on the same connection: that one is the first.
+    await ops.publishAsync(`${entryTopic('site', 'p2')}/ack`, JSON.stringify({ operator: 'olga' }), {
+      qos: 1,
+    });
+    await ops.publishAsync(`${entryTopic('site', 'p2')}/ack`, '{}', { qos: 1 });
+    await until(
+      () => inboxEntryPayload.parse(JSON.parse(seen.get(entryTopic('site', 'p2')) ?? '')).ack !== null,
+      'the acknowledged entry',
+    );
+    const entry = inboxEntryPayload.parse(JSON.parse(seen.get(entryTopic('site', 'p2')) ?? ''));
+    expect(entry.ack).toMatchObject({ by: 'console', role: 'console' });
+    expect(entry.ack?.operator).toBeUndefined();
+  });
+
   it('survives a hub restart and reaches a console that was away when the alert came', async () => {
     const first = await hub();
     const box = await connectAs(first.broker, 'cam-a');
