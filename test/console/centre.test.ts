@@ -3,10 +3,14 @@
 // hub daemon with its own console and a panic button on a fake pin, bridged to it; and the centre's
 // console (`outpost centre console`'s server) in front of the central broker. Each test is a thing a
 // person at the centre does.
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import mqttPacket, { type Packet } from 'mqtt-packet';
+import WebSocket from 'ws';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfigWith } from '../../daemon/src/config/load.js';
 import { centreConsoleSchema } from '../../daemon/src/config/schema.js';
 import { centreConsole } from '../../daemon/src/console/centre-console.js';
 import type { ConsoleServer } from '../../daemon/src/console/server.js';
@@ -21,8 +25,8 @@ import {
   startConsoleSite,
   type ConsoleSite,
 } from '../support/console-site.js';
-import { testPki } from '../support/pki.js';
 import { freePort, requireBuilt } from '../support/processes.js';
+import { centrePaths } from '../../provisioning/src/centre.js';
 import { bridgeSection, centreWithSites, type CentreSetup } from '../support/sites.js';
 
 const SITES = ['plant-a', 'plant-b'] as const;
@@ -33,6 +37,8 @@ let setup: CentreSetup;
 const sites = new Map<string, ConsoleSite>();
 let centre: ConsoleServer;
 let origin: string;
+/** The centre CA: it signed the central broker's certificate, which the centre console serves too. */
+let centreCa: Buffer;
 let browser: Browser;
 const contexts: BrowserContext[] = [];
 /** Every URL the centre's pages asked for, to check they all go to the centre console. */
@@ -67,19 +73,17 @@ beforeAll(async () => {
   );
   for (const site of SITES)
     sites.set(site, await startConsoleSite({ site, video: false, bridge: bridgeSection(setup, site) }));
-  const pki = testPki();
+  // The console's config as `outpost-provision centre init` wrote it, on a free loopback port.
+  const written = await loadConfigWith(centreConsoleSchema, centrePaths(setup.dir).consoleConf);
   const port = await freePort();
   centre = await centreConsole(
-    centreConsoleSchema.parse({
-      name: 'ops',
-      centralBroker: { url: setup.url, ca: setup.ca },
-      console: { host: '127.0.0.1', port, tls: { cert: pki.serverCert, key: pki.serverKey } },
-    }),
+    { ...written, console: { ...written.console, host: '127.0.0.1', port } },
     pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' }),
   );
   await centre.start();
+  centreCa = readFileSync(setup.ca);
   origin = `https://127.0.0.1:${port}`;
-  browser = await headlessBrowser([centre.spki]);
+  browser = await headlessBrowser([centre.spki, ...[...sites.values()].map((site) => site.spki)]);
 }, 180_000);
 
 afterAll(async () => {
@@ -92,7 +96,7 @@ afterAll(async () => {
 
 describe('the console at the operations centre', () => {
   it('reaches nothing without a login, refuses a wrong password and a site bridge account', async () => {
-    expect(await answersWithoutLogin(origin)).toEqual({
+    expect(await answersWithoutLogin(origin, centreCa)).toEqual({
       session: 401,
       telemetry: 401,
       clips: 401,
@@ -104,6 +108,7 @@ describe('the console at the operations centre', () => {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ username, password }),
+        ca: centreCa,
       });
     const wrong = await login(OPERATOR, 'not-the-password');
     expect(wrong.status).toBe(401);
@@ -115,7 +120,7 @@ describe('the console at the operations centre', () => {
     const bridge = await login(kit.username, (await readFile(kit.passwordFile, 'utf8')).trim());
     expect(bridge.status).toBe(403);
     // The page (the login form) is served with the strict CSP.
-    const index = await hubRequest(`${origin}/`);
+    const index = await hubRequest(`${origin}/`, { ca: centreCa });
     expect(index.headers['content-security-policy']).toContain("connect-src 'self'");
   });
 
@@ -179,6 +184,44 @@ describe('the console at the operations centre', () => {
     // The other site's panic is still open.
     await page.getByLabel('Site').selectOption('plant-b');
     expect(await page.locator('li.alert[data-site="plant-b"].urgent').count()).toBeGreaterThan(0);
+  });
+
+  it("the page's MQTT connection is its login's account at the central broker, whatever its CONNECT says", async () => {
+    const login = await hubRequest(`${origin}/api/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: OPERATOR, password: setup.opsPassword }),
+      ca: centreCa,
+    });
+    const cookie = String(login.headers['set-cookie']).split(';')[0] ?? '';
+    const socket = new WebSocket(`wss://127.0.0.1:${new URL(origin).port}/mqtt`, 'mqtt', {
+      ca: centreCa,
+      headers: { cookie },
+    });
+    const clientId = `spoof-${Date.now().toString(36)}`;
+    const connack = new Promise<Packet>((resolve, reject) => {
+      const parser = mqttPacket.parser();
+      parser.on('packet', resolve);
+      socket.on('message', (data: Buffer) => parser.parse(data));
+      socket.on('error', reject);
+    });
+    await new Promise((resolve) => socket.once('open', resolve));
+    socket.send(
+      mqttPacket.generate({
+        cmd: 'connect',
+        protocolId: 'MQTT',
+        protocolVersion: 4,
+        clean: true,
+        keepalive: 30,
+        clientId,
+        username: 'mallory',
+        password: Buffer.from('anything'),
+      }),
+    );
+    expect(await connack).toMatchObject({ cmd: 'connack', returnCode: 0 });
+    socket.close();
+    // Mosquitto names the account it authenticated: the login's, not the one the CONNECT claimed.
+    expect(setup.centre.log()).toContain(`as ${clientId} (p2, c1, k30, u'${OPERATOR}')`);
   });
 
   it("a centre account cannot acknowledge in another operator's name", async () => {

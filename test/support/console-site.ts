@@ -212,12 +212,17 @@ export function spkiOf(pem: Buffer): string {
 /** An HTTPS request to the hub trusting the test CA; resolves with status, headers and body. */
 export function hubRequest(
   url: string,
-  options: { method?: string; headers?: Record<string, string>; body?: string } = {},
+  /** `ca`: PEM the server's certificate is checked against (default the test PKI's CA). */
+  options: { method?: string; headers?: Record<string, string>; body?: string; ca?: Buffer } = {},
 ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
       url,
-      { method: options.method ?? 'GET', headers: options.headers, ca: readFileSync(testPki().ca) },
+      {
+        method: options.method ?? 'GET',
+        headers: options.headers,
+        ca: options.ca ?? readFileSync(testPki().ca),
+      },
       (response) => {
         let body = '';
         response.on('data', (chunk: Buffer) => (body += chunk.toString()));
@@ -248,12 +253,13 @@ export async function consoleLogIn(
  * What a console at `origin` answers a client without a login: the HTTP status of the session, box
  * health, clips and Janus, and of the MQTT WebSocket's upgrade (101 would be a way in).
  */
-export async function answersWithoutLogin(origin: string): Promise<Record<string, number>> {
+export async function answersWithoutLogin(
+  origin: string,
+  ca: Buffer = readFileSync(testPki().ca),
+): Promise<Record<string, number>> {
   const json = { 'content-type': 'application/json' };
   const mqtt = await new Promise<number>((resolve) => {
-    const socket = new WebSocket(`wss://127.0.0.1:${new URL(origin).port}/mqtt`, 'mqtt', {
-      ca: readFileSync(testPki().ca),
-    });
+    const socket = new WebSocket(`wss://127.0.0.1:${new URL(origin).port}/mqtt`, 'mqtt', { ca });
     socket.on('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0));
     socket.on('open', () => {
       socket.close();
@@ -262,11 +268,11 @@ export async function answersWithoutLogin(origin: string): Promise<Record<string
     socket.on('error', () => resolve(-1));
   });
   return {
-    session: (await hubRequest(`${origin}/api/session`)).status,
-    telemetry: (await hubRequest(`${origin}/api/telemetry`)).status,
-    clips: (await hubRequest(`${origin}/api/clips`)).status,
+    session: (await hubRequest(`${origin}/api/session`, { ca })).status,
+    telemetry: (await hubRequest(`${origin}/api/telemetry`, { ca })).status,
+    clips: (await hubRequest(`${origin}/api/clips`, { ca })).status,
     janus: (
-      await hubRequest(`${origin}/janus`, { method: 'POST', headers: json, body: '{"janus":"create"}' })
+      await hubRequest(`${origin}/janus`, { method: 'POST', headers: json, body: '{"janus":"create"}', ca })
     ).status,
     mqtt,
   };

@@ -16,8 +16,6 @@ export interface CentreSetup {
   opsPassword: string;
   /** Each site's kit: its bridge account and password (or client certificate). */
   kit(site: string): { dir: string; username: string; passwordFile: string; cert: string; key: string };
-  /** The central broker's password listener (mqtts, the centre CA). */
-  url: string;
   /** An MQTT.js client of the central broker as the centre console account (reads every site). */
   ops(extra?: IClientOptions): Promise<MqttClient>;
   stop(): Promise<void>;
@@ -49,7 +47,6 @@ export async function centreWithSites(
     dir,
     centre,
     ca,
-    url: `mqtts://${ip}:${port}`,
     opsPassword: password ?? '',
     kit(site) {
       const kitDir = centrePaths(dir).kit(site);
