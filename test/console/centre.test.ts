@@ -186,6 +186,45 @@ describe('the console at the operations centre', () => {
     expect(await page.locator('li.alert[data-site="plant-b"].urgent').count()).toBeGreaterThan(0);
   });
 
+  it("chat from the centre reaches the chosen site's console and a reply comes back; a command reaches a site's box and its reply comes back", async () => {
+    const page = await newPage();
+    await consoleLogIn(page, origin, OPERATOR, setup.opsPassword);
+    await page.getByRole('link', { name: /Chat/ }).click();
+    // Chat is per site.
+    await page.getByText('Chat is per site: choose a site above.').waitFor();
+    await page.getByLabel('Site').selectOption('plant-a');
+    const onSite = await newPage();
+    const plantA = sites.get('plant-a') as ConsoleSite;
+    await consoleLogIn(onSite, plantA.origin, 'alice', ACCOUNTS.alice.password);
+    await onSite.getByRole('link', { name: /Chat/ }).click();
+    const text = `centre to plant-a ${Date.now()}`;
+    await page.getByLabel('Message to #general').fill(text);
+    await page.getByRole('button', { name: 'Send' }).click();
+    const there = onSite.locator('.messages li', { hasText: text });
+    await there.waitFor({ timeout: 10_000 });
+    expect(await there.locator('.from').textContent()).toContain('centre');
+    expect(await page.locator('.messages li', { hasText: text }).locator('.from').textContent()).toContain(
+      'centre',
+    );
+    const reply = `plant-a to centre ${Date.now()}`;
+    await onSite.getByLabel('Message to #general').fill(reply);
+    await onSite.getByRole('button', { name: 'Send' }).click();
+    const back = page.locator('.messages li', { hasText: reply });
+    await back.waitFor({ timeout: 10_000 });
+    expect(await back.locator('.from').textContent()).toContain('alice');
+    // A command to plant-b's hub crosses down, and the hub's answer comes back up to this page.
+    await page.getByLabel('Site').selectOption('plant-b');
+    await page.getByRole('link', { name: /Devices/ }).click();
+    await page
+      .locator('article.device[data-device="hub"]')
+      .getByRole('button', { name: 'Ask for a clip' })
+      .click();
+    const result = page.locator('article.device[data-device="hub"] .result');
+    await expect
+      .poll(() => result.textContent(), { timeout: 15_000 })
+      .toMatch(/^Clip from hub: (?!.*did not answer)/);
+  });
+
   it("the page's MQTT connection is its login's account at the central broker, whatever its CONNECT says", async () => {
     const login = await hubRequest(`${origin}/api/login`, {
       method: 'POST',
