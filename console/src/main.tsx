@@ -150,7 +150,9 @@ function Console({ session, onLoggedOut }: { session: SessionInfo; onLoggedOut: 
     [session],
   );
   const attention = useMemo(() => new Attention(session.renotifyMinutes * 60_000), [session]);
-  const [page, setPage] = useState<Page>(pageFromHash(link.operator));
+  const [hashPage, setPage] = useState<Page>(pageFromHash(link.operator));
+  // No clip archive at the centre: #/clips opens the inbox there.
+  const page = session.centre && hashPage === 'clips' ? 'alerts' : hashPage;
   // At the centre: every site (ALL) or one; on a hub, its own site.
   const [chosen, setChosen] = useState(session.centre ? ALL : session.site);
   useSite(link);

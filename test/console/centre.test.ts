@@ -22,6 +22,7 @@ import {
   answersWithoutLogin,
   consoleLogIn,
   hubRequest,
+  pageProblems,
   startConsoleSite,
   type ConsoleSite,
 } from '../support/console-site.js';
@@ -159,6 +160,12 @@ describe('the console at the operations centre', () => {
     await page.getByRole('link', { name: /^Live/ }).click();
     await page.getByRole('heading', { name: 'Live video stays on the sites' }).waitFor();
     expect(await page.locator('video, figure.tile').count()).toBe(0);
+    // On a 360 px phone too, no page scrolls sideways, and axe finds no serious or critical problem.
+    await page.setViewportSize({ width: 360, height: 740 });
+    for (const name of ['Live', 'Alerts', 'Chat', 'Devices']) {
+      await page.getByRole('link', { name: new RegExp(`^${name}`) }).click();
+      expect(await pageProblems(page), name).toEqual({ overflow: 0, violations: [] });
+    }
   });
 
   it('an acknowledgement at the centre shows "acknowledged by" its operator at the centre and on the site\'s own console', async () => {

@@ -1,8 +1,6 @@
 // The site console in a real browser (Debian's Chromium through playwright-core) against a real site:
 // the hub daemon (app.ts: broker, cameras, inbox, console server; panic button on a fake pin), Debian's
 // Janus, and a camera box (the built CLI) with its own camera. Each test is a thing a person does.
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { headlessBrowser } from '../support/chromium.js';
@@ -11,13 +9,11 @@ import {
   answersWithoutLogin,
   consoleLogIn,
   hubRequest,
+  pageProblems,
   startConsoleSite,
   type ConsoleSite,
 } from '../support/console-site.js';
 import { requireBuilt } from '../support/processes.js';
-
-const require = createRequire(import.meta.url);
-const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 let site: ConsoleSite;
 let browser: Browser;
@@ -323,14 +319,8 @@ describe('site console', () => {
     const page = await newPage({ width: 360, height: 740 });
     await page.goto(`${site.origin}/`);
     const check = async (what: string) => {
-      const overflow = await page.evaluate<number>(
-        'document.documentElement.scrollWidth - document.documentElement.clientWidth',
-      );
+      const { overflow, violations } = await pageProblems(page);
       expect(overflow, `${what} scrolls sideways`).toBeLessThanOrEqual(0);
-      await page.evaluate(AXE);
-      const violations = await page.evaluate<string[]>(`axe.run(document).then((result) => result.violations
-        .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-        .map((v) => v.id + ' (' + v.impact + ', ' + v.nodes.map((n) => n.target.join(' ')).join('; ') + ')'))`);
       expect(violations, what).toEqual([]);
     };
     await page.getByLabel('User name').waitFor();

@@ -4,6 +4,7 @@
 // uplink to the hub over TLS, its camera on the same Janus), and the accounts `ops` (console) and
 // `alice` (staff). Everything on 127.0.0.1 with free ports.
 import { createHash, X509Certificate } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
@@ -276,4 +277,18 @@ export async function answersWithoutLogin(
     ).status,
     mqtt,
   };
+}
+
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/** How far the page scrolls sideways (px, > 0 is a problem) and axe-core's serious or critical findings. */
+export async function pageProblems(page: Page): Promise<{ overflow: number; violations: string[] }> {
+  const overflow = await page.evaluate<number>(
+    'document.documentElement.scrollWidth - document.documentElement.clientWidth',
+  );
+  await page.evaluate(AXE);
+  const violations = await page.evaluate<string[]>(`axe.run(document).then((result) => result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => v.id + ' (' + v.impact + ', ' + v.nodes.map((n) => n.target.join(' ')).join('; ') + ')'))`);
+  return { overflow, violations };
 }
