@@ -10,34 +10,19 @@ import {
   type IClientOptions,
   type MqttClient,
 } from 'mqtt';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LOCAL_ADMIN } from '../../daemon/src/mqtt/local-admin.js';
-import {
-  connectAs,
-  mosquittoTls,
-  PEOPLE,
-  readPem,
-  recordingLogger,
-  run,
-  SITE,
-  startTestBroker,
-  type TestBroker,
-} from '../support/broker.js';
+import { connectAs, mosquittoTls, PEOPLE, readPem, recordingLogger, run, SITE } from '../support/broker.js';
+import { brokerPerTest } from '../support/per-test.js';
 import { testPki } from '../support/pki.js';
 import { until } from '../support/processes.js';
 
 const P = `outpost/v1/${SITE}`;
-let hub: TestBroker | undefined;
-const clients: MqttClient[] = [];
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((client) => client.endAsync(true)));
-  await hub?.stop();
-  hub = undefined;
-});
+const perTest = brokerPerTest();
+const { clients } = perTest;
 
 async function client(name: string, extra = {}, transport: 'mqtts' | 'wss' = 'mqtts'): Promise<MqttClient> {
-  if (!hub) throw new Error('no broker');
+  const { hub } = perTest;
   const made = await connectAs(hub, name, extra, transport);
   clients.push(made);
   return made;
@@ -69,7 +54,7 @@ async function connectWithInbox(
   name: string,
   extra: IClientOptions,
 ): Promise<{ client: MqttClient; seen: string[]; sessionPresent: boolean }> {
-  if (!hub) throw new Error('no broker');
+  const { hub } = perTest;
   const made = connect(`mqtts://127.0.0.1:${hub.mqttsPort}`, {
     ca: [readPem(testPki().ca)],
     username: name,
@@ -164,7 +149,7 @@ async function chatPair(): Promise<{ alice: MqttClient; delivered: (count: numbe
 
 /** MQTT.js over TLS with a client certificate and no password. */
 function withCertificate(files: { cert: string; key: string }): Promise<MqttClient> {
-  if (!hub) throw new Error('no broker');
+  const { hub } = perTest;
   return connectAsync(`mqtts://127.0.0.1:${hub.mqttsPort}`, {
     ca: [readPem(testPki().ca)],
     cert: readPem(files.cert),
@@ -180,7 +165,7 @@ function closed(mqtt: MqttClient): Promise<void> {
 
 describe('embedded broker: authentication', () => {
   it('mosquitto_pub and mosquitto_sub with the site CA and a password carry a retained message over TLS', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const topic = `${P}/cam-a/status`;
     const published = await run('mosquitto_pub', [
       ...mosquittoTls(hub, 'cam-a'),
@@ -208,7 +193,7 @@ describe('embedded broker: authentication', () => {
   });
 
   it('a wrong password, an unknown user and no credentials are refused', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     for (const args of [
       mosquittoTls(hub, 'cam-a', 'wrong'),
       mosquittoTls(hub, 'mallory', 'pw-cam-a'),
@@ -222,7 +207,7 @@ describe('embedded broker: authentication', () => {
   });
 
   it('a client certificate signed by the site CA authenticates its CN; one from another CA does not', async () => {
-    hub = await startTestBroker();
+    await perTest.start();
     const pki = testPki();
     const viaCert = await withCertificate(pki.client('console'));
     clients.push(viaCert);
@@ -233,7 +218,7 @@ describe('embedded broker: authentication', () => {
   });
 
   it('TLS below 1.2 is refused', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const port = hub.mqttsPort;
     const outcome = await new Promise<string>((resolve) => {
       const socket = tlsConnect({
@@ -253,7 +238,7 @@ describe('embedded broker: authentication', () => {
   });
 
   it('the local-admin credential works on loopback only, and its file is 0600', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const file = hub.broker.localAdminFile;
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     const password = (await readFile(file, 'utf8')).trim();
@@ -286,7 +271,7 @@ describe('embedded broker: authentication', () => {
   });
 
   it("a client id in another identity's namespace is rejected (0x02), so nobody can take over a session", async () => {
-    hub = await startTestBroker();
+    await perTest.start();
     await client('cam-a', { clientId: 'cam-a' });
     await expect(client('cam-b', { clientId: 'cam-a' })).rejects.toThrow(/Identifier rejected/i);
     await expect(client('cam-b', { clientId: 'cam-a.tool' })).rejects.toThrow(/Identifier rejected/i);
@@ -300,7 +285,7 @@ describe('embedded broker: authentication', () => {
 
 describe('embedded broker: ACL', () => {
   it('a device cannot publish under another device prefix; the publish is dropped and it stays connected', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const consoleClient = await client('console');
     const seen = inbox(consoleClient);
     await consoleClient.subscribeAsync(`${P}/#`, { qos: 1 });
@@ -314,7 +299,7 @@ describe('embedded broker: ACL', () => {
   });
 
   it('a device cannot subscribe to #, $SYS/# or another device; it may subscribe to its own cmd and chat', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const camA = await client('cam-a');
     const granted = await grants(camA, [
       '#',
@@ -329,7 +314,7 @@ describe('embedded broker: ACL', () => {
   });
 
   it('the console reads the whole site and commands devices; staff only chat', async () => {
-    hub = await startTestBroker();
+    await perTest.start();
     const consoleClient = await client('console');
     expect(await grants(consoleClient, [`${P}/#`, '#'])).toEqual([1, 128]);
     const camA = await client('cam-a');
@@ -342,7 +327,7 @@ describe('embedded broker: ACL', () => {
   });
 
   it('chat is stamped with the authenticated sender and the broker clock; a forged sender is overwritten', async () => {
-    hub = await startTestBroker();
+    await perTest.start();
     const reader = await client('console');
     const seen = inbox(reader);
     await reader.subscribeAsync(`${P}/chat/#`, { qos: 1 });
@@ -372,7 +357,7 @@ describe('embedded broker: ACL', () => {
     expect(messages[0]?.at).toBeGreaterThanOrEqual(before);
   });
   it('keeps the last messages per channel as retained history that survives a restart and cannot be forged', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const alice = await client('alice');
     for (const text of ['one', 'two', 'three']) await alice.publishAsync(`${P}/chat/ops`, text, { qos: 1 });
     await alice.publishAsync(`${P}/chat/ops/history`, JSON.stringify([{ from: 'root', text: 'forged' }]), {
@@ -397,7 +382,7 @@ describe('embedded broker: ACL', () => {
 
 describe('embedded broker: stamping hooks', () => {
   it('a second stamping hook is one more registration: its topics are stamped with the sender, others are not', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     // An alert acknowledgement, as the console would send it: who acknowledged comes from the login.
     hub.broker.addStamp({
       name: 'ack',
@@ -428,7 +413,7 @@ describe('embedded broker: stamping hooks', () => {
 
 describe('embedded broker: chat history bounds', () => {
   it('a burst of chat rewrites the retained history at most once a second, ending with all of it', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const reader = await client('console');
     const histories: Array<Array<{ text: string }>> = [];
     reader.on('message', (topic, payload) => {
@@ -456,7 +441,7 @@ describe('embedded broker: chat history bounds', () => {
   });
 
   it('a message opening a channel beyond broker.chatChannels is refused; known channels carry on', async () => {
-    hub = await startTestBroker({ broker: { chatChannels: 2 } });
+    const hub = await perTest.start({ broker: { chatChannels: 2 } });
     const { alice, delivered } = await chatPair();
     for (const channel of ['one', 'two', 'three', 'one']) {
       await alice.publishAsync(`${P}/chat/${channel}`, `on ${channel}`, { qos: 1 });
@@ -467,7 +452,7 @@ describe('embedded broker: chat history bounds', () => {
   });
 
   it('a new channel takes the place of one quiet for broker.chatChannelIdleSeconds, and its history goes', async () => {
-    hub = await startTestBroker({ broker: { chatChannels: 2, chatChannelIdleSeconds: 2 } });
+    const hub = await perTest.start({ broker: { chatChannels: 2, chatChannelIdleSeconds: 2 } });
     const { alice, delivered } = await chatPair();
     await alice.publishAsync(`${P}/chat/one`, 'on one', { qos: 1 });
     await new Promise((resolve) => setTimeout(resolve, 2300));
@@ -492,7 +477,7 @@ describe('embedded broker: chat history bounds', () => {
 
 describe('embedded broker: review findings', () => {
   it('an empty topic level cannot smuggle unstamped chat, and chat and commands are never retained', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const reader = await client('console');
     const seen = inbox(reader);
     await reader.subscribeAsync(`${P}/#`, { qos: 1 });
@@ -517,7 +502,7 @@ describe('embedded broker: review findings', () => {
   });
 
   it('a last will on a topic the client may not publish to is refused at connect', async () => {
-    hub = await startTestBroker();
+    await perTest.start();
     await expect(
       client('alice', {
         will: { topic: `${P}/cam-a/status`, payload: Buffer.from('online'), qos: 1, retain: true },
@@ -529,7 +514,7 @@ describe('embedded broker: review findings', () => {
   });
 
   it('a publish sent right before DISCONNECT and FIN is still delivered', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const reader = await client('console');
     const seen = inbox(reader);
     await reader.subscribeAsync(`${P}/cam-a/alert`, { qos: 1 });
@@ -572,7 +557,7 @@ describe('embedded broker: review findings', () => {
 
 describe('embedded broker: listeners and limits', () => {
   it('serves MQTT over secure WebSocket for browser consoles', async () => {
-    hub = await startTestBroker();
+    await perTest.start();
     const viaWs = await client('console', {}, 'wss');
     const seen = inbox(viaWs);
     await viaWs.subscribeAsync(`${P}/+/telemetry`, { qos: 1 });
@@ -583,7 +568,7 @@ describe('embedded broker: listeners and limits', () => {
   });
 
   it('a packet over the size limit disconnects its sender; the broker serves the next client', async () => {
-    hub = await startTestBroker({ limits: { maxPacketBytes: 4096 } });
+    const hub = await perTest.start({ limits: { maxPacketBytes: 4096 } });
     const camA = await client('cam-a');
     const gone = closed(camA);
     camA.publish(`${P}/cam-a/telemetry`, Buffer.alloc(10_000, 1), { qos: 0 });
@@ -594,7 +579,7 @@ describe('embedded broker: listeners and limits', () => {
   });
 
   it('malformed bytes on the socket drop that connection only', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const watcher = await client('console');
     const port = hub.mqttsPort;
     const ended = await new Promise<string>((resolve) => {
@@ -621,7 +606,7 @@ describe('embedded broker: listeners and limits', () => {
   });
 
   it('a client over its publish rate is disconnected; others keep going', async () => {
-    hub = await startTestBroker({ limits: { maxPublishRate: 20 } });
+    const hub = await perTest.start({ limits: { maxPublishRate: 20 } });
     const flooder = await client('cam-a');
     const gone = closed(flooder);
     for (let i = 0; i < 200; i += 1) flooder.publish(`${P}/cam-a/telemetry`, String(i), { qos: 0 });
@@ -633,7 +618,7 @@ describe('embedded broker: listeners and limits', () => {
 
   it('survives a flood queued behind a subscriber that stops reading and then leaves', async () => {
     // 100 clients log in at once: all of them wait for their password check rather than being shed.
-    hub = await startTestBroker({ limits: { maxPublishRate: 100_000, loginQueue: 200 } });
+    const hub = await perTest.start({ limits: { maxPublishRate: 100_000, loginQueue: 200 } });
     // A subscriber that never reads: its socket fills, Aedes's delivery slots fill, messages queue.
     const stuck = await client('console');
     await stuck.subscribeAsync(`${P}/+/telemetry`, { qos: 0 });
@@ -659,7 +644,7 @@ describe('embedded broker: listeners and limits', () => {
   });
 
   it('a standard client with keep-alive 0, or any keep-alive up to 65535, connects over TLS and WSS', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     for (const keepalive of [0, 3600, 65535]) {
       const made = await client('cam-a', { keepalive });
       await made.publishAsync(`${P}/cam-a/telemetry`, '{}', { qos: 1 });
@@ -679,7 +664,7 @@ describe('embedded broker: listeners and limits', () => {
   });
 
   it('every accepted connection is probed by TCP keep-alive after broker.limits.tcpKeepAliveSeconds of silence', async () => {
-    hub = await startTestBroker({ limits: { tcpKeepAliveSeconds: 45 } });
+    await perTest.start({ limits: { tcpKeepAliveSeconds: 45 } });
     const silent = await client('cam-a', { keepalive: 0 });
     const local = (silent.stream as unknown as { localPort?: number }).localPort;
     // The broker's end of the connection (its peer is this client's port), as the kernel reports it.
@@ -690,7 +675,7 @@ describe('embedded broker: listeners and limits', () => {
 
 describe('embedded broker: login floods', () => {
   it('a flood of bad logins is shed beyond a few scrypt checks at a time; a good client still gets in', async () => {
-    hub = await startTestBroker({ limits: { loginConcurrency: 2, loginQueue: 8 } });
+    const hub = await perTest.start({ limits: { loginConcurrency: 2, loginQueue: 8 } });
     const port = hub.tcpPort;
     const flood = Array.from({ length: 300 }, (_, i) =>
       rawLogin(port, i % 2 ? 'cam-a' : `nobody-${i}`, 'wrong'),
@@ -727,7 +712,7 @@ describe('embedded broker: login floods', () => {
   });
 
   it('logins are checked in turn by address: a client beside a flood from another address is not shed or held up', async () => {
-    hub = await startTestBroker({ limits: { loginConcurrency: 2, loginQueue: 16 } });
+    const hub = await perTest.start({ limits: { loginConcurrency: 2, loginQueue: 16 } });
     const port = hub.tcpPort;
     const flood = Array.from({ length: 300 }, (_, i) => rawLogin(port, `nobody-${i}`, 'wrong'));
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -765,7 +750,7 @@ describe('embedded broker: login floods', () => {
   });
 
   it('an address that keeps failing on a LAN listener backs off; loopback and other addresses are not held up', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     for (let i = 0; i < 5; i += 1) {
       await expect(connectAs(hub, 'cam-a', { password: 'wrong' })).rejects.toThrow(/Not authorized/i);
     }
@@ -787,7 +772,7 @@ describe('embedded broker: login floods', () => {
 
 describe('embedded broker: identities reload', () => {
   it('a revoked identity is disconnected on reload and refused after; other clients stay', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const camA = await client('cam-a');
     const camB = await client('cam-b');
     const gone = closed(camB);
@@ -800,7 +785,7 @@ describe('embedded broker: identities reload', () => {
   });
 
   it("a demoted console's persistent session receives nothing it may no longer read, queued or new", async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     await leaveSession('console', 'console', `${P}/#`);
     const camA = await client('cam-a');
     await camA.publishAsync(`${P}/cam-a/alert`, 'queued before the reload', { qos: 1 });
@@ -818,7 +803,7 @@ describe('embedded broker: identities reload', () => {
   });
 
   it('identities changed while the broker was down are applied to persisted sessions at start', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     await leaveSession('console', 'console', `${P}/#`);
     await hub.broker.stop();
     await hub.writeIdentities({ ...PEOPLE, console: { role: 'staff', password: 'pw-console' } });
@@ -834,7 +819,7 @@ describe('embedded broker: identities reload', () => {
   });
 
   it("a removed identity's persisted session is forgotten: queue and subscriptions do not come back with it", async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     await leaveSession('cam-b', 'cam-b.session', `${P}/chat/#`);
     const alice = await client('alice');
     await alice.publishAsync(`${P}/chat/ops`, 'queued for cam-b', { qos: 1 });
@@ -855,7 +840,7 @@ describe('embedded broker: identities reload', () => {
 
   it('a clean stop does not call the wills of its own clients ones of an earlier broker run', async () => {
     const { log, lines } = recordingLogger();
-    hub = await startTestBroker({ log });
+    const hub = await perTest.start({ log });
     // The hub's own uplink: connected with a last will when the broker stops under it.
     await client('cam-a', {
       clientId: 'cam-a.uplink',
@@ -873,7 +858,7 @@ describe('embedded broker: identities reload', () => {
   });
 
   it('a broken identities file on reload keeps the identities in force', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const { writeFile } = await import('node:fs/promises');
     await writeFile(hub.identitiesFile, '{"version": 1, "site": "plant", "identities": [{"name": "x"');
     await hub.broker.reloadIdentities();
