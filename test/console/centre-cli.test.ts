@@ -16,7 +16,14 @@ describe('outpost centre console', () => {
     const file = centrePaths(dir).consoleConf;
     const port = await freePort();
     const config = parse(await readFile(file, 'utf8')) as { console: Record<string, unknown> };
-    await writeFile(file, stringify({ ...config, console: { ...config.console, host: '127.0.0.1', port } }));
+    await writeFile(
+      file,
+      stringify({
+        ...config,
+        dataDir: await tempDir('outpost-centre-console-'),
+        console: { ...config.console, host: '127.0.0.1', port },
+      }),
+    );
     const run = runCli(['centre', 'console', '--config', file]);
     const line = await run.waitForLog(
       (entry) => String(entry.msg).startsWith('centre console: open'),

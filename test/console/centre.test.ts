@@ -11,7 +11,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfigWith } from '../../daemon/src/config/load.js';
-import { centreConsoleSchema } from '../../daemon/src/config/schema.js';
+import { centreConsoleSchema, type CentreConsoleConfig } from '../../daemon/src/config/schema.js';
 import { centreConsole } from '../../daemon/src/console/centre-console.js';
 import type { ConsoleServer } from '../../daemon/src/console/server.js';
 import type { InboxEntryPayload } from '../../daemon/src/mqtt/contract.js';
@@ -26,7 +26,7 @@ import {
   startConsoleSite,
   type ConsoleSite,
 } from '../support/console-site.js';
-import { freePort, requireBuilt } from '../support/processes.js';
+import { freePort, requireBuilt, tempDir } from '../support/processes.js';
 import { centrePaths } from '../../provisioning/src/centre.js';
 import { bridgeSection, centreWithSites, type CentreSetup } from '../support/sites.js';
 
@@ -37,6 +37,7 @@ const OPERATOR = 'olga';
 let setup: CentreSetup;
 const sites = new Map<string, ConsoleSite>();
 let centre: ConsoleServer;
+let centreConfig: CentreConsoleConfig;
 let origin: string;
 /** The centre CA: it signed the central broker's certificate, which the centre console serves too. */
 let centreCa: Buffer;
@@ -77,10 +78,12 @@ beforeAll(async () => {
   // The console's config as `outpost-provision centre init` wrote it, on a free loopback port.
   const written = await loadConfigWith(centreConsoleSchema, centrePaths(setup.dir).consoleConf);
   const port = await freePort();
-  centre = await centreConsole(
-    { ...written, console: { ...written.console, host: '127.0.0.1', port } },
-    pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' }),
-  );
+  centreConfig = {
+    ...written,
+    dataDir: await tempDir('outpost-centre-console-'),
+    console: { ...written.console, host: '127.0.0.1', port },
+  };
+  centre = await centreConsole(centreConfig, pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' }));
   await centre.start();
   centreCa = readFileSync(setup.ca);
   origin = `https://127.0.0.1:${port}`;
@@ -290,6 +293,21 @@ describe('the console at the operations centre', () => {
     await expect
       .poll(() => entries.get(`${entry.device}/${entry.key}`)?.ack, { timeout: 10_000 })
       .toMatchObject({ by: 'centre', operator: OPERATOR, note: 'on it' });
+  });
+
+  it('a restart of the centre console ends its logins: it keeps no password on disk', async () => {
+    const login = await hubRequest(`${origin}/api/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: OPERATOR, password: setup.opsPassword }),
+      ca: centreCa,
+    });
+    const cookie = { cookie: String(login.headers['set-cookie']).split(';')[0] ?? '' };
+    expect((await hubRequest(`${origin}/api/session`, { headers: cookie, ca: centreCa })).status).toBe(200);
+    await centre.stop();
+    centre = await centreConsole(centreConfig, pino({ level: 'silent' }));
+    await centre.start();
+    expect((await hubRequest(`${origin}/api/session`, { headers: cookie, ca: centreCa })).status).toBe(401);
   });
 
   it('every request the centre pages made went to the centre console', () => {

@@ -12,12 +12,20 @@ import {
 } from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import { LOCAL_ADMIN } from '../../daemon/src/mqtt/local-admin.js';
-import { connectAs, mosquittoTls, PEOPLE, readPem, recordingLogger, run, SITE } from '../support/broker.js';
+import {
+  connectAs,
+  connectPacket,
+  mosquittoTls,
+  P,
+  PEOPLE,
+  readPem,
+  recordingLogger,
+  run,
+} from '../support/broker.js';
 import { brokerPerTest } from '../support/per-test.js';
 import { testPki } from '../support/pki.js';
 import { until } from '../support/processes.js';
 
-const P = `outpost/v1/${SITE}`;
 const perTest = brokerPerTest();
 const { clients } = perTest;
 
@@ -33,6 +41,14 @@ function inbox(mqtt: MqttClient): string[] {
   const lines: string[] = [];
   mqtt.on('message', (topic, payload) => lines.push(`${topic} ${payload.toString()}`));
   return lines;
+}
+
+/** What the console account receives, subscribed at QoS 1 to `filter`. */
+async function consoleReading(filter: string | string[]): Promise<string[]> {
+  const reader = await client('console');
+  const seen = inbox(reader);
+  await reader.subscribeAsync(filter, { qos: 1 });
+  return seen;
 }
 
 /** The QoS granted per filter (128 = refused). MQTT.js rejects a SUBACK with any 128, keeping the packet. */
@@ -81,16 +97,7 @@ async function rawLogin(port: number, username: string, password: string): Promi
   socket.on('data', (chunk: Buffer) => parser.parse(chunk));
   socket.on('error', () => undefined);
   socket.write(
-    mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      clientId: `flood-${Math.random().toString(16).slice(2)}`,
-      keepalive: 30,
-      username,
-      password: Buffer.from(password),
-    }),
+    mqttPacket.generate(connectPacket(`flood-${Math.random().toString(16).slice(2)}`, username, password)),
   );
   return new Promise((resolve) => {
     const timer = setTimeout(() => socket.destroy(), 30_000);
@@ -135,9 +142,7 @@ async function backUntilMarker(
  * more, for one too many to show) and gives their topics in order.
  */
 async function chatPair(): Promise<{ alice: MqttClient; delivered: (count: number) => Promise<string[]> }> {
-  const reader = await client('console');
-  const seen = inbox(reader);
-  await reader.subscribeAsync(`${P}/chat/+`, { qos: 1 });
+  const seen = await consoleReading(`${P}/chat/+`);
   const alice = await client('alice');
   const delivered = async (count: number): Promise<string[]> => {
     await until(() => seen.length === count, 5000, `${count} chat messages`);
@@ -167,27 +172,11 @@ describe('embedded broker: authentication', () => {
   it('mosquitto_pub and mosquitto_sub with the site CA and a password carry a retained message over TLS', async () => {
     const hub = await perTest.start();
     const topic = `${P}/cam-a/status`;
-    const published = await run('mosquitto_pub', [
-      ...mosquittoTls(hub, 'cam-a'),
-      '-t',
-      topic,
-      '-m',
-      'online',
-      '-r',
-      '-q',
-      '1',
-    ]);
+    const retainedOnline = ['-t', topic, '-m', 'online', '-r', '-q', '1'];
+    const published = await run('mosquitto_pub', [...mosquittoTls(hub, 'cam-a'), ...retainedOnline]);
     expect(published.code, published.stderr).toBe(0);
-    const received = await run('mosquitto_sub', [
-      ...mosquittoTls(hub, 'console'),
-      '-t',
-      topic,
-      '-C',
-      '1',
-      '-W',
-      '5',
-      '-v',
-    ]);
+    const oneMessage = ['-t', topic, '-C', '1', '-W', '5', '-v'];
+    const received = await run('mosquitto_sub', [...mosquittoTls(hub, 'console'), ...oneMessage]);
     expect(received.code, received.stderr).toBe(0);
     expect(received.stdout.trim()).toBe(`${topic} online`);
   });
@@ -286,9 +275,7 @@ describe('embedded broker: authentication', () => {
 describe('embedded broker: ACL', () => {
   it('a device cannot publish under another device prefix; the publish is dropped and it stays connected', async () => {
     const hub = await perTest.start();
-    const consoleClient = await client('console');
-    const seen = inbox(consoleClient);
-    await consoleClient.subscribeAsync(`${P}/#`, { qos: 1 });
+    const seen = await consoleReading(`${P}/#`);
     const camA = await client('cam-a');
     await camA.publishAsync(`${P}/cam-b/alert`, 'forged', { qos: 1 });
     await camA.publishAsync(`${P}/cam-a/alert`, 'genuine', { qos: 1 });
@@ -328,9 +315,7 @@ describe('embedded broker: ACL', () => {
 
   it('chat is stamped with the authenticated sender and the broker clock; a forged sender is overwritten', async () => {
     await perTest.start();
-    const reader = await client('console');
-    const seen = inbox(reader);
-    await reader.subscribeAsync(`${P}/chat/#`, { qos: 1 });
+    const seen = await consoleReading(`${P}/chat/#`);
     const alice = await client('alice');
     const before = Date.now();
     await alice.publishAsync(
@@ -365,9 +350,7 @@ describe('embedded broker: ACL', () => {
     });
     await hub.restart();
     clients.splice(0);
-    const reader = await client('console');
-    const seen = inbox(reader);
-    await reader.subscribeAsync(`${P}/chat/ops/history`, { qos: 1 });
+    const seen = await consoleReading(`${P}/chat/ops/history`);
     await until(() => seen.length === 1, 5000, 'the retained history');
     const history = JSON.parse(seen[0]?.slice(seen[0].indexOf(' ') + 1) ?? '[]') as Array<{
       from: string;
@@ -433,9 +416,7 @@ describe('embedded broker: chat history bounds', () => {
     await alice.publishAsync(`${P}/chat/ops`, 'just before the restart', { qos: 1 });
     await hub.restart();
     clients.splice(0);
-    const late = await client('console');
-    const lateSeen = inbox(late);
-    await late.subscribeAsync(`${P}/chat/ops/history`, { qos: 1 });
+    const lateSeen = await consoleReading(`${P}/chat/ops/history`);
     await until(() => lateSeen.length === 1, 5000, 'the retained history');
     expect(lateSeen[0]).toContain('just before the restart');
   });
@@ -463,9 +444,7 @@ describe('embedded broker: chat history bounds', () => {
     expect(await delivered(3)).toEqual([`${P}/chat/one`, `${P}/chat/two`, `${P}/chat/three`]);
     expect(hub.broker.counters.refusedPublish).toBe(1);
     // The retained history of `one` is gone with it; the others keep theirs.
-    const late = await client('console');
-    const lateSeen = inbox(late);
-    await late.subscribeAsync(`${P}/chat/+/history`, { qos: 1 });
+    const lateSeen = await consoleReading(`${P}/chat/+/history`);
     await until(() => lateSeen.length === 2, 5000, 'two retained histories');
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(lateSeen.map((line) => line.split(' ')[0]).sort()).toEqual([
@@ -478,9 +457,7 @@ describe('embedded broker: chat history bounds', () => {
 describe('embedded broker: review findings', () => {
   it('an empty topic level cannot smuggle unstamped chat, and chat and commands are never retained', async () => {
     const hub = await perTest.start();
-    const reader = await client('console');
-    const seen = inbox(reader);
-    await reader.subscribeAsync(`${P}/#`, { qos: 1 });
+    const seen = await consoleReading(`${P}/#`);
     const alice = await client('alice');
     const forged = JSON.stringify({ id: 'x', from: 'root', role: 'admin', text: 'evacuate', at: 1 });
     await alice.publishAsync(`${P}/chat/`, forged, { qos: 1, retain: true });
@@ -493,9 +470,7 @@ describe('embedded broker: review findings', () => {
     expect(seen.filter((line) => line.includes('evacuate') || line.includes('bad channel'))).toEqual([]);
     expect(hub.broker.counters.refusedPublish).toBe(2);
     // A late subscriber gets the chat history, but no retained chat message or command.
-    const late = await client('console');
-    const lateSeen = inbox(late);
-    await late.subscribeAsync([`${P}/chat/+`, `${P}/+/cmd/#`, `${P}/chat/ops/history`], { qos: 1 });
+    const lateSeen = await consoleReading([`${P}/chat/+`, `${P}/+/cmd/#`, `${P}/chat/ops/history`]);
     await until(() => lateSeen.length > 0, 5000, 'the retained history');
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(lateSeen.map((line) => line.split(' ')[0])).toEqual([`${P}/chat/ops/history`]);
@@ -515,26 +490,13 @@ describe('embedded broker: review findings', () => {
 
   it('a publish sent right before DISCONNECT and FIN is still delivered', async () => {
     const hub = await perTest.start();
-    const reader = await client('console');
-    const seen = inbox(reader);
-    await reader.subscribeAsync(`${P}/cam-a/alert`, { qos: 1 });
+    const seen = await consoleReading(`${P}/cam-a/alert`);
     const mqttPacket = (await import('mqtt-packet')).default;
     const { createConnection } = await import('node:net');
     const socket = createConnection({ host: '127.0.0.1', port: hub.tcpPort });
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
     const connack = new Promise<void>((resolve) => socket.once('data', () => resolve()));
-    socket.write(
-      mqttPacket.generate({
-        cmd: 'connect',
-        protocolId: 'MQTT',
-        protocolVersion: 4,
-        clean: true,
-        clientId: 'cam-a.burst',
-        keepalive: 30,
-        username: 'cam-a',
-        password: Buffer.from(PEOPLE['cam-a']?.password ?? ''),
-      }),
-    );
+    socket.write(mqttPacket.generate(connectPacket('cam-a.burst', 'cam-a')));
     await connack;
     // PUBLISH, DISCONNECT and FIN in one burst, as a short-lived sender does.
     socket.end(

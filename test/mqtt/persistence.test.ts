@@ -3,17 +3,23 @@
 // acknowledge and drop a QoS 2 message (GHSA-p8r9-qf8w-p73r).
 import { writeFile } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connectListening, identitiesJson, PEOPLE, SITE } from '../support/broker.js';
+import {
+  connectListening,
+  connectPacket,
+  hubDataDir,
+  identitiesJson,
+  P,
+  PEOPLE,
+  SITE,
+} from '../support/broker.js';
 import { brokerPerTest } from '../support/per-test.js';
-import { freePort, runCli, tempDir, until, writeTemp, type Run } from '../support/processes.js';
+import { freePort, runCli, until, writeTemp, type Run } from '../support/processes.js';
 
-const P = `outpost/v1/${SITE}`;
 const perTest = brokerPerTest();
-const { clients } = perTest;
+const clients = perTest.clients;
 let daemon: Run | undefined;
 
 afterEach(async () => {
@@ -37,9 +43,7 @@ async function loopbackClient(port: number, name: string, extra = {}): Promise<M
 
 /** A hub daemon (the built CLI) on loopback with the test identities; `start()` runs it until it is up. */
 async function hubDaemon() {
-  const dataDir = await tempDir('outpost-data-');
-  const identitiesFile = join(dataDir, 'identities.json');
-  await writeFile(identitiesFile, await identitiesJson(PEOPLE));
+  const { dataDir, identitiesFile } = await hubDataDir();
   const port = await freePort();
   const config = await writeTemp(
     'outpost.yaml',
@@ -191,16 +195,7 @@ async function rawSession(port: number): Promise<{
     },
   };
   await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-  await session.send({
-    cmd: 'connect',
-    protocolId: 'MQTT',
-    protocolVersion: 4,
-    clean: true,
-    clientId: 'cam-a.raw',
-    keepalive: 30,
-    username: 'cam-a',
-    password: Buffer.from(PEOPLE['cam-a']?.password ?? ''),
-  });
+  await session.send({ ...connectPacket('cam-a.raw', 'cam-a') });
   await session.expect('connack');
   return session;
 }

@@ -152,9 +152,13 @@ export class CentralBroker implements ConsoleBroker {
     stream.on('data', onData);
   }
 
-  /** Mosquitto decides at every CONNECT: a revoked account's page fails at its next connection. */
-  hasIdentity(): boolean {
-    return true;
+  /**
+   * A login is live while this server holds its password: in memory only, so a login restored from
+   * the sessions file after a restart is not (the operator logs in again). Revocation is Mosquitto's:
+   * a revoked account's page fails at its next connection.
+   */
+  hasIdentity(identity: Identity): boolean {
+    return this.passwords.has(identity);
   }
 
   private dial(): Socket {
