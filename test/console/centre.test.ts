@@ -67,6 +67,17 @@ async function shownEntries(page: Page): Promise<string[]> {
     li.getAttribute('data-site') + '/' + li.querySelector('.line strong')?.textContent)`);
 }
 
+/** Log in to the centre console as the operator, as a script would: the session cookie's header. */
+async function operatorCookie(): Promise<{ cookie: string }> {
+  const login = await hubRequest(`${origin}/api/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: OPERATOR, password: setup.opsPassword }),
+    ca: centreCa,
+  });
+  return { cookie: String(login.headers['set-cookie']).split(';')[0] ?? '' };
+}
+
 beforeAll(async () => {
   requireBuilt();
   setup = await centreWithSites(
@@ -236,13 +247,7 @@ describe('the console at the operations centre', () => {
   });
 
   it("the page's MQTT connection is its login's account at the central broker, whatever its CONNECT says", async () => {
-    const login = await hubRequest(`${origin}/api/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: OPERATOR, password: setup.opsPassword }),
-      ca: centreCa,
-    });
-    const cookie = String(login.headers['set-cookie']).split(';')[0] ?? '';
+    const cookie = (await operatorCookie()).cookie;
     const socket = new WebSocket(`wss://127.0.0.1:${new URL(origin).port}/mqtt`, 'mqtt', {
       ca: centreCa,
       headers: { cookie },
@@ -296,13 +301,7 @@ describe('the console at the operations centre', () => {
   });
 
   it('a restart of the centre console ends its logins: it keeps no password on disk', async () => {
-    const login = await hubRequest(`${origin}/api/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: OPERATOR, password: setup.opsPassword }),
-      ca: centreCa,
-    });
-    const cookie = { cookie: String(login.headers['set-cookie']).split(';')[0] ?? '' };
+    const cookie = await operatorCookie();
     expect((await hubRequest(`${origin}/api/session`, { headers: cookie, ca: centreCa })).status).toBe(200);
     await centre.stop();
     centre = await centreConsole(centreConfig, pino({ level: 'silent' }));
