@@ -5,6 +5,7 @@
 // latency at a site-like load (500 devices × 1 msg/s, QoS 1), with every message counted. CPU
 // (user+system of the broker process) and memory (sampled, max: VmRSS, and RssAnon, the private part
 // without the executable's pages) per broker. Prints a table, and as its last line one JSON object.
+// Both brokers run side by side; each phase runs on one and then on the other (benchAll).
 //
 // The embedded broker runs as the real daemon (`outpost run`, hub role, no cameras). Its per-client
 // publish-rate limit (500/s by default) is raised for the throughput phases, since Mosquitto has none.
