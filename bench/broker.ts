@@ -5,6 +5,7 @@
 // latency at a site-like load (500 devices × 1 msg/s, QoS 1), with every message counted. CPU
 // (user+system of the broker process) and memory (sampled, max: VmRSS, and RssAnon, the private part
 // without the executable's pages) per broker. Prints a table, and as its last line one JSON object.
+// Both brokers run side by side; each phase runs on one and then on the other (benchAll).
 //
 // The embedded broker runs as the real daemon (`outpost run`, hub role, no cameras). Its per-client
 // publish-rate limit (500/s by default) is raised for the throughput phases, since Mosquitto has none.
@@ -12,8 +13,11 @@
 //
 //   npm run bench:broker -- [--seconds 5] [--site-seconds 20] [--devices 500]
 //                           [--cpu-prof DIR] [--only outpost|mosquitto] [--phases site,qos0_1to1,…]
+//                           [--daemon-flags "--trace-gc …"]
 // --cpu-prof writes the daemon's V8 CPU profile into DIR (`node dist/bench/cpuprofile.js FILE` lists its
-// top entries); --only runs one broker and --phases some phases (for profiling one; no ratios then).
+// top entries, and DIR/phases.json each phase's window for its `--phases`); --only runs one broker and
+// --phases some phases (for profiling one; no ratios then); --daemon-flags adds Node flags to the
+// daemon's command line (after the unit's NODE_OPTIONS, so they win).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
@@ -25,7 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { hashPassword } from '../daemon/src/mqtt/identities.js';
 import { initSite, sitePaths } from '../provisioning/src/site.js';
-import { cpuTicks, freePort, unitEnvironment } from './proc.js';
+import { cpuTicks, freePort, unitEnvironment, unitNodeFlags } from './proc.js';
 
 const arg = (name: string, fallback: number): number => {
   const index = process.argv.indexOf(name);
@@ -40,6 +44,8 @@ const textArg = (name: string): string | undefined => {
 };
 const CPU_PROFILE_DIR = textArg('--cpu-prof');
 const ONLY = textArg('--only');
+/** Extra Node flags for the daemon, after its unit's NODE_OPTIONS (e.g. "--trace-gc"). */
+const DAEMON_FLAGS = textArg('--daemon-flags')?.split(' ').filter(Boolean) ?? [];
 /** Phases to run (site, qos0_1to1, qos0_100to1, qos1_1to1, qos1_100to1); all by default. */
 const PHASES = textArg('--phases')?.split(',');
 const runs = (phase: string): boolean => PHASES === undefined || PHASES.includes(phase);
@@ -78,13 +84,27 @@ function rssMb(pid: number, field: 'VmRSS' | 'RssAnon' = 'VmRSS'): number {
   return Number(line?.split(/\s+/)[1] ?? 0) / 1024;
 }
 
+/** Now on CLOCK_MONOTONIC, in µs (process.hrtime's clock, and V8's for profile timestamps on Linux). */
+function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
 /** Run `work` while sampling the broker's CPU and RSS. */
 async function measured<T>(
   broker: Broker,
   work: () => Promise<T>,
-): Promise<{ result: T; cpuPercent: number; cpuSeconds: number; rssMaxMb: number; anonMaxMb: number }> {
+): Promise<{
+  result: T;
+  cpuPercent: number;
+  cpuSeconds: number;
+  rssMaxMb: number;
+  anonMaxMb: number;
+  /** The phase's start and end on CLOCK_MONOTONIC in µs, the clock of V8's CPU profiles. */
+  windowUs: [number, number];
+}> {
   const pid = broker.process.pid ?? 0;
   const ticks = cpuTicks(pid);
+  const startUs = monotonicUs();
   const began = performance.now();
   let rssMaxMb = rssMb(pid);
   let anonMaxMb = rssMb(pid, 'RssAnon');
@@ -102,6 +122,7 @@ async function measured<T>(
       cpuSeconds,
       rssMaxMb,
       anonMaxMb,
+      windowUs: [startUs, monotonicUs()],
     };
   } finally {
     clearInterval(sampler);
@@ -171,10 +192,14 @@ async function startOutpost(dir: string, pki: Pki, names: string[]): Promise<Bro
   const log = openSync(join(dir, 'outpost.log'), 'w');
   // The daemon runs with the environment its systemd unit gives it (malloc settings).
   const profile = CPU_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROFILE_DIR] : [];
-  const child = spawn(process.execPath, [...profile, CLI, 'run', '--config', config], {
-    stdio: ['ignore', log, log],
-    env: { ...process.env, ...unitEnvironment() },
-  });
+  const child = spawn(
+    process.execPath,
+    [...unitNodeFlags(), ...profile, ...DAEMON_FLAGS, CLI, 'run', '--config', config],
+    {
+      stdio: ['ignore', log, log],
+      env: { ...process.env, ...unitEnvironment() },
+    },
+  );
   console.log(`outpost: daemon log in ${join(dir, 'outpost.log')}`);
   await waitForPort(port, child, 'outpost');
   return { name: 'outpost', process: child, port, stop: () => stopChild(child) };
@@ -412,34 +437,64 @@ function rounded<T extends { received: number }>(m: {
   };
 }
 
-async function benchOne(broker: Broker, pki: Pki, deviceNames: string[]) {
-  const figures: Record<string, unknown> = {};
-  // The site load first, on the fresh broker: its memory is what a box carries every day, and a heap
-  // grown by the throughput floods below would not shrink back for it.
+/** Each broker's phases on the profile clock (--cpu-prof: written beside the profile as phases.json). */
+const phaseWindows: Record<string, Record<string, [number, number]>> = {};
+
+/** A broker under test, with the clients it keeps between phases and its figures so far. */
+interface Contender {
+  broker: Broker;
+  figures: Record<string, unknown>;
+  one: MqttClient[];
+  hundred: MqttClient[];
+}
+
+/**
+ * Both brokers run side by side, and each phase is run on one and then at once on the other, the order
+ * alternating from phase to phase: the machine's load (other jobs on a shared box) drifts over minutes,
+ * so a phase's two figures are taken within seconds of each other, not minutes apart.
+ * The site load comes first, on the fresh brokers: its memory is what a box carries every day, and a
+ * heap grown by the throughput floods would not shrink back for it.
+ */
+async function benchAll(contenders: Contender[], pki: Pki, deviceNames: string[]): Promise<void> {
+  let turn = 0;
+  const inTurn = (): Contender[] => (turn++ % 2 === 0 ? contenders : [...contenders].reverse());
   if (runs('site')) {
-    const devices = await clients(broker, pki, deviceNames);
-    const site = await measured(broker, () => siteLoad(broker, pki, devices, deviceNames));
-    figures.site = rounded(site);
-    await Promise.all(devices.map((c) => c.endAsync(true)));
+    for (const { broker, figures } of inTurn()) {
+      const devices = await clients(broker, pki, deviceNames);
+      const site = await measured(broker, () => siteLoad(broker, pki, devices, deviceNames));
+      figures.site = rounded(site);
+      (phaseWindows[broker.name] ??= {}).site = site.windowUs;
+      await Promise.all(devices.map((c) => c.endAsync(true)));
+    }
   }
-  const one = await clients(broker, pki, deviceNames.slice(0, 1));
-  const hundred = await clients(broker, pki, deviceNames.slice(0, 100));
+  for (const contender of contenders) {
+    contender.one = await clients(contender.broker, pki, deviceNames.slice(0, 1));
+    contender.hundred = await clients(contender.broker, pki, deviceNames.slice(0, 100));
+  }
   for (const qos of [0, 1] as const) {
-    if (runs(`qos${qos}_1to1`)) {
-      const single = await measured(broker, () =>
-        throughput(broker, pki, one, deviceNames.slice(0, 1), qos, `qos${qos}-1to1`),
-      );
-      figures[`qos${qos}_1to1`] = rounded(single);
-    }
-    if (runs(`qos${qos}_100to1`)) {
-      const many = await measured(broker, () =>
-        throughput(broker, pki, hundred, deviceNames.slice(0, 100), qos, `qos${qos}-100to1`),
-      );
-      figures[`qos${qos}_100to1`] = rounded(many);
+    for (const size of ['1to1', '100to1'] as const) {
+      const key = `qos${qos}_${size}`;
+      if (!runs(key)) continue;
+      for (const { broker, figures, one, hundred } of inTurn()) {
+        const publishers = size === '1to1' ? one : hundred;
+        const run = await measured(broker, () =>
+          throughput(
+            broker,
+            pki,
+            publishers,
+            deviceNames.slice(0, publishers.length),
+            qos,
+            `qos${qos}-${size}`,
+          ),
+        );
+        figures[key] = rounded(run);
+        (phaseWindows[broker.name] ??= {})[key] = run.windowUs;
+      }
     }
   }
-  await Promise.all([...one, ...hundred].map((c) => c.endAsync(true)));
-  return figures;
+  for (const { one, hundred } of contenders) {
+    await Promise.all([...one, ...hundred].map((c) => c.endAsync(true)));
+  }
 }
 
 /**
@@ -457,7 +512,7 @@ async function tlsFloor(pki: Pki, connections: number): Promise<{ idleRssMb: num
       String(port) +
       ", '127.0.0.1');",
   ].join('\n');
-  const child = spawn(process.execPath, ['--input-type=module', '-e', server], {
+  const child = spawn(process.execPath, [...unitNodeFlags(), '--input-type=module', '-e', server], {
     env: { ...process.env, ...unitEnvironment() },
     stdio: 'inherit',
   });
@@ -514,23 +569,31 @@ async function main(): Promise<void> {
   );
 
   const results: Record<string, Record<string, unknown>> = {};
-  const brokers = [startOutpost, startMosquitto].filter(
+  const starts = [startOutpost, startMosquitto].filter(
     (start) => ONLY === undefined || start === (ONLY === 'outpost' ? startOutpost : startMosquitto),
   );
-  for (const start of brokers) {
-    const brokerDir = await mkdtemp(join(dir, 'broker-'));
-    const broker = await start(brokerDir, pki, names);
-    try {
-      const idleRss = rssMb(broker.process.pid ?? 0);
-      results[broker.name] = {
-        idleRssMb: Math.round(idleRss),
-        idleAnonMb: Math.round(rssMb(broker.process.pid ?? 0, 'RssAnon')),
-        ...(await benchOne(broker, pki, deviceNames)),
+  const contenders: Contender[] = [];
+  try {
+    for (const start of starts) {
+      const broker = await start(await mkdtemp(join(dir, 'broker-')), pki, names);
+      const pid = broker.process.pid ?? 0;
+      const figures = {
+        idleRssMb: Math.round(rssMb(pid)),
+        idleAnonMb: Math.round(rssMb(pid, 'RssAnon')),
       };
-    } finally {
-      await broker.stop();
+      contenders.push({ broker, figures, one: [], hundred: [] });
+      results[broker.name] = figures;
     }
-    console.log(`${broker.name}: ${JSON.stringify(results[broker.name])}`);
+    await benchAll(contenders, pki, deviceNames);
+  } finally {
+    await Promise.all(contenders.map(({ broker }) => broker.stop()));
+  }
+  for (const name of Object.keys(results)) console.log(`${name}: ${JSON.stringify(results[name])}`);
+
+  if (CPU_PROFILE_DIR && phaseWindows.outpost) {
+    const file = join(CPU_PROFILE_DIR, 'phases.json');
+    await writeFile(file, JSON.stringify(phaseWindows.outpost));
+    console.log(`outpost: phase windows in ${file} (node dist/bench/cpuprofile.js PROFILE --phases ${file})`);
   }
 
   const floor = ONLY === 'mosquitto' || !runs('site') ? undefined : await tlsFloor(pki, DEVICES + 1);

@@ -15,7 +15,15 @@ import { fileURLToPath } from 'node:url';
 import { cameraChain } from '../daemon/src/camera/pipeline.js';
 import { renderPipeline } from '../daemon/src/gst/describe.js';
 import { configSchema, type Config } from '../daemon/src/config/schema.js';
-import { cpuTicks, freePort, memoryKb, processTree as tree, sharedOnceKb, unitEnvironment } from './proc.js';
+import {
+  cpuTicks,
+  freePort,
+  memoryKb,
+  processTree as tree,
+  sharedOnceKb,
+  unitEnvironment,
+  unitNodeFlags,
+} from './proc.js';
 
 const seconds = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 60;
 const CLI = fileURLToPath(new URL('../daemon/src/cli.js', import.meta.url));
@@ -149,7 +157,7 @@ async function daemonRun(cameras: number, window: number): Promise<Sample> {
   const config = configWith(cameras, await freePort());
   await writeFile(file, JSON.stringify(config)); // JSON is YAML
   // The daemon runs with the environment its systemd unit gives it (malloc and V8 settings).
-  const daemon = spawn(process.execPath, [CLI, 'run', '--config', file], {
+  const daemon = spawn(process.execPath, [...unitNodeFlags(), CLI, 'run', '--config', file], {
     stdio: ['ignore', 'ignore', 'inherit'],
     env: { ...process.env, ...unitEnvironment() },
   });

@@ -49,10 +49,20 @@ export function unitEnvironment(): Record<string, string> {
   const pairs = unit
     .split('\n')
     .filter((line) => line.startsWith('Environment='))
-    .flatMap((line) => line.slice('Environment='.length).trim().split(/\s+/));
+    // Space-separated assignments, each whole assignment optionally in double quotes (systemd.exec).
+    .flatMap((line) =>
+      [...line.slice('Environment='.length).matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2] ?? ''),
+    );
   return Object.fromEntries(
     pairs.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
   );
+}
+
+/** The Node flags of systemd/outpost.service's ExecStart (those before the script), for the same reason. */
+export function unitNodeFlags(): string[] {
+  const unit = readFileSync(fileURLToPath(new URL('../../systemd/outpost.service', import.meta.url)), 'utf8');
+  const words = /^ExecStart=(.*)$/m.exec(unit)?.[1]?.trim().split(/\s+/) ?? [];
+  return words.slice(1).filter((word, i, all) => all.slice(0, i + 1).every((w) => w.startsWith('--')));
 }
 
 /**

@@ -22,7 +22,7 @@ import { hashPassword } from '../daemon/src/mqtt/identities.js';
 import { testPki } from '../test/support/pki.js';
 import { tempDir } from '../test/support/processes.js';
 import { centreWithSites, type CentreSetup } from '../test/support/sites.js';
-import { cpuTicks, freePort, memoryKb, unitEnvironment } from './proc.js';
+import { cpuTicks, freePort, memoryKb, unitEnvironment, unitNodeFlags } from './proc.js';
 import type { FromBoxes, ToBoxes } from './sites-boxes.js';
 
 const args = process.argv.slice(2);
@@ -232,7 +232,7 @@ async function main(): Promise<void> {
         ].join('\n'),
       );
       // The daemon as the unit runs it (its Environment=), stdout (JSON log lines) dropped.
-      const hub = spawn(process.execPath, [CLI, 'run', '--config', config], {
+      const hub = spawn(process.execPath, [...unitNodeFlags(), CLI, 'run', '--config', config], {
         env: { ...process.env, ...unitEnvironment() },
         stdio: ['ignore', 'ignore', 'inherit'],
       });

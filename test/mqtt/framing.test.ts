@@ -74,6 +74,44 @@ describe('FastParser', () => {
     }
   });
 
+  it('decodes each topic from its own bytes: topics of the same length one byte apart, in turn, on one connection', () => {
+    const topics = ['a/b', 'a/c', 'a/b', 'b/b', 'a/b', 'a/bc', 'a/b'];
+    const bytes = Buffer.concat(
+      topics.map((topic, i) =>
+        mqttPacket.generate({
+          cmd: 'publish',
+          topic,
+          payload: Buffer.from(String(i)),
+          qos: 1,
+          messageId: i + 1,
+          retain: false,
+          dup: false,
+        }),
+      ),
+    );
+    for (const sizes of [[bytes.length], [1], [5]]) {
+      const { packets } = parsed(fast, bytes, sizes);
+      expect(packets.map((packet) => (packet as { topic: string }).topic)).toEqual(topics);
+    }
+  });
+
+  it('closes on an ill-formed UTF-8 topic after a good topic of the same length [MQTT-1.5.3-1]', () => {
+    const good = mqttPacket.generate({
+      cmd: 'publish',
+      topic: 'a/b',
+      payload: Buffer.from('x'),
+      qos: 0,
+      retain: false,
+      dup: false,
+    });
+    // The same packet with the topic's last byte 0xff: no UTF-8 sequence starts with it.
+    const bad = Buffer.from(good);
+    bad[bad.indexOf('a/b') + 2] = 0xff;
+    const { packets, errors } = parsed(fast, Buffer.concat([good, bad]), [good.length]);
+    expect(packets).toHaveLength(1);
+    expect(errors).toHaveLength(1);
+  });
+
   it("reports mqtt-packet's error for a header with forbidden flags at once, before the body it announces", () => {
     // "GET / HTTP/1.1": 0x47 would be a PUBACK with flags 7, announcing a 69-byte body.
     const errors = parsed(fast, Buffer.from('GET / HTTP/1.1\r\n'), [16]).errors;

@@ -502,6 +502,9 @@ export class FastParser extends EventEmitter {
   private pendingBytes = 0;
   private needed = 0;
   private failed = false;
+  /** The last PUBLISH topic decoded, and its bytes (topicAt). */
+  private lastTopic = '';
+  private lastTopicBytes = EMPTY;
 
   constructor(private readonly fallback: PacketParser) {
     super();
@@ -564,6 +567,30 @@ export class FastParser extends EventEmitter {
     return 0;
   }
 
+  /**
+   * The topic in bytes[start, end), or undefined when it is not well-formed UTF-8 or holds U+0000 (the
+   * connection is then closed [MQTT-1.5.3-1] [MQTT-1.5.3-2] [MQTT-4.7.3-2]; mqtt-packet decoded bad
+   * bytes to U+FFFD). A client publishes on a few topics over and over: bytes equal to the last topic's
+   * give the same string again, checked and decoded once (no string, check or copy per message; and a
+   * string seen before has its hash for the broker's Map lookups by topic).
+   */
+  private topicAt(bytes: Buffer, start: number, end: number): string | undefined {
+    const last = this.lastTopicBytes;
+    if (end - start === last.length) {
+      let i = 0;
+      while (i < last.length && bytes[start + i] === last[i]) i += 1;
+      if (i === last.length) return this.lastTopic;
+    }
+    const raw = bytes.subarray(start, end);
+    if (!isUtf8(raw) || raw.includes(0)) return undefined;
+    this.lastTopic = raw.toString('utf8');
+    // A copy of its own (not a slice of Node's shared 8 KiB pool, which it would keep alive): the bytes
+    // read are a view of a chunk the parser does not keep.
+    this.lastTopicBytes = Buffer.allocUnsafeSlow(raw.length);
+    raw.copy(this.lastTopicBytes);
+    return this.lastTopic;
+  }
+
   /** Emit the packet in bytes[start, end) if it is one decoded here; false to leave it to mqtt-packet. */
   private decode(bytes: Buffer, start: number, body: number, end: number): boolean {
     const first = bytes[start] as number;
@@ -575,10 +602,8 @@ export class FastParser extends EventEmitter {
         const topicEnd = body + 2 + bytes.readUInt16BE(body);
         const payloadStart = qos > 0 ? topicEnd + 2 : topicEnd;
         if (payloadStart > end) return false;
-        // A topic must be well-formed UTF-8 without U+0000: the connection is closed otherwise
-        // [MQTT-1.5.3-1] [MQTT-1.5.3-2] [MQTT-4.7.3-2]. (mqtt-packet decodes bad bytes to U+FFFD.)
-        const topic = bytes.subarray(body + 2, topicEnd);
-        if (!isUtf8(topic) || topic.includes(0)) {
+        const topic = this.topicAt(bytes, body + 2, topicEnd);
+        if (topic === undefined) {
           this.failed = true;
           this.emit('error', new Error('PUBLISH topic is not well-formed UTF-8 or holds U+0000'));
           return true;
@@ -591,7 +616,7 @@ export class FastParser extends EventEmitter {
             qos as 0 | 1 | 2,
             (first & 8) !== 0,
             length,
-            bytes.toString('utf8', body + 2, topicEnd),
+            topic,
             bytes.subarray(payloadStart, end),
             qos > 0 ? bytes.readUInt16BE(topicEnd) : undefined,
           ),
