@@ -239,8 +239,6 @@ function openTimeline(page: Page): Promise<OpenTimeline> {
 const TILE_STEPS = [
   'connect',
   'session',
-  'attached',
-  'watched',
   'offer',
   'answered',
   'started',
