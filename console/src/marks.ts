@@ -36,11 +36,12 @@ export function markPage(step: PageStep): void {
   performance.mark(name);
 }
 
-export function markTile(tile: string, step: TileStep): void {
+/** `at`: when it happened (performance.now()), for a step taken before the tile existed. */
+export function markTile(tile: string, step: TileStep, at?: number): void {
   const name = `tile ${tile} ${step}`;
   if (made.has(name)) return;
   made.add(name);
-  performance.mark(name);
+  performance.mark(name, at === undefined ? undefined : { startTime: at });
 }
 
 /** A new connection of the tile: its marks start over. */
