@@ -8,7 +8,7 @@ import { JanusSession, MountpointViewer } from './janus.js';
 import { markPage } from './marks.js';
 
 /** A viewer no tile took by then is hung up (the tile is off screen, or the camera went away). */
-const UNCLAIMED_MS = 5000;
+const UNCLAIMED_MS = 10_000;
 
 let session: Promise<JanusSession> | undefined;
 /** The viewers, once the hub answered (undefined before startEarlyVideo). */
