@@ -1,9 +1,7 @@
 // What the page starts before the rest of its code is loaded (boot.ts runs this first): it asks who is
 // logged in and, for a logged-in page, opens the MQTT WebSocket to the hub (TLS and the upgrade) while
-// main.tsx (Preact, MQTT.js, the views) is still being fetched and evaluated, instead of after it; for a
-// console login opening on Live, it starts the cameras' video too (early-video.ts). api.ts, site.ts and
-// Live.tsx take them once; nothing else is started here, and nothing is kept.
-import { startEarlyVideo } from './early-video.js';
+// main.tsx (Preact, MQTT.js, the views) is still being fetched and evaluated, instead of after it.
+// api.ts and site.ts take them once; nothing else is started here, and nothing is kept.
 import { markPage } from './marks.js';
 
 markPage('start');
@@ -17,18 +15,6 @@ let socket: WebSocket | undefined;
 void session?.then(
   (response) => {
     if (!response.ok) return;
-    // A console login opening on Live: its cameras start now too (early-video.ts).
-    const page = location.hash.replace(/^#\/?/, '');
-    if (page === '' || page === 'live')
-      void response
-        .clone()
-        .json()
-        .then(
-          (info: { role?: string; video?: boolean }) => {
-            if (info.video && (info.role === 'console' || info.role === 'admin')) startEarlyVideo();
-          },
-          () => undefined,
-        );
     socket = new WebSocket(`wss://${location.host}/mqtt`, ['mqtt']);
     socket.binaryType = 'arraybuffer';
     // Not taken (the page went elsewhere): not left open.

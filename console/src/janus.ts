@@ -64,11 +64,10 @@ export class JanusSession {
 
   private constructor(
     readonly id: number,
-    /** Called once when the session is gone (Janus restarted, logged out); the page may set it later. */
-    public onLost: (reason: string) => void,
+    private readonly onLost: (reason: string) => void,
   ) {}
 
-  static async create(onLost: (reason: string) => void = () => undefined): Promise<JanusSession> {
+  static async create(onLost: (reason: string) => void): Promise<JanusSession> {
     const reply = await call('', { janus: 'create' });
     const id = reply.data?.id;
     if (typeof id !== 'number') throw new JanusError('Janus gave no session id', undefined);
@@ -107,41 +106,6 @@ export class JanusSession {
       throw new JanusError('the hub gave no handle or offer', undefined);
     this.handlers.set(handle, onEvent);
     return { handle, offer: reply.jsep };
-  }
-
-  /**
-   * The same for every camera of the site at once (the hub lists them from Janus), for a page that
-   * starts its video before it knows the cameras from MQTT. Each handle's later events go where
-   * listen() says (MountpointViewer.open does).
-   */
-  async viewSite(): Promise<
-    Array<{ mountpoint: number; tile: string; handle: number; offer: RTCSessionDescriptionInit }>
-  > {
-    const reply = (await call(`/${this.id}`, {
-      janus: 'view',
-      mountpoints: 'site',
-      min_delay: 0,
-      max_delay: 0,
-    })) as JanusReply & {
-      views?: Array<{ mountpoint: number; device: string; camera: string } & JanusEvent>;
-    };
-    const views = [];
-    for (const view of reply.views ?? []) {
-      const handle = view.data?.id;
-      if (typeof handle !== 'number' || view.jsep?.type !== 'offer') continue;
-      views.push({
-        mountpoint: view.mountpoint,
-        tile: `${view.device}/${view.camera}`,
-        handle,
-        offer: view.jsep,
-      });
-    }
-    return views;
-  }
-
-  /** Later events of `handle` go to `onEvent`. */
-  listen(handle: number, onEvent: (event: JanusEvent) => void): void {
-    this.handlers.set(handle, onEvent);
   }
 
   async message(
@@ -198,73 +162,23 @@ export class JanusSession {
 }
 
 /** Plays one mountpoint into `video`; `close()` hangs up. Rejects when Janus refuses the watch. */
-export interface ViewerDeps {
-  session: JanusSession;
-  mountpoint: number;
-  /** Where it plays; a viewer started before its tile exists gets it at adopt(). */
-  video: HTMLVideoElement | undefined;
-  onFailed: (reason: string) => void;
-  /** Each step of the connection as it happens (marks.ts), with its time (performance.now()). */
-  onStep?: (step: TileStep, at: number) => void;
-}
-
 export class MountpointViewer {
   private pc: RTCPeerConnection | undefined;
   private handle: number | undefined;
   private closed = false;
-  private stream: MediaStream | undefined;
-  /** The steps so far, handed again to a tile that adopts this viewer. */
-  private readonly steps: Array<[TileStep, number]> = [];
-  private failure: string | undefined;
 
-  constructor(private readonly deps: ViewerDeps) {}
+  constructor(
+    private readonly deps: {
+      session: JanusSession;
+      mountpoint: number;
+      video: HTMLVideoElement;
+      onFailed: (reason: string) => void;
+      /** Each step of the connection as it happens (marks.ts). */
+      onStep?: (step: TileStep) => void;
+    },
+  ) {}
 
-  get mountpoint(): number {
-    return this.deps.mountpoint;
-  }
-
-  /** Not closed and not failed: a tile may adopt it. */
-  get alive(): boolean {
-    return !this.closed;
-  }
-
-  /**
-   * A tile takes over a viewer started ahead of it: its video plays the stream (at once if media is
-   * already flowing), its callbacks get the steps so far and every later one; a failure that came
-   * before is reported at once.
-   */
-  adopt(deps: Pick<ViewerDeps, 'video' | 'onFailed' | 'onStep'>): void {
-    this.deps.video = deps.video;
-    this.deps.onFailed = deps.onFailed;
-    this.deps.onStep = deps.onStep;
-    for (const [step, at] of this.steps) deps.onStep?.(step, at);
-    if (this.failure !== undefined) deps.onFailed(this.failure);
-    else if (this.stream) this.play();
-  }
-
-  private step(step: TileStep): void {
-    const at = performance.now();
-    this.steps.push([step, at]);
-    this.deps.onStep?.(step, at);
-  }
-
-  private play(): void {
-    const video = this.deps.video;
-    if (!video || !this.stream || video.srcObject === this.stream) return;
-    video.srcObject = this.stream;
-    void video.play().catch(() => undefined);
-  }
-
-  /** open()'s promise, for a tile that adopts the viewer while it is still connecting. */
-  opened: Promise<void> = Promise.resolve();
-
-  /** Watch the mountpoint and connect; `prepared`: the handle and offer got already (viewSite). */
-  open(prepared?: { handle: number; offer: RTCSessionDescriptionInit }): Promise<void> {
-    this.opened = this.connect(prepared);
-    return this.opened;
-  }
-
-  private async connect(prepared?: { handle: number; offer: RTCSessionDescriptionInit }): Promise<void> {
+  async open(): Promise<void> {
     // A candidate pool: the browser gathers while the hub makes the offer, and the answer carries them.
     const pc = new RTCPeerConnection({ iceServers: [], iceCandidatePoolSize: 1 });
     this.pc = pc;
@@ -276,27 +190,28 @@ export class MountpointViewer {
       if ('playoutDelayHint' in receiver) receiver.playoutDelayHint = 0;
       if ('jitterBufferTarget' in receiver) receiver.jitterBufferTarget = 0;
       // A remote track starts muted and unmutes at its first RTP packet.
-      event.track.addEventListener('unmute', () => this.step('rtp'), { once: true });
-      this.stream = event.streams[0] ?? new MediaStream([event.track]);
-      this.play();
+      event.track.addEventListener('unmute', () => this.deps.onStep?.('rtp'), { once: true });
+      this.deps.video.srcObject = event.streams[0] ?? new MediaStream([event.track]);
+      void this.deps.video.play().catch(() => undefined);
     };
     pc.oniceconnectionstatechange = () => {
-      if (pc.iceConnectionState === 'connected') this.step('ice');
+      if (pc.iceConnectionState === 'connected') this.deps.onStep?.('ice');
     };
     pc.onconnectionstatechange = () => {
-      if (pc.connectionState === 'connected') this.step('dtls');
+      if (pc.connectionState === 'connected') this.deps.onStep?.('dtls');
       if (pc.connectionState === 'failed' || pc.connectionState === 'closed')
         this.fail(`media ${pc.connectionState}`);
     };
-    const onEvent = (event: JanusEvent) => void this.onEvent(event);
-    const { handle, offer } = prepared ?? (await this.deps.session.view(this.deps.mountpoint, onEvent));
-    if (prepared) this.deps.session.listen(handle, onEvent);
+    const { handle, offer } = await this.deps.session.view(
+      this.deps.mountpoint,
+      (event) => void this.onEvent(event),
+    );
     this.handle = handle;
     if (this.closed) {
       void this.deps.session.detach(handle);
       return;
     }
-    this.step('offer');
+    this.deps.onStep?.('offer');
     await this.answer(pc, handle, offer);
   }
 
@@ -324,15 +239,13 @@ export class MountpointViewer {
     if (this.closed) return;
     this.closed = true;
     this.pc?.close();
-    const video = this.deps.video;
-    if (video && video.srcObject === this.stream) video.srcObject = null;
+    this.deps.video.srcObject = null;
     if (this.handle !== undefined) void this.deps.session.detach(this.handle);
   }
 
   private fail(reason: string): void {
     if (this.closed) return;
     this.close();
-    this.failure = reason;
     this.deps.onFailed(reason);
   }
 
@@ -362,7 +275,7 @@ export class MountpointViewer {
     await pc.setLocalDescription(asDtlsServer(await pc.createAnswer()));
     const answer = pc.localDescription;
     if (!answer || this.closed) return;
-    this.step('answered');
+    this.deps.onStep?.('answered');
     sentSdp = answer.sdp;
     const complete = pc.iceGatheringState === 'complete';
     const start = this.deps.session.message(
@@ -374,7 +287,7 @@ export class MountpointViewer {
     if (complete) pc.onicecandidate = null;
     else flush();
     await start;
-    this.step('started');
+    this.deps.onStep?.('started');
   }
 
   private async onEvent(event: JanusEvent): Promise<void> {

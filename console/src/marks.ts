@@ -36,12 +36,11 @@ export function markPage(step: PageStep): void {
   performance.mark(name);
 }
 
-/** `at`: when it happened (performance.now()), for a step taken before the tile existed. */
-export function markTile(tile: string, step: TileStep, at?: number): void {
+export function markTile(tile: string, step: TileStep): void {
   const name = `tile ${tile} ${step}`;
   if (made.has(name)) return;
   made.add(name);
-  performance.mark(name, at === undefined ? undefined : { startTime: at });
+  performance.mark(name);
 }
 
 /** A new connection of the tile: its marks start over. */

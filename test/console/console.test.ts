@@ -157,39 +157,6 @@ describe('site console', () => {
     expect(verbs.filter((verb) => verb === 'watch' || verb === 'attach')).toEqual([]);
   });
 
-  it('a console page opened already logged in starts its cameras with the page: one request for every offer, before MQTT', async () => {
-    const page = await newPage();
-    await logIn(page, 'ops');
-    await page.getByRole('link', { name: 'Live' }).waitFor();
-    const janusPosts: string[] = [];
-    page.on('request', (request) => {
-      if (request.method() === 'POST' && new URL(request.url()).pathname.startsWith('/janus'))
-        janusPosts.push(request.postData() ?? '');
-    });
-    await page.reload();
-    const expected = ['cam-a/cam0', 'hub/cam0', 'hub/cam1'];
-    await expect
-      .poll(async () => Object.values(await framesOf(page)).filter((frames) => frames > 2).length, {
-        timeout: 20_000,
-      })
-      .toBe(expected.length);
-    const requests = janusPosts.map(
-      (body) => JSON.parse(body) as { janus: string; mountpoints?: string; body?: { request?: string } },
-    );
-    // One `view` for every camera of the site, asked by the page's first code (early.ts), and each
-    // tile answers the offer it got there: no request of a tile's own for its offer.
-    expect(requests.filter((r) => r.janus === 'view')).toEqual([
-      expect.objectContaining({ mountpoints: 'site' }),
-    ]);
-    expect(requests.filter((r) => r.body?.request === 'start')).toHaveLength(expected.length);
-    // The tiles' steps are marked all the same (bench:console reads them): offer, DTLS, first frame.
-    const marks = await page.evaluate<string[]>(
-      "performance.getEntriesByType('mark').map((m) => m.name).filter((n) => n.startsWith('tile '))",
-    );
-    for (const tile of expected)
-      for (const step of ['offer', 'dtls', 'frame']) expect(marks).toContain(`tile ${tile} ${step}`);
-  });
-
   it("a logged-in operator's Janus requests are a viewer's only: no listing, no mountpoint changes, no one else's session", async () => {
     const [mine, theirs] = [await newPage(), await newPage()];
     await logIn(mine, 'ops');
@@ -275,16 +242,6 @@ describe('site console', () => {
     // Nothing but a mountpoint and the playout delay.
     expect((await view({ janus: 'view', mountpoint: 1000, pin: 'x' })).status).toBe(403);
     expect((await view({ janus: 'view', mountpoint: 'all' })).status).toBe(400);
-    // Every camera of the site at once: this site's mountpoints only (those the daemons made).
-    const site = await mine.evaluate<{ views: Array<{ mountpoint: number; device: string; jsep?: object }> }>(
-      `fetch('/janus/${session}', { method: 'POST', body: '{"janus":"view","mountpoints":"site"}' }).then((r) => r.json())`,
-    );
-    expect(site.views.map((v) => `${v.device}:${v.mountpoint}`).sort()).toEqual([
-      'cam-a:2000',
-      'hub:1000',
-      'hub:1001',
-    ]);
-    expect(site.views.every((v) => v.jsep !== undefined)).toBe(true);
     // A mountpoint that does not exist: Janus's reason, no offer.
     const missing = await view({ janus: 'view', mountpoint: 999_999 });
     expect(missing.body.janus).toBe('error');

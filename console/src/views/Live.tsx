@@ -4,10 +4,9 @@
 // and when its picture stops advancing for 3 s. Each shows the camera's state, the reason when it is
 // not streaming, and fps and bitrate as measured at the box.
 import { useLayoutEffect, useRef, useState } from 'preact/hooks';
-import { takeEarlySession, takeEarlyViewer } from '../early-video.js';
 import { JanusSession, MountpointViewer } from '../janus.js';
 import { useSite } from '../hooks.js';
-import { clearTileMarks, markPage, markTile, type TileStep } from '../marks.js';
+import { clearTileMarks, markPage, markTile } from '../marks.js';
 import type { CameraStatePayload, Site } from '../site.js';
 
 /** One Janus session for every tile of the page; a lost one is replaced on the next request. */
@@ -17,19 +16,10 @@ class JanusPool {
 
   get(): Promise<JanusSession> {
     if (!this.session) {
-      const lost = () => {
+      const made = JanusSession.create(() => {
         if (this.session === made) this.session = undefined;
         for (const listener of this.lostListeners) listener();
-      };
-      // The session the page started with (early-video.ts), while it is alive; else a new one.
-      const early = takeEarlySession();
-      const made: Promise<JanusSession> = early
-        ? early.then((session) => (session.alive ? session : JanusSession.create()))
-        : JanusSession.create();
-      void made.then(
-        (session) => (session.onLost = lost),
-        () => undefined,
-      );
+      });
       this.session = made;
       made.then(
         () => markPage('janus'),
@@ -160,25 +150,21 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
       stats.firstFrames = [];
       stats.atFirstFrame = undefined;
       markTile(key, 'connect');
-      const onFailed = (reason: string) => {
-        stats.reconnects += 1;
-        reconnect(reason);
-      };
-      const onStep = (step: TileStep, at: number) => markTile(key, step, at);
       try {
         const session = await pool.get();
         markTile(key, 'session');
-        // The viewer the page started with (early-video.ts), when there is one for this camera.
-        const early = await takeEarlyViewer(mountpoint);
-        if (early) {
-          viewer = early;
-          early.adopt({ video: element, onFailed, onStep });
-          await early.opened;
-        } else {
-          const made = new MountpointViewer({ session, mountpoint, video: element, onFailed, onStep });
-          viewer = made;
-          await made.open();
-        }
+        const made = new MountpointViewer({
+          session,
+          mountpoint,
+          video: element,
+          onFailed: (reason) => {
+            stats.reconnects += 1;
+            reconnect(reason);
+          },
+          onStep: (step) => markTile(key, step),
+        });
+        viewer = made;
+        await made.open();
         lastFrameAt = performance.now();
         if (!stopped) setPhase('playing');
       } catch (error) {

@@ -6,8 +6,7 @@
 // session made through it belongs to the login that made it; log-out destroys it.
 //
 //   POST /janus                       {janus: create}
-//   POST /janus/{session}             {janus: view, mountpoint | mountpoints: site, min_delay?, max_delay?}
-//                                     (the hub's own, below)
+//   POST /janus/{session}             {janus: view, mountpoint, min_delay?, max_delay?}   (the hub's own)
 //                                     | {janus: attach, plugin: janus.plugin.streaming} | keepalive | destroy
 //   POST /janus/{session}/{handle}    {janus: message, body: {request: watch|start|pause|configure|stop}}
 //                                     | trickle | detach | hangup
@@ -44,7 +43,7 @@ const VIEWER_REQUESTS = new Set(['watch', 'start', 'pause', 'configure', 'stop']
 /** configure: only the receiver-side knobs (playout delay for zero-delay rendering, media on/off). */
 const CONFIGURE_KEYS = new Set(['request', 'min_delay', 'max_delay', 'video', 'audio', 'data']);
 const WATCH_KEYS = new Set(['request', 'id', 'offer_video', 'offer_audio', 'offer_data']);
-const VIEW_KEYS = new Set(['janus', 'transaction', 'mountpoint', 'mountpoints', 'min_delay', 'max_delay']);
+const VIEW_KEYS = new Set(['janus', 'transaction', 'mountpoint', 'min_delay', 'max_delay']);
 
 interface JanusEvent {
   janus?: string;
@@ -77,17 +76,11 @@ export class JanusProxy {
   /** Janus session id → the login that made it, and the streaming handles attached in it. */
   private readonly owned = new Map<number, Owned>();
 
-  private readonly url: string;
-  private readonly apiSecret: string | undefined;
-  private readonly site: string;
-  private readonly log: Logger;
-
-  constructor(deps: { url: string; apiSecret: string | undefined; site: string; log: Logger }) {
-    this.url = deps.url;
-    this.apiSecret = deps.apiSecret;
-    this.site = deps.site;
-    this.log = deps.log;
-  }
+  constructor(
+    private readonly url: string,
+    private readonly apiSecret: string | undefined,
+    private readonly log: Logger,
+  ) {}
 
   /** `path` is what follows /janus; answers every request (never throws). */
   async handle(
@@ -211,10 +204,6 @@ export class JanusProxy {
   /**
    * `view`: a handle (one attached ahead, or a new one), `watch` the mountpoint, wait for Janus's offer
    * on the hub's long poll, ask for the playout delay; answer {data: {id: handle}, jsep: offer}.
-   * With `mountpoints: "site"`, the same for every camera of this site that Janus has (the
-   * mountpoints the Outpost daemons made), all at once: {views: [{mountpoint, device, camera,
-   * data, jsep} or {mountpoint, device, camera, error}]}. The page asks so at its start, before it
-   * knows the cameras from MQTT.
    */
   private async view(
     response: ServerResponse,
@@ -224,82 +213,22 @@ export class JanusProxy {
   ): Promise<void> {
     const extra = Object.keys(body).filter((key) => !VIEW_KEYS.has(key) && key !== 'apisecret');
     if (extra.length > 0) return this.refuse(response, 403, `view: ${extra.join(', ')} not allowed`);
-    const { mountpoint, mountpoints, min_delay: minDelay, max_delay: maxDelay } = body;
+    const { mountpoint, min_delay: minDelay, max_delay: maxDelay } = body;
+    if (!isId(mountpoint)) return this.refuse(response, 400, 'view: mountpoint is a mountpoint id');
     if ((minDelay !== undefined && !isId(minDelay)) || (maxDelay !== undefined && !isId(maxDelay)))
       return this.refuse(response, 400, 'view: min_delay and max_delay are whole numbers (10 ms steps)');
-    const delay = { minDelay, maxDelay } as { minDelay?: number; maxDelay?: number };
-    if (mountpoints === 'site' && mountpoint === undefined) {
-      const cameras = await this.siteMountpoints(id, owned);
-      const views = await Promise.all(
-        cameras.map(async (camera) => ({
-          ...camera,
-          ...(await this.viewOne(id, owned, camera.mountpoint, delay)),
-        })),
-      );
-      return this.answer(response, {
-        janus: 'success',
-        session_id: id,
-        transaction: body.transaction,
-        views,
-      });
-    }
-    if (!isId(mountpoint) || mountpoints !== undefined)
-      return this.refuse(response, 400, 'view: mountpoint is a mountpoint id (or mountpoints: "site")');
-    const viewed = await this.viewOne(id, owned, mountpoint, delay);
-    if ('error' in viewed) {
-      const status = viewed.error.code === 429 ? 429 : 200;
-      response.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      response.end(JSON.stringify({ janus: 'error', transaction: body.transaction, error: viewed.error }));
-      return;
-    }
-    this.answer(response, { janus: 'success', session_id: id, transaction: body.transaction, ...viewed });
-  }
-
-  /** This site's cameras on Janus: the mountpoints whose metadata and description the daemons wrote. */
-  private async siteMountpoints(
-    id: number,
-    owned: Owned,
-  ): Promise<Array<{ mountpoint: number; device: string; camera: string }>> {
-    const handle = await this.spareHandle(id, owned);
-    if (handle === undefined) return [];
-    owned.spare.unshift(Promise.resolve(handle));
-    const reply = await this.janus(`/${id}/${handle}`, { janus: 'message', body: { request: 'list' } });
-    const list = (reply.plugindata?.data as { list?: unknown } | undefined)?.list;
-    const cameras: Array<{ mountpoint: number; device: string; camera: string }> = [];
-    for (const entry of Array.isArray(list) ? (list as Array<Record<string, unknown>>) : []) {
-      // camera/janus.ts: description "SITE/DEVICE CAMERA", metadata "outpost:FINGERPRINT".
-      const text = (value: unknown) => (typeof value === 'string' ? value : '');
-      const match = /^([^/ ]+)\/([^/ ]+) (\S+)$/.exec(text(entry.description));
-      if (!isId(entry.id) || !text(entry.metadata).startsWith('outpost:') || match?.[1] !== this.site)
-        continue;
-      cameras.push({ mountpoint: entry.id, device: match[2] ?? '', camera: match[3] ?? '' });
-    }
-    return cameras.slice(0, MAX_HANDLES - owned.handles.size);
-  }
-
-  /** A handle attached ahead, or a new one; another is attached ahead in its place. */
-  private async spareHandle(id: number, owned: Owned): Promise<number | undefined> {
+    if (owned.handles.size >= MAX_HANDLES)
+      return this.refuse(response, 429, `at most ${MAX_HANDLES} handles in a session`);
     const spare = owned.spare.shift();
     if (owned.spare.length < SPARE_HANDLES) this.attachSpare(id, owned);
-    const handle = spare ? await spare : undefined;
-    if (handle !== undefined) return handle;
-    const reply = await this.janus(`/${id}`, { janus: 'attach', plugin: STREAMING });
-    return typeof reply.data?.id === 'number' ? reply.data.id : undefined;
-  }
-
-  private async viewOne(
-    id: number,
-    owned: Owned,
-    mountpoint: number,
-    delay: { minDelay?: number; maxDelay?: number },
-  ): Promise<
-    { data: { id: number }; jsep: JanusEvent['jsep'] } | { error: { code: number; reason: string } }
-  > {
-    if (owned.handles.size >= MAX_HANDLES)
-      return { error: { code: 429, reason: `at most ${MAX_HANDLES} handles in a session` } };
-    const handle = await this.spareHandle(id, owned).catch(() => undefined);
-    if (handle === undefined) return { error: { code: 502, reason: 'Janus gave no handle' } };
-    if (!this.owned.has(id)) return { error: { code: 458, reason: 'the Janus session ended' } };
+    let handle = spare ? await spare : undefined;
+    if (handle === undefined) {
+      const reply = await this.janus(`/${id}`, { janus: 'attach', plugin: STREAMING });
+      if (reply.janus === 'error') return this.answer(response, reply);
+      handle = typeof reply.data?.id === 'number' ? reply.data.id : undefined;
+      if (handle === undefined) return this.refuse(response, 502, 'Janus gave no handle id');
+    }
+    if (!this.owned.has(id)) return this.refuse(response, 410, 'the Janus session ended');
     owned.handles.add(handle);
     let timer: NodeJS.Timeout | undefined;
     let viewing = false;
@@ -312,38 +241,42 @@ export class JanusProxy {
         janus: 'message',
         body: { request: 'watch', id: mountpoint },
       });
-      if (watched.janus === 'error')
-        return {
-          error: { code: watched.error?.code ?? 500, reason: watched.error?.reason ?? 'Janus error' },
-        };
-      // Asked before the page's answer (Janus handles a handle's requests in order, after the watch):
-      // the viewer's first packets already carry it.
+      if (watched.janus === 'error') return this.answer(response, watched);
+      // The playout delay, asked beside the wait for the offer (Janus handles a handle's requests in
+      // order, after the watch) and before the page's answer: the first packets already carry it.
       const configured =
-        delay.minDelay !== undefined || delay.maxDelay !== undefined
+        minDelay !== undefined || maxDelay !== undefined
           ? this.janus(`/${id}/${handle}`, {
               janus: 'message',
               body: {
                 request: 'configure',
-                ...(delay.minDelay !== undefined ? { min_delay: delay.minDelay } : {}),
-                ...(delay.maxDelay !== undefined ? { max_delay: delay.maxDelay } : {}),
+                ...(minDelay !== undefined ? { min_delay: minDelay } : {}),
+                ...(maxDelay !== undefined ? { max_delay: maxDelay } : {}),
               },
             })
           : undefined;
       const event = await offered;
       await configured;
-      if (!event) return { error: { code: 504, reason: `Janus made no offer for mountpoint ${mountpoint}` } };
+      if (!event) return this.refuse(response, 504, `Janus made no offer for mountpoint ${mountpoint}`);
       const failed = event.plugindata?.data?.error;
       if (event.janus === 'error' || typeof failed === 'string' || event.jsep?.type !== 'offer') {
         const code = event.error?.code ?? event.plugindata?.data?.error_code;
-        return {
+        return this.answer(response, {
+          janus: 'error',
           error: {
             code: typeof code === 'number' ? code : 500,
             reason: typeof failed === 'string' ? failed : (event.error?.reason ?? 'Janus made no offer'),
           },
-        };
+        });
       }
       viewing = true;
-      return { data: { id: handle }, jsep: event.jsep };
+      this.answer(response, {
+        janus: 'success',
+        session_id: id,
+        transaction: body.transaction,
+        data: { id: handle },
+        jsep: event.jsep,
+      });
     } finally {
       clearTimeout(timer);
       owned.offers.delete(handle);
