@@ -70,17 +70,31 @@ interface Owned {
   lastPagePoll: number;
   /** Ends the hub's long poll of the session. */
   stop: AbortController;
+  /** Looks for a page that has stopped polling. */
+  reaper: NodeJS.Timeout | undefined;
 }
 
 export class JanusProxy {
   /** Janus session id → the login that made it, and the streaming handles attached in it. */
   private readonly owned = new Map<number, Owned>();
 
-  constructor(
-    private readonly url: string,
-    private readonly apiSecret: string | undefined,
-    private readonly log: Logger,
-  ) {}
+  private readonly url: string;
+  private readonly apiSecret: string | undefined;
+  private readonly log: Logger;
+  private readonly abandonedMs: number;
+
+  constructor(deps: {
+    url: string;
+    apiSecret: string | undefined;
+    log: Logger;
+    /** A session whose page has not polled for this long is destroyed (tests shorten it). */
+    abandonedMs?: number;
+  }) {
+    this.url = deps.url;
+    this.apiSecret = deps.apiSecret;
+    this.log = deps.log;
+    this.abandonedMs = deps.abandonedMs ?? ABANDONED_MS;
+  }
 
   /** `path` is what follows /janus; answers every request (never throws). */
   async handle(
@@ -186,8 +200,18 @@ export class JanusProxy {
       pagePolls: 0,
       lastPagePoll: Date.now(),
       stop: new AbortController(),
+      reaper: undefined,
     };
     this.owned.set(id, owned);
+    owned.reaper = setInterval(
+      () => {
+        if (owned.pagePolls > 0 || Date.now() - owned.lastPagePoll <= this.abandonedMs) return;
+        this.log.info({ session: id }, 'janus session abandoned by its page: destroyed');
+        this.forget(id, true);
+      },
+      Math.min(10_000, this.abandonedMs / 2),
+    );
+    owned.reaper.unref();
     session.onEnd.add(() => this.forget(id, true));
     for (let i = 0; i < SPARE_HANDLES; i++) this.attachSpare(id, owned);
     void this.relay(id, owned);
@@ -358,10 +382,6 @@ export class JanusProxy {
         }
       }
       for (const wake of [...owned.wake]) wake();
-      if (owned.pagePolls === 0 && Date.now() - owned.lastPagePoll > ABANDONED_MS) {
-        this.log.info({ session: id }, 'janus session abandoned by its page: destroyed');
-        this.forget(id, true);
-      }
     }
   }
 
@@ -370,6 +390,7 @@ export class JanusProxy {
     if (!owned) return;
     this.owned.delete(id);
     owned.stop.abort();
+    clearInterval(owned.reaper);
     for (const waiter of owned.offers.values()) waiter(undefined);
     for (const wake of [...owned.wake]) wake();
     if (!destroy) return;

@@ -123,7 +123,7 @@ export class ConsoleServer implements Service {
   constructor(private readonly options: ConsoleServerOptions) {
     this.sessions = new Sessions(options.console.sessionIdleMinutes * 60_000);
     this.janus = options.janus
-      ? new JanusProxy(options.janus.url, options.janus.apiSecret, options.log.child({ part: 'janus-proxy' }))
+      ? new JanusProxy({ ...options.janus, log: options.log.child({ part: 'janus-proxy' }) })
       : undefined;
     this.staticDir = options.staticDir ?? defaultStaticDir();
     this.websockets.on('error', (error) => options.log.warn({ err: error }, 'console websocket error'));
