@@ -24,14 +24,14 @@ import {
 } from './mqtt/tool-client.js';
 import { registerUpdateCommands } from './update/cli.js';
 import { registerLedCommands } from './gpio/led-cli.js';
+import { program } from './program.js';
 import { VERSION } from './version.js';
 
-function program(): Command {
-  const cli = new Command('outpost')
-    .description('Outpost edge appliance daemon: cameras to the site SFU, embedded MQTT broker')
-    .version(VERSION, '-V, --version', 'print the version and exit')
-    .showHelpAfterError('(run with --help for usage)')
-    .exitOverride();
+function commands(): Command {
+  const cli = program(
+    'outpost',
+    'Outpost edge appliance daemon: cameras to the site SFU, embedded MQTT broker',
+  );
 
   cli
     .command('run')
@@ -306,7 +306,7 @@ async function configFor(options: ConfigChoice): Promise<Config | undefined> {
 }
 
 try {
-  await program().parseAsync(process.argv);
+  await commands().parseAsync(process.argv);
 } catch (error) {
   if (error instanceof CommanderError) {
     // --help and --version end here with exit code 0; usage mistakes with 2 (message already printed).

@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
 import { describeError, OutpostError } from '../../daemon/src/errors.js';
-import { VERSION } from '../../daemon/src/version.js';
+import { program } from '../../daemon/src/program.js';
 import { makeBundle, openBundle, sameFiles, type Trust } from './bundle.js';
 import { readIfExists, SECRET_MODE, writeFileAtomic } from './files.js';
 import { DEFAULT_BUNDLE, exitCodeFor, firstboot, FirstbootExit } from './firstboot.js';
@@ -178,12 +178,11 @@ function centreCommands(cli: Command): void {
     );
 }
 
-function program(): Command {
-  const cli = new Command('outpost-provision')
-    .description('Offline provisioning for Outpost boxes: site CA, credentials, signed bundles, first boot')
-    .version(VERSION, '-V, --version', 'print the version and exit')
-    .showHelpAfterError('(run with --help for usage)')
-    .exitOverride();
+function commands(): Command {
+  const cli = program(
+    'outpost-provision',
+    'Offline provisioning for Outpost boxes: site CA, credentials, signed bundles, first boot',
+  );
 
   const site = cli.command('site').description('create or show a site directory');
   site
@@ -501,7 +500,7 @@ function program(): Command {
 }
 
 try {
-  await program().parseAsync(process.argv);
+  await commands().parseAsync(process.argv);
 } catch (error) {
   if (error instanceof CommanderError) {
     process.exitCode = error.exitCode === 0 ? 0 : FirstbootExit.USAGE;

@@ -330,35 +330,27 @@ export async function wipeFile(file: string): Promise<void> {
   await fsyncDirectory(dirname(file));
 }
 
-/** Putting modes and owners back failed: the files are those of the bundle, their modes may not be. */
-async function installing<T>(change: () => Promise<T>): Promise<T> {
-  try {
-    return await change();
-  } catch (error) {
-    throw new OutpostError(
-      'INSTALL_FAILED',
-      `could not set the modes of the installed configuration: ${(error as Error).message}`,
-      {
-        hint: 'first boot runs as root with CAP_CHOWN (outpost-firstboot.service); check /etc is writable',
-        cause: error,
-      },
-    );
-  }
-}
+/** The two ways a first boot's own step fails, with the hint for each. */
+const STEP_FAILURES = {
+  // Putting modes and owners back: the files are those of the bundle, their modes may not be.
+  modes: {
+    what: 'could not set the modes of the installed configuration',
+    hint: 'first boot runs as root with CAP_CHOWN (outpost-firstboot.service); check /etc is writable',
+  },
+  // Reading what is installed (the CA, the files to compare): nothing was changed.
+  read: {
+    what: 'could not read the installed configuration',
+    hint: 'first boot runs as root with CAP_DAC_READ_SEARCH (outpost-firstboot.service); nothing was changed',
+  },
+} as const;
 
-/** Reading what is installed (the CA, the files to compare) failed: nothing was changed. */
-async function readingInstalled<T>(read: () => Promise<T>): Promise<T> {
+/** Runs one step of an install; its error becomes INSTALL_FAILED, saying which step and the fix. */
+async function installStep<T>(step: keyof typeof STEP_FAILURES, run: () => Promise<T>): Promise<T> {
   try {
-    return await read();
+    return await run();
   } catch (error) {
-    throw new OutpostError(
-      'INSTALL_FAILED',
-      `could not read the installed configuration: ${(error as Error).message}`,
-      {
-        hint: 'first boot runs as root with CAP_DAC_READ_SEARCH (outpost-firstboot.service); nothing was changed',
-        cause: error,
-      },
-    );
+    const { what, hint } = STEP_FAILURES[step];
+    throw new OutpostError('INSTALL_FAILED', `${what}: ${(error as Error).message}`, { hint, cause: error });
   }
 }
 
@@ -384,7 +376,7 @@ export async function firstboot(options: FirstbootOptions): Promise<FirstbootOut
     log.info({ event: 'no-bundle', bundle: bundlePath }, 'no bundle: nothing to do');
     return 'no-bundle';
   }
-  const trust = await readingInstalled(() => chooseTrust(root, fingerprintFiles, log));
+  const trust = await installStep('read', () => chooseTrust(root, fingerprintFiles, log));
   const bundle = openBundle(text, bundlePath, trust);
   const about = {
     site: bundle.envelope.site,
@@ -396,9 +388,9 @@ export async function firstboot(options: FirstbootOptions): Promise<FirstbootOut
 
   let outcome: FirstbootOutcome;
   const owner = await serviceOwner(root);
-  if (sameFiles(bundle.files, await readingInstalled(() => readInstalled(root)))) {
+  if (sameFiles(bundle.files, await installStep('read', () => readInstalled(root)))) {
     outcome = 'unchanged';
-    const repaired = await installing(() => enforceModes(root, bundle.files, owner));
+    const repaired = await installStep('modes', () => enforceModes(root, bundle.files, owner));
     if (repaired.length > 0) {
       log.warn({ event: 'modes-repaired', ...about, repaired }, 'modes or owners of /etc/outpost put back');
     }
@@ -420,7 +412,7 @@ export async function firstboot(options: FirstbootOptions): Promise<FirstbootOut
       );
     }
     // Staged with these modes already; this checks the tree in place (and is what `unchanged` runs).
-    await installing(() => enforceModes(root, bundle.files, owner));
+    await installStep('modes', () => enforceModes(root, bundle.files, owner));
     log.info(
       { event: 'installed', ...about, files: bundle.files.length, owner: owner ? 'outpost' : 'unchanged' },
       'bundle installed',

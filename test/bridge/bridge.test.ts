@@ -13,7 +13,7 @@ import {
   replyPayload,
 } from '../../daemon/src/mqtt/contract.js';
 import { topics } from '../../daemon/src/mqtt/topics.js';
-import { identitiesJson, PEOPLE, SITE } from '../support/broker.js';
+import { identitiesJson, P, PEOPLE, SITE } from '../support/broker.js';
 import { cliRuns, freePort, until, type Run } from '../support/processes.js';
 import {
   bridgedHub,
@@ -101,7 +101,6 @@ async function slowFsync(pid: number, us: number): Promise<{ exited: Promise<voi
   return { exited };
 }
 
-const P = `outpost/v1/${SITE}`;
 const alert = (i: number) =>
   JSON.stringify({
     at: Date.now(),
@@ -205,20 +204,18 @@ describe('site bridge to a central mosquitto', () => {
         await cam.publishAsync(topics.alert(SITE, 'cam-a'), alert(i), { qos: 1 });
     };
     await send(0, 100);
-    // A clean restart with the link still down.
-    daemon.child.kill('SIGTERM');
-    await daemon.exited();
-    await cam.endAsync(true);
-    daemon = await run(files, false);
-    cam = await box(files, 'cam-a');
-    await send(100, 200);
-    // kill -9 with messages in the store.
-    daemon.child.kill('SIGKILL');
-    await daemon.exited();
-    await cam.endAsync(true);
-    daemon = await run(files, false);
-    cam = await box(files, 'cam-a');
-    await send(200, 300);
+    // A clean restart with the link still down, then a kill -9 with messages in the store.
+    for (const [signal, from] of [
+      ['SIGTERM', 100],
+      ['SIGKILL', 200],
+    ] as const) {
+      daemon.child.kill(signal);
+      await daemon.exited();
+      await cam.endAsync(true);
+      daemon = await run(files, false);
+      cam = await box(files, 'cam-a');
+      await send(from, from + 100);
+    }
     expect(centre.got.length).toBe(0);
     files.proxy.restore();
     const ids = () => new Set(centre.got.map((m) => json(m.payload).id));

@@ -3,8 +3,8 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { identitiesJson, PEOPLE, SITE } from '../support/broker.js';
-import { freePort, runCli, runCliToEnd, tempDir, until, writeTemp, type Run } from '../support/processes.js';
+import { hubDataDir, PEOPLE, SITE } from '../support/broker.js';
+import { freePort, runCli, runCliToEnd, until, writeTemp, type Run } from '../support/processes.js';
 
 let daemon: Run;
 let config: string;
@@ -12,9 +12,7 @@ let port: number;
 let alicePasswordFile: string;
 
 beforeAll(async () => {
-  const dataDir = await tempDir('outpost-data-');
-  const identitiesFile = join(dataDir, 'identities.json');
-  await writeFile(identitiesFile, await identitiesJson(PEOPLE));
+  const { dataDir, identitiesFile } = await hubDataDir();
   alicePasswordFile = join(dataDir, 'alice.pw');
   await writeFile(alicePasswordFile, `${PEOPLE.alice?.password}\n`, { mode: 0o600 });
   port = await freePort();

@@ -80,15 +80,8 @@ async function press(file: string): Promise<string> {
 
 describe('clips in progress when the daemon is killed', () => {
   it('kill -9 during the post-roll: after the restart the console gets a clip-failed for that clip', async () => {
-    hub = await startTestBroker();
-    const { alerts, manifests } = await consoleAtHub(hub);
     // A long post-roll: the kill comes while the clip waits for it.
-    const box = await cameraBox(hub.mqttsPort, 30);
-    const first = start(['run', '--config', box.file]);
-    await first.waitForLog((line) => line.msg === 'uplink connected');
-
-    const clipId = await press(box.file);
-    const entry = join(box.inProgress, `${clipId}.json`);
+    const { alerts, manifests, box, first, clipId, entry } = await pressedBox(30);
     await until(() => existsSync(entry), 10_000, 'the clip written down as in progress');
     await until(
       () => alerts.some((a) => a.kind === 'panic' && a.clipId === clipId),
@@ -123,14 +116,7 @@ describe('clips in progress when the daemon is killed', () => {
   });
 
   it('kill -9 after the clip was kept: the clip is delivered and no clip-failed is sent', async () => {
-    hub = await startTestBroker();
-    const { alerts, manifests } = await consoleAtHub(hub);
-    const box = await cameraBox(hub.mqttsPort, 1);
-    const first = start(['run', '--config', box.file]);
-    await first.waitForLog((line) => line.msg === 'uplink connected');
-
-    const clipId = await press(box.file);
-    const entry = join(box.inProgress, `${clipId}.json`);
+    const { alerts, manifests, box, first, clipId, entry } = await pressedBox(1);
     await until(() => existsSync(entry), 10_000, 'the clip written down as in progress');
     const written = await readFile(entry, 'utf8');
     await first.waitForLog((line) => line.msg === 'clip stored' && line.clipId === clipId, 30_000);
@@ -200,3 +186,14 @@ describe('clips in progress when the daemon is killed', () => {
     expect(second.stdout()).not.toContain('panic clip lost');
   });
 });
+
+/** A hub, a console at it, and a camera box (post-roll in seconds) running and pressed once. */
+async function pressedBox(postRollSeconds: number) {
+  hub = await startTestBroker();
+  const { alerts, manifests } = await consoleAtHub(hub);
+  const box = await cameraBox(hub.mqttsPort, postRollSeconds);
+  const first = start(['run', '--config', box.file]);
+  await first.waitForLog((line) => line.msg === 'uplink connected');
+  const clipId = await press(box.file);
+  return { alerts, manifests, box, first, clipId, entry: join(box.inProgress, `${clipId}.json`) };
+}

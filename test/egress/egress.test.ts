@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { topics } from '../../daemon/src/mqtt/topics.js';
-import { identitiesJson, PEOPLE, readPem, run, SITE } from '../support/broker.js';
+import { hubDataDir, PEOPLE, readPem, run, SITE } from '../support/broker.js';
 import { testPki } from '../support/pki.js';
 import {
   capture,
@@ -24,7 +24,7 @@ import {
   type Packet,
   type Peer,
 } from '../support/netns.js';
-import { freePort, runCli, tempDir, writeTemp, type Run } from '../support/processes.js';
+import { freePort, runCli, writeTemp, type Run } from '../support/processes.js';
 import { centreWithSites, type CentreSetup } from '../support/sites.js';
 
 const available = netnsAvailable();
@@ -55,9 +55,7 @@ beforeAll(async () => {
     { what: 'NTP peer', host: ns.hostIp, proto: 'udp', port: 123 },
   ];
   const pki = testPki();
-  const dataDir = await tempDir('outpost-egress-');
-  const identitiesFile = join(dataDir, 'identities.json');
-  await writeFile(identitiesFile, await identitiesJson(PEOPLE), { mode: 0o600 });
+  const { dataDir, identitiesFile } = await hubDataDir('outpost-egress-');
   const tokenFile = join(dataDir, 'metrics.token');
   await writeFile(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
   [mqttsPort, metricsPort] = [await freePort(), await freePort()];

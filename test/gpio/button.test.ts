@@ -27,6 +27,16 @@ async function button(pin: FakePin, longPressMs = 2000) {
   return { b, events };
 }
 
+type Steps = Array<[level: 0 | 1, ms: number]>;
+
+/** Sets the pin to each level in turn, letting that many ms pass after each. */
+async function drive(pin: FakePin, steps: Steps): Promise<void> {
+  for (const [level, ms] of steps) {
+    pin.set(level);
+    await vi.advanceTimersByTimeAsync(ms);
+  }
+}
+
 describe('panic button', () => {
   it('one press (active low) is one press, reported once the line is quiet, then one release', async () => {
     const pin = new FakePin({ level: 1 });
@@ -45,21 +55,17 @@ describe('panic button', () => {
   it('bounce within the debounce window yields no extra press', async () => {
     const pin = new FakePin({ level: 1 });
     const { events } = await button(pin);
-    for (let i = 0; i < 6; i += 1) {
-      pin.set(0);
-      await vi.advanceTimersByTimeAsync(3);
-      pin.set(1);
-      await vi.advanceTimersByTimeAsync(2);
-    }
-    pin.set(0);
-    await vi.advanceTimersByTimeAsync(25);
+    const chatter = Array.from({ length: 6 }, (): Steps => [
+      [0, 3],
+      [1, 2],
+    ]).flat();
+    await drive(pin, [...chatter, [0, 25]]);
     // bounce on release too
-    pin.set(1);
-    await vi.advanceTimersByTimeAsync(2);
-    pin.set(0);
-    await vi.advanceTimersByTimeAsync(2);
-    pin.set(1);
-    await vi.advanceTimersByTimeAsync(25);
+    await drive(pin, [
+      [1, 2],
+      [0, 2],
+      [1, 25],
+    ]);
     expect(events).toEqual(['press', 'release']);
   });
 

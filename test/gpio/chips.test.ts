@@ -41,28 +41,34 @@ async function resolveOnSysfs(bcm: number, chips: Parameters<typeof fakeSys>[0])
 }
 
 describe('GPIO chips', () => {
-  it('resolves BCM 17 to sysfs GPIO 529 on a Pi 4 with kernel 6.6 (pinctrl-bcm2711 at base 512)', async () => {
-    const line = await resolveOnSysfs(17, [
-      { name: 'gpiochip512', base: 512, ngpio: 58, label: 'pinctrl-bcm2711' },
-      { name: 'gpiochip570', base: 570, ngpio: 8, label: 'raspberrypi-exp-gpio' },
-    ]);
-    expect(line).toMatchObject({ backend: 'sysfs', gpio: 529, chip: { label: 'pinctrl-bcm2711' } });
-  });
-
-  it('resolves through a Pi 5 style RP1 chip at another base, ignoring the other chips', async () => {
-    const line = await resolveOnSysfs(17, [
-      { name: 'gpiochip512', base: 512, ngpio: 32, label: 'gpio-brcmstb@107d508500' },
-      { name: 'gpiochip544', base: 544, ngpio: 4, label: 'gpio-brcmstb@107d517c00' },
-      { name: 'gpiochip571', base: 571, ngpio: 54, label: 'pinctrl-rp1' },
-    ]);
-    expect(line).toMatchObject({ backend: 'sysfs', gpio: 588, chip: { label: 'pinctrl-rp1' } });
-  });
-
-  it('an old kernel with pinctrl-bcm2835 at base 0 keeps plain BCM numbers', async () => {
-    const line = await resolveOnSysfs(27, [
-      { name: 'gpiochip0', base: 0, ngpio: 54, label: 'pinctrl-bcm2835' },
-    ]);
-    expect(line).toMatchObject({ backend: 'sysfs', gpio: 27 });
+  it.each([
+    {
+      board: 'BCM 17 → sysfs GPIO 529 on a Pi 4 with kernel 6.6 (pinctrl-bcm2711 at base 512)',
+      bcm: 17,
+      chips: [
+        { name: 'gpiochip512', base: 512, ngpio: 58, label: 'pinctrl-bcm2711' },
+        { name: 'gpiochip570', base: 570, ngpio: 8, label: 'raspberrypi-exp-gpio' },
+      ],
+      expected: { gpio: 529, chip: { label: 'pinctrl-bcm2711' } },
+    },
+    {
+      board: 'through a Pi 5 style RP1 chip at another base, ignoring the other chips',
+      bcm: 17,
+      chips: [
+        { name: 'gpiochip512', base: 512, ngpio: 32, label: 'gpio-brcmstb@107d508500' },
+        { name: 'gpiochip544', base: 544, ngpio: 4, label: 'gpio-brcmstb@107d517c00' },
+        { name: 'gpiochip571', base: 571, ngpio: 54, label: 'pinctrl-rp1' },
+      ],
+      expected: { gpio: 588, chip: { label: 'pinctrl-rp1' } },
+    },
+    {
+      board: 'an old kernel with pinctrl-bcm2835 at base 0 keeps plain BCM numbers',
+      bcm: 27,
+      chips: [{ name: 'gpiochip0', base: 0, ngpio: 54, label: 'pinctrl-bcm2835' }],
+      expected: { gpio: 27 },
+    },
+  ])('resolves on sysfs: $board', async ({ bcm, chips, expected }) => {
+    expect(await resolveOnSysfs(bcm, chips)).toMatchObject({ backend: 'sysfs', ...expected });
   });
 
   it('chooses the character device, by chip label and line offset, when /sys/class/gpio is absent', async () => {

@@ -1,25 +1,20 @@
 // What the site bridge and /metrics take from the broker (daemon/src/mqtt/broker.ts): an in-memory
 // service identity valid on the loopback listener only (serviceCredential), and Mosquitto-like counts
 // (messages received and sent, clients connected).
-import { connectAsync, type MqttClient } from 'mqtt';
-import { afterEach, describe, expect, it } from 'vitest';
+import { connectAsync } from 'mqtt';
+import { describe, expect, it } from 'vitest';
 import { topics } from '../../daemon/src/mqtt/topics.js';
-import { connectAs, readPem, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
+import { connectAs, readPem, SITE } from '../support/broker.js';
+import { brokerPerTest } from '../support/per-test.js';
 import { testPki } from '../support/pki.js';
 import { until } from '../support/processes.js';
 
-let hub: TestBroker | undefined;
-const clients: MqttClient[] = [];
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((client) => client.endAsync(true)));
-  await hub?.stop();
-  hub = undefined;
-});
+const perTest = brokerPerTest();
+const { clients } = perTest;
 
 describe('broker hooks for the bridge and /metrics', () => {
   it('a service credential logs in on loopback with its role, and nowhere else', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const { username, password } = hub.broker.serviceCredential('centre', 'console');
     const local = await connectAsync(`mqtt://127.0.0.1:${hub.tcpPort}`, {
       username,
@@ -51,7 +46,7 @@ describe('broker hooks for the bridge and /metrics', () => {
   });
 
   it('counts messages received from clients, messages sent to them, and clients connected', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const { counters } = hub.broker;
     const siteConsole = await connectAs(hub, 'console');
     clients.push(siteConsole);
@@ -68,6 +63,6 @@ describe('broker hooks for the bridge and /metrics', () => {
     expect(counters.messagesReceived - received).toBe(3);
     expect(counters.messagesSent - sent).toBe(3);
     await cam.endAsync(true);
-    await until(() => hub?.broker.clientsConnected() === 1, 5000, 'one client left');
+    await until(() => hub.broker.clientsConnected() === 1, 5000, 'one client left');
   });
 });

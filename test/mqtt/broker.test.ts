@@ -10,34 +10,27 @@ import {
   type IClientOptions,
   type MqttClient,
 } from 'mqtt';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LOCAL_ADMIN } from '../../daemon/src/mqtt/local-admin.js';
 import {
   connectAs,
+  connectPacket,
   mosquittoTls,
+  P,
   PEOPLE,
   readPem,
   recordingLogger,
   run,
-  SITE,
-  startTestBroker,
-  type TestBroker,
 } from '../support/broker.js';
+import { brokerPerTest } from '../support/per-test.js';
 import { testPki } from '../support/pki.js';
 import { until } from '../support/processes.js';
 
-const P = `outpost/v1/${SITE}`;
-let hub: TestBroker | undefined;
-const clients: MqttClient[] = [];
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((client) => client.endAsync(true)));
-  await hub?.stop();
-  hub = undefined;
-});
+const perTest = brokerPerTest();
+const { clients } = perTest;
 
 async function client(name: string, extra = {}, transport: 'mqtts' | 'wss' = 'mqtts'): Promise<MqttClient> {
-  if (!hub) throw new Error('no broker');
+  const { hub } = perTest;
   const made = await connectAs(hub, name, extra, transport);
   clients.push(made);
   return made;
@@ -48,6 +41,14 @@ function inbox(mqtt: MqttClient): string[] {
   const lines: string[] = [];
   mqtt.on('message', (topic, payload) => lines.push(`${topic} ${payload.toString()}`));
   return lines;
+}
+
+/** What the console account receives, subscribed at QoS 1 to `filter`. */
+async function consoleReading(filter: string | string[]): Promise<string[]> {
+  const reader = await client('console');
+  const seen = inbox(reader);
+  await reader.subscribeAsync(filter, { qos: 1 });
+  return seen;
 }
 
 /** The QoS granted per filter (128 = refused). MQTT.js rejects a SUBACK with any 128, keeping the packet. */
@@ -69,7 +70,7 @@ async function connectWithInbox(
   name: string,
   extra: IClientOptions,
 ): Promise<{ client: MqttClient; seen: string[]; sessionPresent: boolean }> {
-  if (!hub) throw new Error('no broker');
+  const { hub } = perTest;
   const made = connect(`mqtts://127.0.0.1:${hub.mqttsPort}`, {
     ca: [readPem(testPki().ca)],
     username: name,
@@ -96,16 +97,7 @@ async function rawLogin(port: number, username: string, password: string): Promi
   socket.on('data', (chunk: Buffer) => parser.parse(chunk));
   socket.on('error', () => undefined);
   socket.write(
-    mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      clientId: `flood-${Math.random().toString(16).slice(2)}`,
-      keepalive: 30,
-      username,
-      password: Buffer.from(password),
-    }),
+    mqttPacket.generate(connectPacket(`flood-${Math.random().toString(16).slice(2)}`, username, password)),
   );
   return new Promise((resolve) => {
     const timer = setTimeout(() => socket.destroy(), 30_000);
@@ -150,9 +142,7 @@ async function backUntilMarker(
  * more, for one too many to show) and gives their topics in order.
  */
 async function chatPair(): Promise<{ alice: MqttClient; delivered: (count: number) => Promise<string[]> }> {
-  const reader = await client('console');
-  const seen = inbox(reader);
-  await reader.subscribeAsync(`${P}/chat/+`, { qos: 1 });
+  const seen = await consoleReading(`${P}/chat/+`);
   const alice = await client('alice');
   const delivered = async (count: number): Promise<string[]> => {
     await until(() => seen.length === count, 5000, `${count} chat messages`);
@@ -164,7 +154,7 @@ async function chatPair(): Promise<{ alice: MqttClient; delivered: (count: numbe
 
 /** MQTT.js over TLS with a client certificate and no password. */
 function withCertificate(files: { cert: string; key: string }): Promise<MqttClient> {
-  if (!hub) throw new Error('no broker');
+  const { hub } = perTest;
   return connectAsync(`mqtts://127.0.0.1:${hub.mqttsPort}`, {
     ca: [readPem(testPki().ca)],
     cert: readPem(files.cert),
@@ -180,35 +170,19 @@ function closed(mqtt: MqttClient): Promise<void> {
 
 describe('embedded broker: authentication', () => {
   it('mosquitto_pub and mosquitto_sub with the site CA and a password carry a retained message over TLS', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const topic = `${P}/cam-a/status`;
-    const published = await run('mosquitto_pub', [
-      ...mosquittoTls(hub, 'cam-a'),
-      '-t',
-      topic,
-      '-m',
-      'online',
-      '-r',
-      '-q',
-      '1',
-    ]);
+    const retainedOnline = ['-t', topic, '-m', 'online', '-r', '-q', '1'];
+    const published = await run('mosquitto_pub', [...mosquittoTls(hub, 'cam-a'), ...retainedOnline]);
     expect(published.code, published.stderr).toBe(0);
-    const received = await run('mosquitto_sub', [
-      ...mosquittoTls(hub, 'console'),
-      '-t',
-      topic,
-      '-C',
-      '1',
-      '-W',
-      '5',
-      '-v',
-    ]);
+    const oneMessage = ['-t', topic, '-C', '1', '-W', '5', '-v'];
+    const received = await run('mosquitto_sub', [...mosquittoTls(hub, 'console'), ...oneMessage]);
     expect(received.code, received.stderr).toBe(0);
     expect(received.stdout.trim()).toBe(`${topic} online`);
   });
 
   it('a wrong password, an unknown user and no credentials are refused', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     for (const args of [
       mosquittoTls(hub, 'cam-a', 'wrong'),
       mosquittoTls(hub, 'mallory', 'pw-cam-a'),
@@ -222,7 +196,7 @@ describe('embedded broker: authentication', () => {
   });
 
   it('a client certificate signed by the site CA authenticates its CN; one from another CA does not', async () => {
-    hub = await startTestBroker();
+    await perTest.start();
     const pki = testPki();
     const viaCert = await withCertificate(pki.client('console'));
     clients.push(viaCert);
@@ -233,7 +207,7 @@ describe('embedded broker: authentication', () => {
   });
 
   it('TLS below 1.2 is refused', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const port = hub.mqttsPort;
     const outcome = await new Promise<string>((resolve) => {
       const socket = tlsConnect({
@@ -253,7 +227,7 @@ describe('embedded broker: authentication', () => {
   });
 
   it('the local-admin credential works on loopback only, and its file is 0600', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const file = hub.broker.localAdminFile;
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     const password = (await readFile(file, 'utf8')).trim();
@@ -286,7 +260,7 @@ describe('embedded broker: authentication', () => {
   });
 
   it("a client id in another identity's namespace is rejected (0x02), so nobody can take over a session", async () => {
-    hub = await startTestBroker();
+    await perTest.start();
     await client('cam-a', { clientId: 'cam-a' });
     await expect(client('cam-b', { clientId: 'cam-a' })).rejects.toThrow(/Identifier rejected/i);
     await expect(client('cam-b', { clientId: 'cam-a.tool' })).rejects.toThrow(/Identifier rejected/i);
@@ -300,10 +274,8 @@ describe('embedded broker: authentication', () => {
 
 describe('embedded broker: ACL', () => {
   it('a device cannot publish under another device prefix; the publish is dropped and it stays connected', async () => {
-    hub = await startTestBroker();
-    const consoleClient = await client('console');
-    const seen = inbox(consoleClient);
-    await consoleClient.subscribeAsync(`${P}/#`, { qos: 1 });
+    const hub = await perTest.start();
+    const seen = await consoleReading(`${P}/#`);
     const camA = await client('cam-a');
     await camA.publishAsync(`${P}/cam-b/alert`, 'forged', { qos: 1 });
     await camA.publishAsync(`${P}/cam-a/alert`, 'genuine', { qos: 1 });
@@ -314,7 +286,7 @@ describe('embedded broker: ACL', () => {
   });
 
   it('a device cannot subscribe to #, $SYS/# or another device; it may subscribe to its own cmd and chat', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const camA = await client('cam-a');
     const granted = await grants(camA, [
       '#',
@@ -329,7 +301,7 @@ describe('embedded broker: ACL', () => {
   });
 
   it('the console reads the whole site and commands devices; staff only chat', async () => {
-    hub = await startTestBroker();
+    await perTest.start();
     const consoleClient = await client('console');
     expect(await grants(consoleClient, [`${P}/#`, '#'])).toEqual([1, 128]);
     const camA = await client('cam-a');
@@ -342,10 +314,8 @@ describe('embedded broker: ACL', () => {
   });
 
   it('chat is stamped with the authenticated sender and the broker clock; a forged sender is overwritten', async () => {
-    hub = await startTestBroker();
-    const reader = await client('console');
-    const seen = inbox(reader);
-    await reader.subscribeAsync(`${P}/chat/#`, { qos: 1 });
+    await perTest.start();
+    const seen = await consoleReading(`${P}/chat/#`);
     const alice = await client('alice');
     const before = Date.now();
     await alice.publishAsync(
@@ -372,7 +342,7 @@ describe('embedded broker: ACL', () => {
     expect(messages[0]?.at).toBeGreaterThanOrEqual(before);
   });
   it('keeps the last messages per channel as retained history that survives a restart and cannot be forged', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const alice = await client('alice');
     for (const text of ['one', 'two', 'three']) await alice.publishAsync(`${P}/chat/ops`, text, { qos: 1 });
     await alice.publishAsync(`${P}/chat/ops/history`, JSON.stringify([{ from: 'root', text: 'forged' }]), {
@@ -380,9 +350,7 @@ describe('embedded broker: ACL', () => {
     });
     await hub.restart();
     clients.splice(0);
-    const reader = await client('console');
-    const seen = inbox(reader);
-    await reader.subscribeAsync(`${P}/chat/ops/history`, { qos: 1 });
+    const seen = await consoleReading(`${P}/chat/ops/history`);
     await until(() => seen.length === 1, 5000, 'the retained history');
     const history = JSON.parse(seen[0]?.slice(seen[0].indexOf(' ') + 1) ?? '[]') as Array<{
       from: string;
@@ -397,7 +365,7 @@ describe('embedded broker: ACL', () => {
 
 describe('embedded broker: stamping hooks', () => {
   it('a second stamping hook is one more registration: its topics are stamped with the sender, others are not', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     // An alert acknowledgement, as the console would send it: who acknowledged comes from the login.
     hub.broker.addStamp({
       name: 'ack',
@@ -428,7 +396,7 @@ describe('embedded broker: stamping hooks', () => {
 
 describe('embedded broker: chat history bounds', () => {
   it('a burst of chat rewrites the retained history at most once a second, ending with all of it', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const reader = await client('console');
     const histories: Array<Array<{ text: string }>> = [];
     reader.on('message', (topic, payload) => {
@@ -448,15 +416,13 @@ describe('embedded broker: chat history bounds', () => {
     await alice.publishAsync(`${P}/chat/ops`, 'just before the restart', { qos: 1 });
     await hub.restart();
     clients.splice(0);
-    const late = await client('console');
-    const lateSeen = inbox(late);
-    await late.subscribeAsync(`${P}/chat/ops/history`, { qos: 1 });
+    const lateSeen = await consoleReading(`${P}/chat/ops/history`);
     await until(() => lateSeen.length === 1, 5000, 'the retained history');
     expect(lateSeen[0]).toContain('just before the restart');
   });
 
   it('a message opening a channel beyond broker.chatChannels is refused; known channels carry on', async () => {
-    hub = await startTestBroker({ broker: { chatChannels: 2 } });
+    const hub = await perTest.start({ broker: { chatChannels: 2 } });
     const { alice, delivered } = await chatPair();
     for (const channel of ['one', 'two', 'three', 'one']) {
       await alice.publishAsync(`${P}/chat/${channel}`, `on ${channel}`, { qos: 1 });
@@ -467,7 +433,7 @@ describe('embedded broker: chat history bounds', () => {
   });
 
   it('a new channel takes the place of one quiet for broker.chatChannelIdleSeconds, and its history goes', async () => {
-    hub = await startTestBroker({ broker: { chatChannels: 2, chatChannelIdleSeconds: 2 } });
+    const hub = await perTest.start({ broker: { chatChannels: 2, chatChannelIdleSeconds: 2 } });
     const { alice, delivered } = await chatPair();
     await alice.publishAsync(`${P}/chat/one`, 'on one', { qos: 1 });
     await new Promise((resolve) => setTimeout(resolve, 2300));
@@ -478,9 +444,7 @@ describe('embedded broker: chat history bounds', () => {
     expect(await delivered(3)).toEqual([`${P}/chat/one`, `${P}/chat/two`, `${P}/chat/three`]);
     expect(hub.broker.counters.refusedPublish).toBe(1);
     // The retained history of `one` is gone with it; the others keep theirs.
-    const late = await client('console');
-    const lateSeen = inbox(late);
-    await late.subscribeAsync(`${P}/chat/+/history`, { qos: 1 });
+    const lateSeen = await consoleReading(`${P}/chat/+/history`);
     await until(() => lateSeen.length === 2, 5000, 'two retained histories');
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(lateSeen.map((line) => line.split(' ')[0]).sort()).toEqual([
@@ -492,10 +456,8 @@ describe('embedded broker: chat history bounds', () => {
 
 describe('embedded broker: review findings', () => {
   it('an empty topic level cannot smuggle unstamped chat, and chat and commands are never retained', async () => {
-    hub = await startTestBroker();
-    const reader = await client('console');
-    const seen = inbox(reader);
-    await reader.subscribeAsync(`${P}/#`, { qos: 1 });
+    const hub = await perTest.start();
+    const seen = await consoleReading(`${P}/#`);
     const alice = await client('alice');
     const forged = JSON.stringify({ id: 'x', from: 'root', role: 'admin', text: 'evacuate', at: 1 });
     await alice.publishAsync(`${P}/chat/`, forged, { qos: 1, retain: true });
@@ -508,16 +470,14 @@ describe('embedded broker: review findings', () => {
     expect(seen.filter((line) => line.includes('evacuate') || line.includes('bad channel'))).toEqual([]);
     expect(hub.broker.counters.refusedPublish).toBe(2);
     // A late subscriber gets the chat history, but no retained chat message or command.
-    const late = await client('console');
-    const lateSeen = inbox(late);
-    await late.subscribeAsync([`${P}/chat/+`, `${P}/+/cmd/#`, `${P}/chat/ops/history`], { qos: 1 });
+    const lateSeen = await consoleReading([`${P}/chat/+`, `${P}/+/cmd/#`, `${P}/chat/ops/history`]);
     await until(() => lateSeen.length > 0, 5000, 'the retained history');
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(lateSeen.map((line) => line.split(' ')[0])).toEqual([`${P}/chat/ops/history`]);
   });
 
   it('a last will on a topic the client may not publish to is refused at connect', async () => {
-    hub = await startTestBroker();
+    await perTest.start();
     await expect(
       client('alice', {
         will: { topic: `${P}/cam-a/status`, payload: Buffer.from('online'), qos: 1, retain: true },
@@ -529,27 +489,14 @@ describe('embedded broker: review findings', () => {
   });
 
   it('a publish sent right before DISCONNECT and FIN is still delivered', async () => {
-    hub = await startTestBroker();
-    const reader = await client('console');
-    const seen = inbox(reader);
-    await reader.subscribeAsync(`${P}/cam-a/alert`, { qos: 1 });
+    const hub = await perTest.start();
+    const seen = await consoleReading(`${P}/cam-a/alert`);
     const mqttPacket = (await import('mqtt-packet')).default;
     const { createConnection } = await import('node:net');
     const socket = createConnection({ host: '127.0.0.1', port: hub.tcpPort });
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
     const connack = new Promise<void>((resolve) => socket.once('data', () => resolve()));
-    socket.write(
-      mqttPacket.generate({
-        cmd: 'connect',
-        protocolId: 'MQTT',
-        protocolVersion: 4,
-        clean: true,
-        clientId: 'cam-a.burst',
-        keepalive: 30,
-        username: 'cam-a',
-        password: Buffer.from(PEOPLE['cam-a']?.password ?? ''),
-      }),
-    );
+    socket.write(mqttPacket.generate(connectPacket('cam-a.burst', 'cam-a')));
     await connack;
     // PUBLISH, DISCONNECT and FIN in one burst, as a short-lived sender does.
     socket.end(
@@ -572,7 +519,7 @@ describe('embedded broker: review findings', () => {
 
 describe('embedded broker: listeners and limits', () => {
   it('serves MQTT over secure WebSocket for browser consoles', async () => {
-    hub = await startTestBroker();
+    await perTest.start();
     const viaWs = await client('console', {}, 'wss');
     const seen = inbox(viaWs);
     await viaWs.subscribeAsync(`${P}/+/telemetry`, { qos: 1 });
@@ -583,7 +530,7 @@ describe('embedded broker: listeners and limits', () => {
   });
 
   it('a packet over the size limit disconnects its sender; the broker serves the next client', async () => {
-    hub = await startTestBroker({ limits: { maxPacketBytes: 4096 } });
+    const hub = await perTest.start({ limits: { maxPacketBytes: 4096 } });
     const camA = await client('cam-a');
     const gone = closed(camA);
     camA.publish(`${P}/cam-a/telemetry`, Buffer.alloc(10_000, 1), { qos: 0 });
@@ -594,7 +541,7 @@ describe('embedded broker: listeners and limits', () => {
   });
 
   it('malformed bytes on the socket drop that connection only', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const watcher = await client('console');
     const port = hub.mqttsPort;
     const ended = await new Promise<string>((resolve) => {
@@ -621,7 +568,7 @@ describe('embedded broker: listeners and limits', () => {
   });
 
   it('a client over its publish rate is disconnected; others keep going', async () => {
-    hub = await startTestBroker({ limits: { maxPublishRate: 20 } });
+    const hub = await perTest.start({ limits: { maxPublishRate: 20 } });
     const flooder = await client('cam-a');
     const gone = closed(flooder);
     for (let i = 0; i < 200; i += 1) flooder.publish(`${P}/cam-a/telemetry`, String(i), { qos: 0 });
@@ -633,7 +580,7 @@ describe('embedded broker: listeners and limits', () => {
 
   it('survives a flood queued behind a subscriber that stops reading and then leaves', async () => {
     // 100 clients log in at once: all of them wait for their password check rather than being shed.
-    hub = await startTestBroker({ limits: { maxPublishRate: 100_000, loginQueue: 200 } });
+    const hub = await perTest.start({ limits: { maxPublishRate: 100_000, loginQueue: 200 } });
     // A subscriber that never reads: its socket fills, Aedes's delivery slots fill, messages queue.
     const stuck = await client('console');
     await stuck.subscribeAsync(`${P}/+/telemetry`, { qos: 0 });
@@ -659,7 +606,7 @@ describe('embedded broker: listeners and limits', () => {
   });
 
   it('a standard client with keep-alive 0, or any keep-alive up to 65535, connects over TLS and WSS', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     for (const keepalive of [0, 3600, 65535]) {
       const made = await client('cam-a', { keepalive });
       await made.publishAsync(`${P}/cam-a/telemetry`, '{}', { qos: 1 });
@@ -679,7 +626,7 @@ describe('embedded broker: listeners and limits', () => {
   });
 
   it('every accepted connection is probed by TCP keep-alive after broker.limits.tcpKeepAliveSeconds of silence', async () => {
-    hub = await startTestBroker({ limits: { tcpKeepAliveSeconds: 45 } });
+    await perTest.start({ limits: { tcpKeepAliveSeconds: 45 } });
     const silent = await client('cam-a', { keepalive: 0 });
     const local = (silent.stream as unknown as { localPort?: number }).localPort;
     // The broker's end of the connection (its peer is this client's port), as the kernel reports it.
@@ -690,7 +637,7 @@ describe('embedded broker: listeners and limits', () => {
 
 describe('embedded broker: login floods', () => {
   it('a flood of bad logins is shed beyond a few scrypt checks at a time; a good client still gets in', async () => {
-    hub = await startTestBroker({ limits: { loginConcurrency: 2, loginQueue: 8 } });
+    const hub = await perTest.start({ limits: { loginConcurrency: 2, loginQueue: 8 } });
     const port = hub.tcpPort;
     const flood = Array.from({ length: 300 }, (_, i) =>
       rawLogin(port, i % 2 ? 'cam-a' : `nobody-${i}`, 'wrong'),
@@ -727,7 +674,7 @@ describe('embedded broker: login floods', () => {
   });
 
   it('logins are checked in turn by address: a client beside a flood from another address is not shed or held up', async () => {
-    hub = await startTestBroker({ limits: { loginConcurrency: 2, loginQueue: 16 } });
+    const hub = await perTest.start({ limits: { loginConcurrency: 2, loginQueue: 16 } });
     const port = hub.tcpPort;
     const flood = Array.from({ length: 300 }, (_, i) => rawLogin(port, `nobody-${i}`, 'wrong'));
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -765,7 +712,7 @@ describe('embedded broker: login floods', () => {
   });
 
   it('an address that keeps failing on a LAN listener backs off; loopback and other addresses are not held up', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     for (let i = 0; i < 5; i += 1) {
       await expect(connectAs(hub, 'cam-a', { password: 'wrong' })).rejects.toThrow(/Not authorized/i);
     }
@@ -787,7 +734,7 @@ describe('embedded broker: login floods', () => {
 
 describe('embedded broker: identities reload', () => {
   it('a revoked identity is disconnected on reload and refused after; other clients stay', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const camA = await client('cam-a');
     const camB = await client('cam-b');
     const gone = closed(camB);
@@ -800,7 +747,7 @@ describe('embedded broker: identities reload', () => {
   });
 
   it("a demoted console's persistent session receives nothing it may no longer read, queued or new", async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     await leaveSession('console', 'console', `${P}/#`);
     const camA = await client('cam-a');
     await camA.publishAsync(`${P}/cam-a/alert`, 'queued before the reload', { qos: 1 });
@@ -818,7 +765,7 @@ describe('embedded broker: identities reload', () => {
   });
 
   it('identities changed while the broker was down are applied to persisted sessions at start', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     await leaveSession('console', 'console', `${P}/#`);
     await hub.broker.stop();
     await hub.writeIdentities({ ...PEOPLE, console: { role: 'staff', password: 'pw-console' } });
@@ -834,7 +781,7 @@ describe('embedded broker: identities reload', () => {
   });
 
   it("a removed identity's persisted session is forgotten: queue and subscriptions do not come back with it", async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     await leaveSession('cam-b', 'cam-b.session', `${P}/chat/#`);
     const alice = await client('alice');
     await alice.publishAsync(`${P}/chat/ops`, 'queued for cam-b', { qos: 1 });
@@ -855,7 +802,7 @@ describe('embedded broker: identities reload', () => {
 
   it('a clean stop does not call the wills of its own clients ones of an earlier broker run', async () => {
     const { log, lines } = recordingLogger();
-    hub = await startTestBroker({ log });
+    const hub = await perTest.start({ log });
     // The hub's own uplink: connected with a last will when the broker stops under it.
     await client('cam-a', {
       clientId: 'cam-a.uplink',
@@ -873,7 +820,7 @@ describe('embedded broker: identities reload', () => {
   });
 
   it('a broken identities file on reload keeps the identities in force', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const { writeFile } = await import('node:fs/promises');
     await writeFile(hub.identitiesFile, '{"version": 1, "site": "plant", "identities": [{"name": "x"');
     await hub.broker.reloadIdentities();

@@ -3,11 +3,10 @@
 // packet must break the rules) so the exact return codes, QoS and flags are seen. Each test is named
 // by its statement number (OASIS MQTT 3.1.1, 29 October 2014); docs/mqtt.md has the table.
 import { afterEach, describe, expect, it } from 'vitest';
-import { PEOPLE, SITE, startTestBroker, type TestBroker } from '../support/broker.js';
+import { P, PEOPLE, startTestBroker, type TestBroker } from '../support/broker.js';
 import { run } from '../support/broker.js';
 import { rawConnect, RawClient, type ConnectFields, type Received } from '../support/raw-mqtt.js';
 
-const P = `outpost/v1/${SITE}`;
 let hub: TestBroker | undefined;
 const raws: RawClient[] = [];
 
@@ -389,27 +388,36 @@ describe('PUBLISH (MQTT 3.1.1 §3.3, §4.3, §4.7)', () => {
     expect((await one.next('publish')).qos).toBe(0);
   });
 
-  it('[MQTT-3.3.5-1] overlapping subscriptions (a/# at QoS 2, a/+ at QoS 1): one copy, at the highest granted QoS', async () => {
-    const root = await connected('root');
-    const reader = await connected('root');
-    expect(await subscribe(reader, [['a/#', 2]])).toEqual([2]);
-    expect(await subscribe(reader, [['a/+', 1]])).toEqual([1]);
-    publish(root, 'a/b', 'both', 2);
-    await reader.next('publish', (packet) => packet.topic === 'a/b');
-    await settle();
-    expect(reader.publishes('a/b').map((packet) => packet.qos)).toEqual([2]);
-  });
-
-  it('[MQTT-3.3.5-1] overlapping subscriptions (a/b at QoS 0, a/+ at QoS 1): a QoS 1 message comes once, at QoS 1', async () => {
-    const root = await connected('root');
-    const reader = await connected('root');
-    expect(await subscribe(reader, [['a/b', 0]])).toEqual([0]);
-    expect(await subscribe(reader, [['a/+', 1]])).toEqual([1]);
-    publish(root, 'a/b', 'alert', 1);
-    await reader.next('publish', (packet) => packet.topic === 'a/b');
-    await settle();
-    expect(reader.publishes('a/b').map((packet) => packet.qos)).toEqual([1]);
-  });
+  it.each([
+    {
+      first: 'a/#',
+      firstQos: 2,
+      second: 'a/+',
+      secondQos: 1,
+      qos: 2,
+      why: 'one copy, at the highest granted QoS',
+    },
+    {
+      first: 'a/b',
+      firstQos: 0,
+      second: 'a/+',
+      secondQos: 1,
+      qos: 1,
+      why: 'a QoS 1 message comes once, at QoS 1',
+    },
+  ] as const)(
+    '[MQTT-3.3.5-1] overlapping subscriptions ($first at QoS $firstQos, $second at QoS $secondQos): $why',
+    async ({ first, firstQos, second, secondQos, qos }) => {
+      const root = await connected('root');
+      const reader = await connected('root');
+      expect(await subscribe(reader, [[first, firstQos]])).toEqual([firstQos]);
+      expect(await subscribe(reader, [[second, secondQos]])).toEqual([secondQos]);
+      publish(root, 'a/b', 'message', qos);
+      await reader.next('publish', (packet) => packet.topic === 'a/b');
+      await settle();
+      expect(reader.publishes('a/b').map((packet) => packet.qos)).toEqual([qos]);
+    },
+  );
 
   it('[MQTT-3.3.5-1] a console watching P/# at QoS 0 and P/+/alert at QoS 1 gets each alert once, at QoS 1', async () => {
     const consoleClient = await connected('console');

@@ -1,7 +1,5 @@
 // The running daemon on MQTT, seen by a console: its retained status and camera state validate against
 // contract v1, and commands get replies (errors included) with the console's correlation id.
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -13,8 +11,8 @@ import {
   type ReplyPayload,
 } from '../../daemon/src/mqtt/contract.js';
 import { topics } from '../../daemon/src/mqtt/topics.js';
-import { connectListening, identitiesJson, PEOPLE, SITE } from '../support/broker.js';
-import { freePort, runCli, tempDir, until, writeTemp, type Run } from '../support/processes.js';
+import { connectListening, hubDataDir, PEOPLE, SITE } from '../support/broker.js';
+import { freePort, runCli, until, writeTemp, type Run } from '../support/processes.js';
 
 const DEVICE = 'hub';
 let daemon: Run;
@@ -22,9 +20,7 @@ let console1: MqttClient;
 const messages: Array<{ topic: string; body: unknown }> = [];
 
 beforeAll(async () => {
-  const dataDir = await tempDir('outpost-data-');
-  const identitiesFile = join(dataDir, 'identities.json');
-  await writeFile(identitiesFile, await identitiesJson(PEOPLE));
+  const { dataDir, identitiesFile } = await hubDataDir();
   const port = await freePort();
   const rtpPort = await freePort();
   const file = await writeTemp(
@@ -92,9 +88,7 @@ describe('daemon on MQTT', () => {
 
   it('a camera that cannot run raises one camera-failed alert, kept for a console that was away', async () => {
     // A box whose only camera forces the Pi hardware encoder, which this machine lacks.
-    const dataDir = await tempDir('outpost-data-');
-    const identitiesFile = join(dataDir, 'identities.json');
-    await writeFile(identitiesFile, await identitiesJson(PEOPLE));
+    const { dataDir, identitiesFile } = await hubDataDir();
     const port = await freePort();
     const file = await writeTemp(
       'outpost.yaml',

@@ -3,29 +3,26 @@
 // acknowledge and drop a QoS 2 message (GHSA-p8r9-qf8w-p73r).
 import { writeFile } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   connectListening,
+  connectPacket,
+  hubDataDir,
   identitiesJson,
+  P,
   PEOPLE,
   SITE,
-  startTestBroker,
-  type TestBroker,
 } from '../support/broker.js';
-import { freePort, runCli, tempDir, until, writeTemp, type Run } from '../support/processes.js';
+import { brokerPerTest } from '../support/per-test.js';
+import { freePort, runCli, until, writeTemp, type Run } from '../support/processes.js';
 
-const P = `outpost/v1/${SITE}`;
-let hub: TestBroker | undefined;
+const perTest = brokerPerTest();
+const clients = perTest.clients;
 let daemon: Run | undefined;
-const clients: MqttClient[] = [];
 
 afterEach(async () => {
-  await Promise.all(clients.splice(0).map((client) => client.endAsync(true)));
-  await hub?.stop();
-  hub = undefined;
   if (daemon && daemon.child.exitCode === null && daemon.child.signalCode === null) {
     daemon.child.kill('SIGKILL');
     await daemon.exited();
@@ -46,9 +43,7 @@ async function loopbackClient(port: number, name: string, extra = {}): Promise<M
 
 /** A hub daemon (the built CLI) on loopback with the test identities; `start()` runs it until it is up. */
 async function hubDaemon() {
-  const dataDir = await tempDir('outpost-data-');
-  const identitiesFile = join(dataDir, 'identities.json');
-  await writeFile(identitiesFile, await identitiesJson(PEOPLE));
+  const { dataDir, identitiesFile } = await hubDataDir();
   const port = await freePort();
   const config = await writeTemp(
     'outpost.yaml',
@@ -139,7 +134,7 @@ describe('broker persistence', () => {
   });
 
   it('a clean-session reconnect reusing a QoS 2 message id still gets its message delivered', async () => {
-    hub = await startTestBroker();
+    const hub = await perTest.start();
     const watcher = await loopbackClient(hub.tcpPort, 'console');
     const seen: string[] = [];
     watcher.on('message', (_topic, payload) => seen.push(payload.toString()));
@@ -147,15 +142,7 @@ describe('broker persistence', () => {
 
     // Session 1: a QoS 2 publish whose handshake is cut before PUBREL (the broker holds its dedup entry).
     const first = await rawSession(hub.tcpPort);
-    await first.send({
-      cmd: 'publish',
-      topic: `${P}/cam-a/alert`,
-      payload: 'first',
-      qos: 2,
-      messageId: 42,
-      retain: false,
-      dup: false,
-    });
+    await first.send(qos2Alert('first'));
     await first.expect('pubrec');
     first.socket.destroy();
     await until(() => seen.includes('first'), 5000, 'the first message');
@@ -170,15 +157,7 @@ describe('broker persistence', () => {
 
     // Session 2, clean, same client id, same message id: a new message, to be delivered.
     const second = await rawSession(hub.tcpPort);
-    await second.send({
-      cmd: 'publish',
-      topic: `${P}/cam-a/alert`,
-      payload: 'second',
-      qos: 2,
-      messageId: 42,
-      retain: false,
-      dup: false,
-    });
+    await second.send(qos2Alert('second'));
     await second.expect('pubrec');
     await second.send({ cmd: 'pubrel', messageId: 42 });
     await second.expect('pubcomp');
@@ -216,16 +195,20 @@ async function rawSession(port: number): Promise<{
     },
   };
   await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-  await session.send({
-    cmd: 'connect',
-    protocolId: 'MQTT',
-    protocolVersion: 4,
-    clean: true,
-    clientId: 'cam-a.raw',
-    keepalive: 30,
-    username: 'cam-a',
-    password: Buffer.from(PEOPLE['cam-a']?.password ?? ''),
-  });
+  await session.send({ ...connectPacket('cam-a.raw', 'cam-a') });
   await session.expect('connack');
   return session;
+}
+
+/** cam-a's QoS 2 alert PUBLISH with message id 42, as both sessions send it. */
+function qos2Alert(payload: string): Record<string, unknown> {
+  return {
+    cmd: 'publish',
+    topic: `${P}/cam-a/alert`,
+    payload,
+    qos: 2,
+    messageId: 42,
+    retain: false,
+    dup: false,
+  };
 }

@@ -11,17 +11,7 @@ describe('outpost-provision', () => {
   it('init → add → bundle → verify → first boot, each step idempotent', async () => {
     const work = await tempDir('outpost-cli-');
     const dir = join(work, 'site');
-    const init = provision(
-      'site',
-      'init',
-      dir,
-      '--site',
-      'plant-7',
-      '--hub-host',
-      'hub',
-      '--hub-ip',
-      '10.1.0.2',
-    );
+    const init = provision('site', 'init', dir, '--site=plant-7', '--hub-host=hub', '--hub-ip=10.1.0.2');
     expect(init.code, init.stderr).toBe(0);
     process.stdout.write(`outpost-provision site init: ${Math.round(init.ms)} ms (process included)\n`);
     expect(init.stdout).toMatch(/site CA fingerprint \(SHA-256\): [0-9a-f]{64}/);

@@ -34,6 +34,15 @@ async function newRoot(): Promise<{ root: string; bundle: string }> {
   return { root, bundle: join(root, 'boot/firmware/outpost-bundle.json') };
 }
 
+/** A new root that first boot has provisioned once, with a bundle of a new site for that role. */
+async function firstBooted(role: 'camera' | 'hub') {
+  const site = await provisionedSite();
+  const { root, bundle } = await newRoot();
+  await writeFile(bundle, role === 'camera' ? site.cameraBundle : site.hubBundle);
+  await firstboot({ root, log: recorder() });
+  return { site, root, bundle };
+}
+
 /** Every file under ROOT/etc with its mode and content hash: "nothing changed" is this being equal. */
 async function snapshot(root: string): Promise<Record<string, string>> {
   const result: Record<string, string> = {};
@@ -93,10 +102,7 @@ describe('first boot', () => {
   });
 
   it('re-applying the same bundle changes nothing and still wipes it', async () => {
-    const site = await provisionedSite();
-    const { root, bundle } = await newRoot();
-    await writeFile(bundle, site.cameraBundle);
-    await firstboot({ root, log: recorder() });
+    const { site, root, bundle } = await firstBooted('camera');
     const before = await snapshot(root);
     await writeFile(bundle, site.cameraBundle);
     const log = recorder();
@@ -160,10 +166,7 @@ describe('first boot', () => {
   });
 
   it('a new bundle from the same site replaces /etc/outpost whole; no bundle is not an error', async () => {
-    const site = await provisionedSite();
-    const { root, bundle } = await newRoot();
-    await writeFile(bundle, site.cameraBundle);
-    await firstboot({ root, log: recorder() });
+    const { site, root, bundle } = await firstBooted('camera');
     await writeFile(bundle, site.hubBundle);
     expect(await firstboot({ root, log: recorder() })).toBe('applied');
     expect(await readFile(join(root, 'etc/hostname'), 'utf8')).toBe('hub\n');
@@ -218,10 +221,7 @@ describe('first boot', () => {
   });
 
   it('puts drifted directory modes back when the same bundle is applied again', async () => {
-    const site = await provisionedSite();
-    const { root, bundle } = await newRoot();
-    await writeFile(bundle, site.hubBundle);
-    await firstboot({ root, log: recorder() });
+    const { site, root, bundle } = await firstBooted('hub');
     await chmod(join(root, 'etc/outpost'), 0o755);
     await chmod(join(root, 'etc/outpost/tls'), 0o700);
     await writeFile(bundle, site.hubBundle);
@@ -264,10 +264,7 @@ describe('first boot', () => {
   });
 
   it('an install cut short between its two renames is repaired at the next run', async () => {
-    const site = await provisionedSite();
-    const { root, bundle } = await newRoot();
-    await writeFile(bundle, site.cameraBundle);
-    await firstboot({ root, log: recorder() });
+    const { root } = await firstBooted('camera');
     const installed = await snapshot(root);
     await rename(join(root, 'etc/outpost'), join(root, 'etc/.outpost.old-deadbeef'));
     await mkdir(join(root, 'etc/.outpost.new-cafebabe'));

@@ -13,17 +13,8 @@ describe('outpost-provision console trust', () => {
   it('writes the site CA as PEM, DER and an Apple profile, with its fingerprint and the console URL', async () => {
     const work = await tempDir('outpost-trust-');
     const site = join(work, 'site');
-    const init = provision(
-      'site',
-      'init',
-      site,
-      '--site',
-      'plant-7',
-      '--hub-host',
-      'hub.plant.lan',
-      '--hub-ip',
-      '10.1.0.2',
-    );
+    const hub = ['--hub-host=hub.plant.lan', '--hub-ip=10.1.0.2'];
+    const init = provision('site', 'init', site, '--site=plant-7', ...hub);
     expect(init.code, init.stderr).toBe(0);
     const out = join(work, 'kit');
     const trust = provision('console', 'trust', '--out', out, '-d', site);

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import type { IConnectPacket } from 'mqtt-packet';
 import pino, { type Logger } from 'pino';
 import type { PullOptions } from '../../daemon/src/clips/pull.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
@@ -14,6 +15,8 @@ import { testPki } from './pki.js';
 import { freePort, tempDir } from './processes.js';
 
 export const SITE = 'plant';
+/** The test site's topic prefix: docs/topics.md's P. */
+export const P = `outpost/v1/${SITE}`;
 
 /** Test identities: name → role and password (certificate-enabled where noted). */
 export const PEOPLE: Record<string, { role: Role; password?: string; certificate?: boolean }> = {
@@ -58,6 +61,16 @@ export function recordingLogger(level = 'info'): { log: Logger; lines: Array<Rec
     { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) },
   );
   return { log, lines };
+}
+
+/** A new data dir for a hub daemon that a test runs, holding the test identities (PEOPLE). */
+export async function hubDataDir(
+  prefix = 'outpost-data-',
+): Promise<{ dataDir: string; identitiesFile: string }> {
+  const dataDir = await tempDir(prefix);
+  const identitiesFile = join(dataDir, 'identities.json');
+  await writeFile(identitiesFile, await identitiesJson(PEOPLE), { mode: 0o600 });
+  return { dataDir, identitiesFile };
 }
 
 export async function startTestBroker(
@@ -178,6 +191,20 @@ export function pullOptions(broker: TestBroker, out: string, extra: Partial<Pull
 }
 
 const pemCache = new Map<string, Buffer>();
+/** A CONNECT (MQTT 3.1.1, clean session, keep-alive 30 s) for tests that speak packets by hand; the password is `username`'s in PEOPLE unless given. */
+export function connectPacket(clientId: string, username: string, password?: string): IConnectPacket {
+  return {
+    cmd: 'connect',
+    protocolId: 'MQTT',
+    protocolVersion: 4,
+    clean: true,
+    clientId,
+    keepalive: 30,
+    username,
+    password: Buffer.from(password ?? PEOPLE[username]?.password ?? ''),
+  };
+}
+
 export function readPem(file: string): Buffer {
   let pem = pemCache.get(file);
   if (!pem) {

@@ -40,6 +40,16 @@ describe('bundle receiver', () => {
     }
   }
 
+  /** A receiver in a new dir, offered a bundle of three chunks of random bytes. */
+  async function offeredThreeChunks() {
+    dir = await mkdtemp(join(tmpdir(), 'outpost-receiver-'));
+    const bundle = randomBytes(CHUNK_BYTES * 3);
+    const sum = sha256(bundle);
+    const r = receiver();
+    await r.verbs()['update-offer']?.({ sha256: sum, size: bundle.length });
+    return { bundle, sum, r };
+  }
+
   it('resumes from what reached the disk after the daemon restarted, and hands the checked bundle on', async () => {
     dir = await mkdtemp(join(tmpdir(), 'outpost-receiver-'));
     const bundle = randomBytes(CHUNK_BYTES * 70 + 1234); // ~11 MiB: one fsync point at 8 MiB
@@ -67,11 +77,7 @@ describe('bundle receiver', () => {
   });
 
   it('takes chunks out of order, counting only bytes without a gap', async () => {
-    dir = await mkdtemp(join(tmpdir(), 'outpost-receiver-'));
-    const bundle = randomBytes(CHUNK_BYTES * 3);
-    const sum = sha256(bundle);
-    const r = receiver();
-    await r.verbs()['update-offer']?.({ sha256: sum, size: bundle.length });
+    const { bundle, sum, r } = await offeredThreeChunks();
     const chunk = (n: number) =>
       r.verbs()['update-chunk']?.({
         sha256: sum,
@@ -86,11 +92,7 @@ describe('bundle receiver', () => {
   });
 
   it('refuses a chunk far past the gap, and deletes a bundle that arrives damaged', async () => {
-    dir = await mkdtemp(join(tmpdir(), 'outpost-receiver-'));
-    const bundle = randomBytes(CHUNK_BYTES * 3);
-    const sum = sha256(bundle);
-    const r = receiver();
-    await r.verbs()['update-offer']?.({ sha256: sum, size: bundle.length });
+    const { bundle, sum, r } = await offeredThreeChunks();
     await expect(
       r.verbs()['update-chunk']?.({ sha256: sum, offset: 65 * CHUNK_BYTES, data: 'AAAA' }),
     ).rejects.toThrow(/too far ahead: the bundle is complete up to 0/);

@@ -115,14 +115,11 @@ export class ClipJournal implements Service {
       );
       return Promise.resolve();
     }
-    const synced = fsyncPath(path)
-      .then(() => syncDir(this.dir))
-      .catch((error: unknown) => {
-        this.log.error(
-          { err: error, clipId: clip.clipId, dir: this.dir },
-          'clip in progress could not be fsynced: a power cut now could leave the console without an answer for it',
-        );
-      });
+    const synced = this.logFailure(
+      fsyncPath(path).then(() => syncDir(this.dir)),
+      clip,
+      'clip in progress could not be fsynced: a power cut now could leave the console without an answer for it',
+    );
     this.writes.set(clip.clipId, synced);
     return synced;
   }
@@ -137,17 +134,21 @@ export class ClipJournal implements Service {
     return this.write({ ...clip, failed: reason });
   }
 
+  /** `work`, whose failure is logged with the clip and `message` (what it puts at risk); never rejects. */
+  private logFailure(work: Promise<void>, clip: InProgressClip, message: string): Promise<void> {
+    return work.catch((error: unknown) => {
+      this.log.error({ err: error, clipId: clip.clipId, dir: this.dir }, message);
+    });
+  }
+
   /** Writes of one clip's entry go in order (each after the one before). */
   private write(clip: InProgressClip): Promise<void> {
     const before = this.writes.get(clip.clipId) ?? Promise.resolve();
-    const write = before
-      .then(() => writeDurably(this.path(clip.clipId), `${JSON.stringify(clip)}\n`))
-      .catch((error: unknown) => {
-        this.log.error(
-          { err: error, clipId: clip.clipId, dir: this.dir },
-          'clip in progress could not be written down: a daemon stopped now would leave the console without an answer for it',
-        );
-      });
+    const write = this.logFailure(
+      before.then(() => writeDurably(this.path(clip.clipId), `${JSON.stringify(clip)}\n`)),
+      clip,
+      'clip in progress could not be written down: a daemon stopped now would leave the console without an answer for it',
+    );
     this.writes.set(clip.clipId, write);
     return write;
   }

@@ -121,7 +121,11 @@ export class ConsoleServer implements Service {
   devCaFile: string | undefined;
 
   constructor(private readonly options: ConsoleServerOptions) {
-    this.sessions = new Sessions(options.console.sessionIdleMinutes * 60_000);
+    this.sessions = new Sessions({
+      idleMs: options.console.sessionIdleMinutes * 60_000,
+      file: join(options.dataDir, 'console', 'sessions.json'),
+      log: options.log,
+    });
     this.janus = options.janus
       ? new JanusProxy({ ...options.janus, log: options.log.child({ part: 'janus-proxy' }) })
       : undefined;
@@ -145,6 +149,7 @@ export class ConsoleServer implements Service {
 
   async start(): Promise<void> {
     const { console: settings, log } = this.options;
+    await this.sessions.load((identity) => this.options.broker.hasIdentity(identity));
     let cert: Buffer;
     let key: Buffer;
     const files = settings.tls ?? this.options.tls;
@@ -192,7 +197,7 @@ export class ConsoleServer implements Service {
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
-    this.sessions.endAll();
+    await this.sessions.close();
     for (const client of this.websockets.clients) client.terminate();
     if (!server) return;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -326,9 +331,9 @@ export class ConsoleServer implements Service {
       return this.json(response, 403, {
         error: `${identity.name} is a box's account, not a person's: log in as a console or staff account`,
       });
-    const session = this.sessions.create(identity);
+    const { session, token } = this.sessions.create(identity);
     this.options.log.info({ identity: identity.name, role: identity.role, remote }, 'console login');
-    response.setHeader('set-cookie', this.sessions.cookie(session));
+    response.setHeader('set-cookie', this.sessions.cookie(token));
     return this.json(response, 200, this.describe(session));
   }
 

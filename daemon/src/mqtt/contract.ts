@@ -226,6 +226,22 @@ export const chatPayload = z.strictObject({
 
 const slot = z.enum(['A', 'B']);
 
+/** Where a box is with an update; the updater's own state file uses all of them but `receiving`. */
+export const updateStateName = z.enum([
+  'idle',
+  'receiving',
+  'installing',
+  'rebooting',
+  'trial',
+  'committed',
+  'rolled-back',
+  'refused',
+  'failed',
+]);
+
+/** A root filesystem release: its version and the slot it is in (null: not on a slot, a dev box). */
+export const updateRelease = z.strictObject({ version: z.string(), slot: slot.nullable() });
+
 /**
  * Retained, on `…/{device}/update`: where this box is with an update (docs/updates.md). `running` is
  * what runs now; `target` what is being received, installed or tried (or was refused or rolled back).
@@ -233,18 +249,8 @@ const slot = z.enum(['A', 'B']);
 export const updatePayload = z.strictObject({
   ...meta,
   device: name,
-  state: z.enum([
-    'idle',
-    'receiving',
-    'installing',
-    'rebooting',
-    'trial',
-    'committed',
-    'rolled-back',
-    'refused',
-    'failed',
-  ]),
-  running: z.strictObject({ version: z.string(), slot: slot.nullable() }),
+  state: updateStateName,
+  running: updateRelease,
   target: z.strictObject({ version: z.string().nullable(), slot: slot.nullable() }).nullable(),
   /** receiving: percent of the bundle received; installing: RAUC's percent; else null. */
   progress: z.number().min(0).max(100).nullable(),

@@ -39,6 +39,16 @@ interface Raised {
   severity: Severity;
 }
 
+/** One measured value of a sample, with its limit and how to word an alert about it. */
+interface Reading {
+  kind: Kind;
+  /** null: not known in this sample. */
+  value: number | null;
+  limit: Limit;
+  severityOf: (value: number) => Severity;
+  describe: (value: number) => string;
+}
+
 export interface ThresholdsOptions {
   device: string;
   stamp: Stamper;
@@ -70,45 +80,34 @@ export class Thresholds {
 
   /** The alerts (0–3) this sample causes, in a fixed order: temperature, disk, memory. */
   evaluate(sample: TelemetryPayload): AlertPayload[] {
-    const alerts: AlertPayload[] = [];
     const { temperatureC, diskPercent, memoryPercent } = this.limits;
-    // An unknown temperature (no sensor, or a failed read) changes nothing: it is not a recovery.
-    if (sample.temperatureC !== null) {
-      this.check(
-        alerts,
-        'temperature',
-        sample.temperatureC,
-        temperatureC,
-        () => 'warning',
-        (value) => {
-          return `CPU temperature ${value.toFixed(1)} °C`;
-        },
-      );
-    }
-    const disk = percent(sample.disk.usedBytes, sample.disk.totalBytes);
-    if (disk !== null) {
-      this.check(
-        alerts,
-        'disk',
-        disk,
-        diskPercent,
-        (value) => (value >= diskPercent.criticalAt ? 'critical' : 'warning'),
-        (value) => `disk ${value.toFixed(1)} % used on the filesystem holding ${sample.disk.path}`,
-      );
-    }
-    const memory = percent(sample.memory.usedBytes, sample.memory.totalBytes);
-    if (memory !== null) {
-      this.check(
-        alerts,
-        'memory',
-        memory,
-        memoryPercent,
-        () => 'warning',
-        (value) => {
-          return `memory ${value.toFixed(1)} % used`;
-        },
-      );
-    }
+    const warning = (): Severity => 'warning';
+    const readings: Reading[] = [
+      {
+        kind: 'temperature',
+        value: sample.temperatureC,
+        limit: temperatureC,
+        severityOf: warning,
+        describe: (value) => `CPU temperature ${value.toFixed(1)} °C`,
+      },
+      {
+        kind: 'disk',
+        value: percent(sample.disk.usedBytes, sample.disk.totalBytes),
+        limit: diskPercent,
+        severityOf: (value) => (value >= diskPercent.criticalAt ? 'critical' : 'warning'),
+        describe: (value) => `disk ${value.toFixed(1)} % used on the filesystem holding ${sample.disk.path}`,
+      },
+      {
+        kind: 'memory',
+        value: percent(sample.memory.usedBytes, sample.memory.totalBytes),
+        limit: memoryPercent,
+        severityOf: warning,
+        describe: (value) => `memory ${value.toFixed(1)} % used`,
+      },
+    ];
+    const alerts: AlertPayload[] = [];
+    // An unknown value (no sensor, a failed read, a zero total) changes nothing: it is not a recovery.
+    for (const reading of readings) if (reading.value !== null) this.check(alerts, reading, reading.value);
     return alerts;
   }
 
@@ -117,14 +116,8 @@ export class Thresholds {
     return [...this.raised.keys()];
   }
 
-  private check(
-    alerts: AlertPayload[],
-    kind: Kind,
-    value: number,
-    limit: Limit,
-    severityOf: (value: number) => Severity,
-    describe: (value: number) => string,
-  ): void {
+  private check(alerts: AlertPayload[], reading: Reading, value: number): void {
+    const { kind, limit, severityOf, describe } = reading;
     const current = this.raised.get(kind);
     const unit = kind === 'temperature' ? ' °C' : ' %';
     if (current === undefined) {

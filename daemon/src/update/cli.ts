@@ -6,6 +6,7 @@ import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import { describeError, ExitCode } from '../errors.js';
 import type { CommandShell } from '../lifecycle/shell.js';
 import { createLogger } from '../log.js';
+import type { ToolOptions } from '../mqtt/tool-client.js';
 import { checkBundle, UPDATE_EXIT, updateExitCode } from './check.js';
 import { runGate } from './gate.js';
 import { installBundle, installQueued, backend } from './install.js';
@@ -184,19 +185,7 @@ export function registerUpdateCommands(cli: Command, shell: CommandShell): void 
     .action(
       (
         file: string,
-        options: {
-          device?: string[];
-          all?: boolean;
-          allowOlder?: boolean;
-          wait: boolean;
-          config?: string;
-          defaults?: boolean;
-          url?: string;
-          username?: string;
-          passwordFile?: string;
-          ca?: string;
-          site?: string;
-        },
+        options: ToolOptions & { device?: string[]; all?: boolean; allowOlder?: boolean; wait: boolean },
       ) =>
         guarded('push', async () => {
           if (!options.all && !options.device?.length) {

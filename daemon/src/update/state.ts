@@ -7,23 +7,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
+import { updateRelease, updateStateName } from '../mqtt/contract.js';
 
-export const UPDATE_PHASES = [
-  'idle',
-  'installing',
-  'rebooting',
-  'trial',
-  'committed',
-  'rolled-back',
-  'refused',
-  'failed',
-] as const;
-
-const slot = z.enum(['A', 'B']);
-const release = z.strictObject({ version: z.string(), slot: slot.nullable() });
+const release = updateRelease;
 
 export const updateStateSchema = z.strictObject({
-  phase: z.enum(UPDATE_PHASES),
+  phase: updateStateName.exclude(['receiving']),
   /** When this phase began, ms since the epoch (the writer's clock). */
   since: z.int().nonnegative(),
   /** What ran when the phase began. */
