@@ -121,8 +121,12 @@ module.exports = {
     ),
     rule(
       'mqtt-clients-in-mqtt',
-      "Subsystems publish through the uplink (mqtt/publisher.ts), never an MQTT client of their own; clips/receiver-link.ts is the link of the clip receiver (outpost clips pull, and the hub's clip archive for the console); bridge/bridge.ts is itself an MQTT link (the site broker ↔ the central broker).",
-      { path: '^daemon/src/', pathNot: '^daemon/src/(mqtt/|clips/receiver-link\\.ts$|bridge/bridge\\.ts$)' },
+      "Subsystems publish through the uplink (mqtt/publisher.ts), never an MQTT client of their own; clips/receiver-link.ts is the link of the clip receiver (outpost clips pull, and the hub's clip archive for the console); bridge/bridge.ts is itself an MQTT link (the site broker ↔ the central broker); console/central-broker.ts checks a centre console login with an MQTT CONNECT to the central broker.",
+      {
+        path: '^daemon/src/',
+        pathNot:
+          '^daemon/src/(mqtt/|clips/receiver-link\\.ts$|bridge/bridge\\.ts$|console/central-broker\\.ts$)',
+      },
       { path: '(^|/)node_modules/mqtt/', dependencyTypesNot: ['type-only'] },
     ),
     rule(

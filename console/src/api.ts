@@ -12,8 +12,11 @@ export interface Thresholds {
 export interface SessionInfo {
   username: string;
   role: 'console' | 'staff' | 'admin';
+  /** The hub's site; at the centre, the centre's name. */
   site: string;
   hub: string;
+  /** Served at the operations centre: every site, through the central broker (no video, no clips). */
+  centre: boolean;
   video: boolean;
   renotifyMinutes: number;
   thresholds: Thresholds;

@@ -1,8 +1,7 @@
 // Re-render a component when the site changes (the Site batches its changes to one per microtask).
 import { useEffect, useState } from 'preact/hooks';
-import type { Site } from './site.js';
-
-export function useSite(site: Site): number {
+/** Re-render a component when a site (or the page's whole connection, at the centre) changes. */
+export function useSite(site: { subscribe(listener: () => void): () => void }): number {
   const [version, setVersion] = useState(0);
   useEffect(() => site.subscribe(() => setVersion((v) => v + 1)), [site]);
   return version;

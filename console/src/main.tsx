@@ -15,7 +15,7 @@ import {
 import { Attention } from './attention.js';
 import { markPage } from './marks.js';
 import { formatTime, useSite } from './hooks.js';
-import { Site } from './site.js';
+import { Link, type Site } from './site.js';
 import { Alerts, openPanics } from './views/Alerts.js';
 import { Chat, unreadTotal } from './views/Chat.js';
 import { Clips } from './views/Clips.js';
@@ -75,8 +75,8 @@ function Login({ onLoggedIn, notice }: { onLoggedIn: (session: SessionInfo) => v
   );
 }
 
-function Banner({ site, attention }: { site: Site; attention: Attention }) {
-  const open = openPanics(site);
+function Banner({ sites, attention }: { sites: Site[]; attention: Attention }) {
+  const open = openPanics(sites);
   const [asked, setAsked] = useState(attention.notificationsAllowed);
   if (open.length === 0) return null;
   const newest = open[0];
@@ -103,43 +103,92 @@ function Banner({ site, attention }: { site: Site; attention: Attention }) {
   );
 }
 
+/** At the operations centre: which site the pages show (every site for the inbox and devices). */
+function SiteSwitcher({
+  link,
+  chosen,
+  onChoose,
+}: {
+  link: Link;
+  chosen: string;
+  onChoose: (site: string) => void;
+}) {
+  return (
+    <label class="site-switcher">
+      <span>Site</span>{' '}
+      <select value={chosen} onChange={(event) => onChoose(event.currentTarget.value)}>
+        <option value={ALL}>All sites ({link.sites.size})</option>
+        {link.list().map((site) => (
+          <option key={site.name} value={site.name}>
+            {site.name}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
+/** Live at the centre: said plainly, no tiles that cannot play. */
+function CentreLive() {
+  return (
+    <section class="centre-note" aria-labelledby="live-title">
+      <h1 id="live-title">Live video stays on the sites</h1>
+      <p>
+        The operations centre never connects into a site: each site's hub dials out to the centre's broker and
+        sends status, alerts, acknowledgements, telemetry, chat and clip manifests, not video. Watch a site's
+        cameras on that site's own console.
+      </p>
+    </section>
+  );
+}
+
+const ALL = '*';
+
 function Console({ session, onLoggedOut }: { session: SessionInfo; onLoggedOut: (notice: string) => void }) {
-  const site = useMemo(
-    () => new Site(session, () => onLoggedOut('Your login ended: log in again.')),
+  const link = useMemo(
+    () => new Link(session, () => onLoggedOut('Your login ended: log in again.')),
     [session],
   );
   const attention = useMemo(() => new Attention(session.renotifyMinutes * 60_000), [session]);
-  const [page, setPage] = useState<Page>(pageFromHash(site.operator));
-  useSite(site);
+  const [hashPage, setPage] = useState<Page>(pageFromHash(link.operator));
+  // No clip archive at the centre: #/clips opens the inbox there.
+  const page = session.centre && hashPage === 'clips' ? 'alerts' : hashPage;
+  // At the centre: every site (ALL) or one; on a hub, its own site.
+  const [chosen, setChosen] = useState(session.centre ? ALL : session.site);
+  useSite(link);
+  const sites = link.list();
+  const shown = chosen === ALL ? sites : sites.filter((site) => site.name === chosen);
+  const site = shown.length === 1 ? shown[0] : undefined;
   // A layout effect: connect as soon as the page is there, not after its first paint.
   useLayoutEffect(() => {
-    site.connect();
-    if (site.operator)
+    link.connect();
+    if (link.operator && !session.centre)
       void telemetryHistory().then(
-        (history) => site.loadHistory(history.devices),
+        (history) => link.site(session.site).loadHistory(history.devices),
         () => undefined,
       );
-    const onHash = () => setPage(pageFromHash(site.operator));
+    const onHash = () => setPage(pageFromHash(link.operator));
     window.addEventListener('hashchange', onHash);
     const debug = window as unknown as { outpostConsole?: object };
-    debug.outpostConsole = { site, attention, tiles: tileStats, clips: verifiedClips };
+    debug.outpostConsole = { site: link, attention, tiles: tileStats, clips: verifiedClips };
     return () => {
       window.removeEventListener('hashchange', onHash);
-      site.close();
+      link.close();
       attention.stop();
     };
-  }, [site]);
-  const panics = openPanics(site);
+  }, [link]);
+  const entries = sites.flatMap((each) => [...each.inbox.values()]);
+  const panics = openPanics(sites);
   useEffect(
     () => attention.update(panics),
-    [panics.length, site.inbox.size, [...site.inbox.values()].filter((e) => e.ack).length],
+    [panics.length, entries.length, entries.filter((e) => e.ack).length],
   );
-  const unread = unreadTotal(site);
-  const tabs: Array<[Page, string]> = site.operator
+  const unread = shown.reduce((sum, each) => sum + unreadTotal(each), 0);
+  const tabs: Array<[Page, string]> = link.operator
     ? [
         ['live', 'Live'],
         ['alerts', 'Alerts'],
-        ['clips', 'Clips'],
+        ...(session.centre ? [] : [['clips', 'Clips'] as [Page, string]]),
         ['chat', 'Chat'],
         ['devices', 'Devices'],
       ]
@@ -147,13 +196,16 @@ function Console({ session, onLoggedOut }: { session: SessionInfo; onLoggedOut: 
         ['alerts', 'Alerts'],
         ['chat', 'Chat'],
       ];
-  const openCount = [...site.inbox.values()].filter(
-    (entry) => !entry.ack && entry.alert.state === 'raised',
-  ).length;
+  const openCount = shown
+    .flatMap((each) => [...each.inbox.values()])
+    .filter((entry) => !entry.ack && entry.alert.state === 'raised').length;
   return (
     <>
       <header class="top">
-        <span class="brand">Outpost · {session.site}</span>
+        <span class="brand">
+          Outpost · {session.centre ? `${session.site} (operations centre)` : session.site}
+        </span>
+        {session.centre && <SiteSwitcher link={link} chosen={chosen} onChoose={setChosen} />}
         <nav aria-label="Pages">
           {tabs.map(([id, label]) => (
             <a key={id} href={`#/${id}`} aria-current={page === id ? 'page' : undefined}>
@@ -171,10 +223,10 @@ function Console({ session, onLoggedOut }: { session: SessionInfo; onLoggedOut: 
             </a>
           ))}
         </nav>
-        <span class={`connection ${site.connection}`} role="status">
-          {site.connection === 'online'
+        <span class={`connection ${link.connection}`} role="status">
+          {link.connection === 'online'
             ? 'live'
-            : site.connection === 'connecting'
+            : link.connection === 'connecting'
               ? 'connecting…'
               : 'reconnecting…'}
         </span>
@@ -191,13 +243,24 @@ function Console({ session, onLoggedOut }: { session: SessionInfo; onLoggedOut: 
           Log out
         </button>
       </header>
-      <Banner site={site} attention={attention} />
+      <Banner sites={sites} attention={attention} />
       <main id="main">
-        {page === 'live' && <Live site={site} />}
-        {page === 'alerts' && <Alerts site={site} />}
-        {page === 'chat' && <Chat site={site} />}
-        {page === 'devices' && <Devices site={site} />}
-        {page === 'clips' && <Clips />}
+        {page === 'live' && (session.centre ? <CentreLive /> : site && <Live site={site} />)}
+        {page === 'alerts' && <Alerts sites={shown} showSite={session.centre} />}
+        {page === 'chat' &&
+          (site ? (
+            <Chat key={site.name} site={site} />
+          ) : (
+            <p class="empty">Chat is per site: choose a site above.</p>
+          ))}
+        {page === 'devices' &&
+          (session.centre
+            ? shown.map((each) => <Devices key={each.name} site={each} title={`Devices · ${each.name}`} />)
+            : site && <Devices site={site} />)}
+        {page === 'devices' && session.centre && shown.length === 0 && (
+          <p class="empty">No site has reported yet.</p>
+        )}
+        {page === 'clips' && !session.centre && <Clips />}
       </main>
     </>
   );

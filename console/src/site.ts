@@ -1,8 +1,9 @@
 // The site as the page sees it, built from MQTT alone: retained box status (and its last will),
 // retained camera states, the hub's retained alert inbox, chat history and live messages, telemetry,
-// command replies. One MQTT.js connection over WebSocket to the hub's own origin (/mqtt), whose login
+// command replies. One MQTT.js connection over WebSocket to the page's own origin (/mqtt), whose login
 // is the session cookie: the broker knows the operator by the account they logged in with, and its
-// ACL decides what arrives. Payload types come from the topic contract the daemon publishes with
+// ACL decides what arrives. At the operations centre the same page, pointed at the central broker,
+// keeps one Site per site whose topics arrive (contract v1 has the site in every topic). Payload types come from the topic contract the daemon publishes with
 // (daemon/src/mqtt/contract.ts, type-only: no daemon code in the page).
 import mqtt, { type MqttClient } from 'mqtt';
 import type {
@@ -14,7 +15,13 @@ import type {
   StatusPayload,
   TelemetryPayload,
 } from '../../daemon/src/mqtt/contract.js';
-import { INBOX_SAFE_KEY, inboxAudience, sitePrefix, topics } from '../../daemon/src/mqtt/topics.js';
+import {
+  INBOX_SAFE_KEY,
+  inboxAudience,
+  sitePrefix,
+  TOPIC_VERSION,
+  topics,
+} from '../../daemon/src/mqtt/topics.js';
 import type { SessionInfo, Sample } from './api.js';
 import { takeSocket } from './early.js';
 import { markPage } from './marks.js';
@@ -42,12 +49,13 @@ type Listener = () => void;
 const NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 const MAX_CHAT = 500;
 
-export class Site {
-  readonly devices = new Map<string, DeviceView>();
-  readonly inbox = new Map<string, InboxEntryPayload>();
-  readonly channels = new Map<string, ChannelView>();
-  /** Inbox entries made here from a box's alert, until the hub's own entry arrives (not acknowledgeable yet). */
-  readonly provisional = new Set<string>();
+/**
+ * The page's one MQTT connection to the broker behind the console: the hub's (one site), or at the
+ * operations centre the central broker (every site bridged to it; `session.centre`). Each site seen in
+ * a topic (`outpost/v1/{site}/…`, contract v1) gets its own Site; on a hub only the hub's site.
+ */
+export class Link {
+  readonly sites = new Map<string, Site>();
   connection: Connection = 'connecting';
   /** Why the connection is down, for the status line. */
   problem = '';
@@ -55,18 +63,30 @@ export class Site {
   private readonly listeners = new Set<Listener>();
   private scheduled = false;
   private readonly pending = new Map<string, (reply: ReplyPayload) => void>();
-  private readonly prefix: string;
 
   constructor(
     readonly session: SessionInfo,
     private readonly onLoggedOut: () => void,
   ) {
-    this.prefix = sitePrefix(session.site);
-    this.channel('general');
+    if (!session.centre) this.site(session.site);
   }
 
   get operator(): boolean {
     return this.session.role === 'console' || this.session.role === 'admin';
+  }
+
+  /** Every site known, by name (at the centre: as their topics arrive). */
+  list(): Site[] {
+    return [...this.sites.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  site(name: string): Site {
+    let site = this.sites.get(name);
+    if (!site) {
+      site = new Site(this, name);
+      this.sites.set(name, site);
+    }
+    return site;
   }
 
   subscribe(listener: Listener): () => void {
@@ -88,7 +108,8 @@ export class Site {
       createWebsocket: (url: string, protocols: string[]) => takeSocket() ?? new WebSocket(url, protocols),
     });
     this.client = client;
-    const p = this.prefix;
+    // At the centre every site: `+` where the site's name goes.
+    const p = sitePrefix(this.session.centre ? '+' : this.session.site);
     const filters = this.operator
       ? [
           `${p}/+/status`,
@@ -134,6 +155,94 @@ export class Site {
     this.client = undefined;
   }
 
+  publish(topic: string, payload: string): void {
+    this.client?.publish(topic, payload, { qos: 1 });
+  }
+
+  /** Publish a command and resolve with the box's reply (reject after 10 s without one). */
+  command(site: string, device: string, verb: string, args: Record<string, unknown>): Promise<ReplyPayload> {
+    const id = `${this.session.username}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`${device} did not answer within 10 s`));
+      }, 10_000);
+      this.pending.set(id, (reply) => {
+        clearTimeout(timer);
+        resolve(reply);
+      });
+      this.publish(topics.cmd(site, device, verb), JSON.stringify({ id, args }));
+    });
+  }
+
+  /** A command's reply, when this page is waiting for it. */
+  answered(reply: ReplyPayload): boolean {
+    const waiting = this.pending.get(reply.id);
+    if (!waiting) return false;
+    this.pending.delete(reply.id);
+    waiting(reply);
+    return true;
+  }
+
+  changed(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      for (const listener of this.listeners) listener();
+    });
+  }
+
+  private receive(topic: string, payload: Uint8Array): void {
+    const [root, version, siteName, ...levels] = topic.split('/');
+    if (root !== 'outpost' || version !== TOPIC_VERSION || !siteName || !NAME.test(siteName)) return;
+    if (!this.session.centre && siteName !== this.session.site) return;
+    const text = new TextDecoder().decode(payload);
+    let body: unknown;
+    try {
+      body = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      return; // not contract JSON (a foreign client's plain text): nothing to show
+    }
+    if (this.site(siteName).receive(levels, body)) this.changed();
+  }
+}
+
+/** One site as the page sees it: its boxes, its inbox, its chat. */
+export class Site {
+  readonly devices = new Map<string, DeviceView>();
+  readonly inbox = new Map<string, InboxEntryPayload>();
+  readonly channels = new Map<string, ChannelView>();
+  /** Inbox entries made here from a box's alert, until the hub's own entry arrives (not acknowledgeable yet). */
+  readonly provisional = new Set<string>();
+
+  constructor(
+    readonly link: Link,
+    readonly name: string,
+  ) {
+    this.channel('general');
+  }
+
+  get session(): SessionInfo {
+    return this.link.session;
+  }
+
+  get operator(): boolean {
+    return this.link.operator;
+  }
+
+  get connection(): Connection {
+    return this.link.connection;
+  }
+
+  get problem(): string {
+    return this.link.problem;
+  }
+
+  subscribe(listener: Listener): () => void {
+    return this.link.subscribe(listener);
+  }
+
   device(name: string): DeviceView {
     let device = this.devices.get(name);
     if (!device) {
@@ -172,47 +281,35 @@ export class Site {
         device.telemetryAt = history.lastAt ?? undefined;
       }
     }
-    this.changed();
+    this.link.changed();
   }
 
   sendChat(channel: string, text: string): void {
-    this.client?.publish(topics.chat(this.session.site, channel), JSON.stringify({ text }), { qos: 1 });
+    this.link.publish(topics.chat(this.name, channel), JSON.stringify({ text }));
   }
 
+  /**
+   * On a hub the broker stamps who acknowledged. At the centre the acknowledgement goes on the
+   * operator's own `…/ack/{name}` (the centre's ACL allows no other name); the site's bridge carries it
+   * down and the site stamps it `by: centre` with that operator.
+   */
   acknowledge(entry: InboxEntryPayload): void {
-    this.client?.publish(topics.inboxAck(this.session.site, entry.audience, entry.device, entry.key), '{}', {
-      qos: 1,
-    });
+    const { audience, device, key } = entry;
+    this.link.publish(
+      this.session.centre
+        ? topics.inboxAckBy(this.name, audience, device, key, this.session.username)
+        : topics.inboxAck(this.name, audience, device, key),
+      '{}',
+    );
   }
 
-  /** Publish a command and resolve with the box's reply (reject after 10 s without one). */
+  /** Publish a command to one of this site's boxes and resolve with its reply. */
   command(device: string, verb: string, args: Record<string, unknown>): Promise<ReplyPayload> {
-    const id = `${this.session.username}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new Error(`${device} did not answer within 10 s`));
-      }, 10_000);
-      this.pending.set(id, (reply) => {
-        clearTimeout(timer);
-        resolve(reply);
-      });
-      this.client?.publish(topics.cmd(this.session.site, device, verb), JSON.stringify({ id, args }), {
-        qos: 1,
-      });
-    });
+    return this.link.command(this.name, device, verb, args);
   }
 
-  private receive(topic: string, payload: Uint8Array): void {
-    if (!topic.startsWith(`${this.prefix}/`)) return;
-    const levels = topic.slice(this.prefix.length + 1).split('/');
-    const text = new TextDecoder().decode(payload);
-    let body: unknown;
-    try {
-      body = text === '' ? undefined : JSON.parse(text);
-    } catch {
-      return; // not contract JSON (a foreign client's plain text): nothing to show
-    }
+  /** One message under this site's prefix (`levels` after it); true when something changed. */
+  receive(levels: string[], body: unknown): boolean {
     const [first, second, third, fourth, fifth] = levels;
     if (first === 'chat' && second !== undefined) {
       if (third === 'history' && levels.length === 3) this.chatHistory(second, body);
@@ -257,18 +354,14 @@ export class Site {
       } else if (second === 'alert' && levels.length === 2 && isObject(body) && typeof body.id === 'string') {
         this.provisionalAlert(first, body as unknown as AlertPayload);
       } else if (second === 'reply' && fifth === undefined && isObject(body) && typeof body.id === 'string') {
-        const waiting = this.pending.get(body.id);
-        if (waiting) {
-          this.pending.delete(body.id);
-          waiting(body as unknown as ReplyPayload);
-        }
+        return this.link.answered(body as unknown as ReplyPayload);
       } else {
-        return;
+        return false;
       }
     } else {
-      return;
+      return false;
     }
-    this.changed();
+    return true;
   }
 
   /** An alert straight from its box: an inbox entry until the hub's own arrives (same key). */
@@ -307,27 +400,23 @@ export class Site {
   }
 
   private chatMessage(channel: string, body: unknown): void {
-    if (
-      !NAME.test(channel) ||
-      !isObject(body) ||
-      typeof body.text !== 'string' ||
-      typeof body.from !== 'string'
-    )
-      return;
+    if (!NAME.test(channel) || !isObject(body) || typeof body.text !== 'string') return;
+    let message: ChatPayload;
+    if (typeof body.from === 'string') message = body as unknown as ChatPayload;
+    else if (this.session.centre)
+      // Sent at the centre, whose broker stamps nothing: the site stamps it `from: centre` and keeps it.
+      message = {
+        id: `centre-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
+        from: 'centre',
+        role: 'console',
+        text: body.text,
+        at: Date.now(),
+      };
+    else return;
     const view = this.channel(channel);
-    const message = body as unknown as ChatPayload;
     if (view.messages.some((known) => known.id === message.id)) return;
     view.messages.push(message);
     if (view.messages.length > MAX_CHAT) view.messages.shift();
-  }
-
-  private changed(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    queueMicrotask(() => {
-      this.scheduled = false;
-      for (const listener of this.listeners) listener();
-    });
   }
 }
 

@@ -24,6 +24,7 @@ import {
 } from './mqtt/tool-client.js';
 import { registerUpdateCommands } from './update/cli.js';
 import { registerLedCommands } from './gpio/led-cli.js';
+import { registerCentreCommands } from './console/centre-cli.js';
 import { program } from './program.js';
 import { VERSION } from './version.js';
 
@@ -224,6 +225,7 @@ function commands(): Command {
   };
   registerUpdateCommands(cli, shell);
   registerLedCommands(cli, shell);
+  registerCentreCommands(cli, shell);
 
   cli
     .command('version')

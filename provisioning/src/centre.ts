@@ -10,6 +10,7 @@
 //   CENTRE/mosquitto/passwd                mosquitto password file (PBKDF2-SHA512, `$7$`), 0600
 //   CENTRE/mosquitto/acl                   each site's bridge: write under its own site prefix only
 //   CENTRE/emqx/acl.conf                   the same rules for EMQX 5 (file authorizer)
+//   CENTRE/console/console.yaml            `outpost centre console --config` it: the console at the centre
 //   CENTRE/sites/NAME/                     the bridge kit for site NAME (what the site's tech imports
 //                                          with `outpost-provision bridge set`): bridge.yaml, ca.crt,
 //                                          bridge.password or client.crt + client.key
@@ -19,7 +20,7 @@
 import { pbkdf2Sync, randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { z } from 'zod';
 import { OutpostError } from '../../daemon/src/errors.js';
@@ -71,6 +72,8 @@ export const centrePaths = (dir: string) => ({
   passwd: join(dir, 'mosquitto', 'passwd'),
   acl: join(dir, 'mosquitto', 'acl'),
   emqxAcl: join(dir, 'emqx', 'acl.conf'),
+  /** `outpost centre console --config` this file: the console at the centre (docs/console.md). */
+  consoleConf: join(dir, 'console', 'console.yaml'),
   kit: (site: string) => join(dir, 'sites', site),
 });
 
@@ -92,7 +95,8 @@ export function mosquittoHash(password: string, rounds = PBKDF2_ROUNDS): string 
  * The centre's rules, per account (Mosquitto ACL syntax, docs/bridge.md):
  * - a site's bridge writes only under its own site prefix, and reads only what crosses down to it
  *   (`cmd` for its boxes, its chat);
- * - a console reads every site and may send `cmd`, chat and inbox acknowledgements to any.
+ * - a console reads every site and may send `cmd`, chat and inbox acknowledgements to any; an
+ *   acknowledgement naming an operator (`…/ack/{name}`) only under its own name.
  * Anything not granted is refused (mosquitto denies by default once an ACL file is set).
  */
 export function mosquittoAcl(settings: Pick<CentreSettings, 'sites' | 'consoles'>): string {
@@ -106,6 +110,7 @@ export function mosquittoAcl(settings: Pick<CentreSettings, 'sites' | 'consoles'
       `topic read ${prefix}/+/cmd/#`,
       `topic read ${prefix}/chat/+`,
       `topic read ${prefix}/inbox/+/+/+/ack`,
+      `topic read ${prefix}/inbox/+/+/+/ack/+`,
       '',
     );
   }
@@ -117,6 +122,8 @@ export function mosquittoAcl(settings: Pick<CentreSettings, 'sites' | 'consoles'
       'topic write outpost/v1/+/+/cmd/#',
       'topic write outpost/v1/+/chat/+',
       'topic write outpost/v1/+/inbox/+/+/+/ack',
+      // An acknowledgement under its own name only: the site shows "acknowledged by NAME at the centre".
+      `topic write outpost/v1/+/inbox/+/+/+/ack/${name}`,
       '',
     );
   }
@@ -133,13 +140,13 @@ export function emqxAcl(settings: Pick<CentreSettings, 'sites' | 'consoles'>): s
     const prefix = sitePrefix(site);
     lines.push(
       `{allow, {username, "${entry.user}"}, publish, ["${prefix}/#"]}.`,
-      `{allow, {username, "${entry.user}"}, subscribe, ["${prefix}/+/cmd/#", "${prefix}/chat/+", "${prefix}/inbox/+/+/+/ack"]}.`,
+      `{allow, {username, "${entry.user}"}, subscribe, ["${prefix}/+/cmd/#", "${prefix}/chat/+", "${prefix}/inbox/+/+/+/ack", "${prefix}/inbox/+/+/+/ack/+"]}.`,
     );
   }
   for (const name of Object.keys(settings.consoles).sort()) {
     lines.push(
       `{allow, {username, "${name}"}, subscribe, ["outpost/v1/#"]}.`,
-      `{allow, {username, "${name}"}, publish, ["outpost/v1/+/+/cmd/#", "outpost/v1/+/chat/+", "outpost/v1/+/inbox/+/+/+/ack"]}.`,
+      `{allow, {username, "${name}"}, publish, ["outpost/v1/+/+/cmd/#", "outpost/v1/+/chat/+", "outpost/v1/+/inbox/+/+/+/ack", "outpost/v1/+/inbox/+/+/+/ack/${name}"]}.`,
     );
   }
   lines.push('{deny, all}.', '');
@@ -228,6 +235,36 @@ async function writeCentre(centre: Centre): Promise<void> {
   await writeFileAtomic(paths.acl, mosquittoAcl(settings), PUBLIC_MODE);
   await writeFileAtomic(paths.emqxAcl, emqxAcl(settings), PUBLIC_MODE);
   await writeFileAtomic(paths.mosquittoConf, mosquittoConf(centre.dir, settings), PUBLIC_MODE);
+  await writeFileAtomic(paths.consoleConf, centreConsoleConf(centre.dir, settings), PUBLIC_MODE);
+}
+
+/**
+ * The centre console's config (daemon/src/config/schema.ts centreConsoleSchema): the central broker as
+ * its certificate names it, the centre CA, and HTTPS on 8443 with the broker's certificate (the console
+ * runs on the broker's machine; give it its own certificate otherwise).
+ */
+export function centreConsoleConf(dir: string, settings: CentreSettings): string {
+  const paths = centrePaths(resolve(dir));
+  return [
+    '# The console at the operations centre: outpost centre console --config THIS_FILE (docs/console.md).',
+    '# Written by outpost-provision centre. Operators log in with `outpost-provision centre console add` accounts.',
+    stringify({
+      name: 'centre',
+      centralBroker: {
+        url: `mqtts://${hostInUrl(settings.ip ?? settings.host)}:${settings.port}`,
+        ca: paths.caCert,
+      },
+      console: {
+        host: settings.listen ?? '0.0.0.0',
+        port: 8443,
+        tls: { cert: paths.serverCert, key: paths.serverKey },
+      },
+    }),
+  ].join('\n');
+}
+
+function hostInUrl(host: string): string {
+  return isIP(host) === 6 ? `[${host}]` : host;
 }
 
 export interface CentreInit {
@@ -304,6 +341,7 @@ export async function initCentre(
       'mosquitto/passwd',
       'mosquitto/acl',
       'emqx/acl.conf',
+      'console/console.yaml',
     ],
   };
 }

@@ -122,6 +122,9 @@ function centreCommands(cli: Command): void {
         if (changed.length === 0) return out(`centre in ${dir} already exists as asked: nothing changed`);
         out(`centre ${options.host} in ${dir}: ${changed.join(', ')}`);
         out(`mosquitto: include ${centrePaths(resolve(dir)).mosquittoConf} (or run mosquitto -c on it)`);
+        out(
+          `console at the centre: outpost centre console --config ${centrePaths(resolve(dir)).consoleConf}`,
+        );
       }),
     );
   centre

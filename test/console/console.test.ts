@@ -1,18 +1,19 @@
 // The site console in a real browser (Debian's Chromium through playwright-core) against a real site:
 // the hub daemon (app.ts: broker, cameras, inbox, console server; panic button on a fake pin), Debian's
 // Janus, and a camera box (the built CLI) with its own camera. Each test is a thing a person does.
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { headlessBrowser } from '../support/chromium.js';
-import { ACCOUNTS, hubRequest, startConsoleSite, type ConsoleSite } from '../support/console-site.js';
-import { testPki } from '../support/pki.js';
+import {
+  ACCOUNTS,
+  answersWithoutLogin,
+  consoleLogIn,
+  hubRequest,
+  pageProblems,
+  startConsoleSite,
+  type ConsoleSite,
+} from '../support/console-site.js';
 import { requireBuilt } from '../support/processes.js';
-
-const require = createRequire(import.meta.url);
-const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 let site: ConsoleSite;
 let browser: Browser;
@@ -30,10 +31,12 @@ async function newPage(viewport = { width: 1280, height: 800 }): Promise<Page> {
 }
 
 async function logIn(page: Page, user: keyof typeof ACCOUNTS | 'wrong'): Promise<void> {
-  await page.goto(`${site.origin}/`);
-  await page.getByLabel('User name').fill(user === 'wrong' ? 'ops' : user);
-  await page.getByLabel('Password').fill(user === 'wrong' ? 'not-the-password' : ACCOUNTS[user].password);
-  await page.getByRole('button', { name: 'Log in' }).click();
+  await consoleLogIn(
+    page,
+    site.origin,
+    user === 'wrong' ? 'ops' : user,
+    user === 'wrong' ? 'not-the-password' : ACCOUNTS[user].password,
+  );
 }
 
 /** Decoded frames of every video on the page (getVideoPlaybackQuality). */
@@ -88,26 +91,13 @@ describe('site console', () => {
   });
 
   it('reaches no video, clip, topic or history without a login', async () => {
-    const json = { 'content-type': 'application/json' };
-    expect((await hubRequest(`${site.origin}/api/session`)).status).toBe(401);
-    expect((await hubRequest(`${site.origin}/api/telemetry`)).status).toBe(401);
-    const janus = await hubRequest(`${site.origin}/janus`, {
-      method: 'POST',
-      headers: json,
-      body: '{"janus":"create"}',
+    expect(await answersWithoutLogin(site.origin)).toEqual({
+      session: 401,
+      telemetry: 401,
+      clips: 401,
+      janus: 401,
+      mqtt: 401,
     });
-    expect(janus.status).toBe(401);
-    expect((await hubRequest(`${site.origin}/api/clips`)).status).toBe(401);
-    // MQTT over the console's WebSocket: refused at the upgrade.
-    const status = await new Promise<number>((resolve) => {
-      const socket = new WebSocket(`wss://127.0.0.1:${new URL(site.origin).port}/mqtt`, 'mqtt', {
-        ca: readFileSync(testPki().ca),
-      });
-      socket.on('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0));
-      socket.on('open', () => resolve(101));
-      socket.on('error', () => resolve(-1));
-    });
-    expect(status).toBe(401);
     // The page itself (the login form) is served, with a strict CSP and no inline script.
     const index = await hubRequest(`${site.origin}/`);
     expect(index.status).toBe(200);
@@ -381,14 +371,8 @@ describe('site console', () => {
     const page = await newPage({ width: 360, height: 740 });
     await page.goto(`${site.origin}/`);
     const check = async (what: string) => {
-      const overflow = await page.evaluate<number>(
-        'document.documentElement.scrollWidth - document.documentElement.clientWidth',
-      );
+      const { overflow, violations } = await pageProblems(page);
       expect(overflow, `${what} scrolls sideways`).toBeLessThanOrEqual(0);
-      await page.evaluate(AXE);
-      const violations = await page.evaluate<string[]>(`axe.run(document).then((result) => result.violations
-        .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-        .map((v) => v.id + ' (' + v.impact + ', ' + v.nodes.map((n) => n.target.join(' ')).join('; ') + ')'))`);
       expect(violations, what).toEqual([]);
     };
     await page.getByLabel('User name').waitFor();

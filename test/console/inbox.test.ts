@@ -57,21 +57,29 @@ async function until(check: () => boolean, what: string, ms = 5000): Promise<voi
 
 const entryTopic = (audience: string, key: string) => topics.inboxEntry(SITE, audience, 'cam-a', key);
 
+/** A hub with its inbox, a box that raised panic `id`, and a console `ops` watching the inbox. */
+async function panicAtHub(
+  id: string,
+): Promise<{ inbox: AlertInbox; ops: MqttClient; seen: Map<string, string> }> {
+  const { broker, inbox } = await hub();
+  cleanup.push(
+    () => broker.stop(),
+    () => inbox.stop(),
+  );
+  const [box, ops] = [await connectAs(broker, 'cam-a'), await connectAs(broker, 'console')];
+  cleanup.push(
+    () => box.endAsync(),
+    () => ops.endAsync(),
+  );
+  const seen = await watch(ops, `outpost/v1/${SITE}/inbox/#`);
+  await box.publishAsync(topics.alert(SITE, 'cam-a'), JSON.stringify(alert(id, 'panic')), { qos: 1 });
+  await until(() => seen.has(entryTopic('site', id)), 'the inbox entry');
+  return { inbox, ops, seen };
+}
+
 describe('alert inbox', () => {
   it('an alert becomes a retained entry; the acknowledgement is stamped with the sender, not the payload', async () => {
-    const { broker, inbox } = await hub();
-    cleanup.push(
-      () => broker.stop(),
-      () => inbox.stop(),
-    );
-    const [box, ops] = [await connectAs(broker, 'cam-a'), await connectAs(broker, 'console')];
-    cleanup.push(
-      () => box.endAsync(),
-      () => ops.endAsync(),
-    );
-    const seen = await watch(ops, `outpost/v1/${SITE}/inbox/#`);
-    await box.publishAsync(topics.alert(SITE, 'cam-a'), JSON.stringify(alert('p1', 'panic')), { qos: 1 });
-    await until(() => seen.has(entryTopic('site', 'p1')), 'the inbox entry');
+    const { inbox, ops, seen } = await panicAtHub('p1');
     expect(inboxEntryPayload.parse(JSON.parse(seen.get(entryTopic('site', 'p1')) ?? '')).ack).toBeNull();
 
     await ops.publishAsync(
@@ -89,6 +97,22 @@ describe('alert inbox', () => {
       'console',
     );
     expect(inbox.list()).toHaveLength(1);
+  });
+
+  it('only the bridge from the centre names a centre operator: a site account that claims one is refused', async () => {
+    const { ops, seen } = await panicAtHub('p2');
+    // Refused (and dropped), then a plain acknowledgement on the same connection: that one is the first.
+    await ops.publishAsync(`${entryTopic('site', 'p2')}/ack`, JSON.stringify({ operator: 'olga' }), {
+      qos: 1,
+    });
+    await ops.publishAsync(`${entryTopic('site', 'p2')}/ack`, '{}', { qos: 1 });
+    await until(
+      () => inboxEntryPayload.parse(JSON.parse(seen.get(entryTopic('site', 'p2')) ?? '')).ack !== null,
+      'the acknowledged entry',
+    );
+    const entry = inboxEntryPayload.parse(JSON.parse(seen.get(entryTopic('site', 'p2')) ?? ''));
+    expect(entry.ack).toMatchObject({ by: 'console', role: 'console' });
+    expect(entry.ack?.operator).toBeUndefined();
   });
 
   it('survives a hub restart and reaches a console that was away when the alert came', async () => {

@@ -41,7 +41,7 @@ export interface TestBroker {
   writeIdentities(people: typeof PEOPLE): Promise<void>;
 }
 
-export async function identitiesJson(people: typeof PEOPLE): Promise<string> {
+export async function identitiesJson(people: typeof PEOPLE, site = SITE): Promise<string> {
   const identities = await Promise.all(
     Object.entries(people).map(async ([name, person]) => ({
       name,
@@ -50,7 +50,7 @@ export async function identitiesJson(people: typeof PEOPLE): Promise<string> {
       certificate: person.certificate ?? false,
     })),
   );
-  return JSON.stringify({ version: 1, site: SITE, identities }, null, 2);
+  return JSON.stringify({ version: 1, site, identities }, null, 2);
 }
 
 /** A logger that keeps every line as an object (for tests that check what the broker logs). */

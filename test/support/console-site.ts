@@ -4,11 +4,14 @@
 // uplink to the hub over TLS, its camera on the same Janus), and the accounts `ops` (console) and
 // `alice` (staff). Everything on 127.0.0.1 with free ports.
 import { createHash, X509Certificate } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import pino from 'pino';
+import type { Page } from 'playwright-core';
+import WebSocket from 'ws';
 import { buildApp, type App } from '../../daemon/src/app.js';
 import { configSchema } from '../../daemon/src/config/schema.js';
 import { FakePin } from '../../daemon/src/gpio/fake-pin.js';
@@ -41,6 +44,12 @@ export interface ConsoleSite {
 }
 
 export interface ConsoleSiteOptions {
+  /** The site's name (default the test site's). */
+  site?: string;
+  /** Start Debian's Janus and a camera box (default true); without, the hub alone (sfu.mode static). */
+  video?: boolean;
+  /** The hub's `bridge` section (test/support/sites.ts bridgeSection). */
+  bridge?: Record<string, unknown>;
   /** Cameras on the hub (each 320×240@15 x264); the box adds one more. */
   hubCameras?: number;
   boxCameras?: number;
@@ -56,13 +65,15 @@ export interface ConsoleSiteOptions {
 
 export async function startConsoleSite(options: ConsoleSiteOptions = {}): Promise<ConsoleSite> {
   const pki = testPki();
-  const janus = await janusServer();
+  const site = options.site ?? SITE;
+  const video = options.video !== false;
+  const janus = video ? await janusServer() : undefined;
   const hubDataDir = await tempDir('outpost-console-hub-');
   const identitiesFile = join(hubDataDir, 'identities.json');
   const writeIdentities = async (accounts: Partial<typeof ACCOUNTS>) =>
     writeFile(
       identitiesFile,
-      await identitiesJson({ 'cam-a': PEOPLE['cam-a'] ?? { role: 'device' }, ...accounts }),
+      await identitiesJson({ 'cam-a': PEOPLE['cam-a'] ?? { role: 'device' }, ...accounts }, site),
       {
         mode: 0o600,
       },
@@ -71,7 +82,7 @@ export async function startConsoleSite(options: ConsoleSiteOptions = {}): Promis
   const preRollDir = existsSync('/dev/shm') ? await mkdtemp('/dev/shm/outpost-console-preroll-') : undefined;
   const [tcp, mqtts, consolePort] = [await freePort(), await freePort(), await freePort()];
   const hubCameras = await Promise.all(
-    Array.from({ length: options.hubCameras ?? 2 }, async (_, i) => {
+    Array.from({ length: options.hubCameras ?? (video ? 2 : 0) }, async (_, i) => {
       // With `stamp`, the first camera carries the latency stamp (bench:console's glass-to-glass).
       const stamped = options.stamp === true && i === 0;
       return {
@@ -87,7 +98,7 @@ export async function startConsoleSite(options: ConsoleSiteOptions = {}): Promis
     }),
   );
   const config = configSchema.parse({
-    site: SITE,
+    site,
     device: 'hub',
     dataDir: hubDataDir,
     log: { level: process.env.OUTPOST_TEST_LOG ?? 'warn' },
@@ -97,7 +108,7 @@ export async function startConsoleSite(options: ConsoleSiteOptions = {}): Promis
       tls: { ca: pki.ca, cert: pki.serverCert, key: pki.serverKey },
       identitiesFile,
     },
-    sfu: { mode: 'janus', host: '127.0.0.1', janus: { url: janus.url } },
+    sfu: janus ? { mode: 'janus', host: '127.0.0.1', janus: { url: janus.url } } : { host: '127.0.0.1' },
     gpio: { button: { pin: 17 } },
     clips: {
       preRollSeconds: options.preRollSeconds ?? 1,
@@ -111,12 +122,42 @@ export async function startConsoleSite(options: ConsoleSiteOptions = {}): Promis
       alerts: { renotifyMinutes: options.renotifyMinutes ?? 5 },
     },
     cameras: hubCameras,
+    ...(options.bridge ? { bridge: options.bridge } : {}),
   });
   const pin = new FakePin({ level: 1, description: 'console test panic button' });
   const log = pino({ level: process.env.OUTPOST_TEST_LOG ?? 'silent' });
   const app = buildApp(config, log, { openPin: () => Promise.resolve(pin) });
   await app.start();
 
+  const revoke = async (name: keyof typeof ACCOUNTS): Promise<void> => {
+    await writeIdentities(
+      Object.fromEntries(Object.entries(ACCOUNTS).filter(([account]) => account !== name)),
+    );
+    await app.reload();
+  };
+  if (!janus) {
+    // The hub alone: no Janus, no camera box.
+    const none = (): never => {
+      throw new Error('this test site was started with video: false');
+    };
+    return {
+      origin: `https://127.0.0.1:${consolePort}`,
+      spki: spkiOf(readFileSync(pki.serverCert)),
+      app,
+      pin,
+      get janus() {
+        return none();
+      },
+      hubDataDir,
+      box: none,
+      killBox: () => Promise.resolve(),
+      startBox: none,
+      revoke,
+      async stop() {
+        await app.stop();
+      },
+    };
+  }
   const boxCameras = await Promise.all(
     Array.from({ length: options.boxCameras ?? 1 }, async (_, i) => {
       const port = await freeUdpPortPair();
@@ -155,12 +196,7 @@ export async function startConsoleSite(options: ConsoleSiteOptions = {}): Promis
     },
     killBox,
     startBox,
-    async revoke(name) {
-      await writeIdentities(
-        Object.fromEntries(Object.entries(ACCOUNTS).filter(([account]) => account !== name)),
-      );
-      await app.reload();
-    },
+    revoke,
     async stop() {
       await killBox();
       await app.stop();
@@ -177,12 +213,17 @@ export function spkiOf(pem: Buffer): string {
 /** An HTTPS request to the hub trusting the test CA; resolves with status, headers and body. */
 export function hubRequest(
   url: string,
-  options: { method?: string; headers?: Record<string, string>; body?: string } = {},
+  /** `ca`: PEM the server's certificate is checked against (default the test PKI's CA). */
+  options: { method?: string; headers?: Record<string, string>; body?: string; ca?: Buffer } = {},
 ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
       url,
-      { method: options.method ?? 'GET', headers: options.headers, ca: readFileSync(testPki().ca) },
+      {
+        method: options.method ?? 'GET',
+        headers: options.headers,
+        ca: options.ca ?? readFileSync(testPki().ca),
+      },
       (response) => {
         let body = '';
         response.on('data', (chunk: Buffer) => (body += chunk.toString()));
@@ -194,4 +235,60 @@ export function hubRequest(
     req.on('error', reject);
     req.end(options.body);
   });
+}
+
+/** Fill in a console's login form at `origin` and submit it. */
+export async function consoleLogIn(
+  page: Page,
+  origin: string,
+  username: string,
+  password: string,
+): Promise<void> {
+  await page.goto(`${origin}/`);
+  await page.getByLabel('User name').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+}
+
+/**
+ * What a console at `origin` answers a client without a login: the HTTP status of the session, box
+ * health, clips and Janus, and of the MQTT WebSocket's upgrade (101 would be a way in).
+ */
+export async function answersWithoutLogin(
+  origin: string,
+  ca: Buffer = readFileSync(testPki().ca),
+): Promise<Record<string, number>> {
+  const json = { 'content-type': 'application/json' };
+  const mqtt = await new Promise<number>((resolve) => {
+    const socket = new WebSocket(`wss://127.0.0.1:${new URL(origin).port}/mqtt`, 'mqtt', { ca });
+    socket.on('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0));
+    socket.on('open', () => {
+      socket.close();
+      resolve(101);
+    });
+    socket.on('error', () => resolve(-1));
+  });
+  return {
+    session: (await hubRequest(`${origin}/api/session`, { ca })).status,
+    telemetry: (await hubRequest(`${origin}/api/telemetry`, { ca })).status,
+    clips: (await hubRequest(`${origin}/api/clips`, { ca })).status,
+    janus: (
+      await hubRequest(`${origin}/janus`, { method: 'POST', headers: json, body: '{"janus":"create"}', ca })
+    ).status,
+    mqtt,
+  };
+}
+
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/** How far the page scrolls sideways (px, > 0 is a problem) and axe-core's serious or critical findings. */
+export async function pageProblems(page: Page): Promise<{ overflow: number; violations: string[] }> {
+  const overflow = await page.evaluate<number>(
+    'document.documentElement.scrollWidth - document.documentElement.clientWidth',
+  );
+  await page.evaluate(AXE);
+  const violations = await page.evaluate<string[]>(`axe.run(document).then((result) => result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => v.id + ' (' + v.impact + ', ' + v.nodes.map((n) => n.target.join(' ')).join('; ') + ')'))`);
+  return { overflow, violations };
 }

@@ -16,21 +16,23 @@ export interface CentreSetup {
   opsPassword: string;
   /** Each site's kit: its bridge account and password (or client certificate). */
   kit(site: string): { dir: string; username: string; passwordFile: string; cert: string; key: string };
-  /** An MQTT.js client of the central broker as the centre console `ops` (reads every site). */
+  /** An MQTT.js client of the central broker as the centre console account (reads every site). */
   ops(extra?: IClientOptions): Promise<MqttClient>;
   stop(): Promise<void>;
 }
 
 export async function centreWithSites(
   sites: Array<{ site: string; cert?: boolean }>,
-  options: { extraConf?: string[]; ip?: string } = {},
+  /** `consoleName`: the centre console account (default `ops`). */
+  options: { extraConf?: string[]; ip?: string; consoleName?: string } = {},
 ): Promise<CentreSetup> {
+  const consoleName = options.consoleName ?? 'ops';
   const dir = join(await tempDir('outpost-ops-'), 'centre');
   const [port, certPort] = [await freePort(), await freePort()];
   const ip = options.ip ?? '127.0.0.1';
   await initCentre(dir, { host: 'localhost', ip, listen: ip, port, certPort });
   for (const { site, cert } of sites) await addSite(dir, { site, cert: cert === true });
-  const { password } = await addCentreConsole(dir, 'ops');
+  const { password } = await addCentreConsole(dir, consoleName);
   const conf = await readFile(centrePaths(dir).mosquittoConf, 'utf8');
   const centre = await startCentreFromConf(
     [conf, 'max_queued_messages 1000000', 'max_inflight_messages 100', ...(options.extraConf ?? [])].join(
@@ -59,7 +61,7 @@ export async function centreWithSites(
     async ops(extra = {}) {
       const client = await connectAsync(`mqtts://${ip}:${port}`, {
         ca: [await readFile(ca)],
-        username: 'ops',
+        username: consoleName,
         password: password ?? '',
         reconnectPeriod: 0,
         connectTimeout: 10_000,
@@ -110,17 +112,7 @@ export async function bridgedHub(
     port: options.cert ? (setup.centre.certPort ?? 0) : setup.centre.port,
   });
   await proxy.start();
-  const kit = setup.kit(options.site);
-  const bridge = {
-    url: `mqtts://127.0.0.1:${proxy.port}`,
-    // A link restored in a test is used within 2 s, not after a minute of backoff.
-    reconnectMaxSeconds: 2,
-    ca: setup.ca,
-    ...(options.cert
-      ? { cert: kit.cert, key: kit.key }
-      : { username: kit.username, passwordFile: kit.passwordFile }),
-    ...options.bridge,
-  };
+  const bridge = { ...bridgeSection(setup, options.site, proxy.port, options.cert), ...options.bridge };
   const file = await writeTemp(
     'outpost.yaml',
     [
@@ -141,6 +133,23 @@ export async function bridgedHub(
     ].join('\n'),
   );
   return { file, dataDir, tcpPort, mqttsPort, proxy };
+}
+
+/** A hub's `bridge` section for `site`'s kit, dialling the centre at `port` (its proxy, or the broker). */
+export function bridgeSection(
+  setup: CentreSetup,
+  site: string,
+  port = setup.centre.port,
+  cert = false,
+): Record<string, unknown> {
+  const kit = setup.kit(site);
+  return {
+    url: `mqtts://127.0.0.1:${port}`,
+    // A link restored in a test is used within 2 s, not after a minute of backoff.
+    reconnectMaxSeconds: 2,
+    ca: setup.ca,
+    ...(cert ? { cert: kit.cert, key: kit.key } : { username: kit.username, passwordFile: kit.passwordFile }),
+  };
 }
 
 /** A box on the site: an MQTT.js client of the hub's TLS listener as `name`. */

@@ -2,7 +2,7 @@
 // acknowledged it and when (stamped by the broker). Operators acknowledge; everyone sees it within a
 // moment, because the inbox entry is retained and updated at the hub.
 import { useState } from 'preact/hooks';
-import { formatTime, useSite } from '../hooks.js';
+import { formatTime } from '../hooks.js';
 import type { InboxEntryPayload, Site } from '../site.js';
 import { ClipPlayer } from './ClipPlayer.js';
 
@@ -29,20 +29,37 @@ function ClipOfAlert({ entry, site }: { entry: InboxEntryPayload; site: Site }) 
   if (clip.state === 'evicted')
     return <p class="clip-status">clip: removed from the hub by its storage quota</p>;
   if (!site.operator) return <p class="clip-status">clip stored at the hub</p>;
+  // Clips stay on the site (only their manifest crosses to the centre): nothing here to play.
+  if (site.session.centre)
+    return (
+      <p class="clip-status">
+        clip stored at {site.name}'s hub ({Math.round((clip.sizeBytes ?? 0) / 1024)} KB, sha256{' '}
+        {clip.sha256?.slice(0, 12) ?? '?'}…): play it on the site's console; clips do not cross to the centre
+        unless asked for
+      </p>
+    );
   // A fresh or open panic plays at once; older ones on request.
   const fresh = !entry.ack || Date.now() - entry.firstAt < 3600_000;
   return <ClipPlayer device={entry.device} clipId={clipId} sha256={clip.sha256} auto={fresh} />;
 }
 
-export function sortedInbox(site: Site): InboxEntryPayload[] {
-  return [...site.inbox.values()].sort((a, b) => b.firstAt - a.firstAt || b.alert.at - a.alert.at);
+/** Every entry of these sites' inboxes (one site on a hub; at the centre, one or all), newest first. */
+export function sortedInbox(sites: Site[]): Array<{ site: Site; entry: InboxEntryPayload }> {
+  return sites
+    .flatMap((site) => [...site.inbox.values()].map((entry) => ({ site, entry })))
+    .sort((a, b) => b.entry.firstAt - a.entry.firstAt || b.entry.alert.at - a.entry.alert.at);
 }
 
 /** Panic alerts nobody has acknowledged: they keep drawing attention. */
-export function openPanics(site: Site): InboxEntryPayload[] {
-  return sortedInbox(site).filter(
-    (entry) => entry.alert.kind === 'panic' && !entry.ack && entry.alert.state === 'raised',
-  );
+export function openPanics(sites: Site[]): InboxEntryPayload[] {
+  return sortedInbox(sites)
+    .map(({ entry }) => entry)
+    .filter((entry) => entry.alert.kind === 'panic' && !entry.ack && entry.alert.state === 'raised');
+}
+
+/** Who acknowledged: a person on the site, or (through the bridge) an operator at the centre. */
+export function acknowledger(ack: NonNullable<InboxEntryPayload['ack']>): string {
+  return ack.operator ? `${ack.operator} at the centre` : ack.by;
 }
 
 const KIND: Record<string, string> = {
@@ -55,7 +72,7 @@ const KIND: Record<string, string> = {
   'clip-store': 'Clip storage',
 };
 
-function Entry({ entry, site }: { entry: InboxEntryPayload; site: Site }) {
+function Entry({ entry, site, showSite }: { entry: InboxEntryPayload; site: Site; showSite: boolean }) {
   const [sending, setSending] = useState(false);
   const { alert } = entry;
   const urgent = alert.kind === 'panic' && !entry.ack && alert.state === 'raised';
@@ -63,9 +80,11 @@ function Entry({ entry, site }: { entry: InboxEntryPayload; site: Site }) {
     <li
       class={`alert ${alert.severity} ${entry.ack ? 'acked' : 'open'} ${urgent ? 'urgent' : ''}`}
       data-alert={alert.id}
+      data-site={site.name}
     >
       <div class="line">
         <span class={`severity ${alert.severity}`}>{alert.severity}</span>
+        {showSite && <span class="site-name">{site.name}</span>}
         <strong>{KIND[alert.kind] ?? alert.kind}</strong>
         <span>{entry.device}</span>
         {alert.cameras && alert.cameras.length > 0 && <span>{alert.cameras.join(', ')}</span>}
@@ -77,7 +96,7 @@ function Entry({ entry, site }: { entry: InboxEntryPayload; site: Site }) {
       <div class="ack">
         {entry.ack ? (
           <span class="acked-by">
-            acknowledged by {entry.ack.by} at {formatTime(entry.ack.at)}
+            acknowledged by {acknowledger(entry.ack)} at {formatTime(entry.ack.at)}
           </span>
         ) : site.operator ? (
           <button
@@ -100,10 +119,10 @@ function Entry({ entry, site }: { entry: InboxEntryPayload; site: Site }) {
   );
 }
 
-export function Alerts({ site }: { site: Site }) {
-  useSite(site);
+/** The inbox of one site, or at the centre of several (each entry names its site). */
+export function Alerts({ sites, showSite = false }: { sites: Site[]; showSite?: boolean }) {
   const [showAcked, setShowAcked] = useState(true);
-  const entries = sortedInbox(site).filter((entry) => showAcked || !entry.ack);
+  const entries = sortedInbox(sites).filter(({ entry }) => showAcked || !entry.ack);
   return (
     <section class="alerts" aria-labelledby="alerts-title">
       <div class="toolbar">
@@ -121,8 +140,13 @@ export function Alerts({ site }: { site: Site }) {
         <p class="empty">No alerts.</p>
       ) : (
         <ul class="inbox" aria-live="polite">
-          {entries.map((entry) => (
-            <Entry key={`${entry.device}/${entry.key}`} entry={entry} site={site} />
+          {entries.map(({ site, entry }) => (
+            <Entry
+              key={`${site.name}/${entry.device}/${entry.key}`}
+              entry={entry}
+              site={site}
+              showSite={showSite}
+            />
           ))}
         </ul>
       )}

@@ -8,7 +8,7 @@ import type { Site } from '../site.js';
 const CHANNEL = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
 function readKey(site: Site): string {
-  return `outpost.chatRead.${site.session.site}.${site.session.username}`;
+  return `outpost.chatRead.${site.name}.${site.session.username}`;
 }
 
 /** When each channel was last read (the newest message's `at`); kept in localStorage (no secrets). */

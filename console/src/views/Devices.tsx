@@ -186,15 +186,15 @@ function Device({ site, device }: { site: Site; device: DeviceView }) {
   );
 }
 
-export function Devices({ site }: { site: Site }) {
+export function Devices({ site, title = 'Devices' }: { site: Site; title?: string }) {
   useSite(site);
   useTick(10_000);
   const devices = [...site.devices.values()]
     .filter((device) => device.status || device.telemetry)
     .sort((a, b) => a.name.localeCompare(b.name));
   return (
-    <section class="devices" aria-labelledby="devices-title">
-      <h1 id="devices-title">Devices</h1>
+    <section class="devices" aria-labelledby={`devices-title-${site.name}`}>
+      <h1 id={`devices-title-${site.name}`}>{title}</h1>
       {devices.length === 0 ? (
         <p class="empty">No box has reported yet.</p>
       ) : (

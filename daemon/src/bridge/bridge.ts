@@ -29,7 +29,9 @@ import { readSecret } from '../config/secret.js';
 import { OutpostError } from '../errors.js';
 import type { Service } from '../lifecycle/service.js';
 import { topicMatches } from '../mqtt/acl.js';
+import { CENTRE_IDENTITY } from '../mqtt/ack-stamp.js';
 import {
+  ackInPayload,
   ackPayload,
   chatPayload,
   commandPayload,
@@ -40,11 +42,14 @@ import type { Publisher, Stamper } from '../mqtt/publisher.js';
 import { sitePrefix, topics } from '../mqtt/topics.js';
 import { BridgeQueue, type ClassCounts } from './queue.js';
 
+/** An identity name (contract.ts): what a centre console account's name must be to cross down. */
+const NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
+
 const BRIDGE_SECRET_HINT =
   'provision the hub (outpost-provision centre add-site, then bridge set and bundle) or fix the path';
 
 /** The site broker identity the bridge uses; chat from the centre is stamped `from: centre`. */
-export const CENTRE_IDENTITY = 'centre';
+export { CENTRE_IDENTITY };
 
 export type BridgeConfig = Pick<Config, 'site' | 'device' | 'dataDir'> & {
   bridge: NonNullable<Config['bridge']>;
@@ -455,10 +460,40 @@ export class Bridge implements Service {
       this.echoes += 1;
       return;
     }
+    const named = /^(inbox\/[^/]+\/[^/]+\/[^/]+\/ack)\/([^/]+)$/.exec(rest);
+    if (named?.[1] && named[2]) {
+      await this.operatorAck(`${this.prefix}/${named[1]}`, named[2], payload);
+      return;
+    }
     const verb = /^([a-z0-9-]+)\/cmd\/clip-chunks$/.exec(rest);
     if (verb?.[1]) await this.openClipWindow(verb[1], payload);
     this.received += 1;
     await local.publishAsync(topic, payload, { qos: 1 });
+  }
+
+  /**
+   * `…/ack/{operator}` from the centre, whose ACL lets only that console account write it: published on
+   * the site's own `…/ack` naming the operator, which only this identity may do (mqtt/ack-stamp.ts).
+   */
+  private async operatorAck(topic: string, operator: string, payload: Buffer): Promise<void> {
+    let body: unknown = {};
+    try {
+      const text = payload.toString('utf8');
+      if (text.trim() !== '') body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    const parsed = ackInPayload.safeParse(body);
+    if (!parsed.success || parsed.data.operator !== undefined || !NAME.test(operator)) {
+      this.log(
+        'warn',
+        { topic, operator },
+        'bridge: a centre acknowledgement that is not {} or {"note"}; dropped',
+      );
+      return;
+    }
+    this.received += 1;
+    await this.local?.publishAsync(topic, JSON.stringify({ ...parsed.data, operator }), { qos: 1 });
   }
 
   /** The centre asked for chunks of a clip: let that clip's chunks cross for a while. */

@@ -27,7 +27,12 @@ export function embeddedDefaults(): Config {
 }
 
 /** Read and validate a config file. Throws ConfigError listing every problem found. */
-export async function loadConfig(file: string): Promise<Config> {
+export function loadConfig(file: string): Promise<Config> {
+  return loadConfigWith(configSchema, file);
+}
+
+/** Read a config file against `schema` (the daemon's, or the centre console's), reporting every problem. */
+export async function loadConfigWith<S extends z.ZodType>(schema: S, file: string): Promise<z.output<S>> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -38,11 +43,15 @@ export async function loadConfig(file: string): Promise<Config> {
       cause: error,
     });
   }
-  return parseConfig(text, file);
+  return parseConfigWith(schema, text, file);
 }
 
 /** Validate YAML text; `source` names it in messages. */
 export function parseConfig(text: string, source: string): Config {
+  return parseConfigWith(configSchema, text, source);
+}
+
+function parseConfigWith<S extends z.ZodType>(schema: S, text: string, source: string): z.output<S> {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -57,12 +66,13 @@ export function parseConfig(text: string, source: string): Config {
     );
   }
   const raw: unknown = doc.toJS() ?? {};
-  const result = configSchema.safeParse(raw);
+  const result = schema.safeParse(raw);
   if (result.success) return result.data;
-  throw new ConfigError(source, describeIssues(result.error.issues, raw, doc, lines));
+  throw new ConfigError(source, describeIssues(schema, result.error.issues, raw, doc, lines));
 }
 
 function describeIssues(
+  root: z.core.$ZodType,
   issues: readonly z.core.$ZodIssue[],
   raw: unknown,
   doc: Document,
@@ -71,7 +81,7 @@ function describeIssues(
   const problems: ConfigProblem[] = [];
   for (const issue of issues) {
     if (issue.code === 'unrecognized_keys') {
-      const allowed = allowedKeysAt(issue.path, raw);
+      const allowed = allowedKeysAt(root, issue.path, raw);
       for (const key of issue.keys) {
         const path = [...issue.path, key];
         const guess = closest(key, allowed);
@@ -142,8 +152,8 @@ function lineOf(
 }
 
 /** The keys the schema accepts at `path` (an object's path), for "did you mean" hints. */
-function allowedKeysAt(path: readonly PropertyKey[], raw: unknown): string[] {
-  let schema: z.core.$ZodType | undefined = configSchema;
+function allowedKeysAt(root: z.core.$ZodType, path: readonly PropertyKey[], raw: unknown): string[] {
+  let schema: z.core.$ZodType | undefined = root;
   for (let i = 0; i <= path.length && schema; i++) {
     schema = unwrap(schema, valueAt(raw, path.slice(0, i)));
     if (i === path.length) break;

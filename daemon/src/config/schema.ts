@@ -387,7 +387,14 @@ export const DEFAULT_BRIDGE_UP: ReadonlyArray<{ topic: string; class: BridgeClas
   { topic: '+/reply/+', class: 'reply' },
   { topic: '+/telemetry', class: 'telemetry' },
 ];
-export const DEFAULT_BRIDGE_DOWN: readonly string[] = ['+/cmd/#', 'chat/+', 'inbox/+/+/+/ack'];
+// `inbox/+/+/+/ack/+`: an acknowledgement by a named centre operator (the centre's ACL lets each console
+// account write only under its own name); the bridge publishes it on the site's `…/ack`.
+export const DEFAULT_BRIDGE_DOWN: readonly string[] = [
+  '+/cmd/#',
+  'chat/+',
+  'inbox/+/+/+/ack',
+  'inbox/+/+/+/ack/+',
+];
 
 /**
  * Topics whose payload the site broker stamps with the sender it authenticated (chat, inbox
@@ -913,3 +920,57 @@ export const SECRET_KEYS: ReadonlySet<string> = new Set([
   'key',
   'secret',
 ]);
+
+/**
+ * `outpost centre console --config FILE`: the console at the operations centre, served by the same
+ * server as a hub's, with the centre's broker (every site's hub bridges to it) behind the login and
+ * the page's MQTT connection (docs/console.md, At the operations centre). `outpost-provision centre
+ * init` writes one (CENTRE/console/console.yaml).
+ */
+export const centreConsoleSchema = z
+  .strictObject({
+    /** The operations centre's name, shown in the page. */
+    name: name.default('centre'),
+    /** Where the development certificate goes when the console listens on loopback without console.tls. */
+    dataDir: path.optional(),
+    log: z
+      .strictObject({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+      })
+      .prefault({}),
+    centralBroker: z.strictObject({
+      /** The central broker as this machine reaches it, e.g. mqtts://mqtt.ops.example:8883. */
+      url: z.url({
+        protocol: /^mqtts?$/,
+        error:
+          'centralBroker.url is mqtts://HOST:PORT (the central broker); mqtt:// only to a loopback address',
+      }),
+      /** PEM CA that signed the central broker's certificate (the centre CA: CENTRE/ca/ca.crt). */
+      ca: path.optional(),
+    }),
+    /** Where the page is served, its certificate, logins: the keys of a hub's `console`. */
+    console: siteConsole.prefault({}),
+  })
+  .superRefine((value, ctx) => {
+    const url = new URL(value.centralBroker.url);
+    if (url.protocol === 'mqtt:' && !['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['centralBroker', 'url'],
+        input: value.centralBroker.url,
+        message:
+          "operators' passwords cross this link: use mqtts:// (plain mqtt:// only to a loopback address)",
+      });
+    }
+    if (value.console.devLogin) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['console', 'devLogin'],
+        input: true,
+        message:
+          'the centre has no local-admin: remove console.devLogin (operators log in with their centre account)',
+      });
+    }
+  });
+
+export type CentreConsoleConfig = z.output<typeof centreConsoleSchema>;

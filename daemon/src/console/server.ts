@@ -8,6 +8,9 @@
 // a session, only the page's static files and POST /api/login answer: no video, no clip, no topic.
 // Every response carries a strict Content-Security-Policy: scripts, styles, media and connections from
 // this origin only, no inline script.
+//
+// The same server runs at the operations centre (`outpost centre console`, centre-console.ts) with the
+// central broker behind ConsoleBroker (central-broker.ts): no Janus, no clip archive, no history.
 import { createHash, randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
@@ -87,6 +90,12 @@ export interface ConsoleBroker {
 }
 
 export interface ConsoleServerOptions {
+  /**
+   * `site`: a hub's console (one site). `centre`: the operations centre's (`outpost centre console`),
+   * whose broker is the central one every site bridges to: the page offers every site.
+   */
+  scope?: 'site' | 'centre';
+  /** The site's name; at the centre, the centre's (shown in the page). */
   site: string;
   /** The hub's device name (shown in the page). */
   device: string;
@@ -96,7 +105,8 @@ export interface ConsoleServerOptions {
   tls: { cert: string; key: string } | undefined;
   janus: { url: string; apiSecret: string | undefined } | undefined;
   broker: ConsoleBroker;
-  telemetry: TelemetryHistory;
+  /** The hub's telemetry history (absent at the centre: charts start when the page opens). */
+  telemetry: TelemetryHistory | undefined;
   /** The hub's clip archive (absent: no clips in the console). */
   clips: ClipArchive | undefined;
   maxPacketBytes: number;
@@ -232,7 +242,7 @@ export class ConsoleServer implements Service {
       const operator = session.identity.role === 'console' || session.identity.role === 'admin';
       if (path === '/api/telemetry') {
         if (!operator) return this.json(response, 403, { error: 'box health is for console operators' });
-        return this.json(response, 200, { devices: this.options.telemetry.snapshot() });
+        return this.json(response, 200, { devices: this.options.telemetry?.snapshot() ?? {} });
       }
       if (path === '/api/clips' || path.startsWith('/api/clips/')) {
         if (!operator) return this.json(response, 403, { error: 'clips are for console operators' });
@@ -278,6 +288,7 @@ export class ConsoleServer implements Service {
       role: session.identity.role,
       site: this.options.site,
       hub: this.options.device,
+      centre: this.options.scope === 'centre',
       video: this.janus !== undefined,
       renotifyMinutes: this.options.console.alerts.renotifyMinutes,
       thresholds: DEFAULT_THRESHOLDS,
@@ -320,7 +331,9 @@ export class ConsoleServer implements Service {
       response.setHeader('retry-after', '10');
       return this.json(response, 429, {
         error:
-          'too many failed logins from this address, or the hub is busy: wait a few seconds and try again',
+          this.options.scope === 'centre'
+            ? 'too many failed logins from this address, or the central broker cannot be asked now: wait a few seconds and try again'
+            : 'too many failed logins from this address, or the hub is busy: wait a few seconds and try again',
       });
     }
     if (!identity) {
@@ -329,7 +342,7 @@ export class ConsoleServer implements Service {
     }
     if (identity.role === 'device')
       return this.json(response, 403, {
-        error: `${identity.name} is a box's account, not a person's: log in as a console or staff account`,
+        error: `${identity.name} is a ${this.options.scope === 'centre' ? "site bridge's" : "box's"} account, not a person's: log in as a console or staff account`,
       });
     const { session, token } = this.sessions.create(identity);
     this.options.log.info({ identity: identity.name, role: identity.role, remote }, 'console login');

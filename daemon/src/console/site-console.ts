@@ -62,6 +62,7 @@ export function siteConsole(deps: {
     log: logFor('clip-archive'),
   });
   const server = new ConsoleServer({
+    scope: 'site',
     site,
     device,
     dataDir,

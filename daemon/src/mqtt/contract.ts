@@ -303,6 +303,12 @@ const role = z.enum(['device', 'console', 'staff', 'admin']);
 export const ackInPayload = z.object({
   /** An optional word for the others ("on my way"). */
   note: z.string().max(200).optional(),
+  /**
+   * The operator at the operations centre who acknowledged: set only by the site's bridge (identity
+   * `centre`), from the central topic `…/ack/{operator}` that the centre's ACL lets only that account
+   * write (docs/bridge.md). Refused from anyone else.
+   */
+  operator: name.optional(),
 });
 
 /** An acknowledgement as delivered: stamped by the broker with the authenticated identity and its clock. */
@@ -311,6 +317,8 @@ export const ackPayload = z.strictObject({
   role,
   at: z.int().nonnegative(),
   note: z.string().max(200).optional(),
+  /** With `by: centre`: the centre operator the bridge carried the acknowledgement for. */
+  operator: name.optional(),
 });
 
 /**

@@ -42,6 +42,13 @@ export const topics = {
   /** A console acknowledges that alert here; the broker stamps who. */
   inboxAck: (site: string, audience: string, device: string, key: string) =>
     `${sitePrefix(site)}/inbox/${audience}/${device}/${key}/ack`,
+  /**
+   * At the operations centre's broker only: `operator` acknowledges that alert. The centre's ACL lets
+   * each console account write only under its own name; the site's bridge carries it down as an
+   * acknowledgement naming that operator (docs/bridge.md).
+   */
+  inboxAckBy: (site: string, audience: string, device: string, key: string, operator: string) =>
+    `${sitePrefix(site)}/inbox/${audience}/${device}/${key}/ack/${operator}`,
 } as const;
 
 /** An alert id that is a safe topic level is its own inbox key (console/inbox.ts hashes any other). */
