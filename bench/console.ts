@@ -239,8 +239,6 @@ function openTimeline(page: Page): Promise<OpenTimeline> {
 const TILE_STEPS = [
   'connect',
   'session',
-  'attached',
-  'watched',
   'offer',
   'answered',
   'started',
@@ -561,6 +559,9 @@ try {
   const rssFive = await steadyRss(ready.pid);
   for (const ctx of open) await ctx.close();
 
+  console.log(
+    `\npage opens, first frame on every tile, in order (ms): ${firstFrames.map((t) => round(t)).join(' ')}`,
+  );
   const breakdown = {
     pageOpen: printBreakdown('page open → first frame, step by step (ms)', openBreakdown(opens)),
     pressToAlert: printBreakdown('press → alert in the page, step by step (ms)', [

@@ -1,8 +1,10 @@
 // A small typed client for Janus's streaming plugin over its HTTP API, through the hub's same-origin
 // proxy (/janus, behind the login): one Janus session per page, one handle per playing tile. Janus
-// 1.1.2 makes the offer; the page answers (`start` with the answer). Each viewer asks for zero
-// playout delay as bench:latency's viewer does: playoutDelayHint and jitterBufferTarget 0 on the
-// receiver, and Janus's playout-delay RTP extension with min = max = 0.
+// 1.1.2 makes the offer; the page answers (`start` with the answer). The first half is one request to
+// the hub (`view`: a handle, `watch`, Janus's offer and the playout delay, composed at the hub, see
+// daemon/src/console/janus-proxy.ts), so a tile is two requests from its start to its media. Each
+// viewer asks for zero playout delay as bench:latency's viewer does: playoutDelayHint and
+// jitterBufferTarget 0 on the receiver, and Janus's playout-delay RTP extension with min = max = 0.
 
 import type { TileStep } from './marks.js';
 
@@ -43,11 +45,20 @@ async function call(path: string, body: Record<string, unknown>, signal?: AbortS
   return reply;
 }
 
+/**
+ * The answer with the browser as the DTLS server (`a=setup:passive`), so that Janus is the client.
+ * Janus takes no DTLS packet before its own ICE agent has selected a pair, and the browser, whose ICE
+ * is done first, would send its ClientHello into that gap and wait 50, 100, 200 ms… to resend it
+ * (the DTLS stage was 100 / 190 ms p50 / p95 on loopback). As the server, the browser keeps a
+ * ClientHello that arrives early, and Janus sends its own the moment its pair is selected.
+ */
+export function asDtlsServer(answer: RTCSessionDescriptionInit): RTCSessionDescriptionInit {
+  return { type: answer.type, sdp: answer.sdp?.replace(/^a=setup:active(?=\r?$)/gm, 'a=setup:passive') };
+}
+
 /** One Janus session: long-polls its events and hands each to the handle it is for. */
 export class JanusSession {
   private readonly handlers = new Map<number, (event: JanusEvent) => void>();
-  /** Handles attached ahead (prepare), not yet given to a viewer. */
-  private readonly spare: Array<Promise<number>> = [];
   private closed = false;
   private readonly abort = new AbortController();
 
@@ -77,29 +88,24 @@ export class JanusSession {
   }
 
   /**
-   * Attach `count` streaming handles ahead, while the page still waits for the camera states: a tile
-   * then starts with its `watch` (a handle is not tied to a mountpoint until then).
+   * A streaming handle watching `mountpoint` and Janus's offer for it, in one request (the hub's
+   * `view`), with zero playout delay asked for; `onEvent` gets the handle's later events.
    */
-  prepare(count: number): void {
-    for (let i = 0; i < count; i++) {
-      const handle = this.attachHandle();
-      handle.catch(() => undefined);
-      this.spare.push(handle);
-    }
-  }
-
-  async attach(onEvent: (event: JanusEvent) => void): Promise<number> {
-    const spare = this.spare.shift();
-    const handle = spare ? await spare.catch(() => this.attachHandle()) : await this.attachHandle();
-    this.handlers.set(handle, onEvent);
-    return handle;
-  }
-
-  private async attachHandle(): Promise<number> {
-    const reply = await call(`/${this.id}`, { janus: 'attach', plugin: 'janus.plugin.streaming' });
+  async view(
+    mountpoint: number,
+    onEvent: (event: JanusEvent) => void,
+  ): Promise<{ handle: number; offer: RTCSessionDescriptionInit }> {
+    const reply = (await call(`/${this.id}`, {
+      janus: 'view',
+      mountpoint,
+      min_delay: 0,
+      max_delay: 0,
+    })) as JanusEvent;
     const handle = reply.data?.id;
-    if (typeof handle !== 'number') throw new JanusError('Janus gave no handle id', undefined);
-    return handle;
+    if (typeof handle !== 'number' || reply.jsep?.type !== 'offer')
+      throw new JanusError('the hub gave no handle or offer', undefined);
+    this.handlers.set(handle, onEvent);
+    return { handle, offer: reply.jsep };
   }
 
   async message(
@@ -110,8 +116,9 @@ export class JanusSession {
     return call(`/${this.id}/${handle}`, { janus: 'message', body, ...(jsep ? { jsep } : {}) });
   }
 
-  async trickle(handle: number, candidate: RTCIceCandidateInit | { completed: true }): Promise<void> {
-    await call(`/${this.id}/${handle}`, { janus: 'trickle', candidate });
+  /** Local candidates, several in one request; `{completed: true}` last when gathering is done. */
+  async trickle(handle: number, candidates: Array<RTCIceCandidateInit | { completed: true }>): Promise<void> {
+    await call(`/${this.id}/${handle}`, { janus: 'trickle', candidates });
   }
 
   async detach(handle: number): Promise<void> {
@@ -172,7 +179,8 @@ export class MountpointViewer {
   ) {}
 
   async open(): Promise<void> {
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    // A candidate pool: the browser gathers while the hub makes the offer, and the answer carries them.
+    const pc = new RTCPeerConnection({ iceServers: [], iceCandidatePoolSize: 1 });
     this.pc = pc;
     pc.ontrack = (event) => {
       const receiver = event.receiver as RTCRtpReceiver & {
@@ -194,11 +202,17 @@ export class MountpointViewer {
       if (pc.connectionState === 'failed' || pc.connectionState === 'closed')
         this.fail(`media ${pc.connectionState}`);
     };
-    const handle = await this.deps.session.attach((event) => void this.onEvent(event));
+    const { handle, offer } = await this.deps.session.view(
+      this.deps.mountpoint,
+      (event) => void this.onEvent(event),
+    );
     this.handle = handle;
-    this.deps.onStep?.('attached');
-    await this.deps.session.message(handle, { request: 'watch', id: this.deps.mountpoint });
-    this.deps.onStep?.('watched');
+    if (this.closed) {
+      void this.deps.session.detach(handle);
+      return;
+    }
+    this.deps.onStep?.('offer');
+    await this.answer(pc, handle, offer);
   }
 
   /** The video receiver's statistics (inbound-rtp), for the tests and bench:console. */
@@ -209,6 +223,16 @@ export class MountpointViewer {
       if (entry.type === 'inbound-rtp' && entry.kind === 'video') found = entry;
     });
     return found;
+  }
+
+  /** This side's DTLS role ('server' when Janus is the DTLS client), from the transport's statistics. */
+  async dtlsRole(): Promise<string | undefined> {
+    const report = await this.pc?.getStats();
+    let role: string | undefined;
+    report?.forEach((entry: Record<string, unknown>) => {
+      if (entry.type === 'transport' && typeof entry.dtlsRole === 'string') role = entry.dtlsRole;
+    });
+    return role;
   }
 
   close(): void {
@@ -223,6 +247,47 @@ export class MountpointViewer {
     if (this.closed) return;
     this.close();
     this.deps.onFailed(reason);
+  }
+
+  /** Answer Janus's offer (the browser as DTLS server) and `start`; local candidates follow in batches. */
+  private async answer(
+    pc: RTCPeerConnection,
+    handle: number,
+    offer: RTCSessionDescriptionInit,
+  ): Promise<void> {
+    // Trickle ICE: the answer goes at once with the candidates gathered so far (the pool's), and any
+    // later one follows, several to a request, instead of one request each.
+    let sentSdp = '';
+    let batch: Array<RTCIceCandidateInit | { completed: true }> = [];
+    const flush = () => {
+      const candidates = batch.filter((c) => !('candidate' in c) || !sentSdp.includes(c.candidate ?? ''));
+      batch = [];
+      if (candidates.length > 0 && !this.closed)
+        void this.deps.session.trickle(handle, candidates).catch(() => undefined);
+    };
+    let started = false;
+    pc.onicecandidate = ({ candidate }) => {
+      if (this.closed) return;
+      if (batch.length === 0 && started) setTimeout(flush, 0);
+      batch.push(candidate ? candidate.toJSON() : { completed: true });
+    };
+    await pc.setRemoteDescription(offer);
+    await pc.setLocalDescription(asDtlsServer(await pc.createAnswer()));
+    const answer = pc.localDescription;
+    if (!answer || this.closed) return;
+    this.deps.onStep?.('answered');
+    sentSdp = answer.sdp;
+    const complete = pc.iceGatheringState === 'complete';
+    const start = this.deps.session.message(
+      handle,
+      { request: 'start' },
+      { type: answer.type, sdp: answer.sdp, trickle: !complete },
+    );
+    started = true;
+    if (complete) pc.onicecandidate = null;
+    else flush();
+    await start;
+    this.deps.onStep?.('started');
   }
 
   private async onEvent(event: JanusEvent): Promise<void> {
@@ -243,34 +308,7 @@ export class MountpointViewer {
         await pc.addIceCandidate(event.candidate);
         return;
       }
-      if (event.jsep?.type !== 'offer') return;
-      this.deps.onStep?.('offer');
-      // Trickle ICE: the answer goes at once and each local candidate follows it, instead of waiting
-      // for gathering to finish (hundreds of ms on a machine with several interfaces).
-      pc.onicecandidate = ({ candidate }) => {
-        if (this.closed) return;
-        void this.deps.session
-          .trickle(handle, candidate ? candidate.toJSON() : { completed: true })
-          .catch(() => undefined);
-      };
-      await pc.setRemoteDescription(event.jsep);
-      await pc.setLocalDescription(await pc.createAnswer());
-      const answer = pc.localDescription;
-      if (!answer || this.closed) return;
-      this.deps.onStep?.('answered');
-      // Zero playout delay (Janus's playout-delay extension), asked for alongside the start.
-      const configured = this.deps.session.message(handle, {
-        request: 'configure',
-        min_delay: 0,
-        max_delay: 0,
-      });
-      await this.deps.session.message(
-        handle,
-        { request: 'start' },
-        { type: answer.type, sdp: answer.sdp, trickle: true },
-      );
-      this.deps.onStep?.('started');
-      await configured;
+      if (event.jsep?.type === 'offer') await this.answer(pc, handle, event.jsep);
     } catch (error) {
       this.fail((error as Error).message);
     }

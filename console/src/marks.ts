@@ -17,9 +17,7 @@ export type PageStep =
 export const TILE_STEPS = [
   'connect', // on screen, with a mountpoint: starts connecting
   'session', // the page's Janus session is there
-  'attached', // streaming plugin handle
-  'watched', // `watch` acknowledged
-  'offer', // Janus's offer arrived (long poll)
+  'offer', // the hub's `view` answered: a handle watching the mountpoint, and Janus's offer
   'answered', // answer made (setLocalDescription)
   'started', // `start` (with the answer) acknowledged
   'ice', // ICE connected

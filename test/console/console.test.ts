@@ -107,6 +107,11 @@ describe('site console', () => {
 
   it('a console operator sees every camera tile play, with decoded frames advancing', async () => {
     const page = await newPage();
+    const janusPosts: string[] = [];
+    page.on('request', (request) => {
+      if (request.method() === 'POST' && new URL(request.url()).pathname.startsWith('/janus'))
+        janusPosts.push(request.postData() ?? '');
+    });
     await logIn(page, 'ops');
     const expected = ['cam-a/cam0', 'hub/cam0', 'hub/cam1'];
     await expect
@@ -125,6 +130,21 @@ describe('site console', () => {
     await expect
       .poll(() => page.locator('figure.tile .state.streaming').count(), { timeout: 40_000 })
       .toBe(3);
+    // Janus is the DTLS client (the page answers a=setup:passive): its ClientHello goes out the moment
+    // its ICE pair is chosen, where the browser's went out earlier and was resent 50, 100, 200 ms on.
+    expect(
+      await page.evaluate<Array<string | undefined>>(
+        '[...window.outpostConsole.tiles.values()].map((tile) => tile.dtlsRole)',
+      ),
+    ).toEqual(['server', 'server', 'server']);
+    // A tile reaches Janus's offer in one request to the hub (`view`), not attach, watch and a long poll.
+    const verbs = janusPosts.map((body) => {
+      const request = JSON.parse(body) as { janus: string; body?: { request?: string } };
+      return request.body?.request ?? request.janus;
+    });
+    expect(verbs.filter((verb) => verb === 'view')).toHaveLength(3);
+    expect(verbs.filter((verb) => verb === 'start')).toHaveLength(3);
+    expect(verbs.filter((verb) => verb === 'watch' || verb === 'attach')).toEqual([]);
   });
 
   it("a logged-in operator's Janus requests are a viewer's only: no listing, no mountpoint changes, no one else's session", async () => {
@@ -184,6 +204,38 @@ describe('site console', () => {
     });
     expect(watch.status).toBe(200);
     expect(watch.body.janus).toBe('ack');
+    // The hub's `view`: a handle of this session watching the mountpoint, and Janus's offer, at once.
+    const view = (body: object) =>
+      mine.evaluate<{
+        status: number;
+        body: { janus?: string; data?: { id?: number }; jsep?: { type?: string; sdp?: string } };
+      }>(
+        `fetch('/janus/${session}', { method: 'POST', body: ${JSON.stringify(JSON.stringify(body))} })
+          .then(async (r) => ({ status: r.status, body: await r.json() }))`,
+      );
+    const viewed = await view({ janus: 'view', mountpoint: 1000, min_delay: 0, max_delay: 0 });
+    expect(viewed.status).toBe(200);
+    expect(viewed.body.jsep?.type).toBe('offer');
+    expect(viewed.body.jsep?.sdp).toContain('m=video');
+    const viewHandle = viewed.body.data?.id;
+    expect(viewHandle).toBeTypeOf('number');
+    // That handle is this login's: a viewer's requests on it go through, others do not.
+    expect(
+      (await janus(mine, `/${session}/${viewHandle}`, { janus: 'message', body: { request: 'pause' } }))
+        .status,
+    ).toBe(200);
+    expect(
+      (await janus(mine, `/${session}/${viewHandle}`, { janus: 'message', body: { request: 'list' } }))
+        .status,
+    ).toBe(403);
+    expect((await janus(theirs, `/${session}`, { janus: 'view', mountpoint: 1000 })).status).toBe(403);
+    // Nothing but a mountpoint and the playout delay.
+    expect((await view({ janus: 'view', mountpoint: 1000, pin: 'x' })).status).toBe(403);
+    expect((await view({ janus: 'view', mountpoint: 'all' })).status).toBe(400);
+    // A mountpoint that does not exist: Janus's reason, no offer.
+    const missing = await view({ janus: 'view', mountpoint: 999_999 });
+    expect(missing.body.janus).toBe('error');
+    expect(missing.body.jsep).toBeUndefined();
   });
 
   it('a panic press shows the alert, an acknowledgement in one console shows "acknowledged by" in the other within 1 s, and a reload keeps it', async () => {

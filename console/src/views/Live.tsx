@@ -9,15 +9,10 @@ import { useSite } from '../hooks.js';
 import { clearTileMarks, markPage, markTile } from '../marks.js';
 import type { CameraStatePayload, Site } from '../site.js';
 
-const SPARE_HANDLES = 4;
-const MAX_SPARE_HANDLES = 16;
-
 /** One Janus session for every tile of the page; a lost one is replaced on the next request. */
 class JanusPool {
   private session: Promise<JanusSession> | undefined;
   private readonly lostListeners = new Set<() => void>();
-  /** Tiles the page shows now (Live sets it at each render). */
-  tiles = 0;
 
   get(): Promise<JanusSession> {
     if (!this.session) {
@@ -27,12 +22,7 @@ class JanusPool {
       });
       this.session = made;
       made.then(
-        (session) => {
-          markPage('janus');
-          // A handle for each tile, made while the camera states may still be on their way (when
-          // none has come yet, as many as a small site has: an idle handle costs Janus next to nothing).
-          session.prepare(Math.min(Math.max(this.tiles, SPARE_HANDLES), MAX_SPARE_HANDLES));
-        },
+        () => markPage('janus'),
         () => {
           if (this.session === made) this.session = undefined;
         },
@@ -65,6 +55,8 @@ export interface TileStats {
   atFirstFrame: Record<string, unknown> | undefined;
   /** requestVideoFrameCallback's metadata of the latest connection's first two frames. */
   firstFrames: VideoFrameCallbackMetadata[];
+  /** The page's DTLS role in the latest connection ('server': Janus is the DTLS client). */
+  dtlsRole: string | undefined;
 }
 export const tileStats = new Map<string, TileStats>();
 
@@ -110,6 +102,7 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
       reconnects: 0,
       atFirstFrame: undefined,
       firstFrames: [],
+      dtlsRole: undefined,
     };
     tileStats.set(key, stats);
     let stopped = false;
@@ -127,6 +120,9 @@ function Tile({ device, state, pool }: { device: string; state: CameraStatePaylo
         const current = viewer;
         void current?.videoStats().then((report) => {
           if (current === viewer) stats.atFirstFrame = report;
+        });
+        void current?.dtlsRole().then((role) => {
+          if (current === viewer) stats.dtlsRole = role;
         });
       }
       if (stats.firstFrames.length < 2) stats.firstFrames.push(metadata);
@@ -256,7 +252,6 @@ export function Live({ site }: { site: Site }) {
         .sort((a, b) => a.camera.localeCompare(b.camera))
         .map((state) => ({ device: device.name, state, online: device.status?.state !== 'offline' })),
     );
-  pool.tiles = tiles.length;
   if (!site.session.video)
     return <p class="empty">This site has no Janus video server configured (sfu.mode is not janus).</p>;
   if (tiles.length === 0) return <p class="empty">No camera has reported yet.</p>;

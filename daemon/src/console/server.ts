@@ -137,7 +137,7 @@ export class ConsoleServer implements Service {
       log: options.log,
     });
     this.janus = options.janus
-      ? new JanusProxy(options.janus.url, options.janus.apiSecret, options.log.child({ part: 'janus-proxy' }))
+      ? new JanusProxy({ ...options.janus, log: options.log.child({ part: 'janus-proxy' }) })
       : undefined;
     this.staticDir = options.staticDir ?? defaultStaticDir();
     this.websockets.on('error', (error) => options.log.warn({ err: error }, 'console websocket error'));
