@@ -252,7 +252,8 @@ describe('the console at the operations centre', () => {
       ca: centreCa,
       headers: { cookie },
     });
-    const clientId = `spoof-${Date.now().toString(36)}`;
+    // A site bridge's client id, asking for its persistent session: a page must not push the bridge off.
+    const clientId = 'outpost-bridge-plant-a';
     const connack = new Promise<Packet>((resolve, reject) => {
       const parser = mqttPacket.parser();
       parser.on('packet', resolve);
@@ -265,7 +266,7 @@ describe('the console at the operations centre', () => {
         cmd: 'connect',
         protocolId: 'MQTT',
         protocolVersion: 4,
-        clean: true,
+        clean: false,
         keepalive: 30,
         clientId,
         username: 'mallory',
@@ -274,13 +275,17 @@ describe('the console at the operations centre', () => {
     );
     expect(await connack).toMatchObject({ cmd: 'connack', returnCode: 0 });
     socket.close();
-    // Mosquitto names the account it authenticated: the login's, not the one the CONNECT claimed.
-    expect(setup.centre.log()).toContain(`as ${clientId} (p2, c1, k30, u'${OPERATOR}')`);
+    // Mosquitto names the account it authenticated: the login's, not the one the CONNECT claimed, with
+    // a client id of the login's own and a clean session.
+    expect(setup.centre.log()).toMatch(
+      new RegExp(`as ${OPERATOR}\\.console-[0-9a-f]{12} \\(p2, c1, k30, u'${OPERATOR}'\\)`),
+    );
   });
 
   it("a centre account cannot acknowledge in another operator's name", async () => {
-    // The central broker's ACL lets an account write only …/ack/{its own name}: a forged name never
-    // crosses, and the operator's own acknowledgement, sent after it on the same connection, is the first.
+    // The central broker's ACL lets an account write only …/ack/{its own name}, and the bridge drops a
+    // plain …/ack that names an operator: a forged name never crosses, and the operator's own
+    // acknowledgement, sent after them on the same connection, is the first.
     const client = await setup.ops();
     const entries = new Map<string, InboxEntryPayload>();
     client.on('message', (_topic, payload) => {
@@ -294,6 +299,9 @@ describe('the console at the operations centre', () => {
     const entry = open() as InboxEntryPayload;
     const at = [entry.audience, entry.device, entry.key] as const;
     await client.publishAsync(topics.inboxAckBy('plant-b', ...at, 'mallory'), '{}', { qos: 1 });
+    // …nor on the plain …/ack with an operator in the payload.
+    const plainAck = `${topics.inboxEntry('plant-b', ...at)}/ack`;
+    await client.publishAsync(plainAck, '{"operator":"mallory"}', { qos: 1 });
     await client.publishAsync(topics.inboxAckBy('plant-b', ...at, OPERATOR), '{"note":"on it"}', { qos: 1 });
     await expect
       .poll(() => entries.get(`${entry.device}/${entry.key}`)?.ack, { timeout: 10_000 })

@@ -2,7 +2,7 @@
 // holds only a hash of each cookie's token; a log-out, a revoked account or an expired login does not
 // come back; an unreadable file logs everyone out and says so. Then the same through the console's
 // HTTPS server on the real broker, stopped and started again.
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -67,6 +67,31 @@ describe('console logins across a restart', () => {
     expect(second.fromCookie(cookieOf(idle.token))).toBeUndefined();
     expect(second.fromCookie(cookieOf(used.token))?.identity.name).toBe('carol');
     expect(second.size).toBe(1);
+  });
+
+  it('an expired login ends by itself: its connections close without its cookie coming back', async () => {
+    const sessions = await sessionsIn(join(await tempDir('outpost-sessions-'), 'sessions.json'));
+    const { session } = sessions.create(ops);
+    let ended = 0;
+    session.onEnd.add(() => (ended += 1));
+    clock += 13 * HOUR;
+    sessions.sweep();
+    expect(ended).toBe(1);
+    expect(sessions.size).toBe(0);
+  });
+
+  it('a log-out that cannot be saved deletes the file: a restart logs everyone out, never brings it back', async () => {
+    const dir = await tempDir('outpost-sessions-');
+    const file = join(dir, 'sessions.json');
+    const first = await sessionsIn(file);
+    const { session, token } = first.create(ops);
+    await first.close();
+    const second = await sessionsIn(file);
+    await mkdir(`${file}.tmp`); // the next write fails, as on a full disk
+    second.end(session.id);
+    await second.close();
+    const third = await sessionsIn(file);
+    expect(third.fromCookie(cookieOf(token))).toBeUndefined();
   });
 
   it('an unreadable file logs everyone out, says so, and is kept as .bad', async () => {

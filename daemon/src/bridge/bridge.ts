@@ -460,6 +460,16 @@ export class Bridge implements Service {
       this.echoes += 1;
       return;
     }
+    if (isAck(topic) && namesOperator(payload)) {
+      // Only …/ack/{name} names an operator: the centre's ACL ties that topic to the account. On the
+      // plain …/ack any centre account could write any name.
+      this.log(
+        'warn',
+        { topic },
+        'an acknowledgement from the centre naming an operator on the plain …/ack: dropped',
+      );
+      return;
+    }
     const named = /^(inbox\/[^/]+\/[^/]+\/[^/]+\/ack)\/([^/]+)$/.exec(rest);
     if (named?.[1] && named[2]) {
       await this.operatorAck(`${this.prefix}/${named[1]}`, named[2], payload);
@@ -667,4 +677,14 @@ export function siteBridge(deps: {
     publisher: deps.publisher,
     log: deps.log,
   });
+}
+
+/** Whether an acknowledgement's payload carries an `operator` (JSON object with that key). */
+function namesOperator(payload: Buffer): boolean {
+  try {
+    const body: unknown = JSON.parse(payload.toString('utf8'));
+    return typeof body === 'object' && body !== null && 'operator' in body;
+  } catch {
+    return false;
+  }
 }

@@ -40,6 +40,8 @@ export class CentralBroker implements ConsoleBroker {
   private readonly passwords = new WeakMap<Identity, string>();
   private readonly failures = new Map<string, { count: number; until: number }>();
   private checking = 0;
+  /** Addresses with a check under way: one at a time each, so parallel guesses do not dodge the back-off. */
+  private readonly checkingFrom = new Set<string>();
   private readonly target: { tls: boolean; host: string; port: number };
   private readonly now: () => number;
 
@@ -60,8 +62,10 @@ export class CentralBroker implements ConsoleBroker {
     password: string,
   ): Promise<Identity | 'unavailable' | undefined> {
     const failed = this.failures.get(remote);
-    if ((failed && failed.until > this.now()) || this.checking >= MAX_CHECKS) return 'unavailable';
+    if ((failed && failed.until > this.now()) || this.checking >= MAX_CHECKS || this.checkingFrom.has(remote))
+      return 'unavailable';
     this.checking += 1;
+    this.checkingFrom.add(remote);
     try {
       const client = await connectAsync(this.options.url, {
         protocolVersion: 4,
@@ -86,7 +90,7 @@ export class CentralBroker implements ConsoleBroker {
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       if (code === 4 || code === 5) {
-        const count = (failed?.count ?? 0) + 1;
+        const count = (this.failures.get(remote)?.count ?? 0) + 1;
         const wait =
           count <= FREE_FAILURES ? 0 : Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (count - FREE_FAILURES - 1));
         this.failures.set(remote, { count, until: this.now() + wait });
@@ -100,6 +104,7 @@ export class CentralBroker implements ConsoleBroker {
       return 'unavailable';
     } finally {
       this.checking -= 1;
+      this.checkingFrom.delete(remote);
     }
   }
 
@@ -131,8 +136,12 @@ export class CentralBroker implements ConsoleBroker {
       stream.pause();
       const connect = firstPacket(buffered.subarray(0, size));
       if (connect?.cmd !== 'connect') return close();
+      // The login's account, and a client id of its own (clean session): a page cannot take another
+      // client's id, such as a site bridge's, and so push that client off the central broker.
       const rewritten: IConnectPacket = {
         ...connect,
+        clientId: `${identity.name}.console-${randomBytes(6).toString('hex')}`,
+        clean: true,
         username: identity.name,
         password: Buffer.from(password),
       };

@@ -133,7 +133,8 @@ export class ConsoleServer implements Service {
   constructor(private readonly options: ConsoleServerOptions) {
     this.sessions = new Sessions({
       idleMs: options.console.sessionIdleMinutes * 60_000,
-      file: join(options.dataDir, 'console', 'sessions.json'),
+      // At the centre a login lives with its password, in memory only: nothing to keep on disk.
+      file: options.scope === 'centre' ? undefined : join(options.dataDir, 'console', 'sessions.json'),
       log: options.log,
     });
     this.janus = options.janus

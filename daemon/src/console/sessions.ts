@@ -7,7 +7,7 @@
 // crash): the file keeps each login's SHA-256 of its token, never the token, so reading the file gives
 // no cookie. Creations and endings are written at once; the last use is written at most once a minute.
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile, rename } from 'node:fs/promises';
+import { readFile, rename, rm } from 'node:fs/promises';
 import { z } from 'zod';
 import { writeDurably } from '../files.js';
 import type { Logger } from '../log.js';
@@ -20,6 +20,8 @@ const ABSOLUTE_MS = 7 * 24 * 3600_000;
 const MAX_SESSIONS = 1000;
 /** The last use of each login is saved this often at most (the idle limit is hours). */
 const TOUCH_SAVE_MS = 60_000;
+/** Expired logins are looked for this often. */
+const SWEEP_MS = 60_000;
 
 export interface Session {
   /** SHA-256 of the cookie's token (base64url): the key, in memory and in the file. */
@@ -56,6 +58,7 @@ export class Sessions {
   private readonly now: () => number;
   private saving: Promise<void> = Promise.resolve();
   private touchTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(private readonly options: SessionsOptions) {
@@ -69,6 +72,8 @@ export class Sessions {
   async load(stillValid: (identity: Identity) => boolean): Promise<void> {
     const { file, log } = this.options;
     this.closed = false;
+    // Expired logins end on their own (their connections close), not only when their cookie comes back.
+    this.sweepTimer ??= setInterval(() => this.sweep(), SWEEP_MS).unref();
     if (!file) return;
     let text: string;
     try {
@@ -159,6 +164,8 @@ export class Sessions {
   async close(): Promise<void> {
     clearTimeout(this.touchTimer);
     this.touchTimer = undefined;
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
     this.save();
     this.closed = true;
     for (const session of this.byId.values()) {
@@ -167,6 +174,11 @@ export class Sessions {
     }
     this.byId.clear();
     await this.saving;
+  }
+
+  /** Ends every expired login. */
+  sweep(): void {
+    for (const session of [...this.byId.values()]) if (this.expired(session)) this.end(session.id);
   }
 
   get size(): number {
@@ -199,8 +211,11 @@ export class Sessions {
     const text = `${JSON.stringify({ sessions })}\n`;
     this.saving = this.saving
       .then(() => writeDurably(file, text, { makeFolder: true }))
-      .catch((error: unknown) => {
-        log?.error({ err: error, file }, 'console logins not saved: a restart now logs these operators out');
+      .catch(async (error: unknown) => {
+        // The old file may still hold a login ended since (a log-out, a stolen cookie): delete it (an
+        // unlink works on a full disk), so that a restart logs everyone out rather than bring it back.
+        await rm(file, { force: true }).catch(() => undefined);
+        log?.error({ err: error, file }, 'console logins not saved: a restart now logs every operator out');
       });
   }
 }
