@@ -14,6 +14,7 @@ const ABANDONED_MS = 1000;
 let janus: TestJanus;
 let server: Server;
 let origin: string;
+let proxy: JanusProxy;
 const login: Session = {
   id: 'test',
   identity: { name: 'ops', role: 'console' } satisfies Identity,
@@ -24,7 +25,7 @@ const login: Session = {
 
 beforeAll(async () => {
   janus = await janusServer();
-  const proxy = new JanusProxy({
+  proxy = new JanusProxy({
     url: janus.url,
     apiSecret: undefined,
     log: pino({ level: 'silent' }),
@@ -76,6 +77,31 @@ describe('janus proxy', () => {
       poll.abort();
       await held;
     }
+  });
+
+  it('holds at most 32 Janus sessions per login; a forgotten session leaves no log-out callback behind', async () => {
+    await expect.poll(() => proxy.sessions, { timeout: 6 * ABANDONED_MS, interval: 200 }).toBe(0);
+    expect(login.onEnd.size).toBe(0);
+    const polls = new AbortController();
+    const held: Array<Promise<unknown>> = [];
+    try {
+      for (let i = 0; i < 32; i++) {
+        const id = await create();
+        held.push(fetch(`${origin}/janus/${id}?maxev=10`, { signal: polls.signal }).catch(() => undefined));
+      }
+      const refused = await fetch(`${origin}/janus`, {
+        method: 'POST',
+        body: JSON.stringify({ janus: 'create', transaction: 'c' }),
+      });
+      expect(refused.status).toBe(429);
+      expect(login.onEnd.size).toBe(32);
+    } finally {
+      polls.abort();
+      await Promise.all(held);
+    }
+    // Nobody polls any more: each is destroyed as abandoned, and its log-out callback goes with it.
+    await expect.poll(() => proxy.sessions, { timeout: 6 * ABANDONED_MS, interval: 200 }).toBe(0);
+    expect(login.onEnd.size).toBe(0);
   });
 
   it("tells a page's long poll at once when Janus goes away", async () => {

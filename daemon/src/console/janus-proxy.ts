@@ -39,6 +39,8 @@ const MAX_QUEUED = 100;
 /** Streaming handles attached ahead in each session, for `view`. */
 const SPARE_HANDLES = 4;
 const MAX_HANDLES = 32;
+/** Janus sessions one login may hold (a tile each; a few tabs of a few cameras): each holds spare handles and a long poll. */
+const SESSIONS_PER_LOGIN = 32;
 const VIEWER_REQUESTS = new Set(['watch', 'start', 'pause', 'configure', 'stop']);
 /** configure: only the receiver-side knobs (playout delay for zero-delay rendering, media on/off). */
 const CONFIGURE_KEYS = new Set(['request', 'min_delay', 'max_delay', 'video', 'audio', 'data']);
@@ -70,6 +72,8 @@ interface Owned {
   lastPagePoll: number;
   /** Ends the hub's long poll of the session. */
   stop: AbortController;
+  /** Added to the login's onEnd (logged out: destroy the session); removed when the session is forgotten. */
+  onEnd: () => void;
   /** Looks for a page that has stopped polling. */
   reaper: NodeJS.Timeout | undefined;
 }
@@ -129,6 +133,10 @@ export class JanusProxy {
       if (this.apiSecret) body.apisecret = this.apiSecret;
       if (sessionId === undefined || !owned) {
         if (verb !== 'create') return this.refuse(response, 403, 'only create at the root');
+        if (
+          [...this.owned.values()].filter((other) => other.session === session).length >= SESSIONS_PER_LOGIN
+        )
+          return this.refuse(response, 429, `at most ${SESSIONS_PER_LOGIN} Janus sessions per login`);
         const reply = await this.forward(
           response,
           'POST',
@@ -201,6 +209,7 @@ export class JanusProxy {
       lastPagePoll: Date.now(),
       stop: new AbortController(),
       reaper: undefined,
+      onEnd: () => this.forget(id, true),
     };
     this.owned.set(id, owned);
     owned.reaper = setInterval(
@@ -212,7 +221,7 @@ export class JanusProxy {
       Math.min(10_000, this.abandonedMs / 2),
     );
     owned.reaper.unref();
-    session.onEnd.add(() => this.forget(id, true));
+    session.onEnd.add(owned.onEnd);
     for (let i = 0; i < SPARE_HANDLES; i++) this.attachSpare(id, owned);
     void this.relay(id, owned);
   }
@@ -389,6 +398,7 @@ export class JanusProxy {
     const owned = this.owned.get(id);
     if (!owned) return;
     this.owned.delete(id);
+    owned.session.onEnd.delete(owned.onEnd);
     owned.stop.abort();
     clearInterval(owned.reaper);
     for (const waiter of owned.offers.values()) waiter(undefined);
