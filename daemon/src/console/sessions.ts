@@ -18,10 +18,8 @@ export const SESSION_COOKIE = 'outpost_session';
 const ABSOLUTE_MS = 7 * 24 * 3600_000;
 /** Sessions kept at most (each is a few hundred bytes); the least recently used goes first. */
 const MAX_SESSIONS = 1000;
-/** The last use of each login is saved this often at most (the idle limit is hours). */
-const TOUCH_SAVE_MS = 60_000;
-/** Expired logins are looked for this often. */
-const SWEEP_MS = 60_000;
+/** Once a minute, expired logins end and the last uses since are saved (the idle limit is hours). */
+const TICK_MS = 60_000;
 
 export interface Session {
   /** SHA-256 of the cookie's token (base64url): the key, in memory and in the file. */
@@ -57,8 +55,9 @@ export class Sessions {
   private readonly byId = new Map<string, Session>();
   private readonly now: () => number;
   private saving: Promise<void> = Promise.resolve();
-  private touchTimer: NodeJS.Timeout | undefined;
-  private sweepTimer: NodeJS.Timeout | undefined;
+  private tick: NodeJS.Timeout | undefined;
+  /** A login was used since the last save. */
+  private touched = false;
   private closed = false;
 
   constructor(private readonly options: SessionsOptions) {
@@ -73,7 +72,10 @@ export class Sessions {
     const { file, log } = this.options;
     this.closed = false;
     // Expired logins end on their own (their connections close), not only when their cookie comes back.
-    this.sweepTimer ??= setInterval(() => this.sweep(), SWEEP_MS).unref();
+    this.tick ??= setInterval(() => {
+      this.sweep();
+      if (this.touched) this.save();
+    }, TICK_MS).unref();
     if (!file) return;
     let text: string;
     try {
@@ -136,10 +138,7 @@ export class Sessions {
     // Map order is recency order: the least recently used is evicted first.
     this.byId.delete(id);
     this.byId.set(id, session);
-    this.touchTimer ??= setTimeout(() => {
-      this.touchTimer = undefined;
-      this.save();
-    }, TOUCH_SAVE_MS).unref();
+    this.touched = true;
     return session;
   }
 
@@ -162,10 +161,8 @@ export class Sessions {
    * restored by the next run's load().
    */
   async close(): Promise<void> {
-    clearTimeout(this.touchTimer);
-    this.touchTimer = undefined;
-    clearInterval(this.sweepTimer);
-    this.sweepTimer = undefined;
+    clearInterval(this.tick);
+    this.tick = undefined;
     this.save();
     this.closed = true;
     for (const session of this.byId.values()) {
@@ -202,6 +199,7 @@ export class Sessions {
   private save(): void {
     const { file, log } = this.options;
     if (!file || this.closed) return;
+    this.touched = false;
     const sessions = [...this.byId.values()].map(({ id, identity, createdAt, lastUsedAt }) => ({
       id,
       identity: { name: identity.name, role: identity.role },
